@@ -1,0 +1,70 @@
+// Package cli holds procwatch's command line: one file per command, all
+// hanging off the root command built here.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Options are the global flags every command can read.
+type Options struct {
+	RulesPath string // --rules: rules file; empty means the embedded default
+	DBPath    string // --db: incident database; empty means the default path
+	Socket    string // --socket: agent socket; empty means the default path
+}
+
+// ExitError carries a specific exit code out of a command, for commands
+// whose contract names one (for example `rules check` exits 1 on a bad file).
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// commands lists the constructors of every subcommand. Files add to it in
+// their init functions so that each command lives in its own file.
+var commands []func(*Options) *cobra.Command
+
+// NewRoot builds the procwatch command tree.
+func NewRoot() *cobra.Command {
+	opts := &Options{}
+	root := &cobra.Command{
+		Use:   "procwatch",
+		Short: "Live process monitor: every exec, root escalation and exit, from eBPF",
+		Long: `procwatch watches every process on this host with an eBPF sensor:
+each execution (and each failed one), each escalation to root (and each
+refused attempt), and each exit. Rules turn events into incidents.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: the built-in rules.yaml)")
+	root.PersistentFlags().StringVar(&opts.DBPath, "db", "", "incident database (default: /var/lib/procwatch/procwatch.db as root)")
+	root.PersistentFlags().StringVar(&opts.Socket, "socket", "", "agent socket (default: /run/procwatch/procwatch.sock)")
+	for _, c := range commands {
+		root.AddCommand(c(opts))
+	}
+	return root
+}
+
+// Main runs procwatch with args and returns the process exit code. Errors
+// are printed as one line on stderr.
+func Main(args []string) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "procwatch: %v\n", err)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 1
+}

@@ -1,0 +1,151 @@
+package rules
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// Incident is what a rule raises: an event worth an operator's attention,
+// with the rule that judged it and how often it repeated. The JSON names are
+// a contract shared by export, `procwatch incidents --json` and the agent
+// protocol.
+type Incident struct {
+	ID       ID             `json:"id"`
+	Time     time.Time      `json:"time"` // when the incident was first raised
+	Host     string         `json:"host"`
+	Rule     string         `json:"rule"`
+	Type     string         `json:"type"` // the rule type, e.g. "root-escalation"
+	Outcome  sensor.Outcome `json:"outcome"`
+	Severity Severity       `json:"severity"`
+	Summary  string         `json:"summary"`
+	Status   Status         `json:"status"`
+	Process  sensor.Event   `json:"process"`
+
+	// Dedup: the same rule, exe, args, uid and outcome within the window
+	// update one incident instead of raising another.
+	Count     uint64    `json:"count"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Status is where an incident stands in triage.
+type Status string
+
+// Incident statuses. Masked means a skip added later covers it.
+const (
+	StatusOpen         Status = "open"
+	StatusAcknowledged Status = "acknowledged"
+	StatusMasked       Status = "masked"
+)
+
+// ID identifies an incident. IDs are unique within a host and ordered by
+// the time the incident was raised, so a store can key by them and a client
+// can resume "after the last id I saw". The upper 64 bits are never needed:
+// an ID is the raise time in Unix nanoseconds, bumped by one on collision.
+// Its text form is 16 lowercase hex digits, which sorts like the number.
+type ID uint64
+
+var lastID atomic.Uint64
+
+// NewID returns an ID for an incident raised at t, strictly greater than
+// every ID this process handed out before.
+func NewID(t time.Time) ID {
+	want := uint64(t.UnixNano())
+	for {
+		prev := lastID.Load()
+		next := want
+		if next <= prev {
+			next = prev + 1
+		}
+		if lastID.CompareAndSwap(prev, next) {
+			return ID(next)
+		}
+	}
+}
+
+// Bytes returns the big-endian key form of id, which sorts by time.
+func (id ID) Bytes() []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(id))
+	return b[:]
+}
+
+// String returns the 16-hex-digit text form.
+func (id ID) String() string { return hex.EncodeToString(id.Bytes()) }
+
+// MarshalText implements encoding.TextMarshaler, so JSON carries the text form.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses the 16-hex-digit text form.
+func (id *ID) UnmarshalText(b []byte) error {
+	v, err := ParseID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
+// ParseID parses the text form of an ID.
+func ParseID(s string) (ID, error) {
+	if len(s) != 16 {
+		return 0, fmt.Errorf("incident id %q: want 16 hex digits", s)
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return 0, fmt.Errorf("incident id %q: want 16 hex digits", s)
+	}
+	return ID(binary.BigEndian.Uint64(b)), nil
+}
+
+// Severity ranks incidents. The zero value is SeverityNone, which means "raise
+// nothing"; the others order from Info (lowest) to Critical.
+type Severity uint8
+
+// Severities in increasing order.
+const (
+	SeverityNone Severity = iota
+	SeverityInfo
+	SeverityLow
+	SeverityMedium
+	SeverityHigh
+	SeverityCritical
+)
+
+var severityNames = [...]string{"none", "info", "low", "medium", "high", "critical"}
+
+// String returns the name used in rules.yaml and JSON.
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return fmt.Sprintf("severity(%d)", uint8(s))
+}
+
+// ParseSeverity reads a severity name as written in rules.yaml.
+func ParseSeverity(name string) (Severity, error) {
+	for i, n := range severityNames {
+		if n == name {
+			return Severity(i), nil
+		}
+	}
+	return SeverityNone, fmt.Errorf("unknown severity %q (want info, low, medium, high, critical or none)", name)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}

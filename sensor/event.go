@@ -1,0 +1,105 @@
+// Package sensor loads procwatch's eBPF programs, decodes what they report
+// and turns it into typed events: every exec (successful or failed), every
+// escalation to root (granted or refused) and every process exit.
+//
+// The JSON names of Event are a contract: `procwatch events --json`, the
+// incident export and the agent protocol all use them, and outside tools
+// parse them. Add fields; never rename one.
+package sensor
+
+import "time"
+
+// EventType says which kind of process activity an Event describes.
+type EventType string
+
+// The event types the sensor reports. Fork events are used internally to
+// maintain the process table and are never streamed.
+const (
+	TypeExec       EventType = "exec"
+	TypeEscalation EventType = "escalation"
+	TypeExit       EventType = "exit"
+)
+
+// Outcome says whether the action succeeded. Rules pick their severity by it.
+type Outcome string
+
+// Outcomes. For exits, success means exit code 0 and no fatal signal.
+const (
+	Success Outcome = "success"
+	Failure Outcome = "failure"
+)
+
+// Escalation methods: how a process without root ids gained (or tried to
+// gain) uid 0 or euid 0.
+const (
+	MethodSuidExec    = "suid-exec"
+	MethodSetuid      = "setuid"
+	MethodSetreuid    = "setreuid"
+	MethodSetresuid   = "setresuid"
+	MethodSetfsuid    = "setfsuid"
+	MethodUnexplained = "unexplained"
+)
+
+// Ancestor is one link of a process's parent chain.
+type Ancestor struct {
+	PID uint32 `json:"pid"`
+	Exe Text   `json:"exe"`
+}
+
+// Event is one fact the sensor observed about a process. Fields that do not
+// apply to a type are left at their zero value and omitted from JSON, except
+// the identity fields every event carries.
+//
+// Strings that come from processes (comm, paths, args, tty, cgroup) are Text:
+// raw bytes, kept exactly, because a hostile process chooses them.
+type Event struct {
+	Type EventType `json:"type"`
+	Time time.Time `json:"time"`
+
+	PID  uint32 `json:"pid"`  // thread-group id, what users call a pid
+	TID  uint32 `json:"tid"`  // the thread that acted
+	PPID uint32 `json:"ppid"` // thread-group id of the real parent
+	UID  uint32 `json:"uid"`
+	EUID uint32 `json:"euid"`
+	GID  uint32 `json:"gid"`
+	EGID uint32 `json:"egid"`
+	// AUID is the login uid (audit uid); 4294967295 when unset.
+	AUID uint32 `json:"auid"`
+	Comm Text   `json:"comm"`
+	// Exe is the absolute, resolved path of the running binary.
+	Exe Text `json:"exe"`
+
+	// Exec fields.
+	Filename      Text       `json:"filename,omitempty"` // as requested by the caller
+	Args          []Text     `json:"args,omitempty"`     // argv, including argv[0]
+	ArgsTruncated bool       `json:"args_truncated,omitempty"`
+	Cwd           Text       `json:"cwd,omitempty"`
+	TTY           Text       `json:"tty,omitempty"`
+	Cgroup        Text       `json:"cgroup,omitempty"`
+	ContainerID   string     `json:"container_id,omitempty"`
+	ParentExe     Text       `json:"parent_exe,omitempty"`
+	Ancestors     []Ancestor `json:"ancestors,omitempty"` // parent first, up to pid 1
+
+	Outcome Outcome `json:"outcome"`
+	// Errno names the error of a failed action, such as "ENOENT".
+	Errno string `json:"errno,omitempty"`
+
+	// Escalation fields. Pointers so that uid 0 is still written.
+	Method  string  `json:"method,omitempty"`
+	OldUID  *uint32 `json:"old_uid,omitempty"`
+	OldEUID *uint32 `json:"old_euid,omitempty"`
+	NewUID  *uint32 `json:"new_uid,omitempty"`
+	NewEUID *uint32 `json:"new_euid,omitempty"`
+
+	// Exit fields. ExitCode is a pointer so that code 0 is still written.
+	ExitCode   *int   `json:"exit_code,omitempty"`
+	Signal     string `json:"signal,omitempty"` // e.g. "SIGSEGV" when killed
+	CoreDumped bool   `json:"core_dumped,omitempty"`
+	DurationNS int64  `json:"duration_ns,omitempty"`
+}
+
+// Uint32 returns a pointer to v, for the optional id fields of Event.
+func Uint32(v uint32) *uint32 { return &v }
+
+// Int returns a pointer to v, for Event.ExitCode.
+func Int(v int) *int { return &v }
