@@ -1,0 +1,73 @@
+package rules
+
+import "time"
+
+// Rule types, as written in rules.yaml.
+const (
+	TypeBinExecution       = "bin-execution"       // matches exec events
+	TypeRootEscalation     = "root-escalation"     // matches escalation events
+	TypeTerminationFailure = "termination-failure" // matches exit events
+)
+
+// Rule is one entry of rules.yaml after validation. It is plain data so that
+// the TUI and the agent protocol can show it.
+type Rule struct {
+	Name        string          `json:"name"`
+	Type        string          `json:"type"`
+	Description string          `json:"description,omitempty"`
+	Match       Selectors       `json:"match"`
+	Severity    OutcomeSeverity `json:"severity"`
+	Skip        SkipList        `json:"skip"`
+}
+
+// OutcomeSeverity gives a rule's severity for each outcome of the action.
+type OutcomeSeverity struct {
+	Success Severity `json:"success"`
+	Failure Severity `json:"failure"`
+}
+
+// Selectors say which processes a rule covers; every selector given must
+// match. An empty selector matches everything.
+type Selectors struct {
+	Paths          []string `json:"paths,omitempty"`           // globs on the resolved exe
+	Commands       []string `json:"commands,omitempty"`        // exe base name or comm
+	Users          []string `json:"users,omitempty"`           // user name or uid
+	ParentCommands []string `json:"parent_commands,omitempty"` // parent's command
+	Container      *bool    `json:"container,omitempty"`       // in a container or not
+	ExitCodes      []int    `json:"exit_codes,omitempty"`      // termination-failure only
+	Signals        []string `json:"signals,omitempty"`         // termination-failure only, e.g. SIGSEGV
+}
+
+// SkipList holds the skips written in rules.yaml, globally or on one rule.
+type SkipList struct {
+	Commands []string `json:"commands,omitempty"`
+	Paths    []string `json:"paths,omitempty"`
+	Users    []string `json:"users,omitempty"`
+}
+
+// Skip kinds.
+const (
+	SkipCommand = "command"
+	SkipPath    = "path"
+	SkipUser    = "user"
+)
+
+// Skip sources: where a skip was defined.
+const (
+	SourceRulesFile = "rules.yaml" // written in the rules file
+	SourceAdded     = "added"      // added at run time, stored in the database
+)
+
+// Skip is one skip entry with its provenance. Skips from rules.yaml and
+// skips added at run time (TUI, `procwatch skip add`) share this type so
+// that every consumer can list them together and say where each came from.
+type Skip struct {
+	ID      string    `json:"id,omitempty"` // set by the store for added skips
+	Kind    string    `json:"kind"`         // command | path | user
+	Value   string    `json:"value"`
+	Rule    string    `json:"rule,omitempty"` // empty: applies to every rule
+	Source  string    `json:"source"`
+	Note    string    `json:"note,omitempty"`
+	AddedAt time.Time `json:"added_at,omitzero"`
+	AddedBy string    `json:"added_by,omitempty"`
+}

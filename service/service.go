@@ -1,0 +1,97 @@
+// Package service defines the one interface between procwatch's pipeline
+// (sensor, rules, store) and its front ends (the TUI and the CLI). A local
+// pipeline implements it in process; an agent client implements it over a
+// socket or SSH, so front ends never touch BPF or the database directly.
+package service
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// Service is everything a front end can ask of one host's pipeline.
+type Service interface {
+	// Subscribe streams updates until ctx ends. Incidents with an ID greater
+	// than after are replayed first (0 replays none), so a client that
+	// reconnects misses nothing. Events arrive in batches, never one by one.
+	Subscribe(ctx context.Context, after rules.ID) (<-chan Update, error)
+
+	// Incidents returns stored incidents matching q, newest first.
+	Incidents(ctx context.Context, q Query) ([]rules.Incident, error)
+	// Noise counts incidents since a time by command and by path, most first.
+	Noise(ctx context.Context, since time.Time, limit int) (Noise, error)
+	// SetStatus acknowledges or masks incidents.
+	SetStatus(ctx context.Context, ids []rules.ID, status rules.Status) error
+
+	// Skips lists every skip, from rules.yaml and added ones.
+	Skips(ctx context.Context) ([]rules.Skip, error)
+	// PreviewSkip says how many open incidents s would mask, without adding it.
+	PreviewSkip(ctx context.Context, s rules.Skip) (int, error)
+	// AddSkip stores s, applies it to new events at once and masks the open
+	// incidents it covers. The returned skip has its ID set.
+	AddSkip(ctx context.Context, s rules.Skip) (added rules.Skip, masked int, err error)
+	// RemoveSkip deletes an added skip and unmasks exactly the incidents it masked.
+	RemoveSkip(ctx context.Context, id string) (unmasked int, err error)
+
+	// Rules returns the active rules.
+	Rules(ctx context.Context) ([]rules.Rule, error)
+	// SetMonitoring attaches (true) or detaches (false) the sensor; the
+	// choice persists across restarts.
+	SetMonitoring(ctx context.Context, on bool) error
+	// Status reports the host's state: monitoring, sensor stats, rules file
+	// status and open incidents by severity.
+	Status(ctx context.Context) (Status, error)
+
+	// Export writes incidents matching q to w as "json" (one array) or
+	// "ndjson" (one incident a line) and returns how many it wrote.
+	Export(ctx context.Context, q Query, format string, w io.Writer) (int, error)
+}
+
+// Query selects incidents. Zero fields do not filter.
+type Query struct {
+	MinSeverity rules.Severity `json:"min_severity,omitempty"`
+	Type        string         `json:"type,omitempty"`
+	Rule        string         `json:"rule,omitempty"`
+	Status      rules.Status   `json:"status,omitempty"`
+	Since       time.Time      `json:"since,omitzero"`
+	Until       time.Time      `json:"until,omitzero"`
+	Grep        string         `json:"grep,omitempty"` // substring of summary, exe, args, rule
+	Limit       int            `json:"limit,omitempty"`
+}
+
+// Update is one message of a subscription. Exactly the fields that changed
+// are set.
+type Update struct {
+	Events    []sensor.Event   `json:"events,omitempty"`
+	Incidents []rules.Incident `json:"incidents,omitempty"` // new or updated (count, status)
+	Status    *Status          `json:"status,omitempty"`
+}
+
+// Status is a snapshot of one host.
+type Status struct {
+	Host       string         `json:"host"`
+	Monitoring bool           `json:"monitoring"`
+	Sensor     sensor.Stats   `json:"sensor"`
+	RulesPath  string         `json:"rules_path"`
+	RulesError string         `json:"rules_error,omitempty"` // last reload error; old rules stay active
+	OpenBySev  map[string]int `json:"open_by_severity"`
+	Time       time.Time      `json:"time"`
+}
+
+// Noise answers "why am I seeing so many incidents": counts by command and by
+// path, most first.
+type Noise struct {
+	Commands []NoiseEntry `json:"commands"`
+	Paths    []NoiseEntry `json:"paths"`
+}
+
+// NoiseEntry is one command or path with its incident count.
+type NoiseEntry struct {
+	Value string `json:"value"`
+	Rule  string `json:"rule,omitempty"`
+	Count int    `json:"count"`
+}
