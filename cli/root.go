@@ -31,6 +31,10 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // their init functions so that each command lives in its own file.
 var commands []func(*Options) *cobra.Command
 
+// rootRun runs when procwatch is started without a subcommand. The TUI's
+// file sets it; until then the root command prints help.
+var rootRun func(opts *Options, cmd *cobra.Command, args []string) error
+
 // NewRoot builds the procwatch command tree.
 func NewRoot() *cobra.Command {
 	opts := &Options{}
@@ -46,6 +50,10 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: the built-in rules.yaml)")
 	root.PersistentFlags().StringVar(&opts.DBPath, "db", "", "incident database (default: /var/lib/procwatch/procwatch.db as root)")
 	root.PersistentFlags().StringVar(&opts.Socket, "socket", "", "agent socket (default: /run/procwatch/procwatch.sock)")
+	if rootRun != nil {
+		root.RunE = func(cmd *cobra.Command, args []string) error { return rootRun(opts, cmd, args) }
+		root.Args = cobra.NoArgs
+	}
 	for _, c := range commands {
 		root.AddCommand(c(opts))
 	}
