@@ -69,6 +69,10 @@ type Update struct {
 	Events    []sensor.Event   `json:"events,omitempty"`
 	Incidents []rules.Incident `json:"incidents,omitempty"` // new or updated (count, status)
 	Status    *Status          `json:"status,omitempty"`
+	// Dropped counts the events and incidents this subscriber lost since its
+	// previous update because it read too slowly. Lost incidents are still
+	// stored: a consumer that sees Dropped > 0 can query them again.
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 // Status is a snapshot of one host.
