@@ -73,6 +73,10 @@ type Update struct {
 	// previous update because it read too slowly. Lost incidents are still
 	// stored: a consumer that sees Dropped > 0 can query them again.
 	Dropped uint64 `json:"dropped,omitempty"`
+	// Skipped lists the indexes in Events of events that a rule matched but
+	// a skip suppressed, so front ends can show false positives dimmed
+	// instead of hiding them.
+	Skipped []int `json:"skipped,omitempty"`
 }
 
 // Status is a snapshot of one host.
