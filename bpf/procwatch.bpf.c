@@ -1,0 +1,615 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* procwatch's kernel side: tracepoint programs that report execs (and failed
+ * execs), escalations to root (and refused attempts), forks and exits on one
+ * ring buffer. Only tracepoints and BTF raw tracepoints are used, so the
+ * sensor runs on kernels built without kprobes and where fentry/LSM programs
+ * are refused. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "procwatch.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* The sensor's own thread-group id, set before load: its own activity is
+ * never reported (judged by pid, never by name). */
+const volatile __u32 self_tgid = 0;
+
+/* Events to user space. Its size is set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} events SEC(".maps");
+
+/* Events that found no room in the ring buffer, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* Scratch space to build one event; too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch SEC(".maps");
+
+/* An execve/execveat in flight, keyed by the calling thread's id. Recorded at
+ * syscall entry (cheap: pointers and ids only) and read at sched_process_exec
+ * (to compare credentials) or at syscall exit (to report a failure). */
+struct exec_call {
+	__u64 filename;  /* user pointer */
+	__u64 argv;      /* user pointer */
+	__u32 uid;
+	__u32 euid;
+	__s32 dirfd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct exec_call);
+} exec_calls SEC(".maps");
+
+/* A set*uid call in flight that could grant root, keyed by thread id. */
+struct setid_call {
+	__u32 method;
+	__u32 old_uid;
+	__u32 old_euid;
+	__u32 req_uid;   /* requested real (or fs) uid, as passed; -1 = unchanged */
+	__u32 req_euid;  /* requested effective uid, as passed; -1 = unchanged */
+	__u32 init_ns;   /* caller is in the initial user namespace */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct setid_call);
+} setid_calls SEC(".maps");
+
+/* Field renamed in Linux 6.15; this flavor lets CO-RE find it on older kernels. */
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+};
+
+static __always_inline void count_drop(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&drops, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline struct event *new_event(struct task_struct *task, __u32 type)
+{
+	__u32 zero = 0;
+	struct event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	__builtin_memset(&e->h, 0, sizeof(e->h));
+	e->h.type = type;
+	e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
+	e->h.pid = BPF_CORE_READ(task, tgid);
+	e->h.tid = BPF_CORE_READ(task, pid);
+	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
+	e->h.uid = BPF_CORE_READ(cred, uid.val);
+	e->h.euid = BPF_CORE_READ(cred, euid.val);
+	e->h.gid = BPF_CORE_READ(cred, gid.val);
+	e->h.egid = BPF_CORE_READ(cred, egid.val);
+	if (bpf_core_field_exists(task->loginuid))
+		e->h.auid = BPF_CORE_READ(task, loginuid.val);
+	else
+		e->h.auid = (__u32)-1;
+	bpf_probe_read_kernel_str(e->h.comm, sizeof(e->h.comm), &task->comm);
+	return e;
+}
+
+/* launder stores the write offset in map memory and reads it back. The
+ * verifier does not track values kept in map memory, so afterwards it sees
+ * an unknown offset that the masks and bounds checks still make safe. This
+ * keeps it from exploring every combination of component lengths across
+ * the path and argument loops, which would exceed its instruction budget. */
+static __always_inline __u32 launder(struct event *e, __u32 off)
+{
+	e->cursor = off;
+	return *(volatile __u32 *)&e->cursor;
+}
+
+/* slot returns where to write at off. The mask is applied in assembly so
+ * that the compiler cannot drop it after proving a tighter bound that the
+ * verifier would not see; every write through a slot stays inside data[]
+ * because writes are at most DATA_SLACK bytes long. */
+static __always_inline char *slot(struct event *e, __u32 off)
+{
+	__u64 o = off;
+	asm volatile("%[o] &= %[m]" : [o] "+r"(o) : [m] "i"(DATA_MAX - 1));
+	return &e->data[o];
+}
+
+static __always_inline void submit(struct event *e, __u32 off)
+{
+	__u64 size = (__u64)off + sizeof(e->h);
+	/* Compare and pass the same register, so the verifier keeps the bound. */
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(e->h) + DATA_MAX)
+		size = sizeof(e->h) + DATA_MAX;
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(e->h) + DATA_MAX)
+		return;
+	if (bpf_ringbuf_output(&events, e, size, 0) < 0)
+		count_drop();
+}
+
+/* put_path writes the components of a path, leaf first, each NUL-terminated,
+ * starting at off. It crosses mount points up to the root of the task's mount
+ * namespace. Returns the new offset. */
+static __always_inline __u32 put_path(struct event *e, __u32 off, const struct path *path)
+{
+	struct dentry *d = BPF_CORE_READ(path, dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+	struct mount *mnt = (struct mount *)((void *)vfsmnt - mnt_off);
+
+	for (int i = 0; i < PATH_DEPTH; i++) {
+		off = launder(e, off);
+		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (d == mnt_root || d == parent) {
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+			if (d != mnt_root || up == mnt)
+				return off; /* reached the root */
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			vfsmnt = (struct vfsmount *)((void *)mnt + mnt_off);
+			continue;
+		}
+		if (off > DATA_MAX - NAME_MAX_READ) {
+			e->h.flags |= F_PATH_TRUNC;
+			return off;
+		}
+		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+		long n = bpf_probe_read_kernel_str(slot(e, off), NAME_MAX_READ, name);
+		if (n <= 0)
+			return off;
+		off += n;
+		d = parent;
+	}
+	e->h.flags |= F_PATH_TRUNC;
+	return off;
+}
+
+/* put_kstr copies a kernel string; returns the new offset. */
+static __always_inline __u32 put_kstr(struct event *e, __u32 off, const char *s, __u32 max)
+{
+	if (!s || off > DATA_MAX - max)
+		return off;
+	long n = bpf_probe_read_kernel_str(slot(e, off), max, s);
+	return n > 0 ? off + n : off;
+}
+
+/* put_ustr copies a user string; returns the new offset. */
+static __always_inline __u32 put_ustr(struct event *e, __u32 off, const char *s, __u32 max)
+{
+	if (!s || off > DATA_MAX - max)
+		return off;
+	long n = bpf_probe_read_user_str(slot(e, off), max, s);
+	return n > 0 ? off + n : off;
+}
+
+/* put_context adds cwd, tty and cgroup path, shared by exec and failed exec. */
+static __always_inline __u32 put_context(struct event *e, __u32 off, struct task_struct *task)
+{
+	off = launder(e, off);
+	__u32 start = off;
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	if (fs)
+		off = put_path(e, off, &fs->pwd);
+	e->h.cwd_len = off - start;
+
+	start = off;
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	if (tty)
+		off = put_kstr(e, off, (const char *)&tty->name, 64);
+	e->h.tty_len = off - start;
+
+	start = off;
+	e->h.cgroup_id = bpf_get_current_cgroup_id();
+	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	for (int i = 0; i < CGROUP_DEPTH && kn; i++) {
+		off = launder(e, off);
+		struct kernfs_node *parent;
+		if (bpf_core_field_exists(kn->__parent))
+			parent = BPF_CORE_READ(kn, __parent);
+		else
+			parent = BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+		if (!parent)
+			break; /* the root's name is empty */
+		off = put_kstr(e, off, BPF_CORE_READ(kn, name), NAME_MAX_READ);
+		kn = parent;
+	}
+	e->h.cgroup_len = off - start;
+	return off;
+}
+
+static __always_inline int has_root(__u32 uid, __u32 euid)
+{
+	return uid == 0 || euid == 0;
+}
+
+/* ---- exec ---- */
+
+static __always_inline int record_exec_call(__u64 filename, __u64 argv, __s32 dirfd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	__u64 ug = bpf_get_current_uid_gid();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct exec_call c = {
+		.filename = filename,
+		.argv = argv,
+		.uid = (__u32)ug,
+		.euid = BPF_CORE_READ(task, real_cred, euid.val),
+		.dirfd = dirfd,
+	};
+	__u32 tid = (__u32)id;
+	bpf_map_update_elem(&exec_calls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int enter_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return record_exec_call(ctx->args[0], ctx->args[1], -100 /* AT_FDCWD */);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int enter_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return record_exec_call(ctx->args[1], ctx->args[2], (__s32)ctx->args[0]);
+}
+
+/* exit_exec reports a failed exec. A successful one never gets here with
+ * its record: sched_process_exec consumed it. */
+static __always_inline int exit_exec(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct exec_call *c = bpf_map_lookup_elem(&exec_calls, &tid);
+	if (!c)
+		return 0;
+	if (ret >= 0) {
+		bpf_map_delete_elem(&exec_calls, &tid);
+		return 0;
+	}
+	struct exec_call call = *c;
+	bpf_map_delete_elem(&exec_calls, &tid);
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct event *e = new_event(task, EV_EXEC_FAIL);
+	if (!e)
+		return 0;
+	e->h.retval = (__s32)ret;
+	e->h.dirfd = call.dirfd;
+	e->h.flags |= F_ARGS_USER;
+
+	__u32 off = 0;
+	/* exe_len stays 0: nothing ran; the decoder derives exe from filename. */
+	off = put_ustr(e, off, (const char *)call.filename, NAME_MAX_READ * 16);
+	e->h.filename_len = off;
+
+	__u32 start = off;
+	const char *const *argv = (const char *const *)call.argv;
+	for (int i = 0; i < MAX_ARGS; i++) {
+		off = launder(e, off);
+		const char *arg = 0;
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) < 0 || !arg)
+			break;
+		if (off - start >= ARGS_MAX || off > DATA_MAX - ARGS_MAX) {
+			e->h.flags |= F_ARGS_TRUNC;
+			break;
+		}
+		long n = bpf_probe_read_user_str(slot(e, off), ARGS_MAX, arg);
+		if (n <= 0)
+			break;
+		off += n;
+		if (i == MAX_ARGS - 1)
+			e->h.flags |= F_ARGS_TRUNC;
+	}
+	e->h.args_len = off - start;
+
+	off = put_context(e, off, task);
+	submit(e, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int exit_execve(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_exec(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int exit_execveat(struct trace_event_raw_sys_exit *ctx)
+{
+	return exit_exec(ctx->ret);
+}
+
+/* on_exec runs in the new program's context: current->mm is the new image,
+ * current's credentials are the new ones. */
+static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, const char *filename)
+{
+	if (BPF_CORE_READ(task, tgid) == self_tgid)
+		return 0;
+	struct event *e = new_event(task, EV_EXEC);
+	if (!e)
+		return 0;
+	e->h.old_pid = old_pid;
+
+	__u32 off = 0;
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe)
+		off = put_path(e, off, &exe->f_path);
+	e->h.exe_len = off;
+
+	__u32 start = off;
+	off = put_kstr(e, off, filename, NAME_MAX_READ * 16);
+	e->h.filename_len = off - start;
+
+	start = off;
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
+	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 len = arg_end - arg_start;
+	if (len > ARGS_MAX) {
+		len = ARGS_MAX;
+		e->h.flags |= F_ARGS_TRUNC;
+	}
+	if (len > 0 && off <= DATA_MAX - ARGS_MAX) {
+		if (bpf_probe_read_user(slot(e, off), len, (void *)arg_start) == 0)
+			off += len;
+	}
+	e->h.args_len = off - start;
+
+	off = put_context(e, off, task);
+
+	/* Compare with the credentials the caller had before exec. */
+	struct exec_call *c = bpf_map_lookup_elem(&exec_calls, &old_pid);
+	__u32 old_uid = 0, old_euid = 0;
+	int known = 0;
+	if (c) {
+		old_uid = c->uid;
+		old_euid = c->euid;
+		known = 1;
+		bpf_map_delete_elem(&exec_calls, &old_pid);
+	}
+	submit(e, off);
+
+	if (known && !has_root(old_uid, old_euid) && has_root(e->h.uid, e->h.euid)) {
+		/* A set-user-ID-root binary (or file capabilities granting uid 0). */
+		e->h.type = EV_ESCALATION;
+		e->h.method = M_SUID_EXEC;
+		e->h.old_uid = old_uid;
+		e->h.old_euid = old_euid;
+		e->h.new_uid = e->h.uid;
+		e->h.new_euid = e->h.euid;
+		/* Keep the exe and filename sections; drop the rest. */
+		__u32 keep = e->h.exe_len + e->h.filename_len;
+		e->h.args_len = 0;
+		e->h.cwd_len = 0;
+		e->h.tty_len = 0;
+		e->h.cgroup_len = 0;
+		submit(e, keep);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(btf_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	return on_exec(p, old_pid, BPF_CORE_READ(bprm, filename));
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 loc = ctx->__data_loc_filename;
+	return on_exec(task, ctx->old_pid, (const char *)ctx + (loc & 0xFFFF));
+}
+
+/* ---- fork and exit ---- */
+
+static __always_inline int on_fork(struct task_struct *parent, struct task_struct *child)
+{
+	__u32 pid = BPF_CORE_READ(child, pid);
+	__u32 tgid = BPF_CORE_READ(child, tgid);
+	if (pid != tgid || BPF_CORE_READ(parent, tgid) == self_tgid)
+		return 0; /* a new thread, or the sensor's own child */
+	struct event *e = new_event(child, EV_FORK);
+	if (!e)
+		return 0;
+	e->h.ppid = BPF_CORE_READ(parent, tgid);
+	submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(btf_sched_fork, struct task_struct *parent, struct task_struct *child)
+{
+	return on_fork(parent, child);
+}
+
+SEC("tracepoint/sched/sched_process_fork")
+int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	/* The classic tracepoint gives pids only; the child is not current. */
+	struct task_struct *parent = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ(parent, tgid) == self_tgid)
+		return 0;
+	__u32 child_pid = ctx->child_pid;
+	/* Threads share the parent's tgid; a new process has its own. Without
+	 * the child task we cannot tell for sure, so report every fork and let
+	 * the process table ignore pids it already knows as threads. */
+	struct event *e = new_event(parent, EV_FORK);
+	if (!e)
+		return 0;
+	e->h.ppid = e->h.pid;
+	e->h.pid = child_pid;
+	e->h.tid = child_pid;
+	submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_exit(struct task_struct *task)
+{
+	if (BPF_CORE_READ(task, tgid) == self_tgid)
+		return 0;
+	/* Report a process once: when its last thread exits. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	struct event *e = new_event(task, EV_EXIT);
+	if (!e)
+		return 0;
+	e->h.exit_code = BPF_CORE_READ(task, exit_code);
+	__u64 start = BPF_CORE_READ(task, group_leader, start_time);
+	e->h.duration_ns = bpf_ktime_get_ns() - start;
+	submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(btf_sched_exit, struct task_struct *p)
+{
+	return on_exit(p);
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int tp_sched_exit(void *ctx)
+{
+	return on_exit((struct task_struct *)bpf_get_current_task());
+}
+
+/* ---- set*uid ---- */
+
+static __always_inline int record_setid(__u32 method, __u32 req_uid, __u32 req_euid, __u32 req_suid)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)(id >> 32) == self_tgid)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
+	__u32 uid = BPF_CORE_READ(cred, uid.val);
+	__u32 euid = BPF_CORE_READ(cred, euid.val);
+	if (has_root(uid, euid))
+		return 0; /* already privileged: not an escalation */
+	if (req_uid != 0 && req_euid != 0 && req_suid != 0)
+		return 0; /* not asking for root */
+	struct setid_call c = {
+		.method = method,
+		.old_uid = uid,
+		.old_euid = euid,
+		.req_uid = req_uid,
+		.req_euid = req_euid,
+		.init_ns = BPF_CORE_READ(cred, user_ns, level) == 0,
+	};
+	__u32 tid = (__u32)id;
+	bpf_map_update_elem(&setid_calls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int finish_setid(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct setid_call *p = bpf_map_lookup_elem(&setid_calls, &tid);
+	if (!p)
+		return 0;
+	struct setid_call c = *p;
+	bpf_map_delete_elem(&setid_calls, &tid);
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
+	__u32 uid = BPF_CORE_READ(cred, uid.val);
+	__u32 euid = BPF_CORE_READ(cred, euid.val);
+	int gained;
+	if (c.method == M_SETFSUID) {
+		/* setfsuid never fails; it returns the previous fsuid. */
+		gained = BPF_CORE_READ(cred, fsuid.val) == 0;
+		ret = gained ? 0 : -1 /* EPERM */;
+	} else {
+		gained = ret == 0 && has_root(uid, euid);
+	}
+	if (!gained && (ret == 0 || !c.init_ns))
+		return 0; /* worked but not root (user namespace), or refused inside one */
+
+	struct event *e = new_event(task, EV_ESCALATION);
+	if (!e)
+		return 0;
+	e->h.method = c.method;
+	e->h.retval = gained ? 0 : (__s32)ret;
+	e->h.old_uid = c.old_uid;
+	e->h.old_euid = c.old_euid;
+	if (gained) {
+		e->h.new_uid = uid;
+		e->h.new_euid = euid;
+		if (c.method == M_SETFSUID)
+			e->h.new_euid = BPF_CORE_READ(cred, fsuid.val);
+	} else {
+		e->h.new_uid = c.req_uid == (__u32)-1 ? c.old_uid : c.req_uid;
+		e->h.new_euid = c.req_euid == (__u32)-1 ? c.old_euid : c.req_euid;
+	}
+	__u32 off = 0;
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe)
+		off = put_path(e, off, &exe->f_path);
+	e->h.exe_len = off;
+	submit(e, off);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_setuid")
+int enter_setuid(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 u = ctx->args[0];
+	return record_setid(M_SETUID, u, u, u);
+}
+
+SEC("tracepoint/syscalls/sys_enter_setreuid")
+int enter_setreuid(struct trace_event_raw_sys_enter *ctx)
+{
+	return record_setid(M_SETREUID, ctx->args[0], ctx->args[1], (__u32)-1);
+}
+
+SEC("tracepoint/syscalls/sys_enter_setresuid")
+int enter_setresuid(struct trace_event_raw_sys_enter *ctx)
+{
+	return record_setid(M_SETRESUID, ctx->args[0], ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_setfsuid")
+int enter_setfsuid(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 u = ctx->args[0];
+	return record_setid(M_SETFSUID, u, (__u32)-1, (__u32)-1);
+}
+
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int exit_setuid(struct trace_event_raw_sys_exit *ctx) { return finish_setid(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_exit_setreuid")
+int exit_setreuid(struct trace_event_raw_sys_exit *ctx) { return finish_setid(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_exit_setresuid")
+int exit_setresuid(struct trace_event_raw_sys_exit *ctx) { return finish_setid(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_exit_setfsuid")
+int exit_setfsuid(struct trace_event_raw_sys_exit *ctx) { return finish_setid(ctx->ret); }

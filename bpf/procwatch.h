@@ -1,0 +1,84 @@
+/* Layout shared by the BPF programs and the Go decoder (sensor/decode.go).
+ * The Go side reads the header with offsets taken from the bpf2go-generated
+ * type, so changing a field here and regenerating keeps both in step. */
+#ifndef PROCWATCH_H
+#define PROCWATCH_H
+
+#define TASK_COMM_LEN 16
+
+/* Event types on the ring buffer. */
+enum event_type {
+	EV_EXEC = 1,       /* successful exec, from sched_process_exec */
+	EV_EXEC_FAIL = 2,  /* execve/execveat that returned an error */
+	EV_ESCALATION = 3, /* gained (or was refused) uid 0 / euid 0 */
+	EV_EXIT = 4,       /* last thread of a process exited */
+	EV_FORK = 5,       /* new process (not thread); feeds the process table */
+};
+
+/* Escalation methods. */
+enum esc_method {
+	M_SUID_EXEC = 1,
+	M_SETUID = 2,
+	M_SETREUID = 3,
+	M_SETRESUID = 4,
+	M_SETFSUID = 5,
+};
+
+/* Flags. */
+#define F_ARGS_TRUNC (1 << 0)  /* argv longer than captured */
+#define F_PATH_TRUNC (1 << 1)  /* a path was cut (too deep or no room) */
+#define F_ARGS_USER  (1 << 2)  /* args read from the caller's argv array */
+
+/* The data area holds variable sections, in this order, each with its
+ * length in the header: exe path, filename, args, cwd path, tty, cgroup path.
+ * Paths are written leaf first as NUL-terminated components; the decoder
+ * reverses them. filename, tty are NUL-terminated strings; args are the
+ * NUL-separated argv bytes. */
+#define DATA_MAX 16384      /* logical size of the data area (power of two) */
+#define DATA_SLACK 8192     /* room past DATA_MAX so masked writes stay in bounds */
+#define ARGS_MAX 8192       /* bytes of argv captured */
+#define MAX_ARGS 128        /* argv entries read for failed execs */
+#define PATH_DEPTH 40       /* path components walked */
+#define CGROUP_DEPTH 10     /* cgroup levels walked */
+#define NAME_MAX_READ 256   /* longest path component read */
+
+struct event_hdr {
+	__u64 ts_boot_ns;   /* bpf_ktime_get_boot_ns at the event */
+	__u64 duration_ns;  /* exit: lifetime of the process */
+	__u64 cgroup_id;
+	__u32 type;
+	__u32 pid;          /* thread-group id */
+	__u32 tid;
+	__u32 ppid;
+	__u32 old_pid;      /* exec: tid before exec (differs for a thread that execs) */
+	__u32 uid;
+	__u32 euid;
+	__u32 gid;
+	__u32 egid;
+	__u32 auid;
+	__u32 old_uid;      /* escalation: before */
+	__u32 old_euid;
+	__u32 new_uid;      /* escalation: after (or requested, when refused) */
+	__u32 new_euid;
+	__s32 retval;       /* 0 or a negative errno */
+	__u32 exit_code;    /* exit: raw wait status (code << 8 | core | signal) */
+	__u32 method;       /* escalation method */
+	__u32 flags;
+	__s32 dirfd;        /* failed execveat: the dirfd argument */
+	__u16 exe_len;
+	__u16 filename_len;
+	__u16 args_len;
+	__u16 cwd_len;
+	__u16 tty_len;
+	__u16 cgroup_len;
+	char comm[TASK_COMM_LEN];
+};
+
+struct event {
+	struct event_hdr h;
+	char data[DATA_MAX + DATA_SLACK];
+	/* Write cursor, kept in map memory on purpose: see launder(). */
+	__u32 cursor;
+};
+
+#endif

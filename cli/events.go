@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/procwatch/procwatch/sensor"
+)
+
+func init() { commands = append(commands, newEventsCmd) }
+
+func newEventsCmd(opts *Options) *cobra.Command {
+	var asJSON bool
+	var ringMiB int
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Stream live process events (exec, escalation, exit) until Ctrl-C",
+		Long: `Stream every exec (and failed exec), escalation to root (and refused
+attempt) and process exit seen by the eBPF sensor, until Ctrl-C.
+
+Default output is aligned columns with process strings escaped for the
+terminal. --json writes one JSON object per line (NDJSON) with the field
+names documented in the README; bytes that are not valid UTF-8 are written
+as \udcXX escapes so the exact bytes can be recovered.
+
+On exit, event and drop counts are printed to stderr.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runEvents(ctx, os.Stdout, os.Stderr, asJSON, ringMiB)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "write NDJSON, one event per line")
+	cmd.Flags().IntVar(&ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
+	return cmd
+}
+
+func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int) error {
+	s, err := sensor.New(sensor.Config{RingBufferBytes: ringMiB << 20})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintf(stderr, "procwatch: sensor attached (mode %s, ring buffer %d MiB); Ctrl-C stops\n", s.Mode(), ringMiB)
+
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	// Flush at least every 200 ms so a quiet stream still shows up promptly.
+	flushTick := time.NewTicker(200 * time.Millisecond)
+	defer flushTick.Stop()
+	var writeErr error
+	var line []byte
+	if !asJSON {
+		fmt.Fprintln(w, eventHeader)
+	}
+	err = s.Run(ctx, func(ev *sensor.Event) {
+		if writeErr != nil {
+			return
+		}
+		if asJSON {
+			line, writeErr = json.Marshal(ev)
+			if writeErr == nil {
+				line = append(line, '\n')
+				_, writeErr = w.Write(line)
+			}
+		} else {
+			_, writeErr = io.WriteString(w, formatEvent(ev))
+		}
+		select {
+		case <-flushTick.C:
+			if writeErr == nil {
+				writeErr = w.Flush()
+			}
+		default:
+		}
+	})
+	if ferr := w.Flush(); writeErr == nil {
+		writeErr = ferr
+	}
+	st := s.Stats()
+	fmt.Fprintf(stderr, "procwatch: %d exec, %d escalation, %d exit events; %d dropped; %d malformed\n",
+		st.Exec, st.Escalation, st.Exit, st.Drops, st.Malformed)
+	if err != nil {
+		return err
+	}
+	if writeErr != nil {
+		return fmt.Errorf("write events: %w", writeErr)
+	}
+	return nil
+}
+
+const eventHeader = "TIME          TYPE        OUTCOME  PID     PPID    UID    COMM             DETAIL"
+
+// formatEvent renders one event as an aligned, terminal-safe line.
+func formatEvent(ev *sensor.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-13s %-11s %-8s %-7d %-7d %-6d %-16s ",
+		ev.Time.Format("15:04:05.000"), ev.Type, ev.Outcome, ev.PID, ev.PPID, ev.UID, ev.Comm.Display())
+	switch ev.Type {
+	case sensor.TypeExec:
+		b.WriteString(ev.Exe.Display())
+		if ev.Errno != "" {
+			b.WriteString(" " + ev.Errno)
+		}
+		for _, a := range ev.Args[min(1, len(ev.Args)):] {
+			b.WriteString(" " + a.Display())
+		}
+		if ev.ArgsTruncated {
+			b.WriteString(" …")
+		}
+	case sensor.TypeEscalation:
+		fmt.Fprintf(&b, "%s %s uid %d→%d euid %d→%d", ev.Method, ev.Exe.Display(),
+			deref(ev.OldUID), deref(ev.NewUID), deref(ev.OldEUID), deref(ev.NewEUID))
+		if ev.Errno != "" {
+			b.WriteString(" " + ev.Errno)
+		}
+	case sensor.TypeExit:
+		b.WriteString(ev.Exe.Display())
+		if ev.Signal != "" {
+			b.WriteString(" killed by " + ev.Signal)
+			if ev.CoreDumped {
+				b.WriteString(" (core dumped)")
+			}
+		} else if ev.ExitCode != nil {
+			b.WriteString(" exit " + strconv.Itoa(*ev.ExitCode))
+		}
+		b.WriteString(" after " + time.Duration(ev.DurationNS).Round(time.Microsecond).String())
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+func deref(p *uint32) uint32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}

@@ -1,0 +1,191 @@
+package sensor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/procwatch/procwatch/bpf"
+)
+
+// Raw event types, mirroring enum event_type in bpf/procwatch.h.
+const (
+	rawExec       = 1
+	rawExecFail   = 2
+	rawEscalation = 3
+	rawExit       = 4
+	rawFork       = 5
+)
+
+// Flags, mirroring bpf/procwatch.h.
+const (
+	flagArgsTrunc = 1 << 0
+	flagPathTrunc = 1 << 1
+)
+
+var methodNames = [...]string{1: MethodSuidExec, 2: MethodSetuid, 3: MethodSetreuid, 4: MethodSetresuid, 5: MethodSetfsuid}
+
+type rawHeader = bpf.ProcwatchEventHdr
+
+const headerSize = int(unsafe.Sizeof(rawHeader{}))
+
+var errShortRecord = errors.New("record shorter than the event header")
+
+// decodeHeader copies the fixed header out of a ring buffer record. The
+// layout is the bpf2go-generated mirror of struct event_hdr, so it cannot
+// drift from the C side.
+func decodeHeader(raw []byte, h *rawHeader) error {
+	if len(raw) < headerSize {
+		return errShortRecord
+	}
+	*h = *(*rawHeader)(unsafe.Pointer(unsafe.SliceData(raw)))
+	return nil
+}
+
+// sections splits the data area by the lengths in the header.
+type sections struct {
+	exe, filename, args, cwd, tty, cgroup []byte
+}
+
+func splitSections(h *rawHeader, data []byte) (sections, error) {
+	var s sections
+	lens := [...]uint16{h.ExeLen, h.FilenameLen, h.ArgsLen, h.CwdLen, h.TtyLen, h.CgroupLen}
+	dst := [...]*[]byte{&s.exe, &s.filename, &s.args, &s.cwd, &s.tty, &s.cgroup}
+	off := 0
+	for i, n := range lens {
+		end := off + int(n)
+		if end > len(data) {
+			return s, fmt.Errorf("malformed record: section %d ends at %d past %d bytes", i, end, len(data))
+		}
+		*dst[i] = data[off:end]
+		off = end
+	}
+	return s, nil
+}
+
+// joinPath rebuilds a path the BPF side wrote leaf first as NUL-terminated
+// components.
+func joinPath(b []byte) Text {
+	if len(b) == 0 {
+		return ""
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	parts := bytes.Split(b, []byte{0})
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	out := make([]byte, 0, n)
+	for i := len(parts) - 1; i >= 0; i-- {
+		out = append(out, '/')
+		out = append(out, parts[i]...)
+	}
+	return Text(out)
+}
+
+// cstr returns the bytes before the first NUL.
+func cstr(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// splitArgs turns NUL-separated argv bytes into arguments. A trailing
+// argument without its NUL was cut by the capture limit.
+func splitArgs(b []byte) []Text {
+	if len(b) == 0 {
+		return nil
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	n := bytes.Count(b, []byte{0}) + 1
+	args := make([]Text, 0, n)
+	for {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			args = append(args, Text(b))
+			return args
+		}
+		args = append(args, Text(b[:i]))
+		b = b[i+1:]
+	}
+}
+
+// ttyName turns the kernel's tty name into the /dev path users know:
+// "pts3" is /dev/pts/3.
+func ttyName(b []byte) Text {
+	b = cstr(b)
+	if len(b) == 0 {
+		return ""
+	}
+	if rest, ok := bytes.CutPrefix(b, []byte("pts")); ok && len(rest) > 0 {
+		return Text("pts/" + string(rest))
+	}
+	return Text(b)
+}
+
+// containerID finds a container runtime's id in a cgroup path: a 64-hex
+// component, optionally wrapped as docker-<id>.scope, cri-containerd-<id>,
+// crio-<id>, libpod-<id> and the like.
+func containerID(cgroup Text) string {
+	for _, part := range strings.Split(string(cgroup), "/") {
+		part = strings.TrimSuffix(part, ".scope")
+		if i := strings.LastIndexAny(part, "-:"); i >= 0 {
+			part = part[i+1:]
+		}
+		if len(part) == 64 && isHex(part) {
+			return part
+		}
+	}
+	return ""
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// errnoName names a negative return value, e.g. -2 is "ENOENT".
+func errnoName(ret int32) string {
+	if ret >= 0 {
+		return ""
+	}
+	if name := unix.ErrnoName(syscall.Errno(-ret)); name != "" {
+		return name
+	}
+	return fmt.Sprintf("errno %d", -ret)
+}
+
+// signalName names a signal number, e.g. 11 is "SIGSEGV".
+func signalName(sig int) string {
+	if name := unix.SignalName(syscall.Signal(sig)); name != "" {
+		return name
+	}
+	return fmt.Sprintf("SIG%d", sig)
+}
+
+// absPath makes a requested exec path absolute against the caller's cwd,
+// lexically: for a failed exec there is no file to resolve.
+func absPath(filename, cwd Text, dirfd int32) Text {
+	if filename == "" || strings.HasPrefix(string(filename), "/") {
+		return filename
+	}
+	if dirfd != unix.AT_FDCWD {
+		return Text(fmt.Sprintf("<fd %d>/%s", dirfd, filename))
+	}
+	if cwd == "" {
+		return filename
+	}
+	return Text(path.Join(string(cwd), string(filename)))
+}

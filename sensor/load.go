@@ -1,0 +1,183 @@
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/procwatch/procwatch/bpf"
+)
+
+// Modes name the hook sets the sensor can run with. The BTF mode uses BTF
+// raw tracepoints (tp_btf) for the scheduler hooks, which hand the program
+// the task and the binprm directly; the fallback uses the classic
+// tracepoints of the same events. Both use the syscalls tracepoints for
+// failed execs and the set*uid family.
+const (
+	ModeBTF        = "tp_btf+tracepoint"
+	ModeTracepoint = "tracepoint"
+)
+
+// hook is one program and where it attaches.
+type hook struct {
+	prog   string // program name in the object
+	group  string // tracepoint group, empty for tp_btf
+	name   string // tracepoint or BTF hook name
+	btf    bool   // tp_btf program
+	legacy bool   // classic tracepoint replacing a tp_btf one in fallback mode
+}
+
+var hooks = []hook{
+	{prog: bpf.ProcwatchProgBtfSchedExec, name: "sched_process_exec", btf: true},
+	{prog: bpf.ProcwatchProgBtfSchedFork, name: "sched_process_fork", btf: true},
+	{prog: bpf.ProcwatchProgBtfSchedExit, name: "sched_process_exit", btf: true},
+	{prog: bpf.ProcwatchProgTpSchedExec, group: "sched", name: "sched_process_exec", legacy: true},
+	{prog: bpf.ProcwatchProgTpSchedFork, group: "sched", name: "sched_process_fork", legacy: true},
+	{prog: bpf.ProcwatchProgTpSchedExit, group: "sched", name: "sched_process_exit", legacy: true},
+	{prog: bpf.ProcwatchProgEnterExecve, group: "syscalls", name: "sys_enter_execve"},
+	{prog: bpf.ProcwatchProgExitExecve, group: "syscalls", name: "sys_exit_execve"},
+	{prog: bpf.ProcwatchProgEnterExecveat, group: "syscalls", name: "sys_enter_execveat"},
+	{prog: bpf.ProcwatchProgExitExecveat, group: "syscalls", name: "sys_exit_execveat"},
+	{prog: bpf.ProcwatchProgEnterSetuid, group: "syscalls", name: "sys_enter_setuid"},
+	{prog: bpf.ProcwatchProgExitSetuid, group: "syscalls", name: "sys_exit_setuid"},
+	{prog: bpf.ProcwatchProgEnterSetreuid, group: "syscalls", name: "sys_enter_setreuid"},
+	{prog: bpf.ProcwatchProgExitSetreuid, group: "syscalls", name: "sys_exit_setreuid"},
+	{prog: bpf.ProcwatchProgEnterSetresuid, group: "syscalls", name: "sys_enter_setresuid"},
+	{prog: bpf.ProcwatchProgExitSetresuid, group: "syscalls", name: "sys_exit_setresuid"},
+	{prog: bpf.ProcwatchProgEnterSetfsuid, group: "syscalls", name: "sys_enter_setfsuid"},
+	{prog: bpf.ProcwatchProgExitSetfsuid, group: "syscalls", name: "sys_exit_setfsuid"},
+}
+
+// usedIn reports whether h belongs to the given mode.
+func (h hook) usedIn(mode string) bool {
+	if mode == ModeBTF {
+		return !h.legacy
+	}
+	return !h.btf
+}
+
+// checkHost explains, before any BPF call, what this host lacks.
+func checkHost() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return errors.New("kernel BTF not found at /sys/kernel/btf/vmlinux: procwatch needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or later; most distribution kernels have it)")
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err == nil {
+		rel := unix.ByteSliceToString(uts.Release[:])
+		if major, minor, ok := kernelVersion(rel); ok && (major < 5 || major == 5 && minor < 8) {
+			return fmt.Errorf("kernel %s is too old: procwatch needs Linux 5.8 or later (BPF ring buffer)", rel)
+		}
+	}
+	return nil
+}
+
+func kernelVersion(release string) (major, minor int, ok bool) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// loadCollection loads the BPF objects for one mode.
+func loadCollection(mode string, ringBytes int) (*ebpf.Collection, error) {
+	spec, err := bpf.LoadProcwatch()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	spec.Maps[bpf.ProcwatchMapEvents].MaxEntries = uint32(ringBytes)
+	if err := spec.Variables["self_tgid"].Set(uint32(os.Getpid())); err != nil {
+		return nil, fmt.Errorf("set self_tgid: %w", err)
+	}
+	for _, h := range hooks {
+		if !h.usedIn(mode) {
+			delete(spec.Programs, h.prog)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+	if err != nil {
+		return nil, explainLoadError(err)
+	}
+	return coll, nil
+}
+
+// explainLoadError turns the kernel's refusals into advice.
+func explainLoadError(err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("load BPF programs: permission denied: run procwatch as root, or give it CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which procwatch)): %w", err)
+	default:
+		return fmt.Errorf("load BPF programs: %w", err)
+	}
+}
+
+// open loads the programs, preferring BTF raw tracepoints and falling back
+// to classic tracepoints when the kernel refuses them.
+func open(ringBytes int) (*ebpf.Collection, string, error) {
+	if err := checkHost(); err != nil {
+		return nil, "", err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, "", fmt.Errorf("raise the locked-memory limit for BPF maps: %w (run as root)", err)
+	}
+	coll, err := loadCollection(ModeBTF, ringBytes)
+	if err == nil {
+		return coll, ModeBTF, nil
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		return nil, "", err
+	}
+	coll, err2 := loadCollection(ModeTracepoint, ringBytes)
+	if err2 != nil {
+		return nil, "", fmt.Errorf("%w (BTF raw tracepoint mode failed too: %v)", err2, err)
+	}
+	return coll, ModeTracepoint, nil
+}
+
+// attach links every program of the mode to its hook. On failure it
+// detaches what it attached and names the missing hook.
+func attach(coll *ebpf.Collection, mode string) ([]link.Link, error) {
+	var links []link.Link
+	for _, h := range hooks {
+		if !h.usedIn(mode) {
+			continue
+		}
+		prog := coll.Programs[h.prog]
+		var l link.Link
+		var err error
+		if h.btf {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		} else {
+			l, err = link.Tracepoint(h.group, h.name, prog, nil)
+		}
+		if err != nil {
+			detach(links)
+			where := h.group + "/" + h.name
+			if h.btf {
+				where = "tp_btf/" + h.name
+			}
+			hint := ""
+			if h.group == "syscalls" {
+				hint = " (the kernel needs CONFIG_FTRACE_SYSCALLS=y; is tracefs mounted? mount -t tracefs tracefs /sys/kernel/tracing)"
+			}
+			return nil, fmt.Errorf("attach %s: %w%s", where, err, hint)
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+func detach(links []link.Link) {
+	for _, l := range links {
+		l.Close()
+	}
+}

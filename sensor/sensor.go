@@ -1,0 +1,325 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/procwatch/procwatch/bpf"
+)
+
+// DefaultRingBufferBytes is the ring buffer size when Config leaves it 0:
+// room for several seconds of an exec storm at the largest event size.
+const DefaultRingBufferBytes = 8 << 20
+
+// sweepInterval is how often the process table forgets dead processes.
+const sweepInterval = time.Minute
+
+// Config tunes the sensor.
+type Config struct {
+	// RingBufferBytes is the ring buffer size: a power of two and a multiple
+	// of the page size. 0 means DefaultRingBufferBytes.
+	RingBufferBytes int
+	// ProcDir is where the process table is seeded from; "" means /proc.
+	ProcDir string
+}
+
+// Sensor owns the loaded BPF programs and turns their ring buffer records
+// into Events. Load once with New; Run attaches and reads until its context
+// ends, and may be called again after it returns (monitoring off, then on).
+type Sensor struct {
+	coll   *ebpf.Collection
+	reader *ringbuf.Reader
+	mode   string
+	ring   int
+	table  *procTable
+
+	mu      sync.Mutex // serialises Run
+	running atomic.Bool
+
+	exec, escalation, exit, fork, malformed atomic.Uint64
+	drops                                   *ebpf.Map
+}
+
+// New loads the BPF programs (root or CAP_BPF+CAP_PERFMON needed) without
+// attaching them. Its error says what the host lacks and how to fix it.
+func New(cfg Config) (*Sensor, error) {
+	ring := cfg.RingBufferBytes
+	if ring == 0 {
+		ring = DefaultRingBufferBytes
+	}
+	page := os.Getpagesize()
+	if ring < page || ring&(ring-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, page)
+	}
+	coll, mode, err := open(ring)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(coll.Maps[bpf.ProcwatchMapEvents])
+	if err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	procDir := cfg.ProcDir
+	if procDir == "" {
+		procDir = "/proc"
+	}
+	return &Sensor{
+		coll:   coll,
+		reader: rd,
+		mode:   mode,
+		ring:   ring,
+		table:  newProcTable(procDir),
+		drops:  coll.Maps[bpf.ProcwatchMapDrops],
+	}, nil
+}
+
+// Mode names the hook set in use (ModeBTF or ModeTracepoint).
+func (s *Sensor) Mode() string { return s.mode }
+
+// Running reports whether the programs are attached.
+func (s *Sensor) Running() bool { return s.running.Load() }
+
+// Stats returns counts of events by type and of drops. Safe from any goroutine.
+func (s *Sensor) Stats() Stats {
+	return Stats{
+		Exec:        s.exec.Load(),
+		Escalation:  s.escalation.Load(),
+		Exit:        s.exit.Load(),
+		Fork:        s.fork.Load(),
+		Drops:       s.readDrops(),
+		Malformed:   s.malformed.Load(),
+		BufferBytes: s.ring,
+		Mode:        s.mode,
+	}
+}
+
+func (s *Sensor) readDrops() uint64 {
+	var perCPU []uint64
+	if err := s.drops.Lookup(uint32(0), &perCPU); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Close releases the BPF objects. Run must have returned.
+func (s *Sensor) Close() error {
+	s.reader.Close()
+	s.coll.Close()
+	return nil
+}
+
+// Run attaches the programs and calls handle for every event, from one
+// goroutine, until ctx ends; then it detaches, delivers what was already in
+// the ring buffer and returns. handle must not keep the *Event after it
+// returns. An error means the programs could not be attached or the ring
+// buffer failed.
+func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	s.table.seed()
+	links, err := attach(s.coll, s.mode)
+	if err != nil {
+		return err
+	}
+	s.running.Store(true)
+	clock := newClock()
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		// Detach first so no new events arrive, then wake the reader; it
+		// drains what is pending and sees ErrFlushed.
+		detach(links)
+		s.running.Store(false)
+		s.reader.Flush()
+	}()
+	defer func() {
+		close(stop)
+		<-done
+		if s.running.Swap(false) {
+			detach(links)
+		}
+	}()
+
+	var rec ringbuf.Record
+	var ev Event
+	var h rawHeader
+	lastSweep := time.Now()
+	for {
+		if err := s.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrFlushed) {
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			}
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if err := decodeHeader(rec.RawSample, &h); err != nil {
+			s.malformed.Add(1)
+			continue
+		}
+		if s.build(&h, rec.RawSample[headerSize:], &ev, clock) {
+			handle(&ev)
+		}
+		if rec.Remaining == 0 && time.Since(lastSweep) > sweepInterval {
+			s.table.sweep()
+			lastSweep = time.Now()
+			clock = newClock()
+		}
+	}
+}
+
+// build fills ev from a decoded record and keeps the process table current.
+// It reports whether ev should be delivered (fork records are internal).
+func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
+	sec, err := splitSections(h, data)
+	if err != nil {
+		s.malformed.Add(1)
+		slog.Debug("dropping malformed sensor record", "err", err)
+		return false
+	}
+	*ev = Event{
+		Time: clock.wall(h.TsBootNs),
+		PID:  h.Pid,
+		TID:  h.Tid,
+		PPID: h.Ppid,
+		UID:  h.Uid,
+		EUID: h.Euid,
+		GID:  h.Gid,
+		EGID: h.Egid,
+		AUID: h.Auid,
+		Comm: Text(cstr(commBytes(&h.Comm))),
+	}
+	switch h.Type {
+	case rawFork:
+		s.fork.Add(1)
+		s.table.fork(h.Pid, h.Ppid)
+		return false
+
+	case rawExec, rawExecFail:
+		ev.Type = TypeExec
+		ev.Filename = Text(cstr(sec.filename))
+		ev.Args = splitArgs(sec.args)
+		ev.ArgsTruncated = h.Flags&flagArgsTrunc != 0
+		ev.Cwd = joinPath(sec.cwd)
+		ev.TTY = ttyName(sec.tty)
+		ev.Cgroup = joinPath(sec.cgroup)
+		ev.ContainerID = containerID(ev.Cgroup)
+		if h.Type == rawExec {
+			ev.Outcome = Success
+			ev.Exe = joinPath(sec.exe)
+			s.table.exec(h.Pid, h.Ppid, ev.Exe)
+		} else {
+			ev.Outcome = Failure
+			ev.Errno = errnoName(h.Retval)
+			ev.Exe = absPath(ev.Filename, ev.Cwd, h.Dirfd)
+		}
+		s.withAncestry(ev)
+		s.exec.Add(1)
+
+	case rawEscalation:
+		ev.Type = TypeEscalation
+		ev.Exe = joinPath(sec.exe)
+		ev.Filename = Text(cstr(sec.filename))
+		if int(h.Method) < len(methodNames) {
+			ev.Method = methodNames[h.Method]
+		}
+		ev.OldUID, ev.OldEUID = Uint32(h.OldUid), Uint32(h.OldEuid)
+		ev.NewUID, ev.NewEUID = Uint32(h.NewUid), Uint32(h.NewEuid)
+		if h.Retval == 0 {
+			ev.Outcome = Success
+		} else {
+			ev.Outcome = Failure
+			ev.Errno = errnoName(h.Retval)
+		}
+		s.withAncestry(ev)
+		s.escalation.Add(1)
+
+	case rawExit:
+		ev.Type = TypeExit
+		if info, ok := s.table.procs[h.Pid]; ok {
+			ev.Exe = info.exe
+		}
+		status := int(h.ExitCode)
+		code := status >> 8 & 0xff
+		sig := status & 0x7f
+		ev.ExitCode = Int(code)
+		if sig != 0 {
+			ev.Signal = signalName(sig)
+		}
+		ev.CoreDumped = status&0x80 != 0
+		ev.DurationNS = int64(h.DurationNs)
+		if code == 0 && sig == 0 {
+			ev.Outcome = Success
+		} else {
+			ev.Outcome = Failure
+		}
+		ev.ParentExe = s.parentExe(h.Ppid)
+		s.table.exit(h.Pid)
+		s.exit.Add(1)
+
+	default:
+		s.malformed.Add(1)
+		return false
+	}
+	return true
+}
+
+func (s *Sensor) withAncestry(ev *Event) {
+	ev.Ancestors = s.table.ancestors(ev.PPID)
+	if len(ev.Ancestors) > 0 {
+		ev.ParentExe = ev.Ancestors[0].Exe
+	}
+}
+
+func (s *Sensor) parentExe(ppid uint32) Text {
+	info, _ := s.table.lookup(ppid)
+	return info.exe
+}
+
+// commBytes views the header's comm as bytes, without copying.
+func commBytes(c *[16]int8) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c))
+}
+
+// clock converts the kernel's boot-time nanoseconds to wall-clock time. The
+// offset is taken when Run starts and refreshed with each table sweep, so
+// a wall-clock step is followed within a minute.
+type clock struct{ offset int64 }
+
+func newClock() clock {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return clock{offset: time.Now().UnixNano() - ts.Nano()}
+}
+
+func (c clock) wall(bootNs uint64) time.Time {
+	return time.Unix(0, int64(bootNs)+c.offset)
+}
