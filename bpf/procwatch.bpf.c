@@ -433,8 +433,8 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 {
 	__u32 pid = BPF_CORE_READ(child, pid);
 	__u32 tgid = BPF_CORE_READ(child, tgid);
-	if (pid != tgid || BPF_CORE_READ(parent, tgid) == self_tgid)
-		return 0; /* a new thread, or the sensor's own child */
+	if (pid != tgid)
+		return 0; /* a new thread, not a process */
 	struct event *e = new_event(child, EV_FORK);
 	if (!e)
 		return 0;
@@ -454,8 +454,6 @@ int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 {
 	/* The classic tracepoint gives pids only; the child is not current. */
 	struct task_struct *parent = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(parent, tgid) == self_tgid)
-		return 0;
 	__u32 child_pid = ctx->child_pid;
 	/* Threads share the parent's tgid; a new process has its own. Without
 	 * the child task we cannot tell for sure, so report every fork and let
