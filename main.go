@@ -4,11 +4,21 @@
 package main
 
 import (
+	_ "embed"
 	"os"
 
 	"github.com/procwatch/procwatch/cli"
+	"github.com/procwatch/procwatch/rules"
 )
 
+// defaultRules is the repository's rules.yaml, built in so that procwatch
+// works without a rules file. It is embedded here because go:embed cannot
+// reach the repository root from the rules package.
+//
+//go:embed rules.yaml
+var defaultRules []byte
+
 func main() {
+	rules.DefaultYAML = defaultRules
 	os.Exit(cli.Main(os.Args[1:]))
 }

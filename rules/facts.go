@@ -1,0 +1,103 @@
+package rules
+
+import (
+	"path"
+	"strings"
+
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// facts are the properties of one event that selectors and skips compare,
+// worked out once per event rather than once per rule. Nothing here
+// allocates, so events that raise no incident cost no garbage.
+type facts struct {
+	ev      *sensor.Event
+	path    string // the executable the event is about
+	base    string // its base name
+	comm    string
+	parent  string // base name of the parent's executable
+	uid     uint32 // the acting user
+	outcome sensor.Outcome
+
+	nameDone bool
+	name     string
+}
+
+func (f *facts) init(ev *sensor.Event) {
+	f.ev = ev
+	f.path = subjectPath(ev)
+	f.base = baseName(f.path)
+	f.comm = string(ev.Comm)
+	parent := string(ev.ParentExe)
+	if parent == "" && len(ev.Ancestors) > 0 {
+		parent = string(ev.Ancestors[0].Exe)
+	}
+	f.parent = baseName(parent)
+	f.uid = actingUID(ev)
+	f.outcome = eventOutcome(ev)
+	f.nameDone, f.name = false, ""
+}
+
+func (f *facts) userName() string {
+	if !f.nameDone {
+		f.name = UserName(f.uid)
+		f.nameDone = true
+	}
+	return f.name
+}
+
+// subjectPath is the executable an event is about. For a successful exec
+// and for every other event that is the resolved exe. A failed exec never
+// ran its target, so the sensor's exe is still the caller's; the absolute
+// path that was asked for is the better subject then.
+func subjectPath(ev *sensor.Event) string {
+	if ev.Type == sensor.TypeExec && eventOutcome(ev) == sensor.Failure &&
+		strings.HasPrefix(string(ev.Filename), "/") {
+		// The caller chose this string: clean it so "/usr/bin/../../tmp/x"
+		// is judged as /tmp/x. Clean only allocates when it changes
+		// something.
+		return path.Clean(string(ev.Filename))
+	}
+	if ev.Exe != "" {
+		return string(ev.Exe)
+	}
+	if strings.HasPrefix(string(ev.Filename), "/") {
+		return string(ev.Filename)
+	}
+	return ""
+}
+
+// actingUID is the user an event is attributed to: for an escalation the
+// uid before it (the user who gained or tried to gain root), otherwise the
+// real uid.
+func actingUID(ev *sensor.Event) uint32 {
+	if ev.Type == sensor.TypeEscalation && ev.OldUID != nil {
+		return *ev.OldUID
+	}
+	return ev.UID
+}
+
+// eventOutcome returns the event's outcome. The sensor always sets it; for
+// hand-written captures without one, an exit is a failure when its code is
+// non-zero or a signal killed it, and other events count as successes.
+func eventOutcome(ev *sensor.Event) sensor.Outcome {
+	switch ev.Outcome {
+	case sensor.Success, sensor.Failure:
+		return ev.Outcome
+	}
+	if ev.Type == sensor.TypeExit && (ev.Signal != "" || (ev.ExitCode != nil && *ev.ExitCode != 0)) {
+		return sensor.Failure
+	}
+	return sensor.Success
+}
+
+func baseName(p string) string {
+	if p == "" {
+		return ""
+	}
+	p = strings.TrimRight(p, "/")
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[i+1:]
+	}
+	return p
+}

@@ -1,0 +1,224 @@
+package rules
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// commLen is the longest comm the kernel keeps (TASK_COMM_LEN - 1).
+const commLen = 15
+
+// isGlob reports whether a path pattern uses glob syntax. Anything else is
+// a plain path, matched by prefix on directory boundaries.
+func isGlob(s string) bool { return strings.ContainsAny(s, "*?[{\\") }
+
+func validGlob(s string) bool { return doublestar.ValidatePattern(s) }
+
+// glob is a compiled glob. prefix is the literal text before the first
+// glob character: a path without it cannot match, which rejects most paths
+// with one string comparison instead of a full match.
+type glob struct {
+	pattern string
+	prefix  string
+}
+
+func compileGlob(s string) glob {
+	i := strings.IndexAny(s, "*?[{\\")
+	if i < 0 {
+		i = len(s)
+	}
+	return glob{pattern: s, prefix: s[:i]}
+}
+
+func (g *glob) match(path string) bool {
+	if !strings.HasPrefix(path, g.prefix) {
+		return false
+	}
+	ok, _ := doublestar.Match(g.pattern, path)
+	return ok
+}
+
+// pathSet matches a path against plain paths (by prefix on directory
+// boundaries: /usr/bin covers /usr/bin and /usr/bin/x, never /usr/bin2/x)
+// and globs. Plain paths live in a map and the lookup walks the path's own
+// ancestors, so the cost depends on the path's depth, not on how many
+// entries the set holds.
+type pathSet struct {
+	prefixes map[string]struct{}
+	root     bool // "/" was given: every absolute path matches
+	globs    []glob
+}
+
+func newPathSet(patterns []string) *pathSet {
+	if len(patterns) == 0 {
+		return nil
+	}
+	s := &pathSet{}
+	s.add(patterns)
+	return s
+}
+
+func (s *pathSet) add(patterns []string) {
+	for _, p := range patterns {
+		if isGlob(p) {
+			s.globs = append(s.globs, compileGlob(p))
+			continue
+		}
+		p = strings.TrimRight(p, "/")
+		if p == "" {
+			s.root = true
+			continue
+		}
+		if s.prefixes == nil {
+			s.prefixes = make(map[string]struct{})
+		}
+		s.prefixes[p] = struct{}{}
+	}
+}
+
+func (s *pathSet) empty() bool {
+	return s == nil || (len(s.prefixes) == 0 && !s.root && len(s.globs) == 0)
+}
+
+func (s *pathSet) match(path string) bool {
+	if s == nil || path == "" {
+		return false
+	}
+	if s.root && path[0] == '/' {
+		return true
+	}
+	if len(s.prefixes) > 0 {
+		for i := len(path); i > 0; i = strings.LastIndexByte(path[:i], '/') {
+			if _, ok := s.prefixes[path[:i]]; ok {
+				return true
+			}
+		}
+	}
+	for i := range s.globs {
+		if s.globs[i].match(path) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandSet matches a process's command: the base name of its executable
+// or its comm. The kernel cuts comm to 15 bytes, so a name longer than that
+// also matches a comm equal to its first 15 bytes.
+type commandSet struct {
+	names map[string]struct{} // full names: exe base name or comm
+	cut   map[string]struct{} // first 15 bytes of longer names: comm only
+}
+
+func newCommandSet(names []string) *commandSet {
+	if len(names) == 0 {
+		return nil
+	}
+	s := &commandSet{}
+	s.add(names)
+	return s
+}
+
+func (s *commandSet) add(names []string) {
+	for _, n := range names {
+		if s.names == nil {
+			s.names = make(map[string]struct{})
+		}
+		s.names[n] = struct{}{}
+		if len(n) > commLen {
+			if s.cut == nil {
+				s.cut = make(map[string]struct{})
+			}
+			s.cut[n[:commLen]] = struct{}{}
+		}
+	}
+}
+
+func (s *commandSet) empty() bool { return s == nil || len(s.names) == 0 }
+
+// match reports whether base (the executable's base name) or comm names a
+// command in the set.
+func (s *commandSet) match(base, comm string) bool {
+	if s == nil {
+		return false
+	}
+	if _, ok := s.names[base]; ok && base != "" {
+		return true
+	}
+	if comm == "" {
+		return false
+	}
+	if _, ok := s.names[comm]; ok {
+		return true
+	}
+	if len(comm) == commLen {
+		_, ok := s.cut[comm]
+		return ok
+	}
+	return false
+}
+
+// matchName reports whether base alone names a command in the set, for
+// selectors on another process (the parent) whose comm the event lacks.
+func (s *commandSet) matchName(base string) bool {
+	if s == nil || base == "" {
+		return false
+	}
+	_, ok := s.names[base]
+	return ok
+}
+
+// userSet matches a user by uid or by name. Entries that are all digits are
+// uids; others are names, compared with the uid's name from the user
+// database.
+type userSet struct {
+	uids  map[uint32]struct{}
+	names map[string]struct{}
+}
+
+func newUserSet(users []string) *userSet {
+	if len(users) == 0 {
+		return nil
+	}
+	s := &userSet{}
+	s.add(users)
+	return s
+}
+
+func (s *userSet) add(users []string) {
+	for _, u := range users {
+		if id, err := strconv.ParseUint(u, 10, 32); err == nil && id <= maxUID {
+			if s.uids == nil {
+				s.uids = make(map[uint32]struct{})
+			}
+			s.uids[uint32(id)] = struct{}{}
+			continue
+		}
+		if s.names == nil {
+			s.names = make(map[string]struct{})
+		}
+		s.names[u] = struct{}{}
+	}
+}
+
+func (s *userSet) empty() bool { return s == nil || (len(s.uids) == 0 && len(s.names) == 0) }
+
+func (s *userSet) match(f *facts) bool {
+	if s == nil {
+		return false
+	}
+	if _, ok := s.uids[f.uid]; ok {
+		return true
+	}
+	if len(s.names) == 0 {
+		return false
+	}
+	name := f.userName()
+	if name == "" {
+		return false
+	}
+	_, ok := s.names[name]
+	return ok
+}
