@@ -110,7 +110,14 @@ func (s *pathSet) match(path string) bool {
 type commandSet struct {
 	names map[string]struct{} // full names: exe base name or comm
 	cut   map[string]struct{} // first 15 bytes of longer names: comm only
+
+	// A rule's selector usually names a handful of commands; comparing a
+	// few strings beats hashing the same name once per rule. small holds
+	// the names when there are at most smallSet of them, smallCut the cuts.
+	small, smallCut []string
 }
+
+const smallSet = 8
 
 func newCommandSet(names []string) *commandSet {
 	if len(names) == 0 {
@@ -134,6 +141,15 @@ func (s *commandSet) add(names []string) {
 			s.cut[n[:commLen]] = struct{}{}
 		}
 	}
+	s.small, s.smallCut = nil, nil
+	if len(s.names) <= smallSet {
+		for n := range s.names {
+			s.small = append(s.small, n)
+		}
+		for n := range s.cut {
+			s.smallCut = append(s.smallCut, n)
+		}
+	}
 }
 
 func (s *commandSet) empty() bool { return s == nil || len(s.names) == 0 }
@@ -142,6 +158,21 @@ func (s *commandSet) empty() bool { return s == nil || len(s.names) == 0 }
 // command in the set.
 func (s *commandSet) match(base, comm string) bool {
 	if s == nil {
+		return false
+	}
+	if s.small != nil {
+		for _, n := range s.small {
+			if n == base || n == comm {
+				return n != ""
+			}
+		}
+		if len(comm) == commLen {
+			for _, n := range s.smallCut {
+				if n == comm {
+					return true
+				}
+			}
+		}
 		return false
 	}
 	if _, ok := s.names[base]; ok && base != "" {
@@ -164,6 +195,14 @@ func (s *commandSet) match(base, comm string) bool {
 // selectors on another process (the parent) whose comm the event lacks.
 func (s *commandSet) matchName(base string) bool {
 	if s == nil || base == "" {
+		return false
+	}
+	if s.small != nil {
+		for _, n := range s.small {
+			if n == base {
+				return true
+			}
+		}
 		return false
 	}
 	_, ok := s.names[base]

@@ -1,0 +1,117 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// benchRules builds the benchmark's rules file: 50 rules (30 exec rules
+// with path globs or commands, 10 escalation, 10 termination), 1,000 global
+// skip commands and 1,000 global skip paths (990 plain, 10 globs).
+func benchRules() string {
+	var b strings.Builder
+	b.WriteString("version: 1\nskip:\n  commands:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "    - cmd-%04d\n", i)
+	}
+	b.WriteString("  paths:\n")
+	for i := range 990 {
+		fmt.Fprintf(&b, "    - /usr/lib/pkg%04d\n", i)
+	}
+	for i := range 10 {
+		fmt.Fprintf(&b, "    - \"/srv/job%d/**/bin/*\"\n", i)
+	}
+	b.WriteString("  users: [backup]\nrules:\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "  - name: exec-%d\n    type: bin-execution\n", i)
+		if i%2 == 0 {
+			fmt.Fprintf(&b, "    match: {paths: [\"/opt/app%d/**\", \"/data/%d/*/run\"]}\n", i, i)
+		} else {
+			fmt.Fprintf(&b, "    match: {commands: [tool%d, helper%d], users: [alice]}\n", i, i)
+		}
+		b.WriteString("    severity: {success: high, failure: medium}\n    skip: {commands: [ok], paths: [/opt/ok]}\n")
+	}
+	// One broad rule so that skipped events really reach the skip lists.
+	b.WriteString("  - name: exec-usr-lib\n    type: bin-execution\n    match: {paths: [/usr/lib]}\n    severity: {success: low}\n")
+	for i := range 10 {
+		fmt.Fprintf(&b, "  - name: root-%d\n    type: root-escalation\n    match: {paths: [\"/usr/bin/x%d\"]}\n    severity: {success: high, failure: critical}\n", i, i)
+	}
+	for i := range 9 {
+		fmt.Fprintf(&b, "  - name: crash-%d\n    type: termination-failure\n    match: {signals: [SIGSEGV], paths: [\"/opt/app%d\"]}\n    severity: {failure: medium}\n", i, i)
+	}
+	return b.String()
+}
+
+func benchEngine(b *testing.B) *Engine {
+	testUsers(b)
+	set := mustParse(b, benchRules())
+	if n := len(set.Rules); n != 50 {
+		b.Fatalf("%d rules, want 50", n)
+	}
+	return NewEngine(set, EngineOptions{Host: "bench"})
+}
+
+func benchEvaluate(b *testing.B, ev *sensor.Event, wantIncidents, wantSkipped int) {
+	e := benchEngine(b)
+	v := e.Judge(ev)
+	if len(v.Incidents) != wantIncidents || v.Skipped != wantSkipped {
+		b.Fatalf("verdict %s, want %d incidents and %d skipped", verdict(v), wantIncidents, wantSkipped)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		e.Evaluate(ev)
+	}
+}
+
+// An ordinary exec that no rule selects: the common case.
+func BenchmarkEvaluateNoMatch(b *testing.B) {
+	ev := execEvent("/usr/bin/ls", 1000)
+	ev.Args = []sensor.Text{"ls", "-la", "/home/alice"}
+	ev.ParentExe = "/usr/bin/bash"
+	benchEvaluate(b, ev, 0, 0)
+}
+
+// An exec a rule selects but a global skip path (plain prefix) suppresses.
+func BenchmarkEvaluateSkippedByPath(b *testing.B) {
+	ev := execEvent("/usr/lib/pkg0500/libexec/worker", 1000)
+	benchEvaluate(b, ev, 0, 1)
+}
+
+// An exec a rule selects but a global skip command suppresses.
+func BenchmarkEvaluateSkippedByCommand(b *testing.B) {
+	ev := execEvent("/usr/lib/other/cmd-0999", 1000)
+	benchEvaluate(b, ev, 0, 1)
+}
+
+// An exec a rule selects, skipped by one of the glob skip paths (the slow
+// path: every glob is tried after the prefix lookups miss).
+func BenchmarkEvaluateSkippedByGlob(b *testing.B) {
+	e := benchEngine(b)
+	set := mustParse(b, strings.Replace(benchRules(), "    match: {paths: [/usr/lib]}", "    match: {paths: [/srv]}", 1))
+	e.SetRules(set)
+	ev := execEvent("/srv/job9/a/b/bin/run", 1000)
+	if v := e.Judge(ev); len(v.Incidents) != 0 || v.Skipped != 1 {
+		b.Fatalf("verdict %s", verdict(v))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		e.Evaluate(ev)
+	}
+}
+
+// An exit that no termination rule selects.
+func BenchmarkEvaluateExit(b *testing.B) {
+	benchEvaluate(b, exitEvent("/usr/bin/make", 2, ""), 0, 0)
+}
+
+// A repeat of a raised incident: the dedup path, which allocates the
+// incident it returns.
+func BenchmarkEvaluateDedupRepeat(b *testing.B) {
+	ev := execEvent("/opt/app4/bin/server", 1000)
+	benchEvaluate(b, ev, 1, 0)
+}
