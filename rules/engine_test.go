@@ -531,3 +531,33 @@ func TestSetRulesKeepsDedup(t *testing.T) {
 		t.Errorf("Rules() has %d rules after reload, want 2", n)
 	}
 }
+
+// TestSwapWhileEvaluating exercises the contract that skips and rules may
+// be replaced from another goroutine while Evaluate runs (run with -race).
+func TestSwapWhileEvaluating(t *testing.T) {
+	testUsers(t)
+	a := mustParse(t, doc("", execTmp))
+	b := mustParse(t, doc("", execTmp+escalation))
+	e := NewEngine(a, EngineOptions{Host: "h", DedupWindow: -1})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if i%2 == 0 {
+				e.SetRules(b)
+				_ = e.SetAddedSkips([]Skip{{Kind: SkipPath, Value: "/tmp"}})
+			} else {
+				e.SetRules(a)
+				_ = e.SetAddedSkips(nil)
+			}
+			_ = e.Skips()
+		}
+	}()
+	for range 2000 {
+		v := e.Judge(execEvent("/tmp/x", 1000))
+		if len(v.Incidents)+v.Skipped != 1 {
+			t.Fatalf("verdict %s: the event must be raised or skipped exactly once", verdict(v))
+		}
+	}
+	<-done
+}
