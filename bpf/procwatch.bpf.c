@@ -14,6 +14,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Pending bytes in the ring buffer that make the writer wake the reader. */
+#define WAKEUP_BYTES (64 * 1024)
+
 /* The sensor's own thread-group id, set before load: its own activity is
  * never reported (judged by pid, never by name). */
 const volatile __u32 self_tgid = 0;
@@ -146,7 +149,12 @@ static __always_inline void submit(struct event *e, __u32 off)
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(e->h) + DATA_MAX)
 		return;
-	if (bpf_ringbuf_output(&events, e, size, 0) < 0)
+	/* Wake the reader only once a batch has piled up; it also polls on a
+	 * short timer, so a quiet host still sees each event within ~10 ms. One
+	 * wakeup per event would cost a context switch per exec. */
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES ?
+		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, size, flags) < 0)
 		count_drop();
 }
 

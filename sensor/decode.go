@@ -72,19 +72,19 @@ func splitSections(h *rawHeader, data []byte) (sections, error) {
 // joinPath rebuilds a path the BPF side wrote leaf first as NUL-terminated
 // components.
 func joinPath(b []byte) Text {
+	b = bytes.TrimSuffix(b, []byte{0})
 	if len(b) == 0 {
 		return ""
 	}
-	b = bytes.TrimSuffix(b, []byte{0})
-	parts := bytes.Split(b, []byte{0})
-	n := 0
-	for _, p := range parts {
-		n += len(p) + 1
-	}
-	out := make([]byte, 0, n)
-	for i := len(parts) - 1; i >= 0; i-- {
+	// Walk the components from the last (the root side) to the first,
+	// writing each after a '/'. The result has exactly len(b)+1 bytes.
+	out := make([]byte, 0, len(b)+1)
+	end := len(b)
+	for end > 0 {
+		start := bytes.LastIndexByte(b[:end], 0) + 1
 		out = append(out, '/')
-		out = append(out, parts[i]...)
+		out = append(out, b[start:end]...)
+		end = start - 1
 	}
 	return Text(out)
 }

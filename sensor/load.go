@@ -112,7 +112,10 @@ func loadCollection(mode string, ringBytes int) (*ebpf.Collection, error) {
 
 // explainLoadError turns the kernel's refusals into advice.
 func explainLoadError(err error) error {
+	var verr *ebpf.VerifierError
 	switch {
+	case errors.As(err, &verr):
+		return fmt.Errorf("load BPF programs: the kernel's verifier refused them (please report this with your kernel version): %w", err)
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("load BPF programs: permission denied: run procwatch as root, or give it CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which procwatch)): %w", err)
 	default:
@@ -122,12 +125,20 @@ func explainLoadError(err error) error {
 
 // open loads the programs, preferring BTF raw tracepoints and falling back
 // to classic tracepoints when the kernel refuses them.
-func open(ringBytes int) (*ebpf.Collection, string, error) {
+func open(ringBytes int, force string) (*ebpf.Collection, string, error) {
 	if err := checkHost(); err != nil {
 		return nil, "", err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, "", fmt.Errorf("raise the locked-memory limit for BPF maps: %w (run as root)", err)
+	}
+	switch force {
+	case "":
+	case ModeBTF, ModeTracepoint:
+		coll, err := loadCollection(force, ringBytes)
+		return coll, force, err
+	default:
+		return nil, "", fmt.Errorf("unknown sensor mode %q (want %q or %q)", force, ModeBTF, ModeTracepoint)
 	}
 	coll, err := loadCollection(ModeBTF, ringBytes)
 	if err == nil {

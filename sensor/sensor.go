@@ -22,6 +22,10 @@ import (
 // room for several seconds of an exec storm at the largest event size.
 const DefaultRingBufferBytes = 8 << 20
 
+// pollInterval bounds how long an event can wait in the ring buffer when
+// too few arrive to trigger a wakeup from the kernel side.
+const pollInterval = 10 * time.Millisecond
+
 // sweepInterval is how often the process table forgets dead processes.
 const sweepInterval = time.Minute
 
@@ -32,6 +36,9 @@ type Config struct {
 	RingBufferBytes int
 	// ProcDir is where the process table is seeded from; "" means /proc.
 	ProcDir string
+	// Mode forces a hook set (ModeBTF or ModeTracepoint); "" picks the best
+	// the kernel offers.
+	Mode string
 }
 
 // Sensor owns the loaded BPF programs and turns their ring buffer records
@@ -62,7 +69,7 @@ func New(cfg Config) (*Sensor, error) {
 	if ring < page || ring&(ring-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, page)
 	}
-	coll, mode, err := open(ring)
+	coll, mode, err := open(ring, cfg.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -168,8 +175,15 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 	var ev Event
 	var h rawHeader
 	lastSweep := time.Now()
+	s.reader.SetDeadline(time.Now().Add(pollInterval))
 	for {
 		if err := s.reader.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The BPF side wakes the reader only for batches; poll for
+				// the stragglers of a quiet moment.
+				s.reader.SetDeadline(time.Now().Add(pollInterval))
+				continue
+			}
 			if errors.Is(err, ringbuf.ErrFlushed) {
 				if ctx.Err() != nil {
 					return nil

@@ -505,3 +505,54 @@ func TestStorm(t *testing.T) {
 		t.Errorf("drops %d, malformed %d", st.Drops, st.Malformed)
 	}
 }
+
+// TestTracepointMode runs the fallback hook set, used where BTF raw
+// tracepoints are refused, through the basic exec and exit checks.
+func TestTracepointMode(t *testing.T) {
+	s, c := startSensor(t, sensor.Config{Mode: sensor.ModeTracepoint})
+	if s.Mode() != sensor.ModeTracepoint {
+		t.Fatalf("mode = %s", s.Mode())
+	}
+	h := helper(t)
+	pid := run(t, exec.Command(h, "exit3"))
+	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	if string(ev.Exe) != h || len(ev.Args) != 2 {
+		t.Errorf("exec: exe %q args %q", ev.Exe, ev.Args)
+	}
+	exit := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
+	if exit.ExitCode == nil || *exit.ExitCode != 3 || string(exit.Exe) != h {
+		t.Errorf("exit: %+v", exit)
+	}
+}
+
+// TestSmallRingBufferCountsDrops shows that lost events are counted, never
+// silent: a minimal ring buffer, a reader that stalls, and a burst.
+func TestSmallRingBufferCountsDrops(t *testing.T) {
+	s, err := sensor.New(sensor.Config{RingBufferBytes: os.Getpagesize()})
+	if err != nil {
+		if os.Getenv("PROCWATCH_REQUIRE_BPF") == "1" {
+			t.Fatalf("BPF required but the sensor cannot load: %v", err)
+		}
+		t.Skipf("sensor cannot load: %v", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	stall := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Run(ctx, func(*sensor.Event) { <-stall })
+	}()
+	for !s.Running() {
+		time.Sleep(time.Millisecond)
+	}
+	h := helper(t)
+	for i := 0; i < 200; i++ {
+		exec.Command(h).Run()
+	}
+	close(stall)
+	cancel()
+	<-done
+	if st := s.Stats(); st.Drops == 0 {
+		t.Errorf("no drops counted with a %d-byte ring buffer and a stalled reader: %+v", os.Getpagesize(), st)
+	}
+}
