@@ -42,7 +42,7 @@ type ExecResult struct {
 	Expected        uint64  // execs and exits the storm made while monitored
 	Captured        uint64  // of those, events the sensor delivered
 	Drops           uint64
-	Events          uint64  // every event the sensor handled, forks included
+	Events          uint64 // every event the sensor handled, forks included
 	CPUPerEvent     time.Duration
 	PeakRSSBytes    int64
 	RingBufferBytes int
