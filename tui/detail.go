@@ -1,0 +1,222 @@
+package tui
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/viewport"
+	"charm.land/lipgloss/v2"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// detailPane shows everything an incident or event holds in a scrollable
+// viewport. Its text is built once when it opens, from escaped strings.
+type detailPane struct {
+	open  bool
+	title string
+	vp    viewport.Model
+}
+
+func newDetailPane() detailPane {
+	vp := viewport.New()
+	vp.SoftWrap = true // long argv and paths wrap instead of being cut
+	return detailPane{vp: vp}
+}
+
+func (d *detailPane) SetSize(w, h int) {
+	d.vp.SetWidth(w)
+	d.vp.SetHeight(max(h-1, 1))
+}
+
+func (d *detailPane) Show(title, body string) {
+	d.open, d.title = true, title
+	d.vp.SetContent(body)
+	d.vp.GotoTop()
+}
+
+func (d *detailPane) Close() { d.open = false }
+
+func (d *detailPane) View(th theme) string {
+	head := th.title.Render(d.title)
+	if !d.vp.AtTop() || !d.vp.AtBottom() {
+		head += th.dim.Render(fmt.Sprintf("  %3.0f%%", d.vp.ScrollPercent()*100))
+	}
+	return lipgloss.JoinVertical(lipgloss.Left, head, d.vp.View())
+}
+
+// detailWriter collects "label  value" lines with aligned labels.
+type detailWriter struct {
+	b strings.Builder
+}
+
+func (w *detailWriter) line(label, value string) {
+	fmt.Fprintf(&w.b, "%-11s %s\n", label, value)
+}
+
+func (w *detailWriter) text(s string) { w.b.WriteString(s) }
+
+// incidentDetail describes an incident: the rule and why it matched, then
+// the process.
+func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc *time.Location) string {
+	var w detailWriter
+	w.line("Incident", in.ID.String()+"  "+strings.ToUpper(in.Severity.String())+"  "+statusWord(in.Status))
+	w.line("Rule", sensor.DisplayString(in.Rule)+" ("+sensor.DisplayString(in.Type)+"), outcome "+sensor.DisplayString(string(in.Outcome)))
+	if in.Summary != "" {
+		w.line("Why", sensor.DisplayString(in.Summary))
+	}
+	if rule != nil {
+		if rule.Description != "" {
+			w.line("Rule says", sensor.DisplayString(rule.Description))
+		}
+		w.line("Matched", selectorText(rule.Match))
+		w.line("Severity", fmt.Sprintf("%s on success, %s on failure", rule.Severity.Success, rule.Severity.Failure))
+	}
+	w.line("Seen", fmt.Sprintf("%s times, first %s, last %s", groupDigits(in.Count), stamp(in.FirstSeen, loc), stamp(in.LastSeen, loc)))
+	if in.Host != "" {
+		w.line("Host", sensor.DisplayString(in.Host))
+	}
+	w.text("\n")
+	writeAncestry(&w, &in.Process)
+	writeEvent(&w, &in.Process, users, loc)
+	return w.b.String()
+}
+
+// eventDetail describes a stream event and what the pipeline decided.
+func eventDetail(it *streamItem, users *userCache, loc *time.Location) string {
+	var w detailWriter
+	switch {
+	case it.skipped:
+		w.line("Verdict", "matched a rule but a skip suppressed it")
+	case it.sev != rules.SeverityNone:
+		w.line("Verdict", fmt.Sprintf("raised %s incident %s (rule %s)", it.sev, it.incident, sensor.DisplayString(it.rule)))
+	default:
+		w.line("Verdict", "no incident")
+	}
+	w.text("\n")
+	writeAncestry(&w, &it.ev)
+	writeEvent(&w, &it.ev, users, loc)
+	return w.b.String()
+}
+
+func selectorText(s rules.Selectors) string {
+	var parts []string
+	add := func(name string, vals []string) {
+		if len(vals) == 0 {
+			return
+		}
+		esc := make([]string, len(vals))
+		for i, v := range vals {
+			esc[i] = sensor.DisplayString(v)
+		}
+		parts = append(parts, name+"="+strings.Join(esc, ","))
+	}
+	add("paths", s.Paths)
+	add("commands", s.Commands)
+	add("users", s.Users)
+	add("parents", s.ParentCommands)
+	if s.Container != nil {
+		parts = append(parts, "container="+strconv.FormatBool(*s.Container))
+	}
+	if len(s.ExitCodes) > 0 {
+		codes := make([]string, len(s.ExitCodes))
+		for i, c := range s.ExitCodes {
+			codes[i] = strconv.Itoa(c)
+		}
+		parts = append(parts, "exit_codes="+strings.Join(codes, ","))
+	}
+	add("signals", s.Signals)
+	if len(parts) == 0 {
+		return "every process"
+	}
+	return strings.Join(parts, " ")
+}
+
+func writeEvent(w *detailWriter, ev *sensor.Event, users *userCache, loc *time.Location) {
+	w.line("Event", fmt.Sprintf("%s at %s, %s", ev.Type, stamp(ev.Time, loc), outcomeWord(ev)))
+	w.line("Process", fmt.Sprintf("pid %d  tid %d  ppid %d  comm %s", ev.PID, ev.TID, ev.PPID, ev.Comm.Display()))
+	w.line("Users", fmt.Sprintf("uid %s  euid %s  auid %s", users.withNumber(ev.UID), users.withNumber(ev.EUID), users.withNumber(ev.AUID)))
+	w.line("Groups", fmt.Sprintf("gid %d  egid %d", ev.GID, ev.EGID))
+	if ev.Type == sensor.TypeEscalation {
+		w.line("Escalation", fmt.Sprintf("%s: uid %s, euid %s", sensor.DisplayString(ev.Method), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID)))
+	}
+	w.line("Exe", ev.Exe.Display())
+	if ev.Filename != "" && ev.Filename != ev.Exe {
+		w.line("Filename", ev.Filename.Display())
+	}
+	for i, a := range ev.Args {
+		label := ""
+		if i == 0 {
+			label = "Args"
+		}
+		w.line(label, fmt.Sprintf("[%d] %s", i, a.Display()))
+	}
+	if ev.ArgsTruncated {
+		w.line("", "(argument list truncated by the sensor)")
+	}
+	opt := func(label string, t sensor.Text) {
+		if t != "" {
+			w.line(label, t.Display())
+		}
+	}
+	opt("Cwd", ev.Cwd)
+	opt("TTY", ev.TTY)
+	if ev.ContainerID != "" {
+		w.line("Container", sensor.DisplayString(ev.ContainerID))
+	}
+	opt("Cgroup", ev.Cgroup)
+	if ev.Errno != "" {
+		w.line("Error", sensor.DisplayString(ev.Errno))
+	}
+	if ev.Type == sensor.TypeExit {
+		w.line("Exit", exitWord(ev)+", ran "+formatDuration(ev.DurationNS))
+	}
+}
+
+func writeAncestry(w *detailWriter, ev *sensor.Event) {
+	w.text("Ancestry\n")
+	w.text(ancestryTree(ev))
+	w.text("\n")
+}
+
+// ancestryTree draws the parent chain from the oldest ancestor down to the
+// process itself, e.g. systemd → sshd → bash → sudo, one level a line.
+func ancestryTree(ev *sensor.Event) string {
+	type node struct {
+		pid uint32
+		exe string
+	}
+	var chain []node
+	for i := len(ev.Ancestors) - 1; i >= 0; i-- {
+		a := ev.Ancestors[i]
+		chain = append(chain, node{a.PID, a.Exe.Display()})
+	}
+	if len(chain) == 0 && (ev.PPID != 0 || ev.ParentExe != "") {
+		chain = append(chain, node{ev.PPID, ev.ParentExe.Display()})
+	}
+	self := ev.Exe.Display()
+	if self == "" {
+		self = ev.Comm.Display()
+	}
+	chain = append(chain, node{ev.PID, self})
+	var b strings.Builder
+	for i, n := range chain {
+		if i > 0 {
+			b.WriteString(strings.Repeat("   ", i-1))
+			b.WriteString("└─ ")
+		}
+		exe := n.exe
+		if exe == "" {
+			exe = "?"
+		}
+		fmt.Fprintf(&b, "%s (%d)", exe, n.pid)
+		if i == len(chain)-1 {
+			b.WriteString("  ◀ this process")
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

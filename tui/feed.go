@@ -1,0 +1,130 @@
+package tui
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// inbox sits between a subscription and the model. A goroutine appends
+// every update to it without ever waiting for the UI; a tick drains it in
+// one message. It is bounded: when the UI falls behind, the oldest pending
+// events are dropped and counted, so memory stays flat and the reader of
+// the subscription never blocks on rendering.
+type inbox struct {
+	mu        sync.Mutex
+	items     []streamItem
+	incidents []rules.Incident
+	status    *service.Status
+	dropped   uint64
+	closed    bool
+	err       error
+	maxEvents int
+}
+
+func newInbox(maxEvents int) *inbox {
+	return &inbox{maxEvents: maxEvents}
+}
+
+// put adds one update. It is called from the subscription pump.
+func (b *inbox) put(u service.Update) {
+	skipped := map[int]bool{}
+	for _, i := range u.Skipped {
+		skipped[i] = true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range u.Events {
+		b.items = append(b.items, streamItem{ev: u.Events[i], skipped: skipped[i]})
+	}
+	if over := len(b.items) - b.maxEvents; over > 0 {
+		b.items = append(b.items[:0], b.items[over:]...)
+		b.dropped += uint64(over)
+	}
+	b.incidents = append(b.incidents, u.Incidents...)
+	if u.Status != nil {
+		st := *u.Status
+		b.status = &st
+	}
+	b.dropped += u.Dropped
+}
+
+// close records that the subscription ended.
+func (b *inbox) close(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed, b.err = true, err
+}
+
+// batch is everything an inbox held at one tick.
+type batch struct {
+	items     []streamItem
+	incidents []rules.Incident
+	status    *service.Status
+	dropped   uint64
+	closed    bool
+	err       error
+}
+
+func (b *inbox) take() batch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := batch{items: b.items, incidents: b.incidents, status: b.status, dropped: b.dropped, closed: b.closed, err: b.err}
+	b.items, b.incidents, b.status, b.dropped = nil, nil, nil, 0
+	b.closed, b.err = false, nil
+	return out
+}
+
+// tickMsg carries one drained batch; gen ties it to the subscription it
+// belongs to so a stale tick after a reconnect is ignored.
+type tickMsg struct {
+	batch
+	gen int
+	at  time.Time
+}
+
+// subscribedMsg reports the result of a Subscribe call.
+type subscribedMsg struct {
+	gen int
+	err error
+}
+
+// drainEvery returns a command that waits one tick, resolves the user names
+// the batch needs (I/O, so here and not in Update) and hands the batch over.
+func drainEvery(d time.Duration, box *inbox, users *userCache, gen int) tea.Cmd {
+	return tea.Tick(d, func(t time.Time) tea.Msg {
+		b := box.take()
+		var uids []uint32
+		for i := range b.items {
+			uids = eventUIDs(&b.items[i].ev, uids)
+		}
+		for i := range b.incidents {
+			uids = eventUIDs(&b.incidents[i].Process, uids)
+		}
+		users.resolve(uids)
+		return tickMsg{batch: b, gen: gen, at: t}
+	})
+}
+
+// subscribe opens a subscription and starts the goroutine that copies its
+// updates into box until ctx ends or the channel closes.
+func subscribe(ctx context.Context, svc service.Service, after rules.ID, box *inbox, gen int) tea.Cmd {
+	return func() tea.Msg {
+		ch, err := svc.Subscribe(ctx, after)
+		if err != nil {
+			return subscribedMsg{gen: gen, err: err}
+		}
+		go func() {
+			for u := range ch {
+				box.put(u)
+			}
+			box.close(ctx.Err())
+		}()
+		return subscribedMsg{gen: gen}
+	}
+}

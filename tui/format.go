@@ -1,0 +1,362 @@
+package tui
+
+import (
+	"fmt"
+	"os/user"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// This file turns incidents and events into rows and detail text. Every
+// string that came from a process is escaped here, exactly once, with
+// sensor.Text.Display or sensor.DisplayString; nothing downstream sees raw
+// process bytes.
+
+const unsetID = 4294967295
+
+// userCache maps uids to user names. Lookups read /etc/passwd (or NSS), so
+// they run in commands, never in Update; Update only reads the cache.
+type userCache struct {
+	mu     sync.RWMutex
+	names  map[uint32]string
+	lookup func(uid uint32) (string, bool)
+}
+
+func newUserCache(lookup func(uint32) (string, bool)) *userCache {
+	if lookup == nil {
+		lookup = lookupUser
+	}
+	return &userCache{names: map[uint32]string{}, lookup: lookup}
+}
+
+func lookupUser(uid uint32) (string, bool) {
+	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
+	if err != nil {
+		return "", false
+	}
+	return u.Username, true
+}
+
+// resolve looks up the uids not yet cached. It does I/O.
+func (c *userCache) resolve(uids []uint32) {
+	for _, uid := range uids {
+		if uid == unsetID {
+			continue
+		}
+		c.mu.RLock()
+		_, ok := c.names[uid]
+		c.mu.RUnlock()
+		if ok {
+			continue
+		}
+		name, _ := c.lookup(uid)
+		c.mu.Lock()
+		c.names[uid] = name // "" records a miss so it is not retried
+		c.mu.Unlock()
+	}
+}
+
+// name returns the escaped user name of uid, or the number when unknown.
+func (c *userCache) name(uid uint32) string {
+	if uid == unsetID {
+		return "-"
+	}
+	c.mu.RLock()
+	n := c.names[uid]
+	c.mu.RUnlock()
+	if n == "" {
+		return strconv.FormatUint(uint64(uid), 10)
+	}
+	return sensor.DisplayString(n)
+}
+
+// withNumber returns "name(uid)" or just the number when no name is known.
+func (c *userCache) withNumber(uid uint32) string {
+	if uid == unsetID {
+		return "unset"
+	}
+	n := c.name(uid)
+	num := strconv.FormatUint(uint64(uid), 10)
+	if n == num {
+		return num
+	}
+	return n + "(" + num + ")"
+}
+
+// eventUIDs lists the uids of ev worth resolving.
+func eventUIDs(ev *sensor.Event, dst []uint32) []uint32 {
+	dst = append(dst, ev.UID, ev.EUID, ev.AUID)
+	for _, p := range []*uint32{ev.OldUID, ev.OldEUID, ev.NewUID, ev.NewEUID} {
+		if p != nil {
+			dst = append(dst, *p)
+		}
+	}
+	return dst
+}
+
+// commandLine renders the exe followed by argv[1:], escaped.
+func commandLine(ev *sensor.Event) string {
+	var b strings.Builder
+	exe := ev.Exe
+	if exe == "" {
+		exe = ev.Filename
+	}
+	if exe == "" {
+		exe = ev.Comm
+	}
+	b.WriteString(exe.Display())
+	for i, a := range ev.Args {
+		if i == 0 {
+			continue
+		}
+		b.WriteByte(' ')
+		b.WriteString(a.Display())
+	}
+	if ev.ArgsTruncated {
+		b.WriteString(" …")
+	}
+	return b.String()
+}
+
+// commandName is the raw command name a command skip matches: the base name
+// of the exe, or comm when the exe is unknown.
+func commandName(ev *sensor.Event) string {
+	if ev.Exe != "" {
+		return path.Base(string(ev.Exe))
+	}
+	return string(ev.Comm)
+}
+
+func clock(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(loc).Format("15:04:05")
+}
+
+func stamp(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(loc).Format("2006-01-02 15:04:05.000 MST")
+}
+
+func statusWord(s rules.Status) string {
+	switch s {
+	case rules.StatusAcknowledged:
+		return "ack"
+	case rules.StatusMasked:
+		return "mask"
+	case rules.StatusOpen:
+		return "open"
+	}
+	return sensor.DisplayString(string(s))
+}
+
+func outcomeWord(ev *sensor.Event) string {
+	if ev.Outcome == sensor.Failure {
+		if ev.Errno != "" {
+			return sensor.DisplayString(ev.Errno)
+		}
+		return "failed"
+	}
+	return "ok"
+}
+
+func exitWord(ev *sensor.Event) string {
+	var s string
+	switch {
+	case ev.Signal != "":
+		s = sensor.DisplayString(ev.Signal)
+	case ev.ExitCode != nil:
+		s = "exit " + strconv.Itoa(*ev.ExitCode)
+	default:
+		s = "-"
+	}
+	if ev.CoreDumped {
+		s += " core"
+	}
+	return s
+}
+
+func idChange(old, new *uint32) string {
+	f := func(p *uint32) string {
+		if p == nil {
+			return "?"
+		}
+		return strconv.FormatUint(uint64(*p), 10)
+	}
+	return f(old) + "→" + f(new)
+}
+
+func formatDuration(ns int64) string {
+	if ns <= 0 {
+		return "-"
+	}
+	d := time.Duration(ns)
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d/time.Microsecond)
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}
+
+// groupDigits writes n with thousands separators: 1204 -> "1,204".
+func groupDigits(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+func hay(cells ...string) string {
+	return strings.ToLower(strings.Join(cells, "\x00"))
+}
+
+// incidentRow formats an incident for the incident list.
+func incidentRow(in *rules.Incident, users *userCache, loc *time.Location) *row {
+	summary := in.Summary
+	if summary == "" {
+		summary = commandLine(&in.Process)
+	} else {
+		summary = sensor.DisplayString(summary)
+	}
+	cells := []string{
+		clock(in.Time, loc),
+		in.Severity.String(),
+		statusWord(in.Status),
+		sensor.DisplayString(in.Rule),
+		users.name(in.Process.UID),
+		groupDigits(in.Count),
+		summary,
+	}
+	return &row{
+		key:   uint64(in.ID),
+		cells: cells,
+		sev:   in.Severity,
+		dim:   in.Status == rules.StatusMasked,
+		hay:   hay(append(cells, commandLine(&in.Process), in.Type)...),
+		item:  in,
+	}
+}
+
+// incidentColumns are the incident list's columns; the severity is column 1.
+func incidentColumns() []column {
+	return []column{
+		{title: "TIME", min: 8, max: 8},
+		{title: "SEV", min: 8, max: 8},
+		{title: "STATE", min: 5, max: 5, drop: 2},
+		{title: "RULE", min: 14, max: 24, drop: 1},
+		{title: "USER", min: 8, max: 12, drop: 3},
+		{title: "COUNT", min: 5, max: 7, drop: 4},
+		{title: "SUMMARY", flex: true},
+	}
+}
+
+// streamItem is one event in a stream with what the pipeline decided.
+type streamItem struct {
+	ev       sensor.Event
+	skipped  bool
+	incident rules.ID
+	sev      rules.Severity
+	rule     string
+}
+
+func verdictWord(it *streamItem) string {
+	switch {
+	case it.skipped:
+		return "skip"
+	case it.sev != rules.SeverityNone:
+		return it.sev.String()
+	}
+	return ""
+}
+
+// streamColumns are the columns of each stream screen; the verdict column
+// (severity or "skip") is returned as the second value.
+func streamColumns(t sensor.EventType) ([]column, int) {
+	switch t {
+	case sensor.TypeEscalation:
+		return []column{
+			{title: "TIME", min: 8, max: 8},
+			{title: "PID", min: 7, max: 7, drop: 3},
+			{title: "USER", min: 8, max: 12},
+			{title: "METHOD", min: 9, max: 11, drop: 2},
+			{title: "RESULT", min: 6, max: 8},
+			{title: "UID", min: 11, max: 11, drop: 4},
+			{title: "EUID", min: 11, max: 11, drop: 5},
+			{title: "VERDICT", min: 8, max: 8, drop: 1},
+			{title: "EXE", flex: true},
+		}, 7
+	case sensor.TypeExit:
+		return []column{
+			{title: "TIME", min: 8, max: 8},
+			{title: "PID", min: 7, max: 7, drop: 3},
+			{title: "USER", min: 8, max: 12, drop: 2},
+			{title: "STATUS", min: 11, max: 14},
+			{title: "RAN", min: 7, max: 7, drop: 4},
+			{title: "VERDICT", min: 8, max: 8, drop: 1},
+			{title: "COMMAND", flex: true},
+		}, 5
+	}
+	return []column{
+		{title: "TIME", min: 8, max: 8},
+		{title: "PID", min: 7, max: 7, drop: 3},
+		{title: "PPID", min: 7, max: 7, drop: 4},
+		{title: "USER", min: 8, max: 12, drop: 2},
+		{title: "RESULT", min: 6, max: 8},
+		{title: "VERDICT", min: 8, max: 8, drop: 1},
+		{title: "COMMAND", flex: true},
+	}, 5
+}
+
+// streamRow formats an event for its stream screen.
+func streamRow(seq uint64, it *streamItem, users *userCache, loc *time.Location) *row {
+	ev := &it.ev
+	pid := strconv.FormatUint(uint64(ev.PID), 10)
+	var cells []string
+	switch ev.Type {
+	case sensor.TypeEscalation:
+		cells = []string{clock(ev.Time, loc), pid, users.name(ev.UID), sensor.DisplayString(ev.Method),
+			outcomeWord(ev), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID),
+			verdictWord(it), commandLine(ev)}
+	case sensor.TypeExit:
+		cells = []string{clock(ev.Time, loc), pid, users.name(ev.UID), exitWord(ev),
+			formatDuration(ev.DurationNS), verdictWord(it), commandLine(ev)}
+	default:
+		cells = []string{clock(ev.Time, loc), pid, strconv.FormatUint(uint64(ev.PPID), 10),
+			users.name(ev.UID), outcomeWord(ev), verdictWord(it), commandLine(ev)}
+	}
+	return &row{
+		key:   seq,
+		cells: cells,
+		sev:   it.sev,
+		dim:   it.skipped,
+		hay:   hay(append(cells, ev.Cwd.Display(), ev.TTY.Display(), ev.ContainerID)...),
+		item:  it,
+	}
+}

@@ -1,0 +1,92 @@
+// Command tuidemo runs the procwatch TUI on an in-memory fake service with
+// generated load, to try the UI by hand (for example in tmux) without BPF
+// or root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/tui"
+	"github.com/procwatch/procwatch/tui/servicetest"
+)
+
+func main() {
+	rate := flag.Int("rate", 200, "events per second to generate")
+	hostile := flag.Bool("hostile", false, "add incidents with hostile process names")
+	rows := flag.Int("rows", 10_000, "rows kept per stream")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	host, _ := os.Hostname()
+	f := servicetest.New(host, nil)
+	f.SetRules(servicetest.SampleRules())
+	t0 := time.Now().Add(-10 * time.Minute)
+	f.Raise(servicetest.SampleIncidents(host, t0)...)
+	if *hostile {
+		f.Raise(servicetest.HostileIncidents(host, t0.Add(6*time.Minute))...)
+	}
+	f.AddRulesFileSkip(rules.Skip{Kind: rules.SkipCommand, Value: "sudo", Rule: "root-escalation"})
+	go generate(ctx, f, host, *rate)
+	if err := tui.Run(ctx, f, tui.Options{Rows: *rows}); err != nil {
+		fmt.Fprintln(os.Stderr, "tuidemo:", err)
+		os.Exit(1)
+	}
+}
+
+// generate publishes rate events a second in batches of 20 ms, an incident
+// every few seconds, and a status snapshot every second.
+func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var stats sensor.Stats
+	pid := uint32(10000)
+	lastStatus := time.Now()
+	carry := 0.0
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			carry += float64(rate) / 50
+			k := int(carry)
+			carry -= float64(k)
+			u := servicetest.LoadBatch(now, pid, k)
+			pid += uint32(k)
+			for _, ev := range u.Events {
+				switch ev.Type {
+				case sensor.TypeExec:
+					stats.Exec++
+				case sensor.TypeExit:
+					stats.Exit++
+				case sensor.TypeEscalation:
+					stats.Escalation++
+				}
+			}
+			n++
+			if n%150 == 0 {
+				ev := servicetest.EscalationEvent(now, pid, 65534, "/opt/tools/suidtest")
+				pid++
+				u.Events = append(u.Events, ev)
+				u.Incidents = append(u.Incidents, servicetest.IncidentFor(rules.NewID(now), host, "root-escalation",
+					rules.TypeRootEscalation, rules.SeverityHigh, ev, "uid 65534 became root through set-user-ID /opt/tools/suidtest"))
+			}
+			if now.Sub(lastStatus) >= time.Second {
+				lastStatus = now
+				f.SetStats(stats, now)
+				st, _ := f.Status(ctx)
+				u.Status = &st
+			}
+			f.Publish(service.Update(u))
+		}
+	}
+}

@@ -1,0 +1,343 @@
+package tui
+
+import (
+	"strings"
+
+	"charm.land/bubbles/v2/table"
+	"charm.land/lipgloss/v2"
+
+	"github.com/procwatch/procwatch/rules"
+)
+
+// column describes one column of a list. Fixed columns get min cells, or
+// max on wide terminals; the flexible column takes what is left. Columns
+// with a drop rank are hidden, highest rank first, when the flexible column
+// would get narrower than flexMin.
+type column struct {
+	title    string
+	min, max int
+	flex     bool
+	drop     int
+}
+
+// flexMin is the narrowest a flexible column may get before optional
+// columns are hidden; flexRoom is what it keeps before fixed columns grow.
+const (
+	flexMin  = 16
+	flexRoom = 48
+)
+
+// row is one formatted line of a list. Its cells are escaped once, when the
+// row is built, so rendering never sees process bytes.
+type row struct {
+	key   uint64
+	cells []string
+	sev   rules.Severity
+	dim   bool
+	hay   string // lower-case text the filter searches
+	item  any
+}
+
+// listView is the scrolling, filterable table shared by the incident list,
+// the event streams and the noise, skips and rules screens. It keeps the
+// selection on the same row key while rows arrive or leave, and renders only
+// the rows that fit through a bubbles table.
+type listView struct {
+	cols   []column
+	sevCol int // column coloured by row severity; -1 for none
+	tail   bool
+	// byKey says rows are ordered by key (ascending in tail mode, descending
+	// otherwise), so the selection can be found by binary search.
+	byKey bool
+	// follow keeps the selection on the newest row: the last one in tail
+	// mode, the first one otherwise.
+	follow bool
+
+	all, shown []*row
+	filter     string
+
+	sel    uint64
+	hasSel bool
+	idx    int
+	top    int
+
+	width, height int
+	widths        []int
+	tbl           table.Model
+	empty         string
+}
+
+func newListView(cols []column, sevCol int, tail bool, empty string) *listView {
+	l := &listView{cols: cols, sevCol: sevCol, tail: tail, follow: true, empty: empty}
+	l.tbl = table.New(table.WithFocused(true))
+	return l
+}
+
+// SetSize lays the columns out for a body of w×h cells.
+func (l *listView) SetSize(w, h int) {
+	l.width, l.height = w, max(h, 2)
+	l.widths = layoutColumns(l.cols, w)
+	tc := make([]table.Column, len(l.cols))
+	for i, c := range l.cols {
+		tc[i] = table.Column{Title: c.title, Width: l.widths[i]}
+	}
+	l.tbl.SetRows(nil)
+	l.tbl.SetColumns(tc)
+	l.tbl.SetWidth(w)
+	l.tbl.SetHeight(l.height)
+	l.clampTop()
+}
+
+// layoutColumns gives each column its width for a total width w; hidden
+// columns get 0, which the bubbles table skips.
+func layoutColumns(cols []column, w int) []int {
+	widths := make([]int, len(cols))
+	hidden := make([]bool, len(cols))
+	wide := w >= 140
+	for {
+		used, flexCols := 0, 0
+		for i, c := range cols {
+			if hidden[i] {
+				continue
+			}
+			used++ // padding
+			if c.flex {
+				flexCols++
+				continue
+			}
+			widths[i] = c.min
+			if wide && c.max > c.min {
+				widths[i] = c.max
+			}
+			used += widths[i]
+		}
+		rest := w - used
+		if rest >= flexMin*max(flexCols, 1) || !hideOne(cols, hidden) {
+			// Spare room beyond what the flexible column needs widens
+			// the fixed columns towards their max.
+			for i, c := range cols {
+				if hidden[i] || c.flex || wide {
+					continue
+				}
+				grow := min(c.max-widths[i], rest-flexRoom)
+				if grow > 0 {
+					widths[i] += grow
+					rest -= grow
+				}
+			}
+			for i, c := range cols {
+				switch {
+				case hidden[i]:
+					widths[i] = 0
+				case c.flex && flexCols > 0:
+					widths[i] = max(rest/flexCols, 4)
+				}
+			}
+			return widths
+		}
+	}
+}
+
+// hideOne hides the visible column with the highest drop rank.
+func hideOne(cols []column, hidden []bool) bool {
+	best := -1
+	for i, c := range cols {
+		if !hidden[i] && c.drop > 0 && (best < 0 || c.drop > cols[best].drop) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	hidden[best] = true
+	return true
+}
+
+// SetRows replaces the rows (in display order) and keeps the selection on
+// the same key when it is still there.
+func (l *listView) SetRows(rows []*row) {
+	l.all = rows
+	l.refilter()
+}
+
+// SetFilter shows only rows whose text contains s, ignoring case.
+func (l *listView) SetFilter(s string) {
+	l.filter = s
+	l.refilter()
+}
+
+// Filter returns the current filter text.
+func (l *listView) Filter() string { return l.filter }
+
+func (l *listView) refilter() {
+	if l.filter == "" {
+		l.shown = l.all
+	} else {
+		needle := strings.ToLower(l.filter)
+		l.shown = make([]*row, 0, len(l.all)/4)
+		for _, r := range l.all {
+			if strings.Contains(r.hay, needle) {
+				l.shown = append(l.shown, r)
+			}
+		}
+	}
+	l.reselect()
+}
+
+func (l *listView) reselect() {
+	n := len(l.shown)
+	switch {
+	case n == 0:
+		l.idx, l.hasSel = 0, false
+		l.top = 0
+		return
+	case l.follow || !l.hasSel:
+		if l.tail {
+			l.idx = n - 1
+		} else {
+			l.idx = 0
+		}
+	case l.byKey:
+		l.idx = l.find(l.sel)
+	default:
+		l.idx = l.findLinear(l.sel)
+	}
+	l.sel, l.hasSel = l.shown[l.idx].key, true
+	l.clampTop()
+}
+
+// find returns the index of key in shown, or the nearest sensible index when
+// the row is gone (evicted or filtered out).
+func (l *listView) find(key uint64) int {
+	// Rows are ordered by key in both directions, so search.
+	lo, hi := 0, len(l.shown)
+	for lo < hi {
+		m := (lo + hi) / 2
+		k := l.shown[m].key
+		if k == key {
+			return m
+		}
+		if (k < key) == l.tail {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo >= len(l.shown) {
+		return len(l.shown) - 1
+	}
+	return lo
+}
+
+// findLinear is find for lists whose order is not by key (incidents sorted
+// by severity, noise by count).
+func (l *listView) findLinear(key uint64) int {
+	for i, r := range l.shown {
+		if r.key == key {
+			return i
+		}
+	}
+	return min(l.idx, len(l.shown)-1)
+}
+
+func (l *listView) clampTop() {
+	h := l.tbl.Height()
+	if h <= 0 {
+		h = 1
+	}
+	if l.idx < l.top {
+		l.top = l.idx
+	}
+	if l.idx >= l.top+h {
+		l.top = l.idx - h + 1
+	}
+	l.top = max(0, min(l.top, len(l.shown)-h))
+}
+
+// Move moves the selection by n rows (negative is up) and turns follow mode
+// off unless the move lands on the newest row.
+func (l *listView) Move(n int) {
+	if len(l.shown) == 0 {
+		return
+	}
+	l.idx = max(0, min(l.idx+n, len(l.shown)-1))
+	l.sel, l.hasSel = l.shown[l.idx].key, true
+	newest := 0
+	if l.tail {
+		newest = len(l.shown) - 1
+	}
+	l.follow = l.tail && l.idx == newest
+	l.clampTop()
+}
+
+// Home selects the first row, End the last one.
+func (l *listView) Home() { l.Move(-len(l.shown)) }
+
+// End selects the last row.
+func (l *listView) End() { l.Move(len(l.shown)) }
+
+// Page is the number of rows one page moves.
+func (l *listView) Page() int { return max(l.tbl.Height()-1, 1) }
+
+// Selected returns the selected row, or nil when the list is empty.
+func (l *listView) Selected() *row {
+	if len(l.shown) == 0 || l.idx >= len(l.shown) {
+		return nil
+	}
+	return l.shown[l.idx]
+}
+
+// Len returns the number of rows shown after filtering.
+func (l *listView) Len() int { return len(l.shown) }
+
+// View renders the visible window of rows.
+func (l *listView) View(th theme) string {
+	h := l.tbl.Height()
+	end := min(l.top+h, len(l.shown))
+	win := make([]table.Row, 0, end-l.top)
+	for i := l.top; i < end; i++ {
+		r := l.shown[i]
+		if i == l.idx {
+			win = append(win, r.cells) // plain, so the reverse style covers it
+			continue
+		}
+		win = append(win, l.styled(r, th))
+	}
+	l.tbl.SetStyles(th.table)
+	l.tbl.SetRows(win)
+	l.tbl.SetCursor(l.idx - l.top)
+	out := l.tbl.View()
+	if len(l.shown) == 0 {
+		msg := l.empty
+		if l.filter != "" && len(l.all) > 0 {
+			msg = "no rows match the filter"
+		}
+		out = lipgloss.JoinVertical(lipgloss.Left, firstLine(out), th.dim.Render("  "+msg))
+	}
+	return lipgloss.NewStyle().Height(l.height).MaxHeight(l.height).Render(out)
+}
+
+func (l *listView) styled(r *row, th theme) table.Row {
+	if !r.dim && (l.sevCol < 0 || r.sev == rules.SeverityNone) {
+		return r.cells
+	}
+	cells := make(table.Row, len(r.cells))
+	for i, c := range r.cells {
+		switch {
+		case r.dim:
+			cells[i] = th.dim.Render(c)
+		case i == l.sevCol:
+			cells[i] = th.sevStyle(r.sev).Render(c)
+		default:
+			cells[i] = c
+		}
+	}
+	return cells
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,319 @@
+// Package tui is procwatch's terminal UI: live exec, escalation and exit
+// streams, incidents with their ancestry, and one-key skips for false
+// positives. It talks to the pipeline only through service.Service, so the
+// same UI runs on an in-process pipeline or on a remote agent.
+//
+// Structure: one root Model owns the screens (incident list, three event
+// streams, noise, skips, rules), the header, the detail pane and the help.
+// Update does no I/O: every service call is a tea.Cmd whose result comes
+// back as a message. Events arrive through an inbox that a goroutine fills
+// from the subscription and a tick drains, 20 times a second by default, so
+// the UI costs the same whether 10 or 10,000 events a second flow.
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/textinput"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Options tune the UI. Zero values pick the defaults.
+type Options struct {
+	// Rows is how many events each stream keeps (default 10,000). Older
+	// rows are dropped, so memory stays bounded at any event rate.
+	Rows int
+	// Tick is how often pending events are drained into the screens
+	// (default 50ms, 20 times a second).
+	Tick time.Duration
+	// Incidents is how many stored incidents are loaded at start
+	// (default 10,000).
+	Incidents int
+	// Location is the time zone for times on screen (default time.Local).
+	Location *time.Location
+	// Now returns the current time (default time.Now); tests fix it.
+	Now func() time.Time
+	// ExportDir is where `e` writes its JSON file (default ".").
+	ExportDir string
+	// LookupUser maps a uid to a user name (default: the system's user
+	// database). It is called from commands, never from Update.
+	LookupUser func(uid uint32) (string, bool)
+	// NoStatusPoll disables the once-a-second status request; tests that
+	// compare screens use it so the header does not change under them.
+	NoStatusPoll bool
+}
+
+func (o *Options) defaults() {
+	if o.Rows <= 0 {
+		o.Rows = 10_000
+	}
+	if o.Tick <= 0 {
+		o.Tick = 50 * time.Millisecond
+	}
+	if o.Incidents <= 0 {
+		o.Incidents = 10_000
+	}
+	if o.Location == nil {
+		o.Location = time.Local
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ExportDir == "" {
+		o.ExportDir = "."
+	}
+}
+
+type inputMode int
+
+const (
+	inputNone inputMode = iota
+	inputFilter
+	inputPath
+)
+
+// confirmation is a pending yes/no question on the message line.
+type confirmation struct {
+	prompt string
+	yes    tea.Cmd
+}
+
+// Model is the root Bubble Tea model of the UI.
+type Model struct {
+	ctx   context.Context
+	svc   service.Service
+	opts  Options
+	keys  keyMap
+	th    theme
+	help  help.Model
+	users *userCache
+
+	width, height int
+	active        screen
+
+	hdr        header
+	inc        *incidentsScreen
+	streams    [3]*streamScreen
+	noise      *listView
+	noiseWin   time.Duration
+	skips      *listView
+	rulesList  *listView
+	ruleByName map[string]*rules.Rule
+	detail     detailPane
+	showHelp   bool
+
+	box *inbox
+	gen int
+
+	input    textinput.Model
+	mode     inputMode
+	pathSkip rules.Skip // the skip a path input will create
+	confirm  *confirmation
+	undo     []rules.Skip
+	msg      string
+	msgErr   bool
+	loaded   bool // first incident list received
+	quitting bool
+}
+
+// New builds the UI on svc. ctx bounds every service call and the
+// subscription; cancel it to stop them.
+func New(ctx context.Context, svc service.Service, opts Options) *Model {
+	opts.defaults()
+	m := &Model{
+		ctx:        ctx,
+		svc:        svc,
+		opts:       opts,
+		keys:       newKeyMap(),
+		th:         newTheme(true),
+		help:       help.New(),
+		users:      newUserCache(opts.LookupUser),
+		inc:        newIncidentsScreen(),
+		noise:      newListView(noiseColumns(), -1, false, "no incidents in this window"),
+		noiseWin:   time.Hour,
+		skips:      newListView(skipColumns(), -1, false, "no skips"),
+		rulesList:  newListView(ruleColumns(), -1, false, "no rules loaded"),
+		ruleByName: map[string]*rules.Rule{},
+		detail:     newDetailPane(),
+		input:      textinput.New(),
+		width:      80,
+		height:     24,
+	}
+	for _, l := range []*listView{m.noise, m.skips, m.rulesList} {
+		l.follow = false
+	}
+	for i, t := range []sensor.EventType{sensor.TypeExec, sensor.TypeEscalation, sensor.TypeExit} {
+		m.streams[i] = newStreamScreen(t, opts.Rows)
+	}
+	m.help.Styles = m.th.help
+	m.resize(m.width, m.height)
+	return m
+}
+
+// Init starts the subscription, the drain tick and the first loads.
+func (m *Model) Init() tea.Cmd {
+	cmds := []tea.Cmd{tea.RequestBackgroundColor, m.resubscribe(0), loadStatus(m.ctx, m.svc, !m.opts.NoStatusPoll),
+		loadRules(m.ctx, m.svc), loadSkips(m.ctx, m.svc)}
+	return tea.Batch(cmds...)
+}
+
+// resubscribe starts a new subscription generation with its own inbox, so
+// leftovers of a dead subscription cannot mix into the new one.
+func (m *Model) resubscribe(after rules.ID) tea.Cmd {
+	m.gen++
+	m.box = newInbox(4 * m.opts.Rows)
+	return subscribe(m.ctx, m.svc, after, m.box, m.gen)
+}
+
+const (
+	headerLines = 3
+	footerLines = 2
+)
+
+func (m *Model) resize(w, h int) {
+	m.width, m.height = max(w, 20), max(h, headerLines+footerLines+4)
+	body := m.height - headerLines - footerLines - 1 // one title line
+	for _, l := range m.lists() {
+		l.SetSize(m.width, body)
+	}
+	m.detail.SetSize(m.width, body+1)
+	m.help.SetWidth(m.width)
+	m.input.SetWidth(max(m.width-20, 10))
+}
+
+func (m *Model) lists() []*listView {
+	return []*listView{m.inc.list, m.streams[0].list, m.streams[1].list, m.streams[2].list, m.noise, m.skips, m.rulesList}
+}
+
+// activeList returns the list of the current screen.
+func (m *Model) activeList() *listView {
+	switch {
+	case m.active == screenIncidents:
+		return m.inc.list
+	case m.active.isStream():
+		return m.streams[m.active-screenExec].list
+	case m.active == screenNoise:
+		return m.noise
+	case m.active == screenSkips:
+		return m.skips
+	}
+	return m.rulesList
+}
+
+func (m *Model) activeStream() *streamScreen {
+	if m.active.isStream() {
+		return m.streams[m.active-screenExec]
+	}
+	return nil
+}
+
+// View renders the whole screen.
+func (m *Model) View() tea.View {
+	var b strings.Builder
+	b.WriteString(m.hdr.View(m.th, m.width, m.active))
+	b.WriteByte('\n')
+	bodyH := m.height - headerLines - footerLines
+	var body string
+	switch {
+	case m.showHelp:
+		body = m.th.title.Render("Keys") + "\n" + m.help.FullHelpView(screenHelp{km: &m.keys, screen: m.active}.FullHelp())
+	case m.detail.open:
+		body = m.detail.View(m.th)
+	default:
+		body = m.titleLine() + "\n" + m.activeList().View(m.th)
+	}
+	b.WriteString(lipgloss.NewStyle().Height(bodyH).MaxHeight(bodyH).Render(body))
+	b.WriteByte('\n')
+	b.WriteString(ansi.Truncate(m.messageLine(), m.width, "…"))
+	b.WriteByte('\n')
+	hint := screenHelp{km: &m.keys, screen: m.active, detail: m.detail.open}
+	b.WriteString(m.help.ShortHelpView(hint.ShortHelp()))
+
+	v := tea.NewView(b.String())
+	v.AltScreen = true
+	v.WindowTitle = m.windowTitle()
+	return v
+}
+
+func (m *Model) windowTitle() string {
+	open := 0
+	for _, n := range m.hdr.st.OpenBySev {
+		open += n
+	}
+	host := "procwatch"
+	if m.hdr.have {
+		host = sensor.DisplayString(m.hdr.st.Host)
+	}
+	return fmt.Sprintf("procwatch · %s · %d open", host, open)
+}
+
+// titleLine names the screen with its counts, sort, filter and pause state.
+func (m *Model) titleLine() string {
+	l := m.activeList()
+	parts := []string{m.th.title.Render(screenNames[m.active])}
+	switch {
+	case m.active == screenIncidents:
+		order := "newest first"
+		if m.inc.bySev {
+			order = "by severity"
+		}
+		parts = append(parts, fmt.Sprintf("%s shown", groupDigits(uint64(l.Len()))), order)
+	case m.active.isStream():
+		s := m.activeStream()
+		parts = append(parts, fmt.Sprintf("%s rows (last %s kept)", groupDigits(uint64(s.rows.Len())), groupDigits(uint64(m.opts.Rows))))
+		switch {
+		case s.paused:
+			parts = append(parts, m.th.paused.Render("PAUSED · "+groupDigits(s.newRows)+" new"))
+		case l.follow:
+			parts = append(parts, "following")
+		default:
+			parts = append(parts, "scrolled (G follows)")
+		}
+	case m.active == screenNoise:
+		win := "last hour"
+		if m.noiseWin > time.Hour {
+			win = "last day"
+		}
+		parts = append(parts, win, "incidents by command and path")
+	default:
+		parts = append(parts, fmt.Sprintf("%d", l.Len()))
+	}
+	if f := l.Filter(); f != "" {
+		parts = append(parts, m.th.warn.Render("filter: "+sensor.DisplayString(f)))
+	}
+	return ansi.Truncate(strings.Join(parts, m.th.dim.Render(" · ")), m.width, "…")
+}
+
+// messageLine shows, in order of priority: the text input, a pending
+// confirmation, the last message.
+func (m *Model) messageLine() string {
+	switch {
+	case m.mode == inputFilter:
+		return "filter " + m.input.View()
+	case m.mode == inputPath:
+		return "skip path " + m.input.View()
+	case m.confirm != nil:
+		return m.th.confirm.Render("[y/n] " + m.confirm.prompt)
+	case m.msgErr:
+		return m.th.errText.Render(m.msg)
+	}
+	return m.msg
+}
+
+func (m *Model) setMsg(format string, args ...any) {
+	m.msg, m.msgErr = fmt.Sprintf(format, args...), false
+}
+
+func (m *Model) setErr(what string, err error) {
+	m.msg, m.msgErr = what+": "+sensor.DisplayString(err.Error()), true
+}

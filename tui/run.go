@@ -1,0 +1,25 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/procwatch/procwatch/service"
+)
+
+// Run shows the UI on the terminal until the operator quits or ctx ends.
+// Extra program options (input, output, colour profile) are for tests and
+// harnesses; a normal start passes none.
+func Run(ctx context.Context, svc service.Service, opts Options, progOpts ...tea.ProgramOption) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := New(ctx, svc, opts)
+	p := tea.NewProgram(m, append([]tea.ProgramOption{tea.WithContext(ctx)}, progOpts...)...)
+	if _, err := p.Run(); err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("terminal UI: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,429 @@
+// Package servicetest provides an in-memory service.Service for testing
+// front ends without BPF, a rules engine or a database. It keeps incidents
+// and skips the way the real pipeline does (added skips mask the open
+// incidents they cover and unmask exactly those when removed), records every
+// call, and lets a test push updates to subscribers.
+package servicetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Fake is an in-memory service.Service. The zero value is not usable; call New.
+type Fake struct {
+	mu         sync.Mutex
+	incidents  []rules.Incident // newest first
+	skips      []rules.Skip
+	maskedBy   map[string][]rules.ID // skip id -> incidents it masked
+	rules      []rules.Rule
+	status     service.Status
+	subs       map[int]chan service.Update
+	nextSub    int
+	nextSkipID int
+	calls      []string
+	now        func() time.Time
+	subBuffer  int
+}
+
+// New returns an empty fake for host. now supplies the time used for added
+// skips and Noise windows; nil means time.Now.
+func New(host string, now func() time.Time) *Fake {
+	if now == nil {
+		now = time.Now
+	}
+	return &Fake{
+		maskedBy:  map[string][]rules.ID{},
+		subs:      map[int]chan service.Update{},
+		now:       now,
+		subBuffer: 1024,
+		status: service.Status{
+			Host:       host,
+			Monitoring: true,
+			RulesPath:  "/etc/procwatch/rules.yaml",
+			OpenBySev:  map[string]int{},
+		},
+	}
+}
+
+// SetRules replaces the active rules.
+func (f *Fake) SetRules(r []rules.Rule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = slices.Clone(r)
+}
+
+// SetStats replaces the sensor statistics reported by Status.
+func (f *Fake) SetStats(st sensor.Stats, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.Sensor = st
+	f.status.Time = at
+}
+
+// SetRulesError sets the rules file error reported by Status.
+func (f *Fake) SetRulesError(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.status.RulesError = msg
+}
+
+// AddRulesFileSkip adds a skip as if it were written in rules.yaml.
+func (f *Fake) AddRulesFileSkip(s rules.Skip) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s.Source = rules.SourceRulesFile
+	f.skips = append(f.skips, s)
+}
+
+// Raise stores incidents (replacing any with the same ID) without telling
+// subscribers; use Publish for that.
+func (f *Fake) Raise(incs ...rules.Incident) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.raiseLocked(incs)
+}
+
+func (f *Fake) raiseLocked(incs []rules.Incident) {
+	for _, in := range incs {
+		if i := slices.IndexFunc(f.incidents, func(x rules.Incident) bool { return x.ID == in.ID }); i >= 0 {
+			f.incidents[i] = in
+			continue
+		}
+		f.incidents = append(f.incidents, in)
+	}
+	slices.SortFunc(f.incidents, func(a, b rules.Incident) int {
+		switch {
+		case a.ID > b.ID:
+			return -1
+		case a.ID < b.ID:
+			return 1
+		}
+		return 0
+	})
+}
+
+// Publish stores the update's incidents and sends the update to every
+// subscriber. Like the real pipeline it never blocks: a subscriber whose
+// buffer is full loses the update, and the loss is counted in the next one.
+func (f *Fake) Publish(u service.Update) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.raiseLocked(u.Incidents)
+	for _, ch := range f.subs {
+		select {
+		case ch <- u:
+		default:
+		}
+	}
+}
+
+// Calls returns the names of the service methods called so far, with their
+// main argument, e.g. "AddSkip command=sudo rule=esc".
+func (f *Fake) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+func (f *Fake) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+// Subscribe implements service.Service.
+func (f *Fake) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Subscribe %s", after)
+	ch := make(chan service.Update, f.subBuffer)
+	id := f.nextSub
+	f.nextSub++
+	if after > 0 {
+		var replay []rules.Incident
+		for _, in := range f.incidents {
+			if in.ID > after {
+				replay = append(replay, in)
+			}
+		}
+		if len(replay) > 0 {
+			ch <- service.Update{Incidents: replay}
+		}
+	}
+	f.subs[id] = ch
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		delete(f.subs, id)
+		close(ch)
+		f.mu.Unlock()
+	}()
+	return ch, nil
+}
+
+// Incidents implements service.Service.
+func (f *Fake) Incidents(_ context.Context, q service.Query) ([]rules.Incident, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Incidents")
+	var out []rules.Incident
+	for _, in := range f.incidents {
+		if q.MinSeverity != 0 && in.Severity < q.MinSeverity ||
+			q.Status != "" && in.Status != q.Status ||
+			q.Rule != "" && in.Rule != q.Rule ||
+			!q.Since.IsZero() && in.LastSeen.Before(q.Since) {
+			continue
+		}
+		out = append(out, in)
+		if q.Limit > 0 && len(out) == q.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Noise implements service.Service by counting stored incidents.
+func (f *Fake) Noise(_ context.Context, since time.Time, limit int) (service.Noise, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Noise")
+	cmds := map[[2]string]int{}
+	paths := map[[2]string]int{}
+	for _, in := range f.incidents {
+		if in.LastSeen.Before(since) {
+			continue
+		}
+		cmds[[2]string{CommandOf(in.Process), in.Rule}] += int(max(in.Count, 1))
+		paths[[2]string{string(in.Process.Exe), in.Rule}] += int(max(in.Count, 1))
+	}
+	return service.Noise{Commands: topN(cmds, limit), Paths: topN(paths, limit)}, nil
+}
+
+func topN(m map[[2]string]int, limit int) []service.NoiseEntry {
+	out := make([]service.NoiseEntry, 0, len(m))
+	for k, n := range m {
+		out = append(out, service.NoiseEntry{Value: k[0], Rule: k[1], Count: n})
+	}
+	slices.SortFunc(out, func(a, b service.NoiseEntry) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		if a.Value != b.Value {
+			if a.Value < b.Value {
+				return -1
+			}
+			return 1
+		}
+		if a.Rule < b.Rule {
+			return -1
+		}
+		return 1
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// SetStatus implements service.Service.
+func (f *Fake) SetStatus(_ context.Context, ids []rules.ID, st rules.Status) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("SetStatus %s %d", st, len(ids))
+	for _, id := range ids {
+		i := slices.IndexFunc(f.incidents, func(x rules.Incident) bool { return x.ID == id })
+		if i < 0 {
+			return fmt.Errorf("incident %s: not found", id)
+		}
+		f.incidents[i].Status = st
+	}
+	return nil
+}
+
+// Skips implements service.Service.
+func (f *Fake) Skips(context.Context) ([]rules.Skip, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Skips")
+	return slices.Clone(f.skips), nil
+}
+
+// CommandOf is the command name a command skip matches: the base name of
+// the resolved exe, or comm when the exe is unknown.
+func CommandOf(ev sensor.Event) string {
+	if ev.Exe != "" {
+		return path.Base(string(ev.Exe))
+	}
+	return string(ev.Comm)
+}
+
+// Covers reports whether skip s applies to incident in: same rule (or a
+// global skip) and a matching command, path (a glob, or a plain path that
+// covers itself and what lies below it) or user id.
+func Covers(s rules.Skip, in rules.Incident) bool {
+	if s.Rule != "" && s.Rule != in.Rule {
+		return false
+	}
+	switch s.Kind {
+	case rules.SkipCommand:
+		return s.Value == CommandOf(in.Process) || s.Value == string(in.Process.Comm)
+	case rules.SkipPath:
+		exe := string(in.Process.Exe)
+		if strings.ContainsAny(s.Value, "*?[") {
+			ok, err := path.Match(s.Value, exe)
+			return err == nil && ok
+		}
+		// A plain path covers itself and everything below it.
+		dir := strings.TrimSuffix(s.Value, "/")
+		return exe == dir || strings.HasPrefix(exe, dir+"/")
+	case rules.SkipUser:
+		return s.Value == strconv.FormatUint(uint64(in.Process.UID), 10)
+	}
+	return false
+}
+
+func (f *Fake) coveredOpen(s rules.Skip) []int {
+	var idx []int
+	for i, in := range f.incidents {
+		if in.Status == rules.StatusOpen && Covers(s, in) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// PreviewSkip implements service.Service.
+func (f *Fake) PreviewSkip(_ context.Context, s rules.Skip) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("PreviewSkip %s=%s rule=%s", s.Kind, s.Value, s.Rule)
+	if err := validSkip(s); err != nil {
+		return 0, err
+	}
+	return len(f.coveredOpen(s)), nil
+}
+
+func validSkip(s rules.Skip) error {
+	switch s.Kind {
+	case rules.SkipCommand, rules.SkipPath, rules.SkipUser:
+	default:
+		return fmt.Errorf("skip kind %q: want command, path or user", s.Kind)
+	}
+	if s.Value == "" {
+		return errors.New("skip value is empty")
+	}
+	return nil
+}
+
+// AddSkip implements service.Service.
+func (f *Fake) AddSkip(_ context.Context, s rules.Skip) (rules.Skip, int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("AddSkip %s=%s rule=%s", s.Kind, s.Value, s.Rule)
+	if err := validSkip(s); err != nil {
+		return rules.Skip{}, 0, err
+	}
+	f.nextSkipID++
+	s.ID = fmt.Sprintf("s%d", f.nextSkipID)
+	s.Source = rules.SourceAdded
+	s.AddedAt = f.now()
+	idx := f.coveredOpen(s)
+	for _, i := range idx {
+		f.incidents[i].Status = rules.StatusMasked
+		f.maskedBy[s.ID] = append(f.maskedBy[s.ID], f.incidents[i].ID)
+	}
+	f.skips = append(f.skips, s)
+	return s, len(idx), nil
+}
+
+// RemoveSkip implements service.Service.
+func (f *Fake) RemoveSkip(_ context.Context, id string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("RemoveSkip %s", id)
+	i := slices.IndexFunc(f.skips, func(s rules.Skip) bool { return s.ID == id && s.Source == rules.SourceAdded })
+	if i < 0 {
+		return 0, fmt.Errorf("skip %q: no added skip with that id", id)
+	}
+	f.skips = slices.Delete(f.skips, i, i+1)
+	n := 0
+	for _, iid := range f.maskedBy[id] {
+		j := slices.IndexFunc(f.incidents, func(x rules.Incident) bool { return x.ID == iid })
+		if j >= 0 && f.incidents[j].Status == rules.StatusMasked {
+			f.incidents[j].Status = rules.StatusOpen
+			n++
+		}
+	}
+	delete(f.maskedBy, id)
+	return n, nil
+}
+
+// Rules implements service.Service.
+func (f *Fake) Rules(context.Context) ([]rules.Rule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Rules")
+	return slices.Clone(f.rules), nil
+}
+
+// SetMonitoring implements service.Service.
+func (f *Fake) SetMonitoring(_ context.Context, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("SetMonitoring %t", on)
+	f.status.Monitoring = on
+	return nil
+}
+
+// Status implements service.Service; open counts come from the stored
+// incidents.
+func (f *Fake) Status(context.Context) (service.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.status
+	st.OpenBySev = map[string]int{}
+	for _, in := range f.incidents {
+		if in.Status == rules.StatusOpen {
+			st.OpenBySev[in.Severity.String()]++
+		}
+	}
+	if st.Time.IsZero() {
+		st.Time = f.now()
+	}
+	return st, nil
+}
+
+// Export implements service.Service.
+func (f *Fake) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+	list, err := f.Incidents(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	switch format {
+	case "json":
+		return len(list), json.NewEncoder(w).Encode(list)
+	case "ndjson":
+		enc := json.NewEncoder(w)
+		for _, in := range list {
+			if err := enc.Encode(in); err != nil {
+				return 0, err
+			}
+		}
+		return len(list), nil
+	}
+	return 0, fmt.Errorf("export format %q: want json or ndjson", format)
+}
+
+var _ service.Service = (*Fake)(nil)
