@@ -399,6 +399,9 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 		old_euid = c->euid;
 		known = 1;
 		bpf_map_delete_elem(&exec_calls, &old_pid);
+		e->h.old_uid = old_uid;
+		e->h.old_euid = old_euid;
+		e->h.flags |= F_OLD_CREDS;
 	}
 	submit(e, off);
 

@@ -28,6 +28,7 @@ enum esc_method {
 #define F_ARGS_TRUNC (1 << 0)  /* argv longer than captured */
 #define F_PATH_TRUNC (1 << 1)  /* a path was cut (too deep or no room) */
 #define F_ARGS_USER  (1 << 2)  /* args read from the caller's argv array */
+#define F_OLD_CREDS  (1 << 3)  /* exec: old_uid/old_euid hold the caller's ids before exec */
 
 /* The data area holds variable sections, in this order, each with its
  * length in the header: exe path, filename, args, cwd path, tty, cgroup path.

@@ -27,6 +27,7 @@ const (
 const (
 	flagArgsTrunc = 1 << 0
 	flagPathTrunc = 1 << 1
+	flagOldCreds  = 1 << 3
 )
 
 var methodNames = [...]string{1: MethodSuidExec, 2: MethodSetuid, 3: MethodSetreuid, 4: MethodSetresuid, 5: MethodSetfsuid}

@@ -137,3 +137,52 @@ func BenchmarkBuildExec(b *testing.B) {
 		s.build(&h, raw[headerSize:], &ev, clock{})
 	}
 }
+
+// TestUnexplainedEscalation feeds the decoder what a credential-swapping
+// exploit looks like: a process known as uid 1000 that execs with root ids
+// it never got through a suid exec or a set*uid call.
+func TestUnexplainedEscalation(t *testing.T) {
+	s := newTestSensor()
+	var delivered []Event
+	feed := func(h rawHeader, exe string) {
+		raw := record(h, []byte(exe), nil, nil, nil, nil, nil)
+		var hh rawHeader
+		var ev Event
+		decodeHeader(raw, &hh)
+		if s.build(&hh, raw[headerSize:], &ev, clock{}) {
+			delivered = append(delivered, ev)
+		}
+		if s.haveExtra {
+			s.haveExtra = false
+			delivered = append(delivered, s.extra)
+		}
+	}
+	// Fork and exec as uid 1000: explained, nothing raised.
+	feed(rawHeader{Type: rawFork, Pid: 50, Ppid: 1, Uid: 1000, Euid: 1000}, "")
+	feed(rawHeader{Type: rawExec, Pid: 50, Ppid: 1, Uid: 1000, Euid: 1000, OldUid: 1000, OldEuid: 1000, Flags: flagOldCreds}, "exploit\x00tmp\x00")
+	// Then it execs a shell already holding root: unexplained.
+	feed(rawHeader{Type: rawExec, Pid: 50, Ppid: 1, Uid: 0, Euid: 0, OldUid: 0, OldEuid: 0, Flags: flagOldCreds}, "sh\x00bin\x00")
+	var esc []Event
+	for _, ev := range delivered {
+		if ev.Type == TypeEscalation {
+			esc = append(esc, ev)
+		}
+	}
+	if len(esc) != 1 || esc[0].Method != MethodUnexplained || *esc[0].OldUID != 1000 || *esc[0].NewEUID != 0 || esc[0].Exe != "/tmp/exploit" {
+		t.Fatalf("escalations = %+v", esc)
+	}
+	// A later exit with root ids is now explained by what was reported.
+	feed(rawHeader{Type: rawExit, Pid: 50, Ppid: 1, Uid: 0, Euid: 0}, "")
+	if n := len(delivered); delivered[n-1].Type != TypeExit {
+		t.Fatalf("exit raised another escalation: %+v", delivered[n-1])
+	}
+
+	// A granted setuid escalation explains later root ids.
+	feed(rawHeader{Type: rawFork, Pid: 60, Ppid: 1, Uid: 1000, Euid: 1000}, "")
+	feed(rawHeader{Type: rawEscalation, Pid: 60, Ppid: 1, Uid: 0, Euid: 0, Method: 2, OldUid: 1000, OldEuid: 1000}, "")
+	before := len(delivered)
+	feed(rawHeader{Type: rawExit, Pid: 60, Ppid: 1, Uid: 0, Euid: 0}, "")
+	if len(delivered) != before+1 {
+		t.Fatalf("explained escalation flagged: %+v", delivered[before:])
+	}
+}

@@ -14,6 +14,16 @@ const maxAncestors = 64
 type procInfo struct {
 	ppid uint32
 	exe  Text
+	// uid and euid as last explained: set at fork, exec and granted
+	// escalations. A process seen later with a root id it had no
+	// explained way to get is an "unexplained" escalation.
+	uid, euid  uint32
+	credsKnown bool
+}
+
+// rootless reports whether the process was last known to hold no root id.
+func (p procInfo) rootless() bool {
+	return p.credsKnown && p.uid != 0 && p.euid != 0
 }
 
 // procTable maps pids of live processes to their parent and binary, so that
@@ -71,7 +81,31 @@ func (t *procTable) readProc(pid uint32) (procInfo, bool) {
 		return procInfo{}, false
 	}
 	exe, _ := os.Readlink(dir + "/exe")
-	return procInfo{ppid: uint32(ppid), exe: Text(exe)}, true
+	info := procInfo{ppid: uint32(ppid), exe: Text(exe)}
+	info.uid, info.euid, info.credsKnown = readUIDs(dir + "/status")
+	return info, true
+}
+
+// readUIDs reads the real and effective uid from /proc/PID/status.
+func readUIDs(path string) (uid, euid uint32, ok bool) {
+	status, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	_, rest, found := bytes.Cut(status, []byte("\nUid:"))
+	if !found {
+		return 0, 0, false
+	}
+	if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+		rest = rest[:i]
+	}
+	f := bytes.Fields(rest)
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	u, err1 := strconv.ParseUint(string(f[0]), 10, 32)
+	e, err2 := strconv.ParseUint(string(f[1]), 10, 32)
+	return uint32(u), uint32(e), err1 == nil && err2 == nil
 }
 
 // lookup returns what is known of pid, asking /proc once for processes the
@@ -90,13 +124,21 @@ func (t *procTable) lookup(pid uint32) (procInfo, bool) {
 	return info, ok
 }
 
-func (t *procTable) fork(pid, ppid uint32) {
+func (t *procTable) fork(pid, ppid, uid, euid uint32) {
 	parent, _ := t.lookup(ppid)
-	t.procs[pid] = procInfo{ppid: ppid, exe: parent.exe}
+	t.procs[pid] = procInfo{ppid: ppid, exe: parent.exe, uid: uid, euid: euid, credsKnown: true}
 }
 
-func (t *procTable) exec(pid, ppid uint32, exe Text) {
-	t.procs[pid] = procInfo{ppid: ppid, exe: exe}
+func (t *procTable) exec(pid, ppid uint32, exe Text, uid, euid uint32) {
+	t.procs[pid] = procInfo{ppid: ppid, exe: exe, uid: uid, euid: euid, credsKnown: true}
+}
+
+// setCreds records credentials a granted escalation explained.
+func (t *procTable) setCreds(pid, uid, euid uint32) {
+	if info, ok := t.procs[pid]; ok {
+		info.uid, info.euid, info.credsKnown = uid, euid, true
+		t.procs[pid] = info
+	}
 }
 
 func (t *procTable) exit(pid uint32) {

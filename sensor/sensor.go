@@ -56,6 +56,11 @@ type Sensor struct {
 
 	exec, escalation, exit, fork, malformed atomic.Uint64
 	drops                                   *ebpf.Map
+
+	// extra holds an "unexplained" escalation that build found alongside
+	// the event it decoded; Run delivers it right after. Reader goroutine only.
+	extra     Event
+	haveExtra bool
 }
 
 // New loads the BPF programs (root or CAP_BPF+CAP_PERFMON needed) without
@@ -202,6 +207,10 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 		if s.build(&h, rec.RawSample[headerSize:], &ev, clock) {
 			handle(&ev)
 		}
+		if s.haveExtra {
+			s.haveExtra = false
+			handle(&s.extra)
+		}
 		if rec.Remaining == 0 && time.Since(lastSweep) > sweepInterval {
 			s.table.sweep()
 			lastSweep = time.Now()
@@ -234,7 +243,7 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 	switch h.Type {
 	case rawFork:
 		s.fork.Add(1)
-		s.table.fork(h.Pid, h.Ppid)
+		s.table.fork(h.Pid, h.Ppid, h.Uid, h.Euid)
 		return false
 
 	case rawExec, rawExecFail:
@@ -249,7 +258,10 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		if h.Type == rawExec {
 			ev.Outcome = Success
 			ev.Exe = joinPath(sec.exe)
-			s.table.exec(h.Pid, h.Ppid, ev.Exe)
+			if h.Flags&flagOldCreds != 0 {
+				s.checkUnexplained(ev, h.OldUid, h.OldEuid)
+			}
+			s.table.exec(h.Pid, h.Ppid, ev.Exe, h.Uid, h.Euid)
 		} else {
 			ev.Outcome = Failure
 			ev.Errno = errnoName(h.Retval)
@@ -269,6 +281,7 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		ev.NewUID, ev.NewEUID = Uint32(h.NewUid), Uint32(h.NewEuid)
 		if h.Retval == 0 {
 			ev.Outcome = Success
+			s.table.setCreds(h.Pid, h.NewUid, h.NewEuid)
 		} else {
 			ev.Outcome = Failure
 			ev.Errno = errnoName(h.Retval)
@@ -296,6 +309,7 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 			ev.Outcome = Failure
 		}
 		ev.ParentExe = s.parentExe(h.Ppid)
+		s.checkUnexplained(ev, h.Uid, h.Euid)
 		s.table.exit(h.Pid)
 		s.exit.Add(1)
 
@@ -304,6 +318,31 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		return false
 	}
 	return true
+}
+
+// checkUnexplained raises an "unexplained" escalation when ev's process,
+// last known without any root id, is seen holding one (uid, euid) that no
+// suid exec or set*uid call explains: the mark of a kernel exploit that
+// swapped the process's credentials.
+func (s *Sensor) checkUnexplained(ev *Event, uid, euid uint32) {
+	info, ok := s.table.procs[ev.PID]
+	if !ok || !info.rootless() || (uid != 0 && euid != 0) {
+		return
+	}
+	x := &s.extra
+	*x = Event{
+		Type: TypeEscalation, Time: ev.Time, PID: ev.PID, TID: ev.TID, PPID: ev.PPID,
+		UID: uid, EUID: euid, GID: ev.GID, EGID: ev.EGID, AUID: ev.AUID, Comm: ev.Comm,
+		Exe: info.exe, Outcome: Success, Method: MethodUnexplained,
+		OldUID: Uint32(info.uid), OldEUID: Uint32(info.euid), NewUID: Uint32(uid), NewEUID: Uint32(euid),
+	}
+	x.Ancestors = s.table.ancestors(ev.PPID)
+	if len(x.Ancestors) > 0 {
+		x.ParentExe = x.Ancestors[0].Exe
+	}
+	s.haveExtra = true
+	s.escalation.Add(1)
+	s.table.setCreds(ev.PID, uid, euid)
 }
 
 func (s *Sensor) withAncestry(ev *Event) {
