@@ -1,0 +1,159 @@
+package tui
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/tui/servicetest"
+)
+
+func TestLayoutColumns(t *testing.T) {
+	cols := incidentColumns()
+	for _, tc := range []struct {
+		width int
+		want  []int
+	}{
+		// 80 columns: every column at its minimum, the summary takes the rest.
+		{80, []int{8, 8, 5, 14, 8, 5, 25}},
+		// 60: optional columns go, highest drop rank first (COUNT, USER).
+		{60, []int{8, 8, 5, 14, 0, 0, 20}},
+		// 160: wide, fixed columns at their max.
+		{160, []int{8, 8, 5, 24, 12, 7, 89}},
+	} {
+		got := layoutColumns(cols, tc.width)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("width %d: widths %v, want %v", tc.width, got, tc.want)
+		}
+		total := 0
+		for _, w := range got {
+			if w > 0 {
+				total += w + 1
+			}
+		}
+		if total > tc.width {
+			t.Errorf("width %d: columns take %d cells", tc.width, total)
+		}
+	}
+}
+
+func TestSparkline(t *testing.T) {
+	for _, tc := range []struct {
+		samples []float64
+		width   int
+		want    string
+	}{
+		{nil, 4, "    "},
+		// One cell a second at width 60, newest on the right.
+		{[]float64{0, 0}, 60, strings.Repeat(" ", 58) + "▁▁"},
+		{[]float64{1, 2, 4, 8}, 60, strings.Repeat(" ", 56) + "▂▃▅█"},
+		// At width 4 each cell covers 15 seconds and shows their peak.
+		{[]float64{1, 2, 4, 8}, 4, "   █"},
+		{append(make([]float64, 30), 8, 4), 4, " ▁▁█"},
+	} {
+		if got := sparkline(tc.samples, tc.width); got != tc.want {
+			t.Errorf("sparkline(%v, %d) = %q, want %q", tc.samples, tc.width, got, tc.want)
+		}
+	}
+	// 60 samples in 16 cells: the newest peak must survive the merge.
+	s := make([]float64, 60)
+	s[59] = 100
+	if got := sparkline(s, 16); !strings.HasSuffix(got, "█") || strings.Count(got, "█") != 1 {
+		t.Errorf("merged sparkline %q lost or spread the peak", got)
+	}
+}
+
+func TestGroupDigits(t *testing.T) {
+	for n, want := range map[uint64]string{0: "0", 999: "999", 1000: "1,000", 1204: "1,204", 1234567: "1,234,567"} {
+		if got := groupDigits(n); got != want {
+			t.Errorf("groupDigits(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestRing(t *testing.T) {
+	r := newRing[int](3)
+	for i := 1; i <= 5; i++ {
+		r.Push(i)
+	}
+	if got := r.Slice(); !slices.Equal(got, []int{3, 4, 5}) || r.Len() != 3 {
+		t.Errorf("ring = %v (len %d), want [3 4 5]", got, r.Len())
+	}
+}
+
+func TestInboxBounded(t *testing.T) {
+	box := newInbox(100)
+	u := servicetest.LoadBatch(t0, 1, 80)
+	box.put(u)
+	box.put(u) // 160 pending, 60 over the bound
+	st := service.Status{Host: "h"}
+	box.put(service.Update{Status: &st, Dropped: 7})
+	b := box.take()
+	if len(b.items) != 100 || b.dropped != 60+7 {
+		t.Errorf("took %d items, %d dropped; want 100 and 67", len(b.items), b.dropped)
+	}
+	// The newest events are kept: the last one is the last of the batch.
+	if last := b.items[len(b.items)-1].ev.PID; last != 80 {
+		t.Errorf("last pid %d, want 80", last)
+	}
+	if !b.items[len(b.items)-80].skipped { // index 0 of the second batch
+		t.Error("Skipped index lost")
+	}
+	if b.status == nil || b.status.Host != "h" {
+		t.Error("status lost")
+	}
+	if b2 := box.take(); len(b2.items) != 0 || b2.dropped != 0 || b2.status != nil {
+		t.Error("take did not empty the inbox")
+	}
+}
+
+func TestHeaderRates(t *testing.T) {
+	var h header
+	at := t0
+	h.observe(service.Status{Time: at, Sensor: sensor.Stats{Exec: 100, Escalation: 1, Exit: 90}})
+	h.observe(service.Status{Time: at.Add(2 * time.Second), Sensor: sensor.Stats{Exec: 10100, Escalation: 5, Exit: 8090}})
+	if h.rates != [3]float64{5000, 2, 4000} {
+		t.Errorf("rates = %v", h.rates)
+	}
+	out := ansi.Strip(h.View(newTheme(true), 160, screenIncidents))
+	if !strings.Contains(out, "exec 5.0k/s  esc 2/s  exit 4.0k/s") {
+		t.Errorf("header:\n%s", out)
+	}
+	// A restarted sensor (counters going back) gives zero, not garbage.
+	h.observe(service.Status{Time: at.Add(3 * time.Second), Sensor: sensor.Stats{Exec: 5}})
+	if h.rates != [3]float64{} {
+		t.Errorf("rates after restart = %v", h.rates)
+	}
+}
+
+func TestHeaderDropsAndRulesError(t *testing.T) {
+	var h header
+	h.observe(service.Status{Time: t0, Host: "db", Sensor: sensor.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
+	h.uiDropped = 2
+	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents))
+	for _, want := range []string{"drops 1,502 (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("header lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestAncestryTree(t *testing.T) {
+	ev := servicetest.ExecEvent(t0, 10, 0, "/bin/sh")
+	ev.Ancestors = []sensor.Ancestor{{PID: 9, Exe: "/usr/bin/sudo"}, {PID: 1, Exe: "/sbin/init"}}
+	want := "/sbin/init (1)\n└─ /usr/bin/sudo (9)\n   └─ /bin/sh (10)  ◀ this process\n"
+	if got := ancestryTree(&ev); got != want {
+		t.Errorf("tree:\n%s\nwant:\n%s", got, want)
+	}
+	// Without ancestors the parent fields still give one level.
+	ev.Ancestors = nil
+	ev.PPID, ev.ParentExe = 9, "/usr/bin/sudo"
+	if got := ancestryTree(&ev); !strings.HasPrefix(got, "/usr/bin/sudo (9)\n└─ /bin/sh (10)") {
+		t.Errorf("tree without ancestors:\n%s", got)
+	}
+}
