@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -111,5 +112,18 @@ func TestUserNameCache(t *testing.T) {
 	}
 	if calls != 2 {
 		t.Errorf("%d lookups for two uids, want 2 (cached, including misses)", calls)
+	}
+}
+
+func TestUsePasswd(t *testing.T) {
+	testUsers(t)
+	n, err := UsePasswd(strings.NewReader("# comment\nroot:x:0:0:root:/root:/bin/bash\n\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken line\nbad:x:notanumber:0::/:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n"))
+	if err != nil || n != 2 {
+		t.Fatalf("UsePasswd = %d, %v; want 2 users", n, err)
+	}
+	for uid, want := range map[uint32]string{0: "root", 1000: "alice", 34: ""} {
+		if got := UserName(uid); got != want {
+			t.Errorf("UserName(%d) = %q, want %q", uid, got, want)
+		}
 	}
 }

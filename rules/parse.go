@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -78,6 +79,11 @@ func Parse(name string, data []byte) (*RuleSet, error) {
 	}
 	set := p.top(f.Docs[0].Body)
 	if len(p.errs) > 0 {
+		// Report in file order, as an editor would walk them.
+		sort.SliceStable(p.errs, func(i, j int) bool {
+			a, b := p.errs[i], p.errs[j]
+			return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
+		})
 		return nil, p.errs
 	}
 	set.Name = name
@@ -287,16 +293,17 @@ func (p *parseState) top(body ast.Node) *RuleSet {
 			}
 			for _, item := range seq.Values {
 				r, nameNode, ok := p.rule(item)
-				if !ok {
-					continue
+				if r.Name != "" {
+					if prev, dup := names[r.Name]; dup {
+						line, _ := position(prev)
+						p.errorf(nameNode, fmt.Sprintf("rule names must be unique; the first %q is on line %d", r.Name, line), "duplicate rule name %q", r.Name)
+						continue
+					}
+					names[r.Name] = nameNode
 				}
-				if prev, dup := names[r.Name]; dup {
-					line, _ := position(prev)
-					p.errorf(nameNode, fmt.Sprintf("rule names must be unique; the first %q is on line %d", r.Name, line), "duplicate rule name %q", r.Name)
-					continue
+				if ok {
+					set.Rules = append(set.Rules, r)
 				}
-				names[r.Name] = nameNode
-				set.Rules = append(set.Rules, r)
 			}
 		}
 	}

@@ -1,8 +1,12 @@
 package rules
 
 import (
+	"bufio"
+	"fmt"
+	"io"
 	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -30,11 +34,12 @@ var lookupUser = func(uid uint32) string {
 func UserName(uid uint32) string {
 	userNames.RLock()
 	name, ok := userNames.m[uid]
+	lookup := lookupUser
 	userNames.RUnlock()
 	if ok {
 		return name
 	}
-	name = lookupUser(uid)
+	name = lookup(uid)
 	userNames.Lock()
 	if len(userNames.m) > 1<<16 {
 		// A hostile workload could walk through uids; keep memory bounded.
@@ -43,4 +48,39 @@ func UserName(uid uint32) string {
 	userNames.m[uid] = name
 	userNames.Unlock()
 	return name
+}
+
+// UsePasswd makes user names come from a passwd-format file (name:x:uid:...)
+// instead of this host's user database, for replaying a capture recorded
+// on another host: its uids mean that host's users. Lines that are not
+// passwd entries are ignored, as the C library does. It returns how many
+// users it read.
+func UsePasswd(r io.Reader) (int, error) {
+	names := map[uint32]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		fields := strings.Split(line, ":")
+		if len(fields) < 3 || fields[0] == "" {
+			continue
+		}
+		uid, err := strconv.ParseUint(fields[2], 10, 32)
+		if err != nil {
+			continue
+		}
+		if _, dup := names[uint32(uid)]; !dup {
+			names[uint32(uid)] = fields[0]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read passwd file: %w", err)
+	}
+	userNames.Lock()
+	lookupUser = func(uid uint32) string { return names[uid] }
+	clear(userNames.m)
+	userNames.Unlock()
+	return len(names), nil
 }
