@@ -64,7 +64,14 @@ type listView struct {
 	width, height int
 	widths        []int
 	tbl           table.Model
-	empty         string
+	styledFor     int64 // theme version the table styles come from
+	// gen counts changes to what the list shows; View reuses its last
+	// output while gen and the theme are unchanged.
+	gen        uint64
+	cachedGen  uint64
+	cachedVer  int64
+	cachedView string
+	empty      string
 }
 
 func newListView(cols []column, sevCol int, tail bool, empty string) *listView {
@@ -86,6 +93,7 @@ func (l *listView) SetSize(w, h int) {
 	l.tbl.SetWidth(w)
 	l.tbl.SetHeight(l.height)
 	l.clampTop()
+	l.gen++
 }
 
 // layoutColumns gives each column its width for a total width w; hidden
@@ -185,6 +193,7 @@ func (l *listView) refilter() {
 }
 
 func (l *listView) reselect() {
+	l.gen++
 	n := len(l.shown)
 	switch {
 	case n == 0:
@@ -268,6 +277,7 @@ func (l *listView) Move(n int) {
 	}
 	l.follow = l.tail && l.idx == newest
 	l.clampTop()
+	l.gen++
 }
 
 // Home selects the first row, End the last one.
@@ -292,6 +302,15 @@ func (l *listView) Len() int { return len(l.shown) }
 
 // View renders the visible window of rows.
 func (l *listView) View(th theme) string {
+	if l.cachedView != "" && l.cachedGen == l.gen && l.cachedVer == th.version {
+		return l.cachedView
+	}
+	l.cachedView = l.render(th)
+	l.cachedGen, l.cachedVer = l.gen, th.version
+	return l.cachedView
+}
+
+func (l *listView) render(th theme) string {
 	h := l.tbl.Height()
 	end := min(l.top+h, len(l.shown))
 	win := make([]table.Row, 0, end-l.top)
@@ -303,9 +322,17 @@ func (l *listView) View(th theme) string {
 		}
 		win = append(win, l.styled(r, th))
 	}
-	l.tbl.SetStyles(th.table)
+	if l.styledFor != th.version {
+		// SetStyles re-renders every row, so only when the theme changed.
+		l.tbl.SetStyles(th.table)
+		l.styledFor = th.version
+	}
+	// Each of these renders the visible rows; skip the second when the
+	// cursor stays where it was (always so in follow mode).
 	l.tbl.SetRows(win)
-	l.tbl.SetCursor(l.idx - l.top)
+	if c := l.idx - l.top; c != l.tbl.Cursor() {
+		l.tbl.SetCursor(c)
+	}
 	out := l.tbl.View()
 	if len(l.shown) == 0 {
 		msg := l.empty
@@ -314,7 +341,7 @@ func (l *listView) View(th theme) string {
 		}
 		out = lipgloss.JoinVertical(lipgloss.Left, firstLine(out), th.dim.Render("  "+msg))
 	}
-	return lipgloss.NewStyle().Height(l.height).MaxHeight(l.height).Render(out)
+	return fitLines(out, l.height)
 }
 
 func (l *listView) styled(r *row, th theme) table.Row {
@@ -333,6 +360,23 @@ func (l *listView) styled(r *row, th theme) table.Row {
 		}
 	}
 	return cells
+}
+
+// fitLines pads or cuts s to exactly h lines. Lines are already no wider
+// than the screen, so this is cheaper than a lipgloss height style.
+func fitLines(s string, h int) string {
+	n := strings.Count(s, "\n") + 1
+	switch {
+	case n < h:
+		return s + strings.Repeat("\n", h-n)
+	case n > h:
+		i, cut := 0, 0
+		for ; i < h; i++ {
+			cut += strings.IndexByte(s[cut:], '\n') + 1
+		}
+		return s[:cut-1]
+	}
+	return s
 }
 
 func firstLine(s string) string {

@@ -20,7 +20,6 @@ import (
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/procwatch/procwatch/rules"
@@ -232,7 +231,7 @@ func (m *Model) View() tea.View {
 	default:
 		body = m.titleLine() + "\n" + m.activeList().View(m.th)
 	}
-	b.WriteString(lipgloss.NewStyle().Height(bodyH).MaxHeight(bodyH).Render(body))
+	b.WriteString(fitLines(body, bodyH))
 	b.WriteByte('\n')
 	b.WriteString(ansi.Truncate(m.messageLine(), m.width, "…"))
 	b.WriteByte('\n')

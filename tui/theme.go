@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"sync/atomic"
+
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/table"
 	"charm.land/lipgloss/v2"
@@ -14,7 +16,8 @@ import (
 // spelled out and the selected row is reversed, so NO_COLOR terminals (where
 // Bubble Tea drops colours but keeps attributes) lose nothing.
 type theme struct {
-	isDark bool
+	isDark  bool
+	version int64 // changes whenever the theme is rebuilt
 
 	title, dim, bold, warn, errText, ok lipgloss.Style
 	tabActive, tabIdle                  lipgloss.Style
@@ -24,12 +27,14 @@ type theme struct {
 	confirm, paused                     lipgloss.Style
 }
 
+var themeVersion atomic.Int64
+
 func newTheme(isDark bool) theme {
 	ld := lipgloss.LightDark(isDark)
 	c := func(light, dark string) lipgloss.Style {
 		return lipgloss.NewStyle().Foreground(ld(lipgloss.Color(light), lipgloss.Color(dark)))
 	}
-	t := theme{isDark: isDark}
+	t := theme{isDark: isDark, version: themeVersion.Add(1)}
 	t.title = c("#5a2ca0", "#c3a6ff").Bold(true)
 	t.dim = c("#8a8a8a", "#6c6c6c").Faint(true)
 	t.bold = lipgloss.NewStyle().Bold(true)
