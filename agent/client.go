@@ -1,0 +1,482 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// DialTimeout bounds connecting to the socket and the exchange of hellos.
+const DialTimeout = 3 * time.Second
+
+// ErrClosed is returned by calls on a client whose connection is gone.
+var ErrClosed = errors.New("connection to the agent is closed")
+
+// Client is service.Service over one protocol connection. It is safe for
+// concurrent use; calls are multiplexed by request id.
+type Client struct {
+	rwc io.ReadWriteCloser
+
+	wmu sync.Mutex
+	bw  *bufio.Writer
+
+	mu     sync.Mutex
+	nextID uint64
+	calls  map[uint64]*call
+	err    error // set once the connection is gone
+	done   chan struct{}
+
+	// ServerSoftware is what the server named itself in its hello.
+	ServerSoftware string
+}
+
+// call is one request waiting for its response. stream, when set, receives
+// the request's non-final frames (incidents, chunks, updates) on the
+// client's reader goroutine and must not block for long.
+type call struct {
+	resp       chan message
+	stream     func(m message)
+	persistent bool // a subscription: it lives on after its response, until its end frame
+}
+
+// Dial connects to an agent's unix socket and exchanges hellos.
+func Dial(path string) (*Client, error) {
+	conn, err := net.DialTimeout("unix", path, DialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect to agent at %s: %w", path, err)
+	}
+	c, err := NewClient(conn)
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// NewClient speaks the protocol over rwc: it sends its hello, checks the
+// server's, and starts reading. It closes rwc on failure.
+func NewClient(rwc io.ReadWriteCloser) (*Client, error) {
+	c := &Client{
+		rwc:   rwc,
+		bw:    bufio.NewWriterSize(rwc, 64<<10),
+		calls: make(map[uint64]*call),
+		done:  make(chan struct{}),
+	}
+	fr := newFrameReader(rwc, MaxFrame)
+	if d, ok := rwc.(deadliner); ok {
+		d.SetReadDeadline(time.Now().Add(DialTimeout))
+	}
+	// Both sides speak first; writing concurrently with reading keeps an
+	// unbuffered transport (a pipe without a kernel buffer) from deadlocking.
+	sent := make(chan error, 1)
+	go func() { sent <- c.write(message{Type: typeHello, Version: Version, Software: softwareName, Role: "client"}) }()
+	hello, err := c.readHello(fr)
+	if err != nil {
+		rwc.Close()
+		<-sent
+		return nil, err
+	}
+	if err := <-sent; err != nil {
+		rwc.Close()
+		return nil, err
+	}
+	if d, ok := rwc.(deadliner); ok {
+		d.SetReadDeadline(time.Time{})
+	}
+	c.ServerSoftware = hello.Software
+	go c.readLoop(fr)
+	return c, nil
+}
+
+func (c *Client) readHello(fr *frameReader) (message, error) {
+	frame, err := fr.next()
+	if err != nil {
+		return message{}, fmt.Errorf("read agent hello: %w", err)
+	}
+	var m message
+	if err := json.Unmarshal(frame, &m); err != nil {
+		return message{}, fmt.Errorf("agent hello is not JSON: %w", err)
+	}
+	if m.Type == typeError && m.Error != nil {
+		return message{}, m.Error
+	}
+	if m.Type != typeHello {
+		return message{}, fmt.Errorf("agent sent %q before its hello", m.Type)
+	}
+	if m.Version != Version {
+		return message{}, &Error{Code: CodeVersionMismatch, Message: fmt.Sprintf(
+			"protocol version mismatch: agent speaks %d, client speaks %d; run the same procwatch version on both sides", m.Version, Version)}
+	}
+	return m, nil
+}
+
+// write sends one message; requests are small and never split.
+func (c *Client) write(m message) error {
+	frames, err := encode(m, MaxFrame)
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for _, f := range frames {
+		if _, err := c.bw.Write(f); err != nil {
+			return fmt.Errorf("send to agent: %w", err)
+		}
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fmt.Errorf("send to agent: %w", err)
+	}
+	return nil
+}
+
+// readLoop dispatches frames to their calls until the connection ends.
+func (c *Client) readLoop(fr *frameReader) {
+	var err error
+	for {
+		var frame []byte
+		frame, err = fr.next()
+		if errors.Is(err, errFrameTooLarge) {
+			continue // the server never sends one; skip it if it does
+		}
+		if err != nil {
+			break
+		}
+		var m message
+		if json.Unmarshal(frame, &m) != nil {
+			continue
+		}
+		if m.Type == typeError {
+			if m.Error != nil && m.Error.Code == CodeVersionMismatch {
+				err = m.Error
+				break
+			}
+			continue
+		}
+		c.mu.Lock()
+		cl := c.calls[m.ID]
+		c.mu.Unlock()
+		if cl == nil {
+			continue
+		}
+		switch m.Type {
+		case typeResponse:
+			if !cl.persistent || m.Error != nil {
+				c.forget(m.ID)
+			}
+			select {
+			case cl.resp <- m:
+			default:
+			}
+		case typeEnd:
+			c.forget(m.ID)
+			if cl.stream != nil {
+				cl.stream(m)
+			}
+		default:
+			if cl.stream != nil {
+				cl.stream(m)
+			}
+		}
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = ErrClosed
+	}
+	c.mu.Lock()
+	c.err = err
+	calls := c.calls
+	c.calls = map[uint64]*call{}
+	c.mu.Unlock()
+	close(c.done)
+	for _, cl := range calls {
+		if cl.stream != nil {
+			cl.stream(message{Type: typeEnd, Error: &Error{Code: CodeFailed, Message: err.Error()}})
+		}
+		select {
+		case cl.resp <- message{Type: typeResponse, Error: &Error{Code: CodeFailed, Message: err.Error()}}:
+		default:
+		}
+	}
+}
+
+// Close ends the connection; pending calls fail and subscriptions end.
+func (c *Client) Close() error {
+	err := c.rwc.Close()
+	<-c.done
+	return err
+}
+
+// Done is closed when the connection has ended.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// start registers a call and sends its request.
+func (c *Client) start(method string, params any, stream func(message)) (uint64, *call, error) {
+	return c.startCall(method, params, &call{resp: make(chan message, 1), stream: stream})
+}
+
+func (c *Client) startCall(method string, params any, cl *call) (uint64, *call, error) {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: encode params: %w", method, err)
+	}
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, nil, err
+	}
+	c.nextID++
+	id := c.nextID
+	c.calls[id] = cl
+	c.mu.Unlock()
+	if err := c.write(message{Type: typeRequest, ID: id, Method: method, Params: raw}); err != nil {
+		c.forget(id)
+		return 0, nil, err
+	}
+	return id, cl, nil
+}
+
+func (c *Client) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.calls, id)
+	c.mu.Unlock()
+}
+
+// cancel asks the server to stop request id; errors are moot since the
+// caller has already given up on it.
+func (c *Client) cancel(id uint64) {
+	raw, _ := json.Marshal(cancelParams{id})
+	c.mu.Lock()
+	c.nextID++
+	own := c.nextID
+	c.mu.Unlock()
+	c.write(message{Type: typeRequest, ID: own, Method: methodCancel, Params: raw})
+}
+
+// wait blocks for the response of a call and decodes its result.
+func (c *Client) wait(ctx context.Context, id uint64, cl *call, result any) error {
+	select {
+	case m := <-cl.resp:
+		if m.Error != nil {
+			return m.Error
+		}
+		if result != nil && len(m.Result) > 0 {
+			if err := json.Unmarshal(m.Result, result); err != nil {
+				return fmt.Errorf("decode agent answer: %w", err)
+			}
+		}
+		return nil
+	case <-ctx.Done():
+		c.forget(id)
+		c.cancel(id)
+		return ctx.Err()
+	}
+}
+
+// do is a plain request and response.
+func (c *Client) do(ctx context.Context, method string, params, result any) error {
+	id, cl, err := c.start(method, params, nil)
+	if err != nil {
+		return err
+	}
+	return c.wait(ctx, id, cl, result)
+}
+
+// Subscribe implements service.Service. Updates are kept in a mailbox
+// between the connection and the returned channel, so a caller that reads
+// slowly delays neither other calls nor the connection.
+func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+	box := pipeline.NewMailbox(0, 0)
+	ended := make(chan struct{})
+	var endOnce sync.Once
+	stream := func(m message) {
+		switch m.Type {
+		case typeUpdate:
+			if m.Update != nil {
+				box.Put(*m.Update)
+			}
+		case typeEnd:
+			endOnce.Do(func() { close(ended) })
+		}
+	}
+	id, cl, err := c.startCall(methodSubscribe, subscribeParams{after}, &call{resp: make(chan message, 1), stream: stream, persistent: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.wait(ctx, id, cl, nil); err != nil {
+		c.forget(id)
+		return nil, err
+	}
+	out := make(chan service.Update, 4)
+	go func() {
+		defer close(out)
+		defer func() {
+			select {
+			case <-ended:
+			default:
+				c.forget(id)
+				c.cancel(id)
+			}
+		}()
+		for {
+			select {
+			case <-box.Ready():
+			case <-ended:
+				// Deliver what arrived before the end.
+				if u, ok := box.Take(); ok {
+					select {
+					case out <- u:
+					case <-ctx.Done():
+					}
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+			u, ok := box.Take()
+			if !ok {
+				continue
+			}
+			select {
+			case out <- u:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Incidents implements service.Service.
+func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+	var got []rules.Incident
+	var mu sync.Mutex
+	id, cl, err := c.start(methodIncidents, incidentsParams{q}, func(m message) {
+		mu.Lock()
+		got = append(got, m.Incidents...)
+		mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
+	}
+	var res countResult
+	if err := c.wait(ctx, id, cl, &res); err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != res.Count {
+		return nil, fmt.Errorf("incidents: agent announced %d, sent %d", res.Count, len(got))
+	}
+	return got, nil
+}
+
+// Noise implements service.Service.
+func (c *Client) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+	var n service.Noise
+	err := c.do(ctx, methodNoise, noiseParams{since, limit}, &n)
+	return n, err
+}
+
+// SetStatus implements service.Service.
+func (c *Client) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
+	return c.do(ctx, methodSetStatus, setStatusParams{ids, st}, nil)
+}
+
+// Skips implements service.Service.
+func (c *Client) Skips(ctx context.Context) ([]rules.Skip, error) {
+	var s []rules.Skip
+	err := c.do(ctx, methodSkips, struct{}{}, &s)
+	return s, err
+}
+
+// PreviewSkip implements service.Service.
+func (c *Client) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
+	var r countResult
+	err := c.do(ctx, methodPreviewSkip, skipParams{s}, &r)
+	return r.Count, err
+}
+
+// AddSkip implements service.Service.
+func (c *Client) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
+	var r addSkipResult
+	err := c.do(ctx, methodAddSkip, skipParams{s}, &r)
+	return r.Skip, r.Masked, err
+}
+
+// RemoveSkip implements service.Service.
+func (c *Client) RemoveSkip(ctx context.Context, id string) (int, error) {
+	var r countResult
+	err := c.do(ctx, methodRemoveSkip, removeSkipParams{id}, &r)
+	return r.Count, err
+}
+
+// Rules implements service.Service.
+func (c *Client) Rules(ctx context.Context) ([]rules.Rule, error) {
+	var r []rules.Rule
+	err := c.do(ctx, methodRules, struct{}{}, &r)
+	return r, err
+}
+
+// SetMonitoring implements service.Service.
+func (c *Client) SetMonitoring(ctx context.Context, on bool) error {
+	return c.do(ctx, methodSetMonitoring, monitoringParams{on}, nil)
+}
+
+// Status implements service.Service.
+func (c *Client) Status(ctx context.Context) (service.Status, error) {
+	var st service.Status
+	err := c.do(ctx, methodStatus, struct{}{}, &st)
+	return st, err
+}
+
+// Export implements service.Service. Chunks are written to w as they
+// arrive; progress goes to the function set with
+// pipeline.WithExportProgress.
+func (c *Client) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+	progress := pipeline.ExportProgress(ctx)
+	var (
+		mu   sync.Mutex
+		werr error
+		id   atomic.Uint64
+	)
+	reqID, cl, err := c.start(methodExport, exportParams{q, format}, func(m message) {
+		switch m.Type {
+		case typeChunk:
+			mu.Lock()
+			defer mu.Unlock()
+			if werr == nil {
+				if _, werr = w.Write(m.Data); werr != nil {
+					go c.cancel(id.Load())
+				}
+			}
+		case typeProgress:
+			if progress != nil {
+				progress(m.Done, m.Total)
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	id.Store(reqID)
+	var res countResult
+	err = c.wait(ctx, reqID, cl, &res)
+	mu.Lock()
+	defer mu.Unlock()
+	if werr != nil {
+		return res.Count, fmt.Errorf("export: write output: %w", werr)
+	}
+	return res.Count, err
+}
+
+var _ service.Service = (*Client)(nil)

@@ -1,0 +1,263 @@
+// Package agent carries service.Service over a byte stream: the local unix
+// socket of `procwatch agent`, the stdin/stdout of `procwatch serve --stdio`
+// and, later, SSH. One protocol serves all of them; docs/protocol.md
+// specifies it. Serve answers on the pipeline's side, Client implements
+// service.Service on the front end's side.
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Version is the protocol version this build speaks. Both sides send it in
+// their hello; a difference ends the connection with a clear error, because
+// a silent misreading of incidents would be worse than no connection.
+const Version = 1
+
+// MaxFrame is the largest frame either side accepts, newline included.
+// Senders split incident lists and updates to stay below it.
+const MaxFrame = 1 << 20
+
+// Message types.
+const (
+	typeHello     = "hello"
+	typeRequest   = "request"
+	typeResponse  = "response"
+	typeUpdate    = "update"
+	typeEnd       = "end"
+	typeIncidents = "incidents"
+	typeChunk     = "chunk"
+	typeProgress  = "progress"
+	typeError     = "error"
+)
+
+// Methods: one per service.Service method, plus cancel.
+const (
+	methodSubscribe     = "subscribe"
+	methodIncidents     = "incidents"
+	methodNoise         = "noise"
+	methodSetStatus     = "set_status"
+	methodSkips         = "skips"
+	methodPreviewSkip   = "preview_skip"
+	methodAddSkip       = "add_skip"
+	methodRemoveSkip    = "remove_skip"
+	methodRules         = "rules"
+	methodSetMonitoring = "set_monitoring"
+	methodStatus        = "status"
+	methodExport        = "export"
+	methodCancel        = "cancel"
+)
+
+// Error codes carried in Error.Code.
+const (
+	CodeBadFrame        = "bad_frame"
+	CodeFrameTooLarge   = "frame_too_large"
+	CodeVersionMismatch = "version_mismatch"
+	CodeUnknownMethod   = "unknown_method"
+	CodeBadParams       = "bad_params"
+	CodeFailed          = "failed"
+	CodeCanceled        = "canceled"
+)
+
+// Error is a protocol-level or service error as it travels on the wire. The
+// client returns it as a Go error, so callers can tell an agent-side
+// failure (Code "failed") from a broken connection.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string {
+	if e.Code == CodeFailed {
+		return e.Message
+	}
+	return e.Code + ": " + e.Message
+}
+
+// message is the one envelope of every frame; Type says which fields apply.
+type message struct {
+	Type string `json:"type"`
+	ID   uint64 `json:"id,omitempty"`
+
+	// hello
+	Version  int    `json:"version,omitempty"`
+	Software string `json:"software,omitempty"`
+	Role     string `json:"role,omitempty"`
+
+	// request
+	Method string          `json:"method,omitempty"`
+	Params json.RawMessage `json:"params,omitempty"`
+
+	// response, end, error
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  *Error          `json:"error,omitempty"`
+
+	// update, incidents, chunk, progress
+	Update    *service.Update  `json:"update,omitempty"`
+	Incidents []rules.Incident `json:"incidents,omitempty"`
+	Data      []byte           `json:"data,omitempty"`
+	Done      int              `json:"done,omitempty"`
+	Total     int              `json:"total,omitempty"`
+}
+
+// Parameters and results of the methods.
+type (
+	subscribeParams struct {
+		After rules.ID `json:"after"`
+	}
+	incidentsParams struct {
+		Query service.Query `json:"query"`
+	}
+	countResult struct {
+		Count int `json:"count"`
+	}
+	noiseParams struct {
+		Since time.Time `json:"since"`
+		Limit int       `json:"limit"`
+	}
+	setStatusParams struct {
+		IDs    []rules.ID   `json:"ids"`
+		Status rules.Status `json:"status"`
+	}
+	skipParams struct {
+		Skip rules.Skip `json:"skip"`
+	}
+	addSkipResult struct {
+		Skip   rules.Skip `json:"skip"`
+		Masked int        `json:"masked"`
+	}
+	removeSkipParams struct {
+		ID string `json:"id"`
+	}
+	monitoringParams struct {
+		On bool `json:"on"`
+	}
+	exportParams struct {
+		Query  service.Query `json:"query"`
+		Format string        `json:"format"`
+	}
+	cancelParams struct {
+		ID uint64 `json:"id"`
+	}
+)
+
+var errFrameTooLarge = errors.New("frame too large")
+
+// frameReader reads newline-terminated frames of at most max bytes.
+type frameReader struct {
+	br  *bufio.Reader
+	max int
+}
+
+func newFrameReader(r io.Reader, max int) *frameReader {
+	return &frameReader{br: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// next returns the next frame without its newline. A frame longer than max
+// is consumed up to its newline and reported as errFrameTooLarge, so the
+// stream stays usable. The returned slice is valid until the next call.
+func (f *frameReader) next() ([]byte, error) {
+	var buf []byte
+	tooLarge := false
+	for {
+		chunk, err := f.br.ReadSlice('\n')
+		if !tooLarge {
+			if len(buf)+len(chunk) > f.max {
+				tooLarge = true
+				buf = nil
+			} else {
+				buf = append(buf, chunk...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLarge {
+				return nil, errFrameTooLarge
+			}
+			return buf[:len(buf)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(buf) > 0 && !tooLarge:
+			return nil, fmt.Errorf("connection ended inside a frame: %w", io.ErrUnexpectedEOF)
+		default:
+			return nil, err
+		}
+	}
+}
+
+// encode marshals m into frames, splitting an incident list or an update
+// that would exceed max into halves until each fits.
+func encode(m message, max int) ([][]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.Type, err)
+	}
+	if len(b)+1 <= max {
+		return [][]byte{append(b, '\n')}, nil
+	}
+	first, second, ok := split(m)
+	if !ok {
+		return nil, fmt.Errorf("encode %s: %d bytes exceed the %d-byte frame limit", m.Type, len(b), max)
+	}
+	a, err := encode(first, max)
+	if err != nil {
+		return nil, err
+	}
+	c, err := encode(second, max)
+	if err != nil {
+		return nil, err
+	}
+	return append(a, c...), nil
+}
+
+// split halves the list of m that can be split: incidents of an incidents
+// message, or the events and incidents of an update.
+func split(m message) (message, message, bool) {
+	switch {
+	case m.Type == typeIncidents && len(m.Incidents) > 1:
+		h := len(m.Incidents) / 2
+		a, b := m, m
+		a.Incidents, b.Incidents = m.Incidents[:h], m.Incidents[h:]
+		return a, b, true
+	case m.Type == typeUpdate && m.Update != nil:
+		u := *m.Update
+		var ua, ub service.Update
+		switch {
+		case len(u.Events) > 1:
+			h := len(u.Events) / 2
+			ua, ub = u, service.Update{}
+			ua.Events, ub.Events = u.Events[:h], u.Events[h:]
+			ua.Skipped, ub.Skipped = nil, nil
+			for _, i := range u.Skipped {
+				if i < h {
+					ua.Skipped = append(ua.Skipped, i)
+				} else {
+					ub.Skipped = append(ub.Skipped, i-h)
+				}
+			}
+			ub.Incidents = u.Incidents
+			ua.Incidents = nil
+		case len(u.Incidents) > 1:
+			h := len(u.Incidents) / 2
+			ua, ub = u, service.Update{}
+			ua.Incidents, ub.Incidents = u.Incidents[:h], u.Incidents[h:]
+		case len(u.Events) == 1 && len(u.Incidents) > 0:
+			ua, ub = u, service.Update{Incidents: u.Incidents}
+			ua.Incidents = nil
+		default:
+			return m, m, false
+		}
+		a, b := m, m
+		a.Update, b.Update = &ua, &ub
+		return a, b, true
+	}
+	return m, m, false
+}

@@ -1,0 +1,58 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+)
+
+// EventSource produces sensor events. *sensor.Sensor satisfies it; tests
+// use a fake. Run calls handle from one goroutine until ctx ends and may be
+// called again after it returned, which is how monitoring is switched off
+// and on.
+type EventSource interface {
+	Run(ctx context.Context, handle func(*sensor.Event)) error
+	Stats() sensor.Stats
+}
+
+// Store is the part of *store.Store the pipeline uses. It is an interface
+// so that the pipeline's tests can count calls and inject failures.
+type Store interface {
+	Put(inc rules.Incident)
+	Flush() error
+	Get(id rules.ID) (rules.Incident, bool, error)
+	Query(q service.Query) ([]rules.Incident, error)
+	After(id rules.ID, fn func(*rules.Incident) error) error
+	Noise(since time.Time, limit int) (service.Noise, error)
+	OpenBySeverity() (map[string]int, error)
+	SetStatus(ids []rules.ID, st rules.Status) error
+	CountCovered(covers func(*rules.Incident) bool) (int, error)
+	AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules.Skip, int, error)
+	RemoveSkip(id string) (int, error)
+	Skips() ([]rules.Skip, error)
+	Monitoring() (bool, error)
+	SetMonitoring(on bool) error
+	Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
+}
+
+type progressKey struct{}
+
+// WithExportProgress returns a context that makes Export report its
+// progress to fn (incidents written so far, and the total when known). The
+// Service interface has no progress parameter; a context value lets the CLI
+// draw a progress bar and the agent forward progress over the socket
+// without changing it.
+func WithExportProgress(ctx context.Context, fn func(done, total int)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// ExportProgress returns the progress function stored by
+// WithExportProgress, or nil.
+func ExportProgress(ctx context.Context) func(done, total int) {
+	fn, _ := ctx.Value(progressKey{}).(func(done, total int))
+	return fn
+}

@@ -1,0 +1,663 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Defaults of Config.
+const (
+	DefaultTick        = 50 * time.Millisecond
+	DefaultDropAfter   = 30 * time.Second
+	DefaultStatusEvery = 2 * time.Second
+	// maxPendingEvents bounds the events gathered between two ticks; past
+	// it events are counted as dropped for every subscriber instead of
+	// growing memory during a storm.
+	maxPendingEvents = 16384
+	// maxPendingIncidents does the same for incidents; they remain stored.
+	maxPendingIncidents = 65536
+	// replayBatch is how many stored incidents one replay update carries.
+	replayBatch = 256
+	// dupWindow is how far before a subscription began a replayed
+	// incident's last sighting may lie and still be checked against the
+	// live updates gathered during the replay.
+	dupWindow = time.Minute
+)
+
+// Config assembles a Local. Store and Rules are required.
+type Config struct {
+	Host   string        // reported in Status and stamped on incidents; default os.Hostname
+	Store  Store         // where incidents, skips and settings live
+	Source EventSource   // the sensor; nil runs without one (offline queries and changes)
+	Rules  *rules.Engine // judges events; its rules are replaced on reload
+
+	// RulesPath is shown in Status. Reload reads the rules again (from
+	// RulesPath, or the built-in ones); nil disables reloading. The caller
+	// triggers Reload on SIGHUP; WatchRules triggers it on file changes.
+	RulesPath string
+	Reload    func() (*rules.RuleSet, error)
+
+	Tick        time.Duration // how often events are batched to subscribers; default 50ms
+	DropAfter   time.Duration // a subscriber that accepts nothing this long is dropped; default 30s
+	StatusEvery time.Duration // how often subscribers get a Status; default 2s
+
+	MailboxEvents    int // per-subscriber event bound; default DefaultMailboxEvents
+	MailboxIncidents int // per-subscriber incident bound; default DefaultMailboxIncidents
+
+	// OnIncident sees every new or updated incident, on the sensor's
+	// goroutine; it must be quick. The agent's --output uses it.
+	OnIncident func(rules.Incident)
+
+	Logger *slog.Logger // default slog.Default()
+}
+
+// Local is service.Service for this host: events from the Source go
+// through the rules Engine into the Store and out to subscribers. The
+// sensor's goroutine never waits for a subscriber: it appends to a batch
+// that a ticker hands to each subscriber's Mailbox.
+type Local struct {
+	cfg    Config
+	log    *slog.Logger
+	host   string
+	engine *rules.Engine
+	active atomic.Bool // monitoring on; when off, handle raises nothing
+
+	rulesErr atomic.Pointer[string]
+	skipMu   sync.Mutex // serialises skip changes, so the engine gets the latest list
+
+	pendMu      sync.Mutex
+	pending     service.Update
+	pendDropped uint64
+
+	subMu sync.Mutex
+	subs  map[*subscriber]struct{}
+	nsubs atomic.Int32
+
+	monChanged chan struct{}
+	statusDue  atomic.Bool
+	running    atomic.Bool
+}
+
+type subscriber struct {
+	box    *Mailbox
+	cancel context.CancelFunc
+}
+
+// New checks cfg and builds a Local. Nothing runs until Run; without Run,
+// queries and changes still work but subscribers get only their replay.
+func New(cfg Config) (*Local, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("pipeline: no store")
+	}
+	if cfg.Rules == nil {
+		return nil, errors.New("pipeline: no rules engine")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.DropAfter <= 0 {
+		cfg.DropAfter = DefaultDropAfter
+	}
+	if cfg.StatusEvery <= 0 {
+		cfg.StatusEvery = DefaultStatusEvery
+	}
+	l := &Local{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		host:       cfg.Host,
+		subs:       make(map[*subscriber]struct{}),
+		monChanged: make(chan struct{}, 1),
+	}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if l.host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: host name: %w", err)
+		}
+		l.host = h
+	}
+	on, err := cfg.Store.Monitoring()
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: read monitoring setting: %w", err)
+	}
+	l.active.Store(on)
+	l.engine = cfg.Rules
+	if err := l.pushSkips(); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return l, nil
+}
+
+// Run drives the sensor (while monitoring is on) and the fan-out to
+// subscribers until ctx ends, then detaches the sensor and flushes the
+// store. It returns an error only when the sensor fails.
+func (l *Local) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("pipeline: Run called twice")
+	}
+	defer l.running.Store(false)
+	fanCtx, stopFan := context.WithCancel(context.Background())
+	fanDone := make(chan struct{})
+	go func() {
+		defer close(fanDone)
+		l.fanOut(fanCtx)
+	}()
+	err := l.runSource(ctx)
+	stopFan()
+	<-fanDone
+	l.dropAll()
+	if ferr := l.cfg.Store.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("flush store: %w", ferr)
+	}
+	return err
+}
+
+// runSource starts and stops the sensor as monitoring is switched.
+func (l *Local) runSource(ctx context.Context) error {
+	for {
+		srcDone := make(chan error, 1)
+		runCtx, stop := context.WithCancel(ctx)
+		started := false
+		if l.active.Load() && l.cfg.Source != nil {
+			started = true
+			go func() { srcDone <- l.cfg.Source.Run(runCtx, l.handle) }()
+			l.log.Info("sensor attached")
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			if started {
+				if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
+					l.log.Warn("sensor stopped with an error", "err", err)
+				}
+				l.log.Info("sensor detached")
+			}
+			return nil
+		case <-l.monChanged:
+			stop()
+			if started {
+				if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
+					l.log.Warn("sensor stopped with an error", "err", err)
+				}
+				l.log.Info("sensor detached")
+			}
+		case err := <-srcDone:
+			stop()
+			if err == nil {
+				err = errors.New("sensor stopped unexpectedly")
+			}
+			return fmt.Errorf("sensor: %w", err)
+		}
+	}
+}
+
+// handle is the sensor's callback. It must stay quick and never wait for a
+// subscriber: it evaluates, queues the incidents for the store and appends
+// to the current batch.
+func (l *Local) handle(ev *sensor.Event) {
+	if !l.active.Load() {
+		return
+	}
+	v := l.engine.Judge(ev)
+	incs, skipped := v.Incidents, v.Skipped > 0
+	for i := range incs {
+		inc := &incs[i]
+		if inc.Host == "" {
+			inc.Host = l.host
+		}
+		l.cfg.Store.Put(*inc)
+		if l.cfg.OnIncident != nil {
+			l.cfg.OnIncident(*inc)
+		}
+	}
+	watching := l.nsubs.Load() > 0
+	if !watching {
+		return
+	}
+	l.pendMu.Lock()
+	if len(l.pending.Events) < maxPendingEvents {
+		if skipped {
+			l.pending.Skipped = append(l.pending.Skipped, len(l.pending.Events))
+		}
+		l.pending.Events = append(l.pending.Events, copyEvent(ev))
+	} else {
+		l.pendDropped++
+	}
+	room := maxPendingIncidents - len(l.pending.Incidents)
+	kept := min(room, len(incs))
+	l.pending.Incidents = append(l.pending.Incidents, incs[:kept]...)
+	l.pendDropped += uint64(len(incs) - kept)
+	l.pendMu.Unlock()
+}
+
+// copyEvent copies ev including its slices, since the sensor may reuse
+// their memory once handle returns.
+func copyEvent(ev *sensor.Event) sensor.Event {
+	c := *ev
+	c.Args = slices.Clone(ev.Args)
+	c.Ancestors = slices.Clone(ev.Ancestors)
+	return c
+}
+
+// fanOut hands the current batch to every subscriber on each tick, sends a
+// status now and then, and drops subscribers that stopped reading.
+func (l *Local) fanOut(ctx context.Context) {
+	tick := time.NewTicker(l.cfg.Tick)
+	defer tick.Stop()
+	lastStatus := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			l.pendMu.Lock()
+			batch := l.pending
+			batch.Dropped = l.pendDropped
+			l.pending = service.Update{}
+			l.pendDropped = 0
+			l.pendMu.Unlock()
+			if l.nsubs.Load() == 0 {
+				continue
+			}
+			if now.Sub(lastStatus) >= l.cfg.StatusEvery || l.statusDue.Swap(false) {
+				lastStatus = now
+				if st, err := l.status(); err == nil {
+					batch.Status = &st
+				} else {
+					l.log.Warn("status for subscribers", "err", err)
+				}
+			}
+			l.subMu.Lock()
+			for s := range l.subs {
+				if s.box.Stalled(now, l.cfg.DropAfter) {
+					l.log.Warn("dropping a subscriber that stopped reading", "after", l.cfg.DropAfter)
+					l.removeLocked(s)
+					continue
+				}
+				s.box.Put(batch)
+			}
+			l.subMu.Unlock()
+		}
+	}
+}
+
+// broadcast puts u in every subscriber's mailbox at once, for changes made
+// through the Service (status changes) rather than by the sensor.
+func (l *Local) broadcast(u service.Update) {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	for s := range l.subs {
+		s.box.Put(u)
+	}
+}
+
+func (l *Local) removeLocked(s *subscriber) {
+	if _, ok := l.subs[s]; !ok {
+		return
+	}
+	delete(l.subs, s)
+	l.nsubs.Add(-1)
+	s.cancel()
+}
+
+func (l *Local) dropAll() {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	for s := range l.subs {
+		l.removeLocked(s)
+	}
+}
+
+// Subscribe implements service.Service. The subscriber's mailbox is in
+// place before the store is flushed and read for the replay, so every
+// incident is either replayed or arrives live; live copies identical to a
+// replayed one are dropped, so none arrives twice.
+func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &subscriber{box: NewMailbox(l.cfg.MailboxEvents, l.cfg.MailboxIncidents), cancel: cancel}
+	start := time.Now()
+	l.subMu.Lock()
+	l.subs[s] = struct{}{}
+	l.nsubs.Add(1)
+	l.subMu.Unlock()
+	l.statusDue.Store(true)
+	if !l.running.Load() {
+		if st, err := l.status(); err == nil {
+			s.box.Put(service.Update{Status: &st})
+		}
+	}
+	out := make(chan service.Update, 4)
+	go l.deliver(ctx, s, out, after, start)
+	return out, nil
+}
+
+type incidentVersion struct {
+	count    uint64
+	status   rules.Status
+	lastSeen time.Time
+}
+
+func versionOf(inc *rules.Incident) incidentVersion {
+	return incidentVersion{inc.Count, inc.Status, inc.LastSeen}
+}
+
+// deliver replays, then forwards the mailbox to out until ctx ends or the
+// subscriber is dropped.
+func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- service.Update, after rules.ID, start time.Time) {
+	defer close(out)
+	defer func() {
+		l.subMu.Lock()
+		l.removeLocked(s)
+		l.subMu.Unlock()
+	}()
+	var replayed map[rules.ID]incidentVersion
+	if after > 0 {
+		var err error
+		replayed, err = l.replay(ctx, s, out, after, start)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.Warn("replay for a subscriber failed", "err", err)
+			}
+			return
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.box.Ready():
+		}
+		u, ok := s.box.Take()
+		if !ok {
+			continue
+		}
+		if replayed != nil {
+			u.Incidents = slices.DeleteFunc(u.Incidents, func(inc rules.Incident) bool {
+				v, seen := replayed[inc.ID]
+				return seen && v == versionOf(&inc)
+			})
+			replayed = nil
+			if len(u.Events) == 0 && len(u.Incidents) == 0 && u.Status == nil && u.Dropped == 0 {
+				continue
+			}
+		}
+		select {
+		case out <- u:
+			s.box.Delivered(time.Now())
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// replay sends the stored incidents with ID > after in batches. It returns
+// the versions of the recently seen ones, against which live duplicates
+// are checked.
+func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Update, after rules.ID, start time.Time) (map[rules.ID]incidentVersion, error) {
+	if err := l.cfg.Store.Flush(); err != nil {
+		return nil, fmt.Errorf("flush store: %w", err)
+	}
+	recent := make(map[rules.ID]incidentVersion)
+	batch := make([]rules.Incident, 0, replayBatch)
+	send := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case out <- service.Update{Incidents: batch}:
+			s.box.Delivered(time.Now())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		batch = make([]rules.Incident, 0, replayBatch)
+		return nil
+	}
+	err := l.cfg.Store.After(after, func(inc *rules.Incident) error {
+		if !inc.LastSeen.Before(start.Add(-dupWindow)) {
+			recent[inc.ID] = versionOf(inc)
+		}
+		batch = append(batch, *inc)
+		if len(batch) == replayBatch {
+			return send()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay after %s: %w", after, err)
+	}
+	return recent, send()
+}
+
+// Incidents implements service.Service.
+func (l *Local) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+	return l.cfg.Store.Query(q)
+}
+
+// Noise implements service.Service.
+func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+	return l.cfg.Store.Noise(since, limit)
+}
+
+// SetStatus implements service.Service and pushes the changed incidents to
+// subscribers, so every front end sees an acknowledgement at once.
+func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
+	switch st {
+	case rules.StatusOpen, rules.StatusAcknowledged, rules.StatusMasked:
+	default:
+		return fmt.Errorf("set status: unknown status %q (want open, acknowledged or masked)", st)
+	}
+	if err := l.cfg.Store.SetStatus(ids, st); err != nil {
+		return fmt.Errorf("set status: %w", err)
+	}
+	const maxPushed = 1000
+	if len(ids) <= maxPushed && l.nsubs.Load() > 0 {
+		var changed []rules.Incident
+		for _, id := range ids {
+			if inc, ok, err := l.cfg.Store.Get(id); err == nil && ok {
+				changed = append(changed, inc)
+			}
+		}
+		l.broadcast(service.Update{Incidents: changed})
+	}
+	l.statusDue.Store(true)
+	return nil
+}
+
+// Skips implements service.Service: the rules file's skips, then the added ones.
+func (l *Local) Skips(ctx context.Context) ([]rules.Skip, error) {
+	file := l.engine.RuleSet().Skips()
+	added, err := l.cfg.Store.Skips()
+	if err != nil {
+		return nil, fmt.Errorf("list skips: %w", err)
+	}
+	all := make([]rules.Skip, 0, len(file)+len(added))
+	for _, s := range file {
+		if s.Source == "" {
+			s.Source = rules.SourceRulesFile
+		}
+		all = append(all, s)
+	}
+	return append(all, added...), nil
+}
+
+func (l *Local) covers(s rules.Skip) func(*rules.Incident) bool {
+	return s.Covers
+}
+
+// PreviewSkip implements service.Service.
+func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
+	if err := rules.ValidateSkip(s); err != nil {
+		return 0, fmt.Errorf("preview skip: %w", err)
+	}
+	n, err := l.cfg.Store.CountCovered(l.covers(s))
+	if err != nil {
+		return 0, fmt.Errorf("preview skip: %w", err)
+	}
+	return n, nil
+}
+
+// AddSkip implements service.Service: store, mask, then hand the engine
+// the full list of added skips so new events are filtered at once.
+func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
+	if s.Rule != "" && l.engine.RuleSet().Rule(s.Rule) == nil {
+		return rules.Skip{}, 0, fmt.Errorf("add skip: no rule named %q (see procwatch rules)", s.Rule)
+	}
+	if err := rules.ValidateSkip(s); err != nil {
+		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
+	}
+	s.Source = rules.SourceAdded
+	l.skipMu.Lock()
+	defer l.skipMu.Unlock()
+	added, masked, err := l.cfg.Store.AddSkip(s, l.covers(s))
+	if err != nil {
+		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
+	}
+	if err := l.pushSkips(); err != nil {
+		return added, masked, err
+	}
+	l.statusDue.Store(true)
+	return added, masked, nil
+}
+
+// RemoveSkip implements service.Service.
+func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
+	l.skipMu.Lock()
+	defer l.skipMu.Unlock()
+	n, err := l.cfg.Store.RemoveSkip(id)
+	if err != nil {
+		return 0, fmt.Errorf("remove skip %s: %w", id, err)
+	}
+	if err := l.pushSkips(); err != nil {
+		return n, err
+	}
+	l.statusDue.Store(true)
+	return n, nil
+}
+
+// pushSkips gives the engine the stored list of added skips; skipMu held.
+func (l *Local) pushSkips() error {
+	added, err := l.cfg.Store.Skips()
+	if err != nil {
+		return fmt.Errorf("reload added skips: %w", err)
+	}
+	if err := l.engine.SetAddedSkips(added); err != nil {
+		l.log.Warn("some added skips are invalid and do not apply", "err", err)
+	}
+	return nil
+}
+
+// Reload reads the rules again and makes them active; dedup state and
+// added skips carry over. On error the old rules stay active and the error
+// shows in Status.RulesError until a reload succeeds.
+func (l *Local) Reload() error {
+	if l.cfg.Reload == nil {
+		return nil
+	}
+	set, err := l.cfg.Reload()
+	if err != nil {
+		msg := err.Error()
+		l.rulesErr.Store(&msg)
+		l.statusDue.Store(true)
+		l.log.Error("rules reload failed; keeping the previous rules", "path", l.cfg.RulesPath, "err", err)
+		return err
+	}
+	l.engine.SetRules(set)
+	l.rulesErr.Store(nil)
+	l.statusDue.Store(true)
+	l.log.Info("rules reloaded", "path", l.cfg.RulesPath, "rules", len(set.Rules))
+	return nil
+}
+
+// Rules implements service.Service.
+func (l *Local) Rules(ctx context.Context) ([]rules.Rule, error) {
+	return l.engine.Rules(), nil
+}
+
+// SetMonitoring implements service.Service. The setting is stored first,
+// so it holds across restarts; a running sensor is then detached or
+// attached.
+func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
+	if err := l.cfg.Store.SetMonitoring(on); err != nil {
+		return fmt.Errorf("set monitoring: %w", err)
+	}
+	if l.active.Swap(on) != on {
+		select {
+		case l.monChanged <- struct{}{}:
+		default:
+		}
+		l.log.Info("monitoring switched", "on", on)
+	}
+	l.statusDue.Store(true)
+	return nil
+}
+
+// Status implements service.Service.
+func (l *Local) Status(ctx context.Context) (service.Status, error) {
+	return l.status()
+}
+
+func (l *Local) status() (service.Status, error) {
+	st := service.Status{
+		Host:       l.host,
+		Monitoring: l.active.Load(),
+		RulesPath:  l.cfg.RulesPath,
+		Time:       time.Now(),
+	}
+	if l.cfg.Source != nil {
+		st.Sensor = l.cfg.Source.Stats()
+	}
+	if msg := l.rulesErr.Load(); msg != nil {
+		st.RulesError = *msg
+	}
+	open, err := l.cfg.Store.OpenBySeverity()
+	if err != nil {
+		return st, fmt.Errorf("status: count open incidents: %w", err)
+	}
+	st.OpenBySev = open
+	return st, nil
+}
+
+// Export implements service.Service. Progress goes to the function set
+// with WithExportProgress, and the export stops when ctx ends.
+func (l *Local) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+	switch format {
+	case "json", "ndjson":
+	default:
+		return 0, fmt.Errorf("export: unknown format %q (want json or ndjson)", format)
+	}
+	n, err := l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, ExportProgress(ctx))
+	if err != nil {
+		return n, fmt.Errorf("export: %w", err)
+	}
+	return n, nil
+}
+
+// ctxWriter fails writes once ctx ends, which stops a long export whose
+// reader went away.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+var _ service.Service = (*Local)(nil)
