@@ -79,7 +79,9 @@ func NewClient(rwc io.ReadWriteCloser) (*Client, error) {
 	// Both sides speak first; writing concurrently with reading keeps an
 	// unbuffered transport (a pipe without a kernel buffer) from deadlocking.
 	sent := make(chan error, 1)
-	go func() { sent <- c.write(message{Type: typeHello, Version: Version, Software: softwareName, Role: "client"}) }()
+	go func() {
+		sent <- c.write(message{Type: typeHello, Version: Version, Software: softwareName, Role: "client"})
+	}()
 	hello, err := c.readHello(fr)
 	if err != nil {
 		rwc.Close()

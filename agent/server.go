@@ -119,7 +119,9 @@ func (c *serverConn) run() error {
 	fr := newFrameReader(c.rwc, c.s.maxFrame())
 	// Both sides speak first; see NewClient.
 	sent := make(chan error, 1)
-	go func() { sent <- c.send(message{Type: typeHello, Version: Version, Software: softwareName, Role: "server"}) }()
+	go func() {
+		sent <- c.send(message{Type: typeHello, Version: Version, Software: softwareName, Role: "server"})
+	}()
 	if err := c.handshake(fr); err != nil {
 		c.rwc.Close()
 		<-sent
