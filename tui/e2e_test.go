@@ -1,0 +1,222 @@
+package tui
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+)
+
+// TestEndToEnd drives the real procwatch binary in tmux as root: a
+// set-user-ID-root program run as uid 65534 must show up as an incident,
+// `s` then `y` must skip it, `procwatch skip list --json` must show the
+// skip, and running the program again must raise nothing.
+//
+// It needs root, tmux and a kernel that loads procwatch's BPF programs. It
+// skips without them, unless PROCWATCH_REQUIRE_BPF=1, which turns every
+// skip into a failure (for CI machines that must run it).
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: not in -short mode")
+	}
+	require := os.Getenv("PROCWATCH_REQUIRE_BPF") == "1"
+	skip := func(format string, args ...any) {
+		t.Helper()
+		if require {
+			t.Fatalf("PROCWATCH_REQUIRE_BPF=1 but "+format, args...)
+		}
+		t.Skipf(format, args...)
+	}
+	if os.Geteuid() != 0 {
+		skip("not root")
+	}
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		skip("tmux not found")
+	}
+
+	// A directory others can enter, so uid 65534 can run the probe.
+	dir, err := os.MkdirTemp("", "procwatch-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "procwatch")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	build := exec.Command(goTool, "build", "-o", bin, "github.com/procwatch/procwatch")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build procwatch: %v\n%s", err, out)
+	}
+	probe := buildSuidProbe(t, goTool, dir)
+
+	dataDir := filepath.Join(dir, "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	global := []string{"--db", filepath.Join(dataDir, "procwatch.db"), "--socket", filepath.Join(dataDir, "procwatch.sock")}
+	cli := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return out, fmt.Errorf("procwatch %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		return out, nil
+	}
+
+	session := fmt.Sprintf("procwatch-e2e-%d", os.Getpid())
+	uiCmd := "TERM=xterm-256color " + bin + " " + strings.Join(global, " ") + " 2>" + filepath.Join(dir, "ui.err")
+	tm := func(args ...string) string {
+		out, err := exec.Command(tmux, append([]string{"-f", "/dev/null"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	tm("new-session", "-d", "-s", session, "-x", "160", "-y", "48", uiCmd)
+	t.Cleanup(func() { exec.Command(tmux, "kill-session", "-t", session).Run() })
+	tm("set", "-s", "escape-time", "0")
+	capture := func() string { return tm("capture-pane", "-t", session, "-p") }
+	waitScreen := func(what string, timeout time.Duration, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(timeout)
+		var s string
+		for time.Now().Before(deadline) {
+			s = capture()
+			if ok(s) {
+				return s
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		errOut, _ := os.ReadFile(filepath.Join(dir, "ui.err"))
+		t.Fatalf("screen never showed %s; last screen:\n%s\nstderr: %s", what, s, errOut)
+		return ""
+	}
+	contains := func(sub ...string) func(string) bool {
+		return func(s string) bool {
+			for _, x := range sub {
+				if !strings.Contains(s, x) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	s := waitScreen("the incident list", 20*time.Second, func(s string) bool {
+		return strings.Contains(s, "Incidents ·") || strings.Contains(s, "procwatch:")
+	})
+	if !strings.Contains(s, "Incidents ·") {
+		skip("procwatch did not start its pipeline:\n%s", s)
+	}
+	waitScreen("monitoring on", 10*time.Second, contains("● monitoring"))
+
+	runProbe := func() {
+		t.Helper()
+		cmd := exec.Command(probe)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("run probe as uid 65534: %v\n%s", err, out)
+		}
+		if got := strings.TrimSpace(string(out)); got != "euid=0" {
+			t.Fatalf("probe printed %q, want euid=0 (is the set-user-ID bit honoured here?)", got)
+		}
+	}
+	runProbe()
+	// Filter to the probe so other activity on the host cannot hide it.
+	tm("send-keys", "-t", session, "/", "suidprobe")
+	tm("send-keys", "-t", session, "Enter")
+	waitScreen("the probe's incident", 15*time.Second, contains("1 shown", "suidprobe"))
+
+	tm("send-keys", "-t", session, "s")
+	waitScreen("the skip confirmation", 10*time.Second, contains(`[y/n] Skip command "suidprobe"`))
+	tm("send-keys", "-t", session, "y")
+	waitScreen("the skip result", 10*time.Second, contains(`Skipped command "suidprobe"`))
+
+	out, err := cli("skip", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skips []rules.Skip
+	if err := json.Unmarshal(out, &skips); err != nil {
+		t.Fatalf("skip list --json: %v\n%s", err, out)
+	}
+	var found *rules.Skip
+	for i := range skips {
+		if skips[i].Kind == rules.SkipCommand && skips[i].Value == "suidprobe" && skips[i].Source == rules.SourceAdded {
+			found = &skips[i]
+		}
+	}
+	if found == nil || found.Rule == "" {
+		t.Fatalf("skip list has no rule-scoped command skip for suidprobe:\n%s", out)
+	}
+
+	// The same escalation again: no new incident, and the first one stays
+	// masked with its count unchanged.
+	runProbe()
+	time.Sleep(3 * time.Second)
+	out, err = cli("incidents", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var incs []rules.Incident
+	if err := json.Unmarshal(out, &incs); err != nil {
+		t.Fatalf("incidents --json: %v\n%s", err, out)
+	}
+	var mine []rules.Incident
+	for _, in := range incs {
+		if strings.HasSuffix(string(in.Process.Exe), "/suidprobe") {
+			mine = append(mine, in)
+		}
+	}
+	if len(mine) != 1 || mine[0].Count != 1 || mine[0].Status != rules.StatusMasked {
+		t.Fatalf("after the skip, probe incidents = %+v, want one masked incident seen once", mine)
+	}
+	tm("send-keys", "-t", session, "q")
+}
+
+// buildSuidProbe builds a tiny program that prints its effective uid, owned
+// by root with the set-user-ID bit.
+func buildSuidProbe(t *testing.T, goTool, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "probe-src")
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"go.mod":  "module suidprobe\n\ngo 1.22\n",
+		"main.go": "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Printf(\"euid=%d\\n\", os.Geteuid()) }\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe := filepath.Join(dir, "suidprobe")
+	build := exec.Command(goTool, "build", "-o", probe, ".")
+	build.Dir = src
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false", "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	if err := os.Chown(probe, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(probe, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	return probe
+}
