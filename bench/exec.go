@@ -173,8 +173,33 @@ func RunExec(ctx context.Context, cfg ExecConfig) (ExecResult, error) {
 	return res, nil
 }
 
-// cpuTime is this process's user+system CPU time so far, children excluded.
+// cpuTime is this process's CPU time so far (user and system, children
+// excluded). It sums the scheduler's exact on-CPU time of every thread from
+// /proc/self/task/*/schedstat: getrusage on a kernel with tick-based
+// accounting charges whole ticks to whoever runs when the tick fires, which
+// skews the figure for a process that wakes briefly and often. It falls back
+// to getrusage where schedstat is missing.
 func cpuTime() time.Duration {
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var total time.Duration
+	for _, path := range tasks {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		total += time.Duration(ns)
+	}
+	if total > 0 {
+		return total
+	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())

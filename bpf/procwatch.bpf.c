@@ -16,6 +16,11 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Pending bytes in the ring buffer that make the writer wake the reader. */
 #define WAKEUP_BYTES (64 * 1024)
+/* Longest time the writer lets pass without waking the reader. */
+#define WAKEUP_NS (10 * 1000 * 1000ULL)
+
+/* When an event last woke the reader (bpf_ktime_get_ns). */
+__u64 last_wakeup = 0;
 
 /* The sensor's own thread-group id, set before load: its own activity is
  * never reported (judged by pid, never by name). */
@@ -149,11 +154,19 @@ static __always_inline void submit(struct event *e, __u32 off)
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(e->h) + DATA_MAX)
 		return;
-	/* Wake the reader only once a batch has piled up; it also polls on a
-	 * short timer, so a quiet host still sees each event within ~10 ms. One
-	 * wakeup per event would cost a context switch per exec. */
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES ?
-		BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	/* Wake the reader when a batch has piled up or when it has not been
+	 * woken for WAKEUP_NS: a lone event on a quiet host is seen at once, and
+	 * a storm costs at most one wakeup per WAKEUP_NS (plus one per batch)
+	 * instead of a context switch per event. The race between CPUs on
+	 * last_wakeup only risks an extra wakeup. The reader also polls slowly,
+	 * for the tail of a burst that ends within WAKEUP_NS of a wakeup. */
+	__u64 now = bpf_ktime_get_ns();
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (now - last_wakeup > WAKEUP_NS ||
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES) {
+		flags = BPF_RB_FORCE_WAKEUP;
+		last_wakeup = now;
+	}
 	if (bpf_ringbuf_output(&events, e, size, flags) < 0)
 		count_drop();
 }

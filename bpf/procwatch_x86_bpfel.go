@@ -101,6 +101,7 @@ const (
 	ProcwatchProgTpSchedExec    = "tp_sched_exec"
 	ProcwatchProgTpSchedExit    = "tp_sched_exit"
 	ProcwatchProgTpSchedFork    = "tp_sched_fork"
+	ProcwatchVarLastWakeup      = "last_wakeup"
 	ProcwatchVarSelfTgid        = "self_tgid"
 )
 
@@ -181,7 +182,8 @@ type ProcwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcwatchVariableSpecs struct {
-	SelfTgid *ebpf.VariableSpec `ebpf:"self_tgid"`
+	LastWakeup *ebpf.VariableSpec `ebpf:"last_wakeup"`
+	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
 }
 
 // ProcwatchObjects contains all objects after they have been loaded into the kernel.
@@ -225,7 +227,8 @@ func (m *ProcwatchMaps) Close() error {
 //
 // It can be passed to LoadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcwatchVariables struct {
-	SelfTgid *ebpf.Variable `ebpf:"self_tgid"`
+	LastWakeup *ebpf.Variable `ebpf:"last_wakeup"`
+	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
 }
 
 // ProcwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -43,6 +44,7 @@ sensor's user+system CPU per event and its peak RSS. Needs root and gcc.`,
 					return fmt.Errorf("bench exec: %w", err)
 				}
 				defer f.Close()
+				runtime.SetCPUProfileRate(2000)
 				pprof.StartCPUProfile(f)
 				defer pprof.StopCPUProfile()
 			}

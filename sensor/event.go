@@ -70,15 +70,17 @@ type Event struct {
 	Exe Text `json:"exe"`
 
 	// Exec fields.
-	Filename      Text       `json:"filename,omitempty"` // as requested by the caller
-	Args          []Text     `json:"args,omitempty"`     // argv, including argv[0]
-	ArgsTruncated bool       `json:"args_truncated,omitempty"`
-	Cwd           Text       `json:"cwd,omitempty"`
-	TTY           Text       `json:"tty,omitempty"`
-	Cgroup        Text       `json:"cgroup,omitempty"`
-	ContainerID   string     `json:"container_id,omitempty"`
-	ParentExe     Text       `json:"parent_exe,omitempty"`
-	Ancestors     []Ancestor `json:"ancestors,omitempty"` // parent first, up to pid 1
+	Filename      Text   `json:"filename,omitempty"` // as requested by the caller
+	Args          []Text `json:"args,omitempty"`     // argv, including argv[0]
+	ArgsTruncated bool   `json:"args_truncated,omitempty"`
+	Cwd           Text   `json:"cwd,omitempty"`
+	TTY           Text   `json:"tty,omitempty"`
+	Cgroup        Text   `json:"cgroup,omitempty"`
+	ContainerID   string `json:"container_id,omitempty"`
+	ParentExe     Text   `json:"parent_exe,omitempty"`
+	// Ancestors is the parent chain, parent first, up to pid 1. Events of
+	// siblings share one slice: treat it as read-only.
+	Ancestors []Ancestor `json:"ancestors,omitempty"`
 
 	Outcome Outcome `json:"outcome"`
 	// Errno names the error of a failed action, such as "ENOENT".

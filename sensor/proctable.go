@@ -34,10 +34,22 @@ func (p procInfo) rootless() bool {
 type procTable struct {
 	procs   map[uint32]procInfo
 	procDir string
+
+	// chains caches the ancestry computed for a parent pid: the children
+	// of one parent (a shell loop, a build, an exec storm) share it instead
+	// of each walking and allocating the chain. members holds every pid in
+	// any cached chain; an exec or exit of one of them empties the cache.
+	chains  map[uint32][]Ancestor
+	members map[uint32]struct{}
 }
 
 func newProcTable(procDir string) *procTable {
-	return &procTable{procs: make(map[uint32]procInfo, 1024), procDir: procDir}
+	return &procTable{
+		procs:   make(map[uint32]procInfo, 1024),
+		procDir: procDir,
+		chains:  make(map[uint32][]Ancestor),
+		members: make(map[uint32]struct{}),
+	}
 }
 
 // seed reads every process in /proc. Processes that vanish meanwhile are
@@ -127,10 +139,21 @@ func (t *procTable) lookup(pid uint32) (procInfo, bool) {
 func (t *procTable) fork(pid, ppid, uid, euid uint32) {
 	parent, _ := t.lookup(ppid)
 	t.procs[pid] = procInfo{ppid: ppid, exe: parent.exe, uid: uid, euid: euid, credsKnown: true}
+	t.invalidate(pid)
 }
 
 func (t *procTable) exec(pid, ppid uint32, exe Text, uid, euid uint32) {
 	t.procs[pid] = procInfo{ppid: ppid, exe: exe, uid: uid, euid: euid, credsKnown: true}
+	t.invalidate(pid)
+}
+
+// invalidate forgets cached chains when pid, whose exe or existence just
+// changed, is part of one.
+func (t *procTable) invalidate(pid uint32) {
+	if _, ok := t.members[pid]; ok {
+		clear(t.chains)
+		clear(t.members)
+	}
 }
 
 // setCreds records credentials a granted escalation explained.
@@ -143,11 +166,32 @@ func (t *procTable) setCreds(pid, uid, euid uint32) {
 
 func (t *procTable) exit(pid uint32) {
 	delete(t.procs, pid)
+	t.invalidate(pid)
 }
 
+// maxChains bounds the chain cache.
+const maxChains = 4096
+
 // ancestors returns the parent chain of a process whose parent is ppid,
-// parent first, ending with pid 1 (or where knowledge ends).
+// parent first, ending with pid 1 (or where knowledge ends). The slice may
+// be shared with other events and must not be modified.
 func (t *procTable) ancestors(ppid uint32) []Ancestor {
+	if chain, ok := t.chains[ppid]; ok {
+		return chain
+	}
+	chain := t.walk(ppid)
+	if len(t.chains) >= maxChains {
+		clear(t.chains)
+		clear(t.members)
+	}
+	t.chains[ppid] = chain
+	for _, a := range chain {
+		t.members[a.PID] = struct{}{}
+	}
+	return chain
+}
+
+func (t *procTable) walk(ppid uint32) []Ancestor {
 	var out []Ancestor
 	for pid := ppid; pid != 0 && len(out) < maxAncestors; {
 		info, ok := t.lookup(pid)
@@ -171,4 +215,6 @@ func (t *procTable) sweep() {
 			delete(t.procs, pid)
 		}
 	}
+	clear(t.chains)
+	clear(t.members)
 }

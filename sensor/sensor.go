@@ -22,9 +22,10 @@ import (
 // room for several seconds of an exec storm at the largest event size.
 const DefaultRingBufferBytes = 8 << 20
 
-// pollInterval bounds how long an event can wait in the ring buffer when
-// too few arrive to trigger a wakeup from the kernel side.
-const pollInterval = 10 * time.Millisecond
+// pollInterval bounds how long an event can wait in the ring buffer: the
+// BPF side wakes the reader for the first event after 10 ms of quiet and
+// for every 64 KiB, so only the tail of a burst waits for this poll.
+const pollInterval = 100 * time.Millisecond
 
 // sweepInterval is how often the process table forgets dead processes.
 const sweepInterval = time.Minute
@@ -61,6 +62,8 @@ type Sensor struct {
 	// the event it decoded; Run delivers it right after. Reader goroutine only.
 	extra     Event
 	haveExtra bool
+
+	comms commCache
 }
 
 // New loads the BPF programs (root or CAP_BPF+CAP_PERFMON needed) without
@@ -222,6 +225,12 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 // build fills ev from a decoded record and keeps the process table current.
 // It reports whether ev should be delivered (fork records are internal).
 func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
+	if h.Type == rawFork {
+		// The most frequent record and internal only: keep it cheap.
+		s.fork.Add(1)
+		s.table.fork(h.Pid, h.Ppid, h.Uid, h.Euid)
+		return false
+	}
 	sec, err := splitSections(h, data)
 	if err != nil {
 		s.malformed.Add(1)
@@ -238,14 +247,9 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		GID:  h.Gid,
 		EGID: h.Egid,
 		AUID: h.Auid,
-		Comm: Text(cstr(commBytes(&h.Comm))),
+		Comm: s.comms.text(&h.Comm),
 	}
 	switch h.Type {
-	case rawFork:
-		s.fork.Add(1)
-		s.table.fork(h.Pid, h.Ppid, h.Uid, h.Euid)
-		return false
-
 	case rawExec, rawExecFail:
 		ev.Type = TypeExec
 		ev.Filename = Text(cstr(sec.filename))
@@ -360,6 +364,24 @@ func (s *Sensor) parentExe(ppid uint32) Text {
 // commBytes views the header's comm as bytes, without copying.
 func commBytes(c *[16]int8) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c))
+}
+
+// commCache interns command names: a host runs few distinct ones, and
+// an exec storm repeats the same name thousands of times a second.
+type commCache map[[16]int8]Text
+
+const maxComms = 4096
+
+func (c *commCache) text(comm *[16]int8) Text {
+	if t, ok := (*c)[*comm]; ok {
+		return t
+	}
+	if *c == nil || len(*c) >= maxComms {
+		*c = make(commCache, 256)
+	}
+	t := Text(cstr(commBytes(comm)))
+	(*c)[*comm] = t
+	return t
 }
 
 // clock converts the kernel's boot-time nanoseconds to wall-clock time. The
