@@ -118,9 +118,14 @@ func (h *header) View(th theme, width int, active screen) string {
 	if h.have {
 		host = sensor.DisplayString(h.st.Host)
 	}
-	mon := th.warn.Render("○ monitoring OFF")
-	if h.st.Monitoring {
+	var mon string
+	switch {
+	case !h.have:
+		mon = th.dim.Render("monitoring ?")
+	case h.st.Monitoring:
 		mon = th.ok.Render("● monitoring")
+	default:
+		mon = th.warn.Render("○ monitoring OFF")
 	}
 	open := []string{th.bold.Render("open")}
 	for s := rules.SeverityCritical; s >= rules.SeverityInfo; s-- {

@@ -1,13 +1,16 @@
 package tui
 
 import (
+	"image/color"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui/servicetest"
@@ -155,5 +158,21 @@ func TestAncestryTree(t *testing.T) {
 	ev.PPID, ev.ParentExe = 9, "/usr/bin/sudo"
 	if got := ancestryTree(&ev); !strings.HasPrefix(got, "/usr/bin/sudo (9)\n└─ /bin/sh (10)") {
 		t.Errorf("tree without ancestors:\n%s", got)
+	}
+}
+
+func TestBackgroundColourPicksPalette(t *testing.T) {
+	m := New(t.Context(), newFake(), testOptions())
+	m.Update(tea.BackgroundColorMsg{Color: color.White})
+	if m.th.isDark {
+		t.Error("white background kept the dark palette")
+	}
+	light := m.th.sevStyle(rules.SeverityCritical).GetForeground()
+	m.Update(tea.BackgroundColorMsg{Color: color.Black})
+	if !m.th.isDark {
+		t.Error("black background kept the light palette")
+	}
+	if dark := m.th.sevStyle(rules.SeverityCritical).GetForeground(); dark == light {
+		t.Errorf("critical has the same colour %v on light and dark backgrounds", dark)
 	}
 }
