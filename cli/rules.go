@@ -67,7 +67,7 @@ func runRulesCheck(stdout, stderr io.Writer, path string) error {
 			return &ExitError{Code: 1, Err: err}
 		}
 		printParseErrors(stderr, perrs, data)
-		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %s; fix the file and run procwatch rules check again", name, plural(len(perrs), "problem"))}
+		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %s; fix the file and run procwatch rules check again", name, nounCount(len(perrs), "problem"))}
 	}
 	byType := map[string]int{}
 	for _, r := range set.Rules {
@@ -83,7 +83,7 @@ func runRulesCheck(stdout, stderr io.Writer, path string) error {
 	if len(parts) > 0 {
 		detail = " (" + strings.Join(parts, ", ") + ")"
 	}
-	fmt.Fprintf(stdout, "%s: ok: %s%s, %s\n", sensor.DisplayString(name), plural(len(set.Rules), "rule"), detail, plural(len(set.Skips()), "skip"))
+	fmt.Fprintf(stdout, "%s: ok: %s%s, %s\n", sensor.DisplayString(name), nounCount(len(set.Rules), "rule"), detail, nounCount(len(set.Skips()), "skip"))
 	return nil
 }
 
@@ -124,9 +124,13 @@ func printParseErrors(w io.Writer, perrs rules.ParseErrors, data []byte) {
 	}
 }
 
-func plural(n int, word string) string {
+// nounCount writes "1 rule", "2 rules", "3 matches".
+func nounCount(n int, word string) string {
 	if n == 1 {
 		return fmt.Sprintf("1 %s", word)
+	}
+	if strings.HasSuffix(word, "ch") {
+		return fmt.Sprintf("%d %ses", n, word)
 	}
 	return fmt.Sprintf("%d %ss", n, word)
 }
@@ -200,7 +204,7 @@ func describeSelectors(m rules.Selectors) string {
 func rulesLoadError(err error) error {
 	var perrs rules.ParseErrors
 	if errors.As(err, &perrs) {
-		return fmt.Errorf("rules file has %s, first: %v; run procwatch rules check for all of them", plural(len(perrs), "problem"), perrs[0])
+		return fmt.Errorf("rules file has %s, first: %v; run procwatch rules check for all of them", nounCount(len(perrs), "problem"), perrs[0])
 	}
 	return err
 }
@@ -306,7 +310,7 @@ func runRulesTest(stdout, stderr io.Writer, in io.Reader, name string, set *rule
 		return err
 	}
 	if stats.BadLines > 0 {
-		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %s skipped; the counts above leave them out", name, plural(stats.BadLines, "malformed line"))}
+		return &ExitError{Code: 1, Err: fmt.Errorf("%s: %s skipped; the counts above leave them out", name, nounCount(stats.BadLines, "malformed line"))}
 	}
 	return nil
 }
@@ -353,8 +357,8 @@ func writeRuleCounts(w io.Writer, stats *rules.ReplayStats, incidents int) error
 		return err
 	}
 	_, err := fmt.Fprintf(w, "%s read: %s from %s, %s suppressed by skips, %s\n",
-		plural(stats.Events, "event"), plural(incidents, "incident"), plural(len(names), "rule"),
-		plural(stats.Skipped, "match"), plural(stats.BadLines, "malformed line"))
+		nounCount(stats.Events, "event"), nounCount(incidents, "incident"), nounCount(len(names), "rule"),
+		nounCount(stats.Skipped, "match"), nounCount(stats.BadLines, "malformed line"))
 	return err
 }
 
