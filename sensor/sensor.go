@@ -22,11 +22,6 @@ import (
 // room for several seconds of an exec storm at the largest event size.
 const DefaultRingBufferBytes = 8 << 20
 
-// pollInterval bounds how long an event can wait in the ring buffer: the
-// BPF side wakes the reader for the first event after 10 ms of quiet and
-// for every 64 KiB, so only the tail of a burst waits for this poll.
-const pollInterval = 100 * time.Millisecond
-
 // sweepInterval is how often the process table forgets dead processes.
 const sweepInterval = time.Minute
 
@@ -154,70 +149,107 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 		return err
 	}
 	s.running.Store(true)
-	clock := newClock()
 
+	// Wake a reader blocked in the ring buffer when ctx ends.
 	stop := make(chan struct{})
-	done := make(chan struct{})
+	watcher := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(watcher)
 		select {
 		case <-ctx.Done():
+			s.reader.Flush()
 		case <-stop:
-			return
 		}
-		// Detach first so no new events arrive, then wake the reader; it
-		// drains what is pending and sees ErrFlushed.
-		detach(links)
-		s.running.Store(false)
-		s.reader.Flush()
 	}()
 	defer func() {
 		close(stop)
-		<-done
-		if s.running.Swap(false) {
-			detach(links)
-		}
+		<-watcher
+		detach(links)
+		s.running.Store(false)
 	}()
 
-	var rec ringbuf.Record
-	var ev Event
-	var h rawHeader
-	lastSweep := time.Now()
-	s.reader.SetDeadline(time.Now().Add(pollInterval))
+	r := reading{clock: newClock(), lastSweep: time.Now()}
+	busyTick := time.NewTicker(busyInterval)
+	defer busyTick.Stop()
+	busy := false
 	for {
-		if err := s.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// The BPF side wakes the reader only for batches; poll for
-				// the stragglers of a quiet moment.
-				s.reader.SetDeadline(time.Now().Add(pollInterval))
-				continue
+		if busy {
+			// Events are flowing: collect them in batches on a short tick
+			// instead of being woken for each one.
+			select {
+			case <-ctx.Done():
+			case <-busyTick.C:
 			}
-			if errors.Is(err, ringbuf.ErrFlushed) {
-				if ctx.Err() != nil {
-					return nil
-				}
-				continue
-			}
-			if errors.Is(err, ringbuf.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("read ring buffer: %w", err)
+			s.reader.SetDeadline(time.Now())
+		} else {
+			// Quiet: block until the BPF side wakes us (it does for the first
+			// event after a quiet spell), polling slowly for stragglers.
+			s.reader.SetDeadline(time.Now().Add(idlePoll))
 		}
-		if err := decodeHeader(rec.RawSample, &h); err != nil {
+		n, err := s.drain(&r, handle)
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			// Detach, then deliver what the programs wrote before detaching.
+			detach(links)
+			links = nil
+			s.running.Store(false)
+			s.reader.SetDeadline(time.Now())
+			_, err := s.drain(&r, handle)
+			return err
+		}
+		busy = n > 0
+	}
+}
+
+// busyInterval is how often the reader collects events while they flow;
+// idlePoll bounds how long it blocks when they do not. The BPF side wakes a
+// blocked reader for the first event after 10 ms of quiet and for every
+// 64 KiB, so an event waits at most about 10 ms either way.
+const (
+	busyInterval = 10 * time.Millisecond
+	idlePoll     = 100 * time.Millisecond
+)
+
+// reading is the reader goroutine's state between drains.
+type reading struct {
+	rec       ringbuf.Record
+	ev        Event
+	h         rawHeader
+	clock     clock
+	lastSweep time.Time
+}
+
+// drain delivers every record available until the reader's deadline or a
+// flush, and returns how many records it read.
+func (s *Sensor) drain(r *reading, handle func(*Event)) (int, error) {
+	n := 0
+	for {
+		err := s.reader.ReadInto(&r.rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
+			if time.Since(r.lastSweep) > sweepInterval {
+				s.table.sweep()
+				r.lastSweep = time.Now()
+				r.clock = newClock()
+			}
+			return n, nil
+		default:
+			return n, fmt.Errorf("read ring buffer: %w", err)
+		}
+		n++
+		if err := decodeHeader(r.rec.RawSample, &r.h); err != nil {
 			s.malformed.Add(1)
 			continue
 		}
-		if s.build(&h, rec.RawSample[headerSize:], &ev, clock) {
-			handle(&ev)
+		if s.build(&r.h, r.rec.RawSample[headerSize:], &r.ev, r.clock) {
+			handle(&r.ev)
 		}
 		if s.haveExtra {
 			s.haveExtra = false
 			handle(&s.extra)
-		}
-		if rec.Remaining == 0 && time.Since(lastSweep) > sweepInterval {
-			s.table.sweep()
-			lastSweep = time.Now()
-			clock = newClock()
 		}
 	}
 }
