@@ -1,0 +1,253 @@
+package store
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+)
+
+// appendIncidentJSON appends the JSON form of inc to dst, byte for byte what
+// json.Marshal(inc) produces (a test holds it to that), at several times the
+// speed: exporting a million incidents through encoding/json alone would
+// take longer than the whole export budget. The field names and their order
+// follow the struct tags of rules.Incident and sensor.Event.
+func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
+	dst = append(dst, `{"id":"`...)
+	dst = appendHex16(dst, uint64(inc.ID))
+	dst = append(dst, `","time":`...)
+	dst = appendTimeJSON(dst, inc.Time)
+	dst = append(dst, `,"host":`...)
+	dst = appendStringJSON(dst, inc.Host)
+	dst = append(dst, `,"rule":`...)
+	dst = appendStringJSON(dst, inc.Rule)
+	dst = append(dst, `,"type":`...)
+	dst = appendStringJSON(dst, inc.Type)
+	dst = append(dst, `,"outcome":`...)
+	dst = appendStringJSON(dst, string(inc.Outcome))
+	dst = append(dst, `,"severity":`...)
+	dst = appendStringJSON(dst, inc.Severity.String())
+	dst = append(dst, `,"summary":`...)
+	dst = appendStringJSON(dst, inc.Summary)
+	dst = append(dst, `,"status":`...)
+	dst = appendStringJSON(dst, string(inc.Status))
+	dst = append(dst, `,"process":`...)
+	dst = appendEventJSON(dst, &inc.Process)
+	dst = append(dst, `,"count":`...)
+	dst = strconv.AppendUint(dst, inc.Count, 10)
+	dst = append(dst, `,"first_seen":`...)
+	dst = appendTimeJSON(dst, inc.FirstSeen)
+	dst = append(dst, `,"last_seen":`...)
+	dst = appendTimeJSON(dst, inc.LastSeen)
+	return append(dst, '}')
+}
+
+func appendEventJSON(dst []byte, ev *sensor.Event) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = appendStringJSON(dst, string(ev.Type))
+	dst = append(dst, `,"time":`...)
+	dst = appendTimeJSON(dst, ev.Time)
+	dst = appendUintField(dst, `,"pid":`, uint64(ev.PID))
+	dst = appendUintField(dst, `,"tid":`, uint64(ev.TID))
+	dst = appendUintField(dst, `,"ppid":`, uint64(ev.PPID))
+	dst = appendUintField(dst, `,"uid":`, uint64(ev.UID))
+	dst = appendUintField(dst, `,"euid":`, uint64(ev.EUID))
+	dst = appendUintField(dst, `,"gid":`, uint64(ev.GID))
+	dst = appendUintField(dst, `,"egid":`, uint64(ev.EGID))
+	dst = appendUintField(dst, `,"auid":`, uint64(ev.AUID))
+	dst = append(dst, `,"comm":`...)
+	dst = appendTextJSON(dst, ev.Comm)
+	dst = append(dst, `,"exe":`...)
+	dst = appendTextJSON(dst, ev.Exe)
+	dst = appendTextField(dst, `,"filename":`, ev.Filename)
+	if len(ev.Args) > 0 {
+		dst = append(dst, `,"args":[`...)
+		for i, a := range ev.Args {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendTextJSON(dst, a)
+		}
+		dst = append(dst, ']')
+	}
+	if ev.ArgsTruncated {
+		dst = append(dst, `,"args_truncated":true`...)
+	}
+	dst = appendTextField(dst, `,"cwd":`, ev.Cwd)
+	dst = appendTextField(dst, `,"tty":`, ev.TTY)
+	dst = appendTextField(dst, `,"cgroup":`, ev.Cgroup)
+	if ev.ContainerID != "" {
+		dst = append(dst, `,"container_id":`...)
+		dst = appendStringJSON(dst, ev.ContainerID)
+	}
+	dst = appendTextField(dst, `,"parent_exe":`, ev.ParentExe)
+	if len(ev.Ancestors) > 0 {
+		dst = append(dst, `,"ancestors":[`...)
+		for i, a := range ev.Ancestors {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"pid":`...)
+			dst = strconv.AppendUint(dst, uint64(a.PID), 10)
+			dst = append(dst, `,"exe":`...)
+			dst = appendTextJSON(dst, a.Exe)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"outcome":`...)
+	dst = appendStringJSON(dst, string(ev.Outcome))
+	dst = appendStringField(dst, `,"errno":`, ev.Errno)
+	dst = appendStringField(dst, `,"method":`, ev.Method)
+	dst = appendOptUintField(dst, `,"old_uid":`, ev.OldUID)
+	dst = appendOptUintField(dst, `,"old_euid":`, ev.OldEUID)
+	dst = appendOptUintField(dst, `,"new_uid":`, ev.NewUID)
+	dst = appendOptUintField(dst, `,"new_euid":`, ev.NewEUID)
+	if ev.ExitCode != nil {
+		dst = append(dst, `,"exit_code":`...)
+		dst = strconv.AppendInt(dst, int64(*ev.ExitCode), 10)
+	}
+	dst = appendStringField(dst, `,"signal":`, ev.Signal)
+	if ev.CoreDumped {
+		dst = append(dst, `,"core_dumped":true`...)
+	}
+	if ev.DurationNS != 0 {
+		dst = append(dst, `,"duration_ns":`...)
+		dst = strconv.AppendInt(dst, ev.DurationNS, 10)
+	}
+	return append(dst, '}')
+}
+
+func appendUintField(dst []byte, name string, v uint64) []byte {
+	dst = append(dst, name...)
+	return strconv.AppendUint(dst, v, 10)
+}
+
+func appendOptUintField(dst []byte, name string, v *uint32) []byte {
+	if v == nil {
+		return dst
+	}
+	return appendUintField(dst, name, uint64(*v))
+}
+
+// appendTextField writes an omitempty Text field.
+func appendTextField(dst []byte, name string, t sensor.Text) []byte {
+	if t == "" {
+		return dst
+	}
+	dst = append(dst, name...)
+	return appendTextJSON(dst, t)
+}
+
+// appendStringField writes an omitempty string field.
+func appendStringField(dst []byte, name, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	dst = append(dst, name...)
+	return appendStringJSON(dst, s)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex16(dst []byte, v uint64) []byte {
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, hexDigits[(v>>uint(shift))&0xf])
+	}
+	return dst
+}
+
+// appendTimeJSON writes what time.Time.MarshalJSON writes.
+func appendTimeJSON(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+// appendTextJSON writes sensor.Text's own JSON form (invalid bytes as
+// \udcXX) and then, as encoding/json does to the output of every
+// MarshalJSON method, escapes <, > and & for HTML safety.
+func appendTextJSON(dst []byte, t sensor.Text) []byte {
+	start := len(dst)
+	dst = t.AppendJSON(dst)
+	for i := start; i < len(dst); i++ {
+		switch dst[i] {
+		case '<', '>', '&':
+			return escapeHTMLFrom(dst, start)
+		}
+	}
+	return dst
+}
+
+// escapeHTMLFrom rewrites <, > and & in dst[start:] as \u003c, \u003e and
+// \u0026. It is the rare path, so it simply copies.
+func escapeHTMLFrom(dst []byte, start int) []byte {
+	tail := append([]byte(nil), dst[start:]...)
+	dst = dst[:start]
+	for _, c := range tail {
+		switch c {
+		case '<', '>', '&':
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// appendStringJSON writes a Go string the way encoding/json does with HTML
+// escaping on: control characters, quotes, backslashes, <, > and & escaped,
+// invalid UTF-8 replaced by U+FFFD, U+2028 and U+2029 escaped.
+func appendStringJSON(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

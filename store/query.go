@@ -1,0 +1,339 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Reads run in short transactions of at most readChunk results or
+// scanChunk records looked at, and call back outside any transaction. A
+// long export therefore never pins old pages for minutes, and a callback
+// may call the store again without deadlocking.
+const (
+	readChunk = 1024
+	scanChunk = 65536
+)
+
+// errStop ends a scan early without being an error.
+var errStop = errors.New("stop")
+
+// Get returns the stored incident with id. Incidents still queued by Put
+// are not visible until their batch commits (Flush forces it).
+func (s *Store) Get(id rules.ID) (rules.Incident, bool, error) {
+	var inc rules.Incident
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		key := id.Bytes()
+		v := tx.Bucket(bucketIncidents).Get(key)
+		if v == nil {
+			return nil
+		}
+		found = true
+		return decodeIncident(key, v, &inc)
+	})
+	if err != nil {
+		return rules.Incident{}, false, fmt.Errorf("get incident %s: %w", id, err)
+	}
+	return inc, found, nil
+}
+
+// Query returns the incidents matching q, newest first, at most q.Limit
+// (0: all of them).
+func (s *Store) Query(q service.Query) ([]rules.Incident, error) {
+	out := []rules.Incident{}
+	err := s.Each(q, func(inc *rules.Incident) error {
+		out = append(out, *inc)
+		return nil
+	})
+	return out, err
+}
+
+// Each calls fn for every incident matching q, newest first, at most
+// q.Limit of them (0: all). fn runs outside any transaction and may call
+// the store; an error from fn stops the walk and is returned. With
+// q.MinSeverity above info the walk uses the severity index, so rare
+// severities are found without reading the others.
+func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
+	hi := uint64(math.MaxUint64)
+	if !q.Until.IsZero() {
+		// Ids are at or after their raise time, by at most the largest
+		// skew stored (see keyMaxSkew); the exact Time check follows.
+		skew, err := s.maxSkew()
+		if err != nil {
+			return fmt.Errorf("query incidents: %w", err)
+		}
+		hi = timeBound(q.Until)
+		if hi+skew < hi {
+			hi = math.MaxUint64
+		} else {
+			hi += skew
+		}
+	}
+	lo := uint64(0)
+	if !q.Since.IsZero() {
+		lo = timeBound(q.Since)
+	}
+	m := newMatcher(q)
+	emitted := 0
+	batch := make([]rules.Incident, 0, readChunk)
+	for {
+		batch = batch[:0]
+		var next uint64
+		done := true
+		err := s.view(func(tx *bolt.Tx) error {
+			sc := newScanner(tx, q.MinSeverity, hi)
+			scanned := 0
+			for {
+				key, val := sc.next()
+				if key == nil {
+					return nil
+				}
+				id := binary.BigEndian.Uint64(key)
+				if id < lo {
+					return nil
+				}
+				if len(batch) == readChunk || scanned == scanChunk {
+					next, done = id, false
+					return nil
+				}
+				scanned++
+				var inc rules.Incident
+				if err := decodeIncident(key, val, &inc); err != nil {
+					return err
+				}
+				if !m.match(&inc) {
+					continue
+				}
+				batch = append(batch, inc)
+				if q.Limit > 0 && emitted+len(batch) >= q.Limit {
+					return nil
+				}
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("query incidents: %w", err)
+		}
+		for i := range batch {
+			if err := fn(&batch[i]); err != nil {
+				return err
+			}
+		}
+		emitted += len(batch)
+		if done || (q.Limit > 0 && emitted >= q.Limit) {
+			return nil
+		}
+		hi = next
+	}
+}
+
+// After calls fn for every stored incident with an id greater than id, in
+// ascending order: a subscriber that reconnects replays what it missed.
+func (s *Store) After(id rules.ID, fn func(*rules.Incident) error) error {
+	from := uint64(id)
+	for {
+		if from == math.MaxUint64 {
+			return nil
+		}
+		start := rules.ID(from + 1).Bytes()
+		var batch []rules.Incident
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketIncidents).Cursor()
+			for k, v := c.Seek(start); k != nil && len(batch) < readChunk; k, v = c.Next() {
+				var inc rules.Incident
+				if err := decodeIncident(k, v, &inc); err != nil {
+					return err
+				}
+				batch = append(batch, inc)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replay incidents after %s: %w", id, err)
+		}
+		for i := range batch {
+			if err := fn(&batch[i]); err != nil {
+				return err
+			}
+		}
+		if len(batch) < readChunk {
+			return nil
+		}
+		from = uint64(batch[len(batch)-1].ID)
+	}
+}
+
+// OpenBySeverity counts open incidents per severity name, with every
+// severity from info to critical present (zero when none).
+func (s *Store) OpenBySeverity() (map[string]int, error) {
+	out := map[string]int{}
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCounts)
+		for sev := rules.SeverityInfo; sev <= rules.SeverityCritical; sev++ {
+			out[sev.String()] = int(counter(b, openKey(sev)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count open incidents: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns the number of stored incidents.
+func (s *Store) Count() (int, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error {
+		n = counter(tx.Bucket(bucketCounts), keyTotal)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count incidents: %w", err)
+	}
+	return int(n), nil
+}
+
+func (s *Store) maxSkew() (uint64, error) {
+	var skew uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		skew = readUint64(tx.Bucket(bucketCounts), keyMaxSkew)
+		return nil
+	})
+	return skew, err
+}
+
+// timeBound turns a time into an id bound; times before 1970 bound at 0.
+func timeBound(t time.Time) uint64 {
+	ns := t.UnixNano()
+	if ns < 0 {
+		return 0
+	}
+	return uint64(ns)
+}
+
+// matcher applies the filters of a Query that the scan order does not.
+type matcher struct {
+	q service.Query
+}
+
+func newMatcher(q service.Query) *matcher { return &matcher{q: q} }
+
+func (m *matcher) match(inc *rules.Incident) bool {
+	q := &m.q
+	switch {
+	case q.MinSeverity != rules.SeverityNone && inc.Severity < q.MinSeverity,
+		q.Type != "" && inc.Type != q.Type,
+		q.Rule != "" && inc.Rule != q.Rule,
+		q.Status != "" && inc.Status != q.Status,
+		!q.Since.IsZero() && inc.Time.Before(q.Since),
+		!q.Until.IsZero() && inc.Time.After(q.Until):
+		return false
+	}
+	return q.Grep == "" || grepMatch(inc, q.Grep)
+}
+
+// grepMatch reports whether text occurs (case-sensitively, as grep does)
+// in the summary, the rule, the exe or an argument.
+func grepMatch(inc *rules.Incident, text string) bool {
+	if strings.Contains(inc.Summary, text) || strings.Contains(inc.Rule, text) ||
+		strings.Contains(string(inc.Process.Exe), text) {
+		return true
+	}
+	for _, a := range inc.Process.Args {
+		if strings.Contains(string(a), text) {
+			return true
+		}
+	}
+	return false
+}
+
+// scanner yields incident records newest first with ids <= hi: straight
+// from the incidents bucket, or, for a severity floor above info, by
+// merging the severity index's per-severity runs (each in id order).
+type scanner struct {
+	incs *bolt.Bucket
+	full *bolt.Cursor
+	hi   []byte
+	// index mode: one cursor and current id per severity
+	runs []sevRun
+}
+
+type sevRun struct {
+	sev byte
+	c   *bolt.Cursor
+	id  []byte // nil when the run is exhausted
+}
+
+func newScanner(tx *bolt.Tx, minSev rules.Severity, hi uint64) *scanner {
+	sc := &scanner{incs: tx.Bucket(bucketIncidents), hi: rules.ID(hi).Bytes()}
+	if minSev <= rules.SeverityInfo {
+		return sc
+	}
+	idx := tx.Bucket(bucketBySev)
+	sc.runs = []sevRun{}
+	for sev := minSev; sev <= rules.SeverityCritical; sev++ {
+		run := sevRun{sev: byte(sev), c: idx.Cursor()}
+		if k, _ := lastAtOrBelow(run.c, append([]byte{byte(sev)}, sc.hi...), 1); k != nil {
+			run.id = k[1:]
+			sc.runs = append(sc.runs, run)
+		}
+	}
+	return sc
+}
+
+// lastAtOrBelow positions c at the last key <= bound that shares bound's
+// first prefixLen bytes and has an 8-byte id after them.
+func lastAtOrBelow(c *bolt.Cursor, bound []byte, prefixLen int) (k, v []byte) {
+	k, v = c.Seek(bound)
+	if k == nil {
+		k, v = c.Last()
+	} else if bytes.Compare(k, bound) > 0 {
+		k, v = c.Prev()
+	}
+	if k == nil || len(k) != prefixLen+8 || !bytes.Equal(k[:prefixLen], bound[:prefixLen]) {
+		return nil, nil
+	}
+	return k, v
+}
+
+func (sc *scanner) next() (key, val []byte) {
+	if sc.runs == nil {
+		if sc.full == nil {
+			sc.full = sc.incs.Cursor()
+			return lastAtOrBelow(sc.full, sc.hi, 0)
+		}
+		return sc.full.Prev()
+	}
+	for {
+		best := -1
+		for i := range sc.runs {
+			if sc.runs[i].id != nil && (best < 0 || bytes.Compare(sc.runs[i].id, sc.runs[best].id) > 0) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return nil, nil
+		}
+		run := &sc.runs[best]
+		key = bytes.Clone(run.id)
+		k, _ := run.c.Prev()
+		if k != nil && len(k) == 9 && k[0] == run.sev {
+			run.id = k[1:]
+		} else {
+			run.id = nil
+		}
+		if val = sc.incs.Get(key); val != nil {
+			return key, val
+		}
+		// An index entry without its incident (damage): skip it.
+	}
+}

@@ -1,0 +1,166 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/procwatch/procwatch/rules"
+)
+
+// Layout of the file (schema version 2). Every key and value format is
+// documented in docs/store.md; change it only with a migration.
+var (
+	bucketMeta      = []byte("meta")       // magic, schema version
+	bucketIncidents = []byte("incidents")  // id (8 bytes, big-endian) -> record (codec.go)
+	bucketBySev     = []byte("by_sev")     // severity (1) + id (8) -> empty
+	bucketCounts    = []byte("counts")     // counter name -> uint64
+	bucketNoise     = []byte("noise")      // noise counter key (noise.go) -> uint64
+	bucketSkips     = []byte("skips")      // skip seq (8) -> rules.Skip as JSON
+	bucketMasks     = []byte("masks")      // id (8) + skip seq (8) -> empty: the skip masked the incident
+	bucketSkipMasks = []byte("skip_masks") // skip seq (8) + id (8) -> empty: the same, from the skip's side
+	bucketSettings  = []byte("settings")   // setting name -> value
+
+	keyMagic   = []byte("magic")
+	keyVersion = []byte("schema_version")
+	magic      = []byte("procwatch incident store")
+)
+
+// schemaVersion is the layout this code writes. Version 1 stored incidents
+// as encoding/json documents and had no index or counter buckets.
+const schemaVersion = 2
+
+// allBuckets lists the buckets of the current schema.
+var allBuckets = [][]byte{bucketMeta, bucketIncidents, bucketBySev, bucketCounts, bucketNoise,
+	bucketSkips, bucketMasks, bucketSkipMasks, bucketSettings}
+
+// ErrSchemaTooNew is wrapped when the file was written by a newer procwatch
+// whose layout this one does not know; the file is left alone.
+var ErrSchemaTooNew = errors.New("database written by a newer procwatch")
+
+// checkMeta reads the schema version. It returns 0 for a file with no
+// buckets at all (a new database) and ErrNotProcwatch for a bbolt file that
+// belongs to some other program.
+func checkMeta(tx *bolt.Tx, path string) (uint32, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if empty {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("open store %s: %w: it is a bbolt file of another program; move it away or pass another --db", path, ErrNotProcwatch)
+	}
+	if string(meta.Get(keyMagic)) != string(magic) {
+		return 0, fmt.Errorf("open store %s: %w: unknown metadata; move it away or pass another --db", path, ErrNotProcwatch)
+	}
+	v := meta.Get(keyVersion)
+	if len(v) != 4 {
+		return 0, fmt.Errorf("open store %s: %w: schema version record is damaged", path, ErrNotProcwatch)
+	}
+	version := binary.BigEndian.Uint32(v)
+	if version == 0 || version > schemaVersion {
+		return version, fmt.Errorf("open store %s: %w: schema version %d, this procwatch knows up to %d; upgrade procwatch",
+			path, ErrSchemaTooNew, version, schemaVersion)
+	}
+	return version, nil
+}
+
+// prepare creates the buckets of a new database or migrates an old one, in
+// one transaction, so a crash leaves either the old or the new layout.
+func (s *Store) prepare() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.update(func(tx *bolt.Tx) error {
+		version, err := checkMeta(tx, s.path)
+		if err != nil {
+			return err
+		}
+		if version == schemaVersion {
+			return nil
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("open store %s: create bucket %s: %w", s.path, name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyMagic, magic); err != nil {
+			return err
+		}
+		if version == 1 {
+			if err := s.migrateV1(tx); err != nil {
+				return fmt.Errorf("open store %s: migrate schema 1 to %d: %w", s.path, schemaVersion, err)
+			}
+			s.log.Info("store migrated", "path", s.path, "from", 1, "to", schemaVersion)
+		}
+		return meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, schemaVersion))
+	})
+}
+
+// checkReadable verifies a read-only store has the current layout; a
+// read-only process cannot migrate.
+func (s *Store) checkReadable() error {
+	return s.view(func(tx *bolt.Tx) error {
+		version, err := checkMeta(tx, s.path)
+		switch {
+		case err != nil:
+			return err
+		case version == 0:
+			return fmt.Errorf("open store %s: the database is still being created; try again", s.path)
+		case version < schemaVersion:
+			return fmt.Errorf("open store %s: schema version %d needs an upgrade to %d; run `procwatch agent` once to migrate it",
+				s.path, version, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// migrateV1 re-encodes version 1 incidents (JSON documents) in the compact
+// record format and builds the severity index and the counters that
+// version 1 did not have. Skips and settings kept their format.
+func (s *Store) migrateV1(tx *bolt.Tx) error {
+	w := s.newWriteTx(tx)
+	old := tx.Bucket(bucketIncidents)
+	// Collect first: rewriting values while a cursor walks the same bucket
+	// is not allowed in bbolt.
+	type rec struct {
+		key []byte
+		inc rules.Incident
+	}
+	var recs []rec
+	err := old.ForEach(func(k, v []byte) error {
+		var inc rules.Incident
+		if err := json.Unmarshal(v, &inc); err != nil {
+			return fmt.Errorf("incident %x: %w", k, err)
+		}
+		if len(k) != 8 {
+			return fmt.Errorf("incident key %x: want 8 bytes", k)
+		}
+		inc.ID = idFromKey(k)
+		recs = append(recs, rec{append([]byte(nil), k...), inc})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		if err := w.putRecord(recs[i].key, &recs[i].inc); err != nil {
+			return err
+		}
+		w.account(&recs[i].inc, +1)
+	}
+	return w.finish()
+}
+
+// idFromKey reads an incident key; a key of the wrong length (damage) reads
+// as id 0 rather than panicking.
+func idFromKey(k []byte) rules.ID {
+	if len(k) != 8 {
+		return 0
+	}
+	return rules.ID(binary.BigEndian.Uint64(k))
+}
