@@ -173,8 +173,9 @@ static __always_inline void submit(struct event *e, __u32 off)
 
 /* put_path writes the components of a path, leaf first, each NUL-terminated,
  * starting at off. It crosses mount points up to the root of the task's mount
- * namespace. Returns the new offset. */
-static __always_inline __u32 put_path(struct event *e, __u32 off, const struct path *path)
+ * namespace. When it must stop before the root it sets trunc_flag, so the
+ * decoder can mark the path as incomplete. Returns the new offset. */
+static __always_inline __u32 put_path(struct event *e, __u32 off, const struct path *path, __u32 trunc_flag)
 {
 	struct dentry *d = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
@@ -195,7 +196,7 @@ static __always_inline __u32 put_path(struct event *e, __u32 off, const struct p
 			continue;
 		}
 		if (off > DATA_MAX - NAME_MAX_READ) {
-			e->h.flags |= F_PATH_TRUNC;
+			e->h.flags |= trunc_flag;
 			return off;
 		}
 		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
@@ -205,7 +206,7 @@ static __always_inline __u32 put_path(struct event *e, __u32 off, const struct p
 		off += n;
 		d = parent;
 	}
-	e->h.flags |= F_PATH_TRUNC;
+	e->h.flags |= trunc_flag;
 	return off;
 }
 
@@ -234,7 +235,7 @@ static __always_inline __u32 put_context(struct event *e, __u32 off, struct task
 	__u32 start = off;
 	struct fs_struct *fs = BPF_CORE_READ(task, fs);
 	if (fs)
-		off = put_path(e, off, &fs->pwd);
+		off = put_path(e, off, &fs->pwd, F_CWD_TRUNC);
 	e->h.cwd_len = off - start;
 
 	start = off;
@@ -379,7 +380,7 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	__u32 off = 0;
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe)
-		off = put_path(e, off, &exe->f_path);
+		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
 	e->h.exe_len = off;
 
 	__u32 start = off;
@@ -592,7 +593,7 @@ static __always_inline int finish_setid(long ret)
 	__u32 off = 0;
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe)
-		off = put_path(e, off, &exe->f_path);
+		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
 	e->h.exe_len = off;
 	submit(e, off);
 	return 0;

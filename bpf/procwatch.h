@@ -26,8 +26,9 @@ enum esc_method {
 
 /* Flags. */
 #define F_ARGS_TRUNC (1 << 0)  /* argv longer than captured */
-#define F_PATH_TRUNC (1 << 1)  /* a path was cut (too deep or no room) */
+#define F_EXE_TRUNC  (1 << 1)  /* the exe path lost its top (too deep or no room) */
 #define F_ARGS_USER  (1 << 2)  /* args read from the caller's argv array */
+#define F_CWD_TRUNC  (1 << 4)  /* the cwd path lost its top */
 #define F_OLD_CREDS  (1 << 3)  /* exec: old_uid/old_euid hold the caller's ids before exec */
 
 /* The data area holds variable sections, in this order, each with its

@@ -26,8 +26,9 @@ const (
 // Flags, mirroring bpf/procwatch.h.
 const (
 	flagArgsTrunc = 1 << 0
-	flagPathTrunc = 1 << 1
+	flagExeTrunc  = 1 << 1
 	flagOldCreds  = 1 << 3
+	flagCwdTrunc  = 1 << 4
 )
 
 var methodNames = [...]string{1: MethodSuidExec, 2: MethodSetuid, 3: MethodSetreuid, 4: MethodSetresuid, 5: MethodSetfsuid}
@@ -88,6 +89,16 @@ func joinPath(b []byte) Text {
 		end = start - 1
 	}
 	return Text(out)
+}
+
+// truncatedPath marks a path whose top components the BPF side could not
+// fit: it starts with "…" instead of "/", so it never passes for a complete
+// absolute path (and a rule's path glob does not match it by accident).
+func truncatedPath(p Text, truncated bool) Text {
+	if !truncated {
+		return p
+	}
+	return "…" + p
 }
 
 // cstr returns the bytes before the first NUL.

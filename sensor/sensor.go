@@ -287,13 +287,13 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		ev.Filename = Text(cstr(sec.filename))
 		ev.Args = splitArgs(sec.args)
 		ev.ArgsTruncated = h.Flags&flagArgsTrunc != 0
-		ev.Cwd = joinPath(sec.cwd)
+		ev.Cwd = truncatedPath(joinPath(sec.cwd), h.Flags&flagCwdTrunc != 0)
 		ev.TTY = ttyName(sec.tty)
 		ev.Cgroup = joinPath(sec.cgroup)
 		ev.ContainerID = containerID(ev.Cgroup)
 		if h.Type == rawExec {
 			ev.Outcome = Success
-			ev.Exe = joinPath(sec.exe)
+			ev.Exe = truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
 			if h.Flags&flagOldCreds != 0 {
 				s.checkUnexplained(ev, h.OldUid, h.OldEuid)
 			}
@@ -308,7 +308,7 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 
 	case rawEscalation:
 		ev.Type = TypeEscalation
-		ev.Exe = joinPath(sec.exe)
+		ev.Exe = truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
 		ev.Filename = Text(cstr(sec.filename))
 		if int(h.Method) < len(methodNames) {
 			ev.Method = methodNames[h.Method]

@@ -556,3 +556,33 @@ func TestSmallRingBufferCountsDrops(t *testing.T) {
 		t.Errorf("no drops counted with a %d-byte ring buffer and a stalled reader: %+v", os.Getpagesize(), st)
 	}
 }
+
+// TestDeepPathsAreMarkedTruncated runs a program from a directory deeper
+// than the BPF path walk goes: the exe and cwd must say they are cut, not
+// pass for shorter absolute paths.
+func TestDeepPathsAreMarkedTruncated(t *testing.T) {
+	_, c := startSensor(t, sensor.Config{})
+	h := helper(t)
+	dir := publicDir(t)
+	for i := 0; i < 50; i++ {
+		dir = filepath.Join(dir, fmt.Sprintf("d%02d", i))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "deep")
+	copyFile(t, h, bin, 0o755)
+	cmd := exec.Command(bin)
+	cmd.Dir = dir
+	pid := run(t, cmd)
+	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	for _, tt := range []struct {
+		name      string
+		got, full string
+	}{{"exe", string(ev.Exe), bin}, {"cwd", string(ev.Cwd), dir}} {
+		tail, marked := strings.CutPrefix(tt.got, "…")
+		if !marked || !strings.HasPrefix(tail, "/") || !strings.HasSuffix(tt.full, tail) {
+			t.Errorf("%s = %q, want the tail of %q marked with a leading …", tt.name, tt.got, tt.full)
+		}
+	}
+}
