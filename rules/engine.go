@@ -1,9 +1,9 @@
 package rules
 
 import (
+	"hash/maphash"
 	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,22 +42,25 @@ type Engine struct {
 
 	// Owned by the Evaluate goroutine.
 	dedup     map[dedupKey]*Incident
+	seed      maphash.Seed
 	lastSweep time.Time
 	facts     facts
 }
 
-// dedupKey identifies repeats of one incident.
+// dedupKey identifies repeats of one incident. The arguments are kept as a
+// keyed 64-bit hash: a repeat in a flood then costs no allocation, and with
+// a random per-engine seed a process cannot choose arguments that collide.
 type dedupKey struct {
 	rule    string
 	exe     string
-	args    string
+	args    uint64
 	uid     uint32
 	outcome sensor.Outcome
 }
 
 // NewEngine returns an engine for set (nil means no rules).
 func NewEngine(set *RuleSet, opts EngineOptions) *Engine {
-	e := &Engine{host: opts.Host, window: opts.DedupWindow, now: opts.Now, dedup: map[dedupKey]*Incident{}}
+	e := &Engine{host: opts.Host, window: opts.DedupWindow, now: opts.Now, dedup: map[dedupKey]*Incident{}, seed: maphash.MakeSeed()}
 	if e.host == "" {
 		e.host, _ = os.Hostname()
 	}
@@ -196,7 +199,7 @@ func (e *Engine) raise(rule *Rule, sev Severity, ev *sensor.Event, f *facts) Inc
 	}
 	var key dedupKey
 	if e.window > 0 {
-		key = dedupKey{rule: rule.Name, exe: f.path, args: joinArgs(ev.Args), uid: f.uid, outcome: f.outcome}
+		key = dedupKey{rule: rule.Name, exe: f.path, args: e.hashArgs(ev.Args), uid: f.uid, outcome: f.outcome}
 		if inc, ok := e.dedup[key]; ok {
 			if age := t.Sub(inc.FirstSeen); age < e.window && age > -e.window {
 				inc.Count++
@@ -246,20 +249,16 @@ func (e *Engine) sweep(now time.Time) {
 	}
 }
 
-// joinArgs makes the args part of a dedup key; NUL cannot occur in an
-// argument, so the join is unambiguous.
-func joinArgs(args []sensor.Text) string {
-	n := 0
+// hashArgs hashes argv for the dedup key. Each argument is followed by a
+// NUL, which cannot occur inside one, so the encoding is unambiguous.
+func (e *Engine) hashArgs(args []sensor.Text) uint64 {
+	var h maphash.Hash
+	h.SetSeed(e.seed)
 	for _, a := range args {
-		n += len(a) + 1
+		h.WriteString(string(a))
+		h.WriteByte(0)
 	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, a := range args {
-		b.WriteString(string(a))
-		b.WriteByte(0)
-	}
-	return b.String()
+	return h.Sum64()
 }
 
 // cloneEvent copies ev deeply enough that the incident does not share
