@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +45,8 @@ type Config struct {
 	Rules  *rules.Engine // judges events; its rules are replaced on reload
 
 	// RulesPath is shown in Status. Reload reads the rules again (from
-	// RulesPath, or the built-in ones); nil disables reloading. The caller
-	// triggers Reload on SIGHUP; WatchRules triggers it on file changes.
+	// RulesPath, or the built-in ones); nil disables Local.Reload. A
+	// rules.Watcher calling ApplyRules is the other way to reload.
 	RulesPath string
 	Reload    func() (*rules.RuleSet, error)
 
@@ -560,26 +561,37 @@ func (l *Local) pushSkips() error {
 	return nil
 }
 
-// Reload reads the rules again and makes them active; dedup state and
-// added skips carry over. On error the old rules stay active and the error
-// shows in Status.RulesError until a reload succeeds.
+// Reload reads the rules again through Config.Reload and applies them
+// with ApplyRules.
 func (l *Local) Reload() error {
 	if l.cfg.Reload == nil {
 		return nil
 	}
 	set, err := l.cfg.Reload()
+	l.ApplyRules(set, err)
+	return err
+}
+
+// ApplyRules makes set the active rules, keeping dedup state and added
+// skips. With a non-nil err (a broken file) the old rules stay active and
+// err shows in Status.RulesError until rules apply cleanly again. Its
+// signature fits rules.NewWatcher's callback, which is how the agent hot
+// reloads on file changes and SIGHUP.
+func (l *Local) ApplyRules(set *rules.RuleSet, err error) {
+	if err == nil && set == nil {
+		err = errors.New("no rules")
+	}
 	if err != nil {
 		msg := err.Error()
 		l.rulesErr.Store(&msg)
 		l.statusDue.Store(true)
-		l.log.Error("rules reload failed; keeping the previous rules", "path", l.cfg.RulesPath, "err", err)
-		return err
+		l.log.Error("rules reload failed; keeping the previous rules", "path", l.cfg.RulesPath, "err", strings.ReplaceAll(msg, "\n", " | "))
+		return
 	}
 	l.engine.SetRules(set)
 	l.rulesErr.Store(nil)
 	l.statusDue.Store(true)
 	l.log.Info("rules reloaded", "path", l.cfg.RulesPath, "rules", len(set.Rules))
-	return nil
 }
 
 // Rules implements service.Service.
