@@ -63,7 +63,8 @@ func NewWatcher(path string, onReload func(*RuleSet, error)) (*Watcher, error) {
 		trigger:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	w.lastData, _ = os.ReadFile(path)
+	// lastData starts empty: the first change notification always reloads,
+	// so an edit made between the caller's load and this watch is not lost.
 	signal.Notify(w.sigs, syscall.SIGHUP)
 	w.wg.Add(1)
 	go w.run()
