@@ -573,6 +573,7 @@ type pathProblem struct {
 	hint string
 }
 
+// Error returns the problem without its hint.
 func (e *pathProblem) Error() string { return e.msg }
 
 // checkPathPattern validates one path selector or skip path: absolute, and

@@ -23,7 +23,10 @@ type LineError struct {
 	Err  error
 }
 
+// Error names the line, so a message can be traced back to the capture.
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap gives the decoding error, for errors.As on JSON error types.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // ReplayStats sums up a replay.
