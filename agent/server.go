@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -260,7 +261,11 @@ func (c *serverConn) send(m message) error {
 
 func (c *serverConn) breakLocked(err error) error {
 	c.broken = fmt.Errorf("write to client: %w", err)
-	c.log.Warn("closing an agent connection", "err", err)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.log.Warn("closing an agent connection: the client stopped reading", "timeout", c.s.WriteTimeout)
+	} else {
+		c.log.Debug("agent connection closed while writing", "err", err)
+	}
 	c.cancel()
 	c.rwc.Close()
 	return c.broken

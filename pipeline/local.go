@@ -445,11 +445,27 @@ func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Up
 
 // Incidents implements service.Service.
 func (l *Local) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+	if err := l.flush(); err != nil {
+		return nil, err
+	}
 	return l.cfg.Store.Query(q)
+}
+
+// flush commits queued incidents before a read, so a front end sees what
+// was raised before it asked (the store commits on its own within its
+// batch interval; a flush with nothing queued costs nothing).
+func (l *Local) flush() error {
+	if err := l.cfg.Store.Flush(); err != nil {
+		return fmt.Errorf("commit queued incidents: %w", err)
+	}
+	return nil
 }
 
 // Noise implements service.Service.
 func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+	if err := l.flush(); err != nil {
+		return service.Noise{}, err
+	}
 	return l.cfg.Store.Noise(since, limit)
 }
 
@@ -504,6 +520,9 @@ func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := rules.ValidateSkip(s); err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
 	}
+	if err := l.flush(); err != nil {
+		return 0, err
+	}
 	n, err := l.cfg.Store.CountCovered(l.covers(s))
 	if err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
@@ -521,6 +540,9 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
 	}
 	s.Source = rules.SourceAdded
+	if err := l.flush(); err != nil {
+		return rules.Skip{}, 0, err
+	}
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
 	added, masked, err := l.cfg.Store.AddSkip(s, l.covers(s))
@@ -619,6 +641,9 @@ func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
 
 // Status implements service.Service.
 func (l *Local) Status(ctx context.Context) (service.Status, error) {
+	if err := l.flush(); err != nil {
+		return service.Status{}, err
+	}
 	return l.status()
 }
 
@@ -650,6 +675,9 @@ func (l *Local) Export(ctx context.Context, q service.Query, format string, w io
 	case "json", "ndjson":
 	default:
 		return 0, fmt.Errorf("export: unknown format %q (want json or ndjson)", format)
+	}
+	if err := l.flush(); err != nil {
+		return 0, fmt.Errorf("export: %w", err)
 	}
 	n, err := l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, ExportProgress(ctx))
 	if err != nil {

@@ -1,0 +1,324 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/store"
+)
+
+func init() { commands = append(commands, newAgentCmd) }
+
+// newEventSource loads the sensor. Tests replace it with a fake source so
+// the agent can run end to end without BPF.
+var newEventSource = func(ringBytes int) (pipeline.EventSource, func() error, error) {
+	s, err := sensor.New(sensor.Config{RingBufferBytes: ringBytes})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.Close, nil
+}
+
+type agentFlags struct {
+	output  string
+	group   string
+	ringMiB int
+}
+
+func newAgentCmd(opts *Options) *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the pipeline headless: sensor, rules, store and the local socket",
+		Long: `Run procwatch without a terminal UI until SIGINT or SIGTERM: the eBPF
+sensor feeds the rules, incidents go to the database, and the API is served
+on a unix socket (--socket; default /run/procwatch/procwatch.sock, mode
+0600) so that "procwatch incidents", "skip", "monitor", "export" and the TUI
+reach the running pipeline. Logs go to stderr.
+
+Rules given with --rules are reloaded when the file changes or on SIGHUP; a
+broken file keeps the previous rules and is reported in the log and in
+"procwatch monitor status".
+
+--output - (stdout) or --output FILE (appended, mode 0600) also writes every
+incident, new ones and their updates, as one JSON object per line, for log
+shippers such as Vector, Fluent Bit or Loki.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runAgent(ctx, opts, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&f.output, "output", "", "also write every incident as NDJSON to FILE, or - for stdout")
+	cmd.Flags().StringVar(&f.group, "socket-group", "", "let members of this group use the socket (directory 0750, socket 0660)")
+	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
+	return cmd
+}
+
+func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	gid := -1
+	if f.group != "" {
+		g, err := user.LookupGroup(f.group)
+		if err != nil {
+			return usageError("--socket-group %q: %v", f.group, err)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return fmt.Errorf("group %s has a non-numeric id %q", f.group, g.Gid)
+		}
+	}
+	sock := socketPath(opts)
+	ln, err := agent.Listen(sock, gid)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	var out *incidentOutput
+	if f.output != "" {
+		if out, err = newIncidentOutput(f.output, stdout, log); err != nil {
+			return err
+		}
+	}
+	p, err := openPipeline(opts, log, f.ringMiB<<20, true, out.put)
+	if err != nil {
+		out.close()
+		return err
+	}
+	log.Info("agent started", "socket", sock, "db", p.store.Path(), "rules", rulesLabel(opts), "sensor", p.sensorMode())
+
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	srvDone := make(chan error, 1)
+	go func() {
+		srv := &agent.Server{Service: p.local, Logger: log}
+		srvDone <- srv.ServeListener(srvCtx, ln)
+	}()
+	runErr := p.local.Run(ctx)
+	stopSrv()
+	if err := <-srvDone; err != nil {
+		log.Warn("socket server", "err", err)
+	}
+	out.close()
+	if err := p.close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		log.Error("agent stopped", "err", runErr)
+		return runErr
+	}
+	log.Info("agent stopped; database flushed")
+	return nil
+}
+
+// runningPipeline is a pipeline.Local with what it owns.
+type runningPipeline struct {
+	local   *pipeline.Local
+	store   *store.Store
+	source  pipeline.EventSource
+	closers []func() error
+}
+
+// openPipeline opens the store, the rules (watched for changes when they
+// come from a file) and, with withSensor, the sensor; a sensor that does
+// not load is an error. onIncident may be nil.
+func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident)) (*runningPipeline, error) {
+	set, err := rules.Load(opts.RulesPath)
+	if err != nil {
+		return nil, fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
+	}
+	st, err := store.Open(dbPath(opts), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	p := &runningPipeline{store: st}
+	host, _ := os.Hostname()
+	if withSensor {
+		src, closeSrc, err := newEventSource(ringBytes)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("start sensor: %w", err)
+		}
+		p.source = src
+		p.closers = append(p.closers, closeSrc)
+	}
+	p.local, err = pipeline.New(pipeline.Config{
+		Host:       host,
+		Store:      st,
+		Source:     p.source,
+		Rules:      rules.NewEngine(set, rules.EngineOptions{Host: host}),
+		RulesPath:  rulesLabel(opts),
+		Reload:     func() (*rules.RuleSet, error) { return rules.Load(opts.RulesPath) },
+		OnIncident: onIncident,
+		Logger:     log,
+	})
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	if opts.RulesPath != "" {
+		w, err := rules.NewWatcher(opts.RulesPath, p.local.ApplyRules)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.closers = append(p.closers, w.Close)
+	} else {
+		// SIGHUP would end the process by default; with built-in rules
+		// there is nothing to reload, so say so instead.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		done := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-hup:
+					log.Info("SIGHUP: the built-in rules are in use; nothing to reload (use --rules FILE)")
+				case <-done:
+					return
+				}
+			}
+		}()
+		p.closers = append(p.closers, func() error { signal.Stop(hup); close(done); return nil })
+	}
+	return p, nil
+}
+
+func (p *runningPipeline) sensorMode() string {
+	if p.source == nil {
+		return "none"
+	}
+	if m := p.source.Stats().Mode; m != "" {
+		return m
+	}
+	return "loaded"
+}
+
+// close releases the watcher and sensor, then flushes and closes the store.
+func (p *runningPipeline) close() error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		errs = append(errs, p.closers[i]())
+	}
+	if err := p.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close database %s: %w", p.store.Path(), err))
+	}
+	return errors.Join(errs...)
+}
+
+// incidentOutput writes incidents as NDJSON from its own goroutine, so a
+// slow disk or a stalled pipe never holds up the sensor: the queue is
+// bounded and what overflows is counted and logged.
+type incidentOutput struct {
+	ch      chan rules.Incident
+	done    chan struct{}
+	dropped atomic.Uint64
+	once    sync.Once
+	log     *slog.Logger
+}
+
+const outputQueue = 8192
+
+func newIncidentOutput(path string, stdout io.Writer, log *slog.Logger) (*incidentOutput, error) {
+	var (
+		w      = stdout
+		closer = func() error { return nil }
+	)
+	if path != "-" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open --output file: %w", err)
+		}
+		w, closer = f, f.Close
+	}
+	o := &incidentOutput{ch: make(chan rules.Incident, outputQueue), done: make(chan struct{}), log: log}
+	go o.loop(w, closer)
+	return o, nil
+}
+
+// put queues inc; it never blocks. A nil output ignores it.
+func (o *incidentOutput) put(inc rules.Incident) {
+	if o == nil {
+		return
+	}
+	select {
+	case o.ch <- inc:
+	default:
+		o.dropped.Add(1)
+	}
+}
+
+func (o *incidentOutput) loop(w io.Writer, closer func() error) {
+	defer close(o.done)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var failed error
+	var reported uint64
+	for {
+		select {
+		case inc, ok := <-o.ch:
+			if !ok {
+				if err := errors.Join(bw.Flush(), closer()); err != nil && failed == nil {
+					o.log.Error("--output", "err", err)
+				}
+				if n := o.dropped.Load(); n > reported {
+					o.log.Warn("--output could not keep up; incidents left out (they are in the database)", "count", n-reported)
+				}
+				return
+			}
+			if failed != nil {
+				continue
+			}
+			b, err := json.Marshal(&inc)
+			if err == nil {
+				_, err = bw.Write(append(b, '\n'))
+			}
+			if err != nil {
+				failed = err
+				o.log.Error("--output failed; no more incidents will be written there", "err", err)
+			}
+		case <-tick.C:
+			if failed == nil {
+				if err := bw.Flush(); err != nil {
+					failed = err
+					o.log.Error("--output failed; no more incidents will be written there", "err", err)
+				}
+			}
+			if n := o.dropped.Load(); n > reported {
+				o.log.Warn("--output could not keep up; incidents left out (they are in the database)", "count", n-reported)
+				reported = n
+			}
+		}
+	}
+}
+
+// close flushes and closes the output; a nil output does nothing.
+func (o *incidentOutput) close() {
+	if o == nil {
+		return
+	}
+	o.once.Do(func() {
+		close(o.ch)
+		<-o.done
+	})
+}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+
+	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/store"
+)
+
+// socketPath is the agent socket the global --socket flag chooses.
+func socketPath(opts *Options) string {
+	if opts.Socket != "" {
+		return opts.Socket
+	}
+	return agent.DefaultSocket
+}
+
+// dbPath is the database the global --db flag chooses.
+func dbPath(opts *Options) string {
+	if opts.DBPath != "" {
+		return opts.DBPath
+	}
+	return store.DefaultPath()
+}
+
+// connectService returns the Service every front end talks to. When an
+// agent answers on the socket it is a client of that agent, so commands see
+// and change the live pipeline. Otherwise it opens the database directly
+// and returns a pipeline.Local without a sensor: queries, skips, status and
+// export work offline. A database held by another process with no agent
+// answering gives the store's LockedError. close releases the connection
+// or the database.
+func connectService(ctx context.Context, opts *Options) (svc service.Service, close func() error, err error) {
+	sock := socketPath(opts)
+	c, err := agent.Dial(sock)
+	if err == nil {
+		return c, c.Close, nil
+	}
+	if !noAgent(err) {
+		if errors.Is(err, syscall.EACCES) {
+			return nil, nil, fmt.Errorf("%w; run as root or start the agent with --socket-group", err)
+		}
+		return nil, nil, err
+	}
+	return openOffline(ctx, opts, slog.New(slog.DiscardHandler))
+}
+
+// noAgent reports whether a dial error means that nobody listens on the
+// socket (no file, or a file left by a dead agent).
+func noAgent(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// openOffline opens the database and runs a sensorless pipeline on it.
+func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.Service, func() error, error) {
+	st, err := store.Open(dbPath(opts), store.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	engine, rulesErr := newEngine(opts, "")
+	local, err := pipeline.New(pipeline.Config{
+		Store:     st,
+		Rules:     engine,
+		RulesPath: rulesLabel(opts),
+		Reload:    func() (*rules.RuleSet, error) { return rules.Load(opts.RulesPath) },
+		Logger:    log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	if rulesErr != nil {
+		local.ApplyRules(nil, rulesErr)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- local.Run(runCtx) }()
+	closeFn := func() error {
+		cancel()
+		err := <-done
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close database %s: %w", st.Path(), cerr)
+		}
+		return err
+	}
+	return local, closeFn, nil
+}
+
+// newEngine builds a rules engine from --rules (or the built-in rules).
+// When they do not load it returns an engine without rules and the error,
+// so offline commands that do not need rules still work and report it.
+func newEngine(opts *Options, host string) (*rules.Engine, error) {
+	set, err := rules.Load(opts.RulesPath)
+	if err != nil {
+		return rules.NewEngine(nil, rules.EngineOptions{Host: host}), fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
+	}
+	return rules.NewEngine(set, rules.EngineOptions{Host: host}), nil
+}
+
+// rulesLabel names the rules in use, for Status and messages.
+func rulesLabel(opts *Options) string {
+	if opts.RulesPath != "" {
+		return opts.RulesPath
+	}
+	return rules.DefaultName
+}
+
+// withService runs fn against connectService's Service and closes it,
+// keeping fn's error first.
+func withService(ctx context.Context, opts *Options, fn func(service.Service) error) error {
+	svc, closeFn, err := connectService(ctx, opts)
+	if err != nil {
+		return err
+	}
+	err = fn(svc)
+	if cerr := closeFn(); cerr != nil && err == nil && !errors.Is(cerr, os.ErrClosed) {
+		err = cerr
+	}
+	return err
+}
