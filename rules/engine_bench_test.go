@@ -115,3 +115,32 @@ func BenchmarkEvaluateDedupRepeat(b *testing.B) {
 	ev := execEvent("/opt/app4/bin/server", 1000)
 	benchEvaluate(b, ev, 1, 0)
 }
+
+// TestEvaluateNoAlloc holds the engine to its promise: events that raise no
+// incident, whether no rule selects them or a skip suppresses them, cost no
+// allocation (the first sight of a uid fills the name cache, so each event
+// is judged once before counting).
+func TestEvaluateNoAlloc(t *testing.T) {
+	testUsers(t)
+	set := mustParse(t, benchRules())
+	e := NewEngine(set, EngineOptions{Host: "h"})
+	failed := execEvent("/tmp/nothing-here", 1000)
+	failed.Outcome, failed.Errno = sensor.Failure, "ENOENT"
+	events := []*sensor.Event{
+		execEvent("/usr/bin/ls", 1000),
+		execEvent("/usr/lib/pkg0500/libexec/worker", 1000),
+		execEvent("/usr/lib/other/cmd-0999", 1000),
+		execEvent("/usr/lib/x", 34), // skipped by user name
+		exitEvent("/usr/bin/make", 2, ""),
+		escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success),
+		failed,
+	}
+	for _, ev := range events {
+		if v := e.Judge(ev); len(v.Incidents) != 0 {
+			t.Fatalf("%s %s raised %s; the test needs events that raise nothing", ev.Type, ev.Exe, verdict(v))
+		}
+		if n := testing.AllocsPerRun(100, func() { e.Evaluate(ev) }); n != 0 {
+			t.Errorf("%s %s: %.1f allocations per event, want 0", ev.Type, ev.Exe, n)
+		}
+	}
+}
