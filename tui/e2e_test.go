@@ -8,12 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
 )
 
 // TestEndToEnd drives the real procwatch binary in tmux as root: a
@@ -137,10 +139,20 @@ func TestEndToEnd(t *testing.T) {
 	}
 	runProbe()
 	// Filter to the probe so other activity on the host cannot hide it.
+	// The probe may raise more than one incident (it also runs from a
+	// world-writable directory): select the root escalation.
 	tm("send-keys", "-t", session, "/", "suidprobe")
 	tm("send-keys", "-t", session, "Enter")
-	waitScreen("the probe's incident", 15*time.Second, contains("1 shown", "suidprobe"))
-
+	s = waitScreen("the probe's escalation incident", 15*time.Second, contains("suidprobe", "root-escalation"))
+	lines := strings.Split(s, "\n")
+	header := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "TIME ") })
+	row := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "root-escalation") && strings.Contains(l, "suidprobe") })
+	if header < 0 || row <= header {
+		t.Fatalf("cannot find the escalation row:\n%s", s)
+	}
+	for range row - header - 1 {
+		tm("send-keys", "-t", session, "j")
+	}
 	tm("send-keys", "-t", session, "s")
 	waitScreen("the skip confirmation", 10*time.Second, contains(`[y/n] Skip command "suidprobe"`))
 	tm("send-keys", "-t", session, "y")
@@ -168,23 +180,34 @@ func TestEndToEnd(t *testing.T) {
 	// masked with its count unchanged.
 	runProbe()
 	time.Sleep(3 * time.Second)
-	out, err = cli("incidents", "--json")
+	out, err = cli("incidents", "--json", "--limit", "0", "--rule", found.Rule)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var incs []rules.Incident
-	if err := json.Unmarshal(out, &incs); err != nil {
-		t.Fatalf("incidents --json: %v\n%s", err, out)
-	}
 	var mine []rules.Incident
-	for _, in := range incs {
-		if strings.HasSuffix(string(in.Process.Exe), "/suidprobe") {
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var in rules.Incident
+		if err := dec.Decode(&in); err != nil {
+			t.Fatalf("incidents --json: %v\n%s", err, out)
+		}
+		if in.Process.Exe == sensor.Text(probe) {
 			mine = append(mine, in)
 		}
 	}
 	if len(mine) != 1 || mine[0].Count != 1 || mine[0].Status != rules.StatusMasked {
-		t.Fatalf("after the skip, probe incidents = %+v, want one masked incident seen once", mine)
+		t.Fatalf("after the skip, %s incidents of the probe = %+v, want one masked incident seen once", found.Rule, mine)
 	}
+	// The stream shows the second run as skipped.
+	tm("send-keys", "-t", session, "3")
+	waitScreen("the skipped escalation", 10*time.Second, func(s string) bool {
+		for _, l := range strings.Split(s, "\n") {
+			if strings.Contains(l, "suidprobe") && strings.Contains(l, " skip ") {
+				return true
+			}
+		}
+		return false
+	})
 	tm("send-keys", "-t", session, "q")
 }
 
@@ -215,7 +238,7 @@ func buildSuidProbe(t *testing.T, goTool, dir string) string {
 	if err := os.Chown(probe, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(probe, 0o4755); err != nil {
+	if err := os.Chmod(probe, os.ModeSetuid|0o755); err != nil {
 		t.Fatal(err)
 	}
 	return probe

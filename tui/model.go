@@ -47,6 +47,9 @@ type Options struct {
 	// LookupUser maps a uid to a user name (default: the system's user
 	// database). It is called from commands, never from Update.
 	LookupUser func(uid uint32) (string, bool)
+	// Notice is shown on the message line at start, e.g. that the
+	// pipeline runs without its sensor.
+	Notice string
 	// NoStatusPoll disables the once-a-second status request; tests that
 	// compare screens use it so the header does not change under them.
 	NoStatusPoll bool
@@ -156,6 +159,9 @@ func New(ctx context.Context, svc service.Service, opts Options) *Model {
 	}
 	m.help.Styles = m.th.help
 	m.resize(m.width, m.height)
+	if opts.Notice != "" {
+		m.msg, m.msgErr = sensor.DisplayString(opts.Notice), true
+	}
 	return m
 }
 
