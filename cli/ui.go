@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/charmbracelet/x/term"
+	"github.com/spf13/cobra"
+
+	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/tui"
+)
+
+func init() { rootRun = runUI }
+
+// runUI is what `procwatch` does without a subcommand: the terminal UI.
+// When an agent answers on the socket the UI is its client. Otherwise this
+// process runs the pipeline itself, exactly as `procwatch agent` does
+// (sensor, rules, store, and the socket, so that `procwatch incidents`,
+// `skip`, `monitor` and `export` reach it while the UI runs).
+func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
+	if !term.IsTerminal(os.Stdin.Fd()) || !term.IsTerminal(os.Stdout.Fd()) {
+		return errors.New("the terminal UI needs a terminal on stdin and stdout; in scripts use `procwatch incidents --json` or `procwatch events`")
+	}
+	uiOpts, err := uiOptionsFromEnv()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	defer stop()
+
+	sock := socketPath(opts)
+	c, err := agent.Dial(sock)
+	if err == nil {
+		runErr := tui.Run(ctx, c, uiOpts)
+		return errors.Join(runErr, c.Close())
+	}
+	if !noAgent(err) {
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("%w; run as root or start the agent with --socket-group", err)
+		}
+		return err
+	}
+	return runUIWithPipeline(ctx, opts, sock, uiOpts)
+}
+
+// uiOptionsFromEnv reads PROCWATCH_ROWS, the rows kept per stream.
+func uiOptionsFromEnv() (tui.Options, error) {
+	var o tui.Options
+	if v := os.Getenv("PROCWATCH_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return o, fmt.Errorf("PROCWATCH_ROWS=%q: want a positive number of rows kept per stream", v)
+		}
+		o.Rows = n
+	}
+	return o, nil
+}
+
+// runUIWithPipeline runs the pipeline and its socket in this process under
+// the UI. Logs cannot go to the terminal the UI draws on, so they are kept
+// (bounded) and printed on stderr once the UI has closed.
+func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts tui.Options) error {
+	logs := &boundedLog{max: 64 << 10}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	defer logs.writeTo(os.Stderr)
+
+	ln, err := agent.Listen(sock, -1)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	p, err := openPipeline(opts, log, sensor.DefaultRingBufferBytes, true, nil)
+	if err != nil {
+		sensorErr := err
+		if p, err = openPipeline(opts, log, 0, false, nil); err != nil {
+			return err
+		}
+		uiOpts.Notice = fmt.Sprintf("running without the sensor (%v): stored incidents and skips only", sensorErr)
+		log.Warn("running without the sensor", "reason", sensorErr)
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- p.local.Run(runCtx) }()
+	srvDone := make(chan error, 1)
+	go func() {
+		srv := &agent.Server{Service: p.local, Logger: log}
+		srvDone <- srv.ServeListener(runCtx, ln)
+	}()
+
+	uiErr := tui.Run(runCtx, p.local, uiOpts)
+	stopRun()
+	if err := <-srvDone; err != nil {
+		log.Warn("socket server", "err", err)
+	}
+	runErr := <-runDone
+	return errors.Join(uiErr, runErr, p.close())
+}
+
+// boundedLog keeps the first max bytes of log output and counts the rest.
+type boundedLog struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	max     int
+	dropped int
+}
+
+func (b *boundedLog) Write(p []byte) (int, error) {
+	n := len(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if room := b.max - b.buf.Len(); room < len(p) {
+		b.dropped += len(p) - max(room, 0)
+		p = p[:max(room, 0)]
+	}
+	b.buf.Write(p)
+	return n, nil
+}
+
+func (b *boundedLog) writeTo(w io.Writer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w.Write(b.buf.Bytes())
+	if b.dropped > 0 {
+		fmt.Fprintf(w, "procwatch: %d more bytes of log were dropped\n", b.dropped)
+	}
+}
