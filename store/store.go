@@ -72,7 +72,7 @@ type Options struct {
 
 // ErrNotProcwatch is wrapped by Open's error when the file exists but is not
 // a procwatch database, or is corrupt. The file is left untouched.
-var ErrNotProcwatch = errors.New("not a procwatch database")
+var ErrNotProcwatch = errors.New("not a procwatch database, or damaged")
 
 // ErrReadOnly is returned by writes on a store opened with ReadOnly.
 var ErrReadOnly = errors.New("store is open read-only")
@@ -177,7 +177,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("open store %s: %w: %v", path, ErrNotProcwatch, r)
+			s, err = nil, fmt.Errorf("open store %s: %w (%v); move it away or pass another --db", path, ErrNotProcwatch, r)
 		}
 	}()
 

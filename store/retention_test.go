@@ -1,0 +1,117 @@
+package store
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+func TestRetentionByCount(t *testing.T) {
+	s, _ := openTemp(t, Options{RetentionAge: -1, RetentionCount: 100})
+	all := fixtures(baseTime, 250)
+	// Mask some of the oldest through a skip so that deletion must clean
+	// mask links too.
+	putAll(t, s, all[:50])
+	wget := rules.Skip{Kind: rules.SkipCommand, Value: "wget", Rule: "shell-from-service"}
+	if _, n, err := s.AddSkip(wget, coveredBy(wget)); err != nil || n == 0 {
+		t.Fatalf("AddSkip: %d, %v", n, err)
+	}
+	putAll(t, s, all[50:])
+	got, err := s.Query(service.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(idsOf(got), bruteQuery(all[150:], service.Query{})) {
+		t.Errorf("kept %d incidents, want the newest 100", len(got))
+	}
+	checkCounters(t, s)
+	if n, _ := s.Count(); n != 100 {
+		t.Errorf("Count = %d, want 100", n)
+	}
+}
+
+func TestRetentionByAge(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	now := time.Now()
+	day := 24 * time.Hour
+	old40 := fixture(now.Add(-40*day), 0)
+	old31 := fixture(now.Add(-31*day), 1)
+	// Raised 35 days ago but seen again an hour ago: still active, kept.
+	active := fixture(now.Add(-35*day), 9)
+	active.LastSeen = now.Add(-time.Hour)
+	recent29 := fixture(now.Add(-29*day), 2)
+	recent := fixture(now.Add(-time.Hour), 3)
+	all := []rules.Incident{old40, old31, active, recent29, recent}
+
+	s, err := Open(path, Options{RetentionAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, s, all)
+	s.Close()
+
+	s, err = Open(path, Options{}) // default: 30 days, applied at open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, _ := s.Query(service.Query{})
+	want := []rules.ID{recent.ID, recent29.ID, active.ID}
+	gotIDs := idsOf(got)
+	if !slices.Equal(gotIDs, want) {
+		t.Errorf("kept %v, want %v", gotIDs, want)
+	}
+	checkCounters(t, s)
+	if age, count := s.Retention(); age != DefaultRetentionAge || count != DefaultRetentionCount {
+		t.Errorf("Retention() = %v, %d; want defaults", age, count)
+	}
+}
+
+func TestSetRetentionPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := Open(path, Options{RetentionAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, s, fixtures(baseTime, 50))
+	if err := s.SetRetention(0, 20); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Count(); n != 20 {
+		t.Errorf("Count after SetRetention = %d, want 20", n)
+	}
+	s.Close()
+	s, err = Open(path, Options{RetentionAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, count := s.Retention(); count != 20 {
+		t.Errorf("stored count limit %d, want 20", count)
+	}
+}
+
+// TestFileStaysBounded fills a store with a count limit many times over and
+// checks that the file stops growing once freed pages are reused.
+func TestFileStaysBounded(t *testing.T) {
+	s, path := openTemp(t, Options{RetentionAge: -1, RetentionCount: 2000})
+	var sizes []int64
+	for round := range 12 {
+		putAll(t, s, fixtures(baseTime.Add(time.Duration(round)*time.Hour), 2000))
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, info.Size())
+	}
+	t.Logf("file sizes per round: %v", sizes)
+	if last, early := sizes[len(sizes)-1], sizes[3]; last > early*3/2 {
+		t.Errorf("file grew from %d to %d bytes while holding 2000 incidents", early, last)
+	}
+	checkCounters(t, s)
+}
