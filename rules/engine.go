@@ -160,7 +160,10 @@ func (e *Engine) Judge(ev *sensor.Event) Verdict {
 
 // matches checks every selector the rule gives.
 func (r *compiledRule) matches(f *facts) bool {
-	if r.paths != nil && !r.paths.match(f.path) {
+	// A truncated path's top is unknown, so it may lie under any selected
+	// directory; a path nested deep enough to hide its top is itself
+	// suspicious, so it is judged as in scope rather than let through.
+	if r.paths != nil && !f.truncated && !r.paths.match(f.path) {
 		return false
 	}
 	if r.commands != nil && !r.commands.match(f.base, f.comm) {

@@ -255,6 +255,12 @@ func TestJudge(t *testing.T) {
 			execEvent("/tmp/ok/x", 1000), "exec-tmp2:high skipped=1"},
 		{"global skip applies to exits", doc("{commands: [x]}", crashes), exitEvent("/usr/bin/x", 0, "SIGSEGV"), "skipped=1"},
 
+		// A truncated path (deeper than the sensor walks) is judged in scope
+		// of path selectors and is never skipped by a path.
+		{"truncated exe is in scope", doc("", execTmp), execEvent("…/a/a/a/evil", 1000), "exec-tmp:high skipped=0"},
+		{"truncated exe is not skipped by path", doc(`{paths: ["/", "**/evil"]}`, execTmp), execEvent("…/a/a/a/evil", 1000), "exec-tmp:high skipped=0"},
+		{"truncated exe is still skipped by command", doc("{commands: [evil]}", execTmp), execEvent("…/a/a/a/evil", 1000), "skipped=1"},
+
 		// A global skip never hides a root escalation; a skip on the
 		// escalation rule does.
 		{"global skip path does not hide sudo escalation", doc("{paths: [/usr/bin]}", escalation),

@@ -11,13 +11,16 @@ import (
 // worked out once per event rather than once per rule. Nothing here
 // allocates, so events that raise no incident cost no garbage.
 type facts struct {
-	ev      *sensor.Event
-	path    string // the executable the event is about
-	base    string // its base name
-	comm    string
-	parent  string // base name of the parent's executable
-	uid     uint32 // the acting user
-	outcome sensor.Outcome
+	ev   *sensor.Event
+	path string // the executable the event is about
+	// truncated: the sensor could not walk the path to the root (more
+	// than its depth limit) and marked it with a leading "…".
+	truncated bool
+	base      string // its base name
+	comm      string
+	parent    string // base name of the parent's executable
+	uid       uint32 // the acting user
+	outcome   sensor.Outcome
 
 	nameDone bool
 	name     string
@@ -27,6 +30,7 @@ func (f *facts) init(ev *sensor.Event) {
 	f.ev = ev
 	f.path = subjectPath(ev)
 	f.base = baseName(f.path)
+	f.truncated = strings.HasPrefix(f.path, truncatedMark)
 	f.comm = string(ev.Comm)
 	parent := string(ev.ParentExe)
 	if parent == "" && len(ev.Ancestors) > 0 {
@@ -90,6 +94,9 @@ func eventOutcome(ev *sensor.Event) sensor.Outcome {
 	}
 	return sensor.Success
 }
+
+// truncatedMark starts a path whose top the sensor could not capture.
+const truncatedMark = "…"
 
 func baseName(p string) string {
 	if p == "" {

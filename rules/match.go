@@ -82,11 +82,14 @@ func (s *pathSet) empty() bool {
 	return s == nil || (len(s.prefixes) == 0 && !s.root && len(s.globs) == 0)
 }
 
+// match reports whether path is covered. Only absolute paths can be: a
+// truncated path (see facts.truncated) never matches, so a skip cannot
+// suppress an executable whose real location is unknown.
 func (s *pathSet) match(path string) bool {
-	if s == nil || path == "" {
+	if s == nil || path == "" || path[0] != '/' {
 		return false
 	}
-	if s.root && path[0] == '/' {
+	if s.root {
 		return true
 	}
 	if len(s.prefixes) > 0 {

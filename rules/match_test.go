@@ -30,6 +30,7 @@ func TestPathSet(t *testing.T) {
 		{"/exact/file/x", true},
 		{"", false},
 		{"relative/usr/bin/x", false},
+		{"…/data/a/run", false},
 	}
 	for _, tc := range tests {
 		if got := set.match(tc.path); got != tc.want {
