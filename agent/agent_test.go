@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,5 +449,26 @@ func TestClientFailsPendingCallsWhenConnectionDies(t *testing.T) {
 	}
 	if _, err := c.Rules(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("call after the end: %v, want ErrClosed", err)
+	}
+}
+
+func TestListenWithGroup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	path := filepath.Join(dir, "procwatch.sock")
+	gid := os.Getgid()
+	ln, err := Listen(path, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for p, want := range map[string]os.FileMode{dir: 0o750 | os.ModeDir, path: 0o660 | os.ModeSocket} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v (%v)", p, fi.Mode(), want, err)
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Gid) != gid {
+			t.Errorf("%s: group %v, want %d", p, fi.Sys(), gid)
+		}
 	}
 }

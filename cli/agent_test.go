@@ -327,6 +327,26 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Errorf("status: %+v", st)
 	}
 
+	// A broken rules file on disk is reported; the old rules stay.
+	if err := os.WriteFile(e.rules, []byte("version: 1\nrules: ["), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(mustRun(t, e, "monitor", "status"), "rules error:") {
+		if time.Now().After(deadline) {
+			t.Fatal("a broken rules file never showed in monitor status")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out := mustRun(t, e, "monitor", "on"); out != "monitoring on\n" {
+		t.Errorf("monitor on said %q", out)
+	}
+	src.emit(t, tmpExec("/tmp/after-bad-reload", "x"))
+	if got := parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--grep", "after-bad-reload")); len(got) != 1 {
+		t.Errorf("the previous rules stopped working after a bad reload: %d incidents", len(got))
+	}
+	mustRun(t, e, "monitor", "off")
+
 	// Export through the agent.
 	exp := filepath.Join(e.dir, "export.json")
 	mustRun(t, e, "export", "-o", exp, "--rule", "tmp-exec")
@@ -335,7 +355,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	var exported []rules.Incident
 	data, _ := os.ReadFile(exp)
-	if err := json.Unmarshal(data, &exported); err != nil || len(exported) != 3 {
+	if err := json.Unmarshal(data, &exported); err != nil || len(exported) != 4 {
 		t.Fatalf("export: %d incidents, %v", len(exported), err)
 	}
 
@@ -348,14 +368,14 @@ func TestAgentEndToEnd(t *testing.T) {
 	// --output got every incident and update, as NDJSON.
 	outData, _ := os.ReadFile(outFile)
 	lines := parseNDJSON(t, string(outData))
-	if len(lines) != 4 || lines[1].Count != 2 || lines[0].ID != lines[1].ID {
-		t.Errorf("--output has %d lines (want new, update, new, new): %s", len(lines), outData)
+	if len(lines) != 5 || lines[1].Count != 2 || lines[0].ID != lines[1].ID {
+		t.Errorf("--output has %d lines (want new, update, new, new, new): %s", len(lines), outData)
 	}
 
 	// With the agent gone, the same commands read the database directly,
 	// and the monitoring choice persisted.
-	if got := parseNDJSON(t, mustRun(t, e, "incidents", "--json")); len(got) != 3 {
-		t.Errorf("offline: %d incidents, want 3", len(got))
+	if got := parseNDJSON(t, mustRun(t, e, "incidents", "--json")); len(got) != 4 {
+		t.Errorf("offline: %d incidents, want 4", len(got))
 	}
 	if out := mustRun(t, e, "monitor", "status"); !strings.Contains(out, "monitoring:  off") {
 		t.Errorf("offline status:\n%s", out)

@@ -173,8 +173,8 @@ back from now (90m, 7d) or a time. --json writes one incident per line
 escaped so they cannot act on the terminal.
 
 --follow prints the list, then every new incident that matches as it is
-raised, until Ctrl-C. With --json it also prints each update of an
-incident already shown (its count and last_seen move on).`,
+raised, until Ctrl-C. With --json it also prints each later update of an
+incident raised while following (its count and last_seen move on).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q, err := f.query(time.Now())
