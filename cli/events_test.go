@@ -62,7 +62,10 @@ func TestEventsJSON(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for exitLine == nil && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		sc := bufio.NewScanner(strings.NewReader(stdout.String()))
+		out := stdout.String()
+		// The writer flushes whole buffers, so the last line may be partial.
+		out = out[:strings.LastIndexByte(out, '\n')+1]
+		sc := bufio.NewScanner(strings.NewReader(out))
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			var m map[string]any
