@@ -472,3 +472,18 @@ func TestListenWithGroup(t *testing.T) {
 		}
 	}
 }
+
+func TestIncidentTooLargeForAFrameGetsAnError(t *testing.T) {
+	svc := newRecordingService()
+	svc.incidents = []rules.Incident{sampleIncident(1, 10), sampleIncident(2, MaxFrame)}
+	c := dial(t, startServer(t, &Server{Service: svc}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Incidents(ctx, service.Query{})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "frame limit") {
+		t.Fatalf("err = %v (ctx %v), want a frame limit error", err, ctx.Err())
+	}
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatalf("connection unusable afterwards: %v", err)
+	}
+}

@@ -259,6 +259,12 @@ func (c *serverConn) send(m message) error {
 	return nil
 }
 
+func (c *serverConn) isBroken() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.broken != nil
+}
+
 func (c *serverConn) breakLocked(err error) error {
 	c.broken = fmt.Errorf("write to client: %w", err)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -329,7 +335,10 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 		}
 		for i := 0; i < len(incs); i += incidentsPerFrame {
 			end := min(i+incidentsPerFrame, len(incs))
-			if c.send(message{Type: typeIncidents, ID: m.ID, Incidents: incs[i:end]}) != nil {
+			if err := c.send(message{Type: typeIncidents, ID: m.ID, Incidents: incs[i:end]}); err != nil {
+				// A broken connection makes this a no-op; an incident
+				// too large for a frame gets the client an answer.
+				c.respond(m.ID, nil, err)
 				return
 			}
 		}
@@ -397,8 +406,14 @@ func (c *serverConn) subscribe(ctx context.Context, id uint64, after rules.ID) {
 	}
 	c.respond(id, struct{}{}, nil)
 	for u := range ch {
-		if c.send(message{Type: typeUpdate, ID: id, Update: &u}) != nil {
-			return
+		if err := c.send(message{Type: typeUpdate, ID: id, Update: &u}); err != nil {
+			if c.isBroken() {
+				return
+			}
+			// Only an event or incident larger than a frame gets here;
+			// the subscriber hears of it as a loss.
+			c.log.Warn("update too large to send; counted as dropped", "err", err)
+			c.send(message{Type: typeUpdate, ID: id, Update: &service.Update{Dropped: uint64(len(u.Events) + len(u.Incidents))}})
 		}
 	}
 	end := message{Type: typeEnd, ID: id}
