@@ -48,12 +48,17 @@ On exit, event and drop counts are printed to stderr.`,
 }
 
 func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int) error {
-	s, err := sensor.New(sensor.Config{RingBufferBytes: ringMiB << 20})
+	var s *sensor.Sensor
+	s, err := sensor.New(sensor.Config{
+		RingBufferBytes: ringMiB << 20,
+		Attached: func() {
+			fmt.Fprintf(stderr, "procwatch: sensor attached (mode %s, ring buffer %d MiB); Ctrl-C stops\n", s.Mode(), ringMiB)
+		},
+	})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	fmt.Fprintf(stderr, "procwatch: sensor attached (mode %s, ring buffer %d MiB); Ctrl-C stops\n", s.Mode(), ringMiB)
 
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	// Flush at least every 200 ms so a quiet stream still shows up promptly.

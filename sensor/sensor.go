@@ -35,6 +35,9 @@ type Config struct {
 	// Mode forces a hook set (ModeBTF or ModeTracepoint); "" picks the best
 	// the kernel offers.
 	Mode string
+	// Attached, when set, is called by Run once the programs are attached,
+	// so a caller can say "watching" only when it is true.
+	Attached func()
 }
 
 // Sensor owns the loaded BPF programs and turns their ring buffer records
@@ -46,6 +49,7 @@ type Sensor struct {
 	mode   string
 	ring   int
 	table  *procTable
+	cfg    Config
 
 	mu      sync.Mutex // serialises Run
 	running atomic.Bool
@@ -91,6 +95,7 @@ func New(cfg Config) (*Sensor, error) {
 		mode:   mode,
 		ring:   ring,
 		table:  newProcTable(procDir),
+		cfg:    cfg,
 		drops:  coll.Maps[bpf.ProcwatchMapDrops],
 	}, nil
 }
@@ -149,6 +154,9 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 		return err
 	}
 	s.running.Store(true)
+	if s.cfg.Attached != nil {
+		s.cfg.Attached()
+	}
 
 	// Wake a reader blocked in the ring buffer when ctx ends.
 	stop := make(chan struct{})
