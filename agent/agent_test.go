@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -485,5 +486,31 @@ func TestIncidentTooLargeForAFrameGetsAnError(t *testing.T) {
 	}
 	if _, err := c.Status(ctx); err != nil {
 		t.Fatalf("connection unusable afterwards: %v", err)
+	}
+}
+
+func TestHalfCloseStillAnswersPendingRequests(t *testing.T) {
+	svc := newRecordingService()
+	path := startServer(t, &Server{Service: svc})
+	conn, br := rawConn(t, path, Version)
+	conn.Write([]byte(`{"type":"request","id":1,"method":"subscribe"}` + "\n" +
+		`{"type":"request","id":2,"method":"status"}` + "\n"))
+	conn.(*net.UnixConn).CloseWrite()
+	got := map[string]bool{}
+	for {
+		line, err := br.ReadBytes('\n')
+		if err != nil {
+			break
+		}
+		var m message
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		got[fmt.Sprintf("%s/%d", m.Type, m.ID)] = true
+	}
+	for _, want := range []string{"response/1", "response/2", "end/1"} {
+		if !got[want] {
+			t.Errorf("no %s frame after the client closed its side; got %v", want, got)
+		}
 	}
 }

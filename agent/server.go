@@ -70,7 +70,7 @@ type serverConn struct {
 	broken error
 
 	rmu     sync.Mutex
-	running map[uint64]context.CancelFunc
+	running map[uint64]inFlight
 	wg      sync.WaitGroup
 }
 
@@ -87,7 +87,7 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 		log:     s.Logger,
 		rwc:     rwc,
 		bw:      bufio.NewWriterSize(rwc, 64<<10),
-		running: make(map[uint64]context.CancelFunc),
+		running: make(map[uint64]inFlight),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -138,6 +138,10 @@ func (c *serverConn) run() error {
 			c.sendError(0, CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; it was discarded", c.s.maxFrame()))
 			continue
 		}
+		if errors.Is(err, io.EOF) {
+			c.finish()
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -168,7 +172,7 @@ func (c *serverConn) run() error {
 			c.sendError(m.ID, CodeBadFrame, fmt.Sprintf("request id %d is already in use", m.ID))
 			continue
 		}
-		c.running[m.ID] = rcancel
+		c.running[m.ID] = inFlight{rcancel, m.Method == methodSubscribe}
 		c.rmu.Unlock()
 		c.wg.Add(1)
 		go func() {
@@ -183,6 +187,26 @@ func (c *serverConn) run() error {
 			c.handle(rctx, m)
 		}()
 	}
+}
+
+// inFlight is a running request.
+type inFlight struct {
+	cancel       context.CancelFunc
+	subscription bool
+}
+
+// finish runs when the client has closed its side: the requests it sent
+// are still answered, but subscriptions, which would never end, are
+// cancelled.
+func (c *serverConn) finish() {
+	c.rmu.Lock()
+	for _, req := range c.running {
+		if req.subscription {
+			req.cancel()
+		}
+	}
+	c.rmu.Unlock()
+	c.wg.Wait()
 }
 
 // handshake waits for the client's hello and checks its version.
@@ -222,10 +246,10 @@ func (c *serverConn) cancelRequest(m message) {
 		return
 	}
 	c.rmu.Lock()
-	cancel := c.running[p.ID]
+	req, ok := c.running[p.ID]
 	c.rmu.Unlock()
-	if cancel != nil {
-		cancel()
+	if ok {
+		req.cancel()
 	}
 }
 
