@@ -19,6 +19,7 @@ const DefaultSocket = "/run/procwatch/procwatch.sock"
 // AlreadyRunningError says that a live agent answers on the socket.
 type AlreadyRunningError struct{ Path string }
 
+// Error says where the live agent is and what to do about it.
 func (e *AlreadyRunningError) Error() string {
 	return fmt.Sprintf("a procwatch agent is already running on %s; stop it first or choose another --socket", e.Path)
 }

@@ -75,6 +75,8 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error returns a service failure as its own message, so it reads like the
+// error the agent saw; protocol errors are prefixed with their code.
 func (e *Error) Error() string {
 	if e.Code == CodeFailed {
 		return e.Message
