@@ -380,6 +380,9 @@ func TestAgentEndToEnd(t *testing.T) {
 	if out := mustRun(t, e, "monitor", "status"); !strings.Contains(out, "monitoring:  off") {
 		t.Errorf("offline status:\n%s", out)
 	}
+	if _, errOut, code := runCLI(t, "", e.args("incidents", "--follow")...); code != 1 || !strings.Contains(errOut, "needs a running agent") {
+		t.Errorf("offline --follow: exit %d, %q", code, errOut)
+	}
 	out = mustRun(t, e, "skip", "add", "path", "/tmp/followed")
 	if !strings.Contains(out, "masked 1 open incident\n") {
 		t.Errorf("offline skip add: %q", out)

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
@@ -184,6 +185,11 @@ incident raised while following (its count and last_seen move on).`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return withService(ctx, opts, func(svc service.Service) error {
+				if _, offline := svc.(*pipeline.Local); offline && follow {
+					// Without an agent nothing new is raised, and holding
+					// the database would keep an agent from starting.
+					return fmt.Errorf("--follow needs a running agent and none answers on %s; start one with `procwatch agent`", socketPath(opts))
+				}
 				return runIncidents(ctx, svc, cmd.OutOrStdout(), q, asJSON, follow)
 			})
 		},
