@@ -39,10 +39,13 @@ const (
 	DefaultRetentionCount = 1_000_000
 )
 
-// Queue limits: a batch is committed early once batchSize incidents wait,
-// and Put blocks (for at most putWait) once queueLimit incidents wait.
+// Queue limits: a batch is committed early once batchSize incidents wait;
+// one transaction commits at most txLimit, so that each commit is short and
+// frees room in the queue often; Put blocks (for at most putWait) once
+// queueLimit incidents wait.
 const (
 	batchSize  = 8192
+	txLimit    = 32768
 	queueLimit = 131072
 	putWait    = 2 * time.Second
 	// openTimeout bounds the wait for another process's file lock.
@@ -116,7 +119,6 @@ type Store struct {
 
 	qmu      sync.Mutex
 	queue    []rules.Incident
-	spare    []rules.Incident
 	drained  chan struct{} // closed whenever the queue is taken for a commit
 	failing  bool          // the last commit failed
 	closing  bool

@@ -94,8 +94,7 @@ func (s *Store) Flush() error {
 }
 
 // loop is the commit goroutine: it commits the queue every BatchInterval,
-// or sooner when a full batch waits, and applies age retention every
-// minute.
+// at once while full batches wait, and applies age retention every minute.
 func (s *Store) loop() {
 	defer close(s.loopDone)
 	tick := time.NewTicker(s.opts.BatchInterval)
@@ -114,30 +113,57 @@ func (s *Store) loop() {
 			}
 			continue
 		}
-		if err := s.flushQueued(); err != nil {
-			s.log.Error("store: commit failed; will retry", "path", s.path, "err", err)
+		for {
+			more, err := s.commitBatch()
+			if err != nil {
+				s.log.Error("store: commit failed; will retry", "path", s.path, "err", err)
+				break
+			}
+			if more < batchSize {
+				break
+			}
 		}
 	}
 }
 
-// flushQueued takes the whole queue and commits it in one transaction,
-// with count retention applied in the same transaction. On failure the
-// incidents go back to the front of the queue to be retried.
+// flushQueued commits everything queued when it is called, in batches. It
+// commits at least once even with an empty queue, which waits for a commit
+// in flight (holding s.wmu) that may hold incidents queued earlier.
 func (s *Store) flushQueued() error {
+	s.qmu.Lock()
+	n := len(s.queue)
+	s.qmu.Unlock()
+	for {
+		if _, err := s.commitBatch(); err != nil {
+			return err
+		}
+		if n -= txLimit; n <= 0 {
+			return nil
+		}
+	}
+}
+
+// commitBatch takes up to txLimit incidents from the front of the queue and
+// commits them in one transaction, with count retention applied in the
+// same transaction. On failure the incidents go back to the front of the
+// queue to be retried. It returns how many incidents are left queued.
+func (s *Store) commitBatch() (left int, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.qmu.Lock()
-	batch := s.queue
-	s.queue = s.spare[:0]
-	s.spare = nil
+	n := min(len(s.queue), txLimit)
+	batch := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	if len(s.queue) == 0 {
+		s.queue = nil // start the next queue on a fresh array
+	}
 	close(s.drained)
 	s.drained = make(chan struct{})
 	s.qmu.Unlock()
-	if len(batch) == 0 {
-		s.spare = batch
-		return nil
+	if n == 0 {
+		return 0, nil
 	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		w := s.newWriteTx(tx)
 		for i := range batch {
 			if err := w.upsert(&batch[i]); err != nil {
@@ -163,13 +189,12 @@ func (s *Store) flushQueued() error {
 			s.dropped.Add(uint64(over))
 		}
 		s.queue = merged
-		return fmt.Errorf("commit %d incidents to %s: %w", len(batch), s.path, err)
+		return len(s.queue), fmt.Errorf("commit %d incidents to %s: %w", len(batch), s.path, err)
 	}
 	s.failing = false
 	s.lastErr.Store(nil)
-	s.committed.Add(uint64(len(batch)))
+	s.committed.Add(uint64(n))
 	s.batches.Add(1)
 	clear(batch) // let the incidents' strings go
-	s.spare = batch[:0]
-	return nil
+	return len(s.queue), nil
 }

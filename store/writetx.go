@@ -58,6 +58,9 @@ func (s *Store) newWriteTx(tx *bolt.Tx) *writeTx {
 	}
 	w.incs.FillPercent = appendFill
 	w.bySev.FillPercent = appendFill
+	// Noise keys start with their period, so new ones land at the end of
+	// each resolution's range: nearly append-only as well.
+	w.noise.FillPercent = appendFill
 	return w
 }
 
