@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -46,10 +47,14 @@ type Config struct {
 type Sensor struct {
 	coll   *ebpf.Collection
 	reader *ringbuf.Reader
-	mode   string
-	ring   int
-	table  *procTable
-	cfg    Config
+	// wakeup is a non-blocking duplicate of the ring buffer's fd, registered
+	// with Go's network poller; wakeupConn waits on it for readability.
+	wakeup     *os.File
+	wakeupConn syscall.RawConn
+	mode       string
+	ring       int
+	table      *procTable
+	cfg        Config
 
 	mu      sync.Mutex // serialises Run
 	running atomic.Bool
@@ -85,19 +90,48 @@ func New(cfg Config) (*Sensor, error) {
 		coll.Close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	wakeup, wakeupConn, err := pollableFD(coll.Maps[bpf.ProcwatchMapEvents].FD())
+	if err != nil {
+		rd.Close()
+		coll.Close()
+		return nil, fmt.Errorf("watch ring buffer: %w", err)
+	}
 	procDir := cfg.ProcDir
 	if procDir == "" {
 		procDir = "/proc"
 	}
 	return &Sensor{
-		coll:   coll,
-		reader: rd,
-		mode:   mode,
-		ring:   ring,
-		table:  newProcTable(procDir),
-		cfg:    cfg,
-		drops:  coll.Maps[bpf.ProcwatchMapDrops],
+		coll:       coll,
+		reader:     rd,
+		wakeup:     wakeup,
+		wakeupConn: wakeupConn,
+		mode:       mode,
+		ring:       ring,
+		table:      newProcTable(procDir),
+		cfg:        cfg,
+		drops:      coll.Maps[bpf.ProcwatchMapDrops],
 	}, nil
+}
+
+// pollableFD duplicates fd as a non-blocking file that Go's network poller
+// watches, so waiting for ring buffer data parks a goroutine instead of
+// holding a thread in epoll_wait.
+func pollableFD(fd int) (*os.File, syscall.RawConn, error) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, nil, err
+	}
+	f := os.NewFile(uintptr(dup), "procwatch-ringbuf")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rc, nil
 }
 
 // Mode names the hook set in use (ModeBTF or ModeTracepoint).
@@ -134,6 +168,7 @@ func (s *Sensor) readDrops() uint64 {
 
 // Close releases the BPF objects. Run must have returned.
 func (s *Sensor) Close() error {
+	s.wakeup.Close()
 	s.reader.Close()
 	s.coll.Close()
 	return nil
@@ -158,57 +193,56 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 		s.cfg.Attached()
 	}
 
-	// Wake a reader blocked in the ring buffer when ctx ends.
-	stop := make(chan struct{})
-	watcher := make(chan struct{})
-	go func() {
-		defer close(watcher)
-		select {
-		case <-ctx.Done():
-			s.reader.Flush()
-		case <-stop:
-		}
-	}()
 	defer func() {
-		close(stop)
-		<-watcher
 		detach(links)
 		s.running.Store(false)
 	}()
+	// Wake a reader waiting for the ring buffer when ctx ends.
+	stop := context.AfterFunc(ctx, func() { s.wakeup.SetReadDeadline(time.Now()) })
+	defer stop()
 
 	r := reading{clock: newClock(), lastSweep: time.Now()}
 	busyTick := time.NewTicker(busyInterval)
 	defer busyTick.Stop()
 	busy := false
-	for {
+	for ctx.Err() == nil {
 		if busy {
-			// Events are flowing: collect them in batches on a short tick
-			// instead of being woken for each one.
+			// Events are flowing: collect them in batches on a tick instead
+			// of being woken for each one.
 			select {
 			case <-ctx.Done():
 			case <-busyTick.C:
 			}
-			s.reader.SetDeadline(time.Now())
 		} else {
-			// Quiet: block until the BPF side wakes us (it does for the first
-			// event after a quiet spell), polling slowly for stragglers.
-			s.reader.SetDeadline(time.Now().Add(idlePoll))
+			// Quiet: wait until the BPF side signals data (it does for the
+			// first event after a quiet spell), polling slowly for the tail
+			// of a burst.
+			s.waitReadable(time.Now().Add(idlePoll))
 		}
 		n, err := s.drain(&r, handle)
 		if err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			// Detach, then deliver what the programs wrote before detaching.
-			detach(links)
-			links = nil
-			s.running.Store(false)
-			s.reader.SetDeadline(time.Now())
-			_, err := s.drain(&r, handle)
-			return err
-		}
 		busy = n > 0
 	}
+	// Detach, then deliver what the programs wrote before detaching.
+	detach(links)
+	links = nil
+	s.running.Store(false)
+	_, err = s.drain(&r, handle)
+	return err
+}
+
+// waitReadable parks the goroutine until the ring buffer has data, the
+// deadline passes or Run's context ends. It waits in Go's network poller,
+// not in a blocking system call, so an idle sensor costs no runtime thread
+// and keeps the scheduler's monitor thread asleep.
+func (s *Sensor) waitReadable(deadline time.Time) {
+	if s.reader.AvailableBytes() > 0 {
+		return
+	}
+	s.wakeup.SetReadDeadline(deadline)
+	s.wakeupConn.Read(func(uintptr) bool { return s.reader.AvailableBytes() > 0 })
 }
 
 // busyInterval is how often the reader collects events while they flow;
@@ -216,7 +250,7 @@ func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
 // blocked reader for the first event after 10 ms of quiet and for every
 // 64 KiB, so an event waits at most about 10 ms either way.
 const (
-	busyInterval = 10 * time.Millisecond
+	busyInterval = 50 * time.Millisecond
 	idlePoll     = 100 * time.Millisecond
 )
 
@@ -229,10 +263,11 @@ type reading struct {
 	lastSweep time.Time
 }
 
-// drain delivers every record available until the reader's deadline or a
-// flush, and returns how many records it read.
+// drain delivers every record available now, without waiting, and returns
+// how many records it read.
 func (s *Sensor) drain(r *reading, handle func(*Event)) (int, error) {
 	n := 0
+	s.reader.SetDeadline(time.Now())
 	for {
 		err := s.reader.ReadInto(&r.rec)
 		switch {
