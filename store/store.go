@@ -177,8 +177,12 @@ func Open(path string, opts Options) (s *Store, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	var db *bolt.DB
 	defer func() {
 		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
 			s, err = nil, fmt.Errorf("open store %s: %w (%v); move it away or pass another --db", path, ErrNotProcwatch, r)
 		}
 	}()
@@ -204,7 +208,7 @@ func Open(path string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("open store %s: %w", path, statErr)
 	}
 
-	db, err := openBolt(path, opts.ReadOnly)
+	db, err = openBolt(path, opts.ReadOnly)
 	if err != nil {
 		return nil, err
 	}

@@ -577,3 +577,36 @@ func TestInvalidUTF8Survives(t *testing.T) {
 		t.Errorf("bytes changed: exe %q args %q", got.Process.Exe, got.Process.Args)
 	}
 }
+
+// TestFailingCommitsDropCounted breaks the file under the store and puts
+// more than the queue holds: every incident must be either still queued or
+// counted as dropped, the error must be reported, and Put must not wait.
+func TestFailingCommitsDropCounted(t *testing.T) {
+	s, _ := openTemp(t, Options{BatchInterval: time.Hour})
+	if err := s.db.Close(); err != nil { // commits fail from now on
+		t.Fatal(err)
+	}
+	inc := fixture(baseTime, 1)
+	total := queueLimit + 500
+	start := time.Now()
+	for i := range total {
+		inc.ID = rules.ID(i + 1)
+		s.Put(inc)
+	}
+	if err := s.Flush(); err == nil {
+		t.Error("Flush on a closed file succeeded")
+	}
+	for range 100 { // now known to fail: these must not wait
+		s.Put(inc)
+	}
+	total += 100
+	took := time.Since(start)
+	st := s.Stats()
+	if st.Queued+int(st.Dropped) != total || st.Dropped == 0 {
+		t.Errorf("queued %d + dropped %d != put %d", st.Queued, st.Dropped, total)
+	}
+	if st.LastError == "" || st.Committed != 0 {
+		t.Errorf("Stats = %+v, want a last error and nothing committed", st)
+	}
+	t.Logf("put %d in %v: %+v", total, took, st)
+}
