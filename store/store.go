@@ -90,6 +90,8 @@ type LockedError struct {
 	PID  int // 0 when the holder could not be found
 }
 
+// Error gives the one line front ends print, naming the holder's pid when
+// it is known.
 func (e *LockedError) Error() string {
 	if e.PID > 0 {
 		return fmt.Sprintf("procwatch is already running (pid %d) with %s", e.PID, e.Path)
