@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -512,5 +513,22 @@ func TestHalfCloseStillAnswersPendingRequests(t *testing.T) {
 		if !got[want] {
 			t.Errorf("no %s frame after the client closed its side; got %v", want, got)
 		}
+	}
+}
+
+func TestClientGivesUpOnASilentServer(t *testing.T) {
+	old := clientHelloTimeout
+	clientHelloTimeout = 200 * time.Millisecond
+	defer func() { clientHelloTimeout = old }()
+	r, w := io.Pipe() // no deadlines, like stdio or ssh
+	silent := struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{r, io.Discard, r}
+	_ = w
+	_, err := NewClient(silent)
+	if err == nil || !strings.Contains(err.Error(), "no hello") {
+		t.Fatalf("err = %v", err)
 	}
 }

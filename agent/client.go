@@ -17,8 +17,12 @@ import (
 	"github.com/procwatch/procwatch/service"
 )
 
-// DialTimeout bounds connecting to the socket and the exchange of hellos.
+// DialTimeout bounds connecting to the socket.
 const DialTimeout = 3 * time.Second
+
+// clientHelloTimeout bounds the wait for the server's hello; a variable so
+// tests need not wait that long.
+var clientHelloTimeout = 10 * time.Second
 
 // ErrClosed is returned by calls on a client whose connection is gone.
 var ErrClosed = errors.New("connection to the agent is closed")
@@ -73,9 +77,14 @@ func NewClient(rwc io.ReadWriteCloser) (*Client, error) {
 		done:  make(chan struct{}),
 	}
 	fr := newFrameReader(rwc, MaxFrame)
-	if d, ok := rwc.(deadliner); ok {
-		d.SetReadDeadline(time.Now().Add(DialTimeout))
-	}
+	// A stream without deadlines (a pipe, ssh) is closed if the server says
+	// nothing in time, which ends the blocked read below.
+	var helloTimedOut atomic.Bool
+	watchdog := time.AfterFunc(clientHelloTimeout, func() {
+		helloTimedOut.Store(true)
+		rwc.Close()
+	})
+	defer watchdog.Stop()
 	// Both sides speak first; writing concurrently with reading keeps an
 	// unbuffered transport (a pipe without a kernel buffer) from deadlocking.
 	sent := make(chan error, 1)
@@ -86,14 +95,18 @@ func NewClient(rwc io.ReadWriteCloser) (*Client, error) {
 	if err != nil {
 		rwc.Close()
 		<-sent
+		if helloTimedOut.Load() {
+			return nil, fmt.Errorf("no hello from the agent within %v; is procwatch running on the other side?", clientHelloTimeout)
+		}
 		return nil, err
+	}
+	if !watchdog.Stop() {
+		<-sent
+		return nil, fmt.Errorf("no hello from the agent within %v", clientHelloTimeout)
 	}
 	if err := <-sent; err != nil {
 		rwc.Close()
 		return nil, err
-	}
-	if d, ok := rwc.(deadliner); ok {
-		d.SetReadDeadline(time.Time{})
 	}
 	c.ServerSoftware = hello.Software
 	go c.readLoop(fr)

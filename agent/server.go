@@ -70,7 +70,7 @@ type serverConn struct {
 	broken error
 
 	rmu     sync.Mutex
-	running map[uint64]inFlight
+	running map[uint64]*inFlight
 	wg      sync.WaitGroup
 }
 
@@ -87,7 +87,7 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 		log:     s.Logger,
 		rwc:     rwc,
 		bw:      bufio.NewWriterSize(rwc, 64<<10),
-		running: make(map[uint64]inFlight),
+		running: make(map[uint64]*inFlight),
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -172,7 +172,8 @@ func (c *serverConn) run() error {
 			c.sendError(m.ID, CodeBadFrame, fmt.Sprintf("request id %d is already in use", m.ID))
 			continue
 		}
-		c.running[m.ID] = inFlight{rcancel, m.Method == methodSubscribe}
+		req := &inFlight{rcancel, m.Method == methodSubscribe}
+		c.running[m.ID] = req
 		c.rmu.Unlock()
 		c.wg.Add(1)
 		go func() {
@@ -180,7 +181,9 @@ func (c *serverConn) run() error {
 			defer func() { <-sem }()
 			defer func() {
 				c.rmu.Lock()
-				delete(c.running, m.ID)
+				if c.running[m.ID] == req {
+					delete(c.running, m.ID)
+				}
 				c.rmu.Unlock()
 				rcancel()
 			}()
@@ -309,21 +312,37 @@ func (c *serverConn) sendError(id uint64, code, msg string) {
 	c.send(message{Type: t, ID: id, Error: &Error{Code: code, Message: msg}})
 }
 
+// final sends the last frame of a request. The id is released first, so
+// a client that reuses it once it has the answer is not refused. Only the
+// request's own goroutine calls it, so the id still names this request.
+func (c *serverConn) final(m message) error {
+	c.rmu.Lock()
+	delete(c.running, m.ID)
+	c.rmu.Unlock()
+	return c.send(m)
+}
+
+// fail ends a request with an error.
+func (c *serverConn) fail(id uint64, code, msg string) {
+	c.final(message{Type: typeResponse, ID: id, Error: &Error{Code: code, Message: msg}})
+}
+
+// respond ends a request with its result or error.
 func (c *serverConn) respond(id uint64, result any, err error) {
 	if err != nil {
 		code := CodeFailed
 		if errors.Is(err, context.Canceled) {
 			code = CodeCanceled
 		}
-		c.sendError(id, code, err.Error())
+		c.fail(id, code, err.Error())
 		return
 	}
 	raw, merr := json.Marshal(result)
 	if merr != nil {
-		c.sendError(id, CodeFailed, "encode result: "+merr.Error())
+		c.fail(id, CodeFailed, "encode result: "+merr.Error())
 		return
 	}
-	c.send(message{Type: typeResponse, ID: id, Result: raw})
+	c.final(message{Type: typeResponse, ID: id, Result: raw})
 }
 
 // params decodes m.Params into p, answering bad_params on failure.
@@ -332,7 +351,7 @@ func (c *serverConn) params(m message, p any) bool {
 		return true
 	}
 	if err := json.Unmarshal(m.Params, p); err != nil {
-		c.sendError(m.ID, CodeBadParams, m.Method+": "+err.Error())
+		c.fail(m.ID, CodeBadParams, m.Method+": "+err.Error())
 		return false
 	}
 	return true
@@ -416,7 +435,7 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 			c.export(ctx, m.ID, p)
 		}
 	default:
-		c.sendError(m.ID, CodeUnknownMethod, fmt.Sprintf("unknown method %q", m.Method))
+		c.fail(m.ID, CodeUnknownMethod, fmt.Sprintf("unknown method %q", m.Method))
 	}
 }
 
@@ -428,7 +447,7 @@ func (c *serverConn) subscribe(ctx context.Context, id uint64, after rules.ID) {
 		c.respond(id, nil, err)
 		return
 	}
-	c.respond(id, struct{}{}, nil)
+	c.send(message{Type: typeResponse, ID: id, Result: json.RawMessage("{}")})
 	for u := range ch {
 		if err := c.send(message{Type: typeUpdate, ID: id, Update: &u}); err != nil {
 			if c.isBroken() {
@@ -444,7 +463,7 @@ func (c *serverConn) subscribe(ctx context.Context, id uint64, after rules.ID) {
 	if ctx.Err() == nil {
 		end.Error = &Error{Code: CodeFailed, Message: "the agent ended the subscription (it read too slowly, or the agent is stopping)"}
 	}
-	c.send(end)
+	c.final(end)
 }
 
 // chunkWriter turns the export stream into chunk frames.
