@@ -567,3 +567,11 @@ func TestSwapWhileEvaluating(t *testing.T) {
 	}
 	<-done
 }
+
+func TestNewIDBefore1970DoesNotWrap(t *testing.T) {
+	early := NewID(time.Unix(-5, 0))
+	later := NewID(time.Now())
+	if uint64(early) > uint64(time.Now().UnixNano()) || later <= early {
+		t.Fatalf("ids %d then %d", early, later)
+	}
+}

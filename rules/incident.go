@@ -55,7 +55,7 @@ var lastID atomic.Uint64
 // NewID returns an ID for an incident raised at t, strictly greater than
 // every ID this process handed out before.
 func NewID(t time.Time) ID {
-	want := uint64(t.UnixNano())
+	want := uint64(max(t.UnixNano(), 0)) // a clock before 1970 must not wrap
 	for {
 		prev := lastID.Load()
 		next := want
