@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -359,7 +360,7 @@ func TestMalformedAndOversizedFrames(t *testing.T) {
 
 func TestStuckClientIsDisconnectedWithoutBlockingOthers(t *testing.T) {
 	svc := newRecordingService()
-	path := startServer(t, &Server{Service: svc, WriteTimeout: 300 * time.Millisecond})
+	path := startServer(t, &Server{Service: svc, WriteTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	conn, br := rawConn(t, path, Version)
 	if uc, ok := conn.(*net.UnixConn); ok {
 		uc.SetReadBuffer(4096)
