@@ -28,10 +28,11 @@ import (
 
 func init() { commands = append(commands, newAgentCmd) }
 
-// newEventSource loads the sensor. Tests replace it with a fake source so
-// the agent can run end to end without BPF.
-var newEventSource = func(ringBytes int) (pipeline.EventSource, func() error, error) {
-	s, err := sensor.New(sensor.Config{RingBufferBytes: ringBytes})
+// newEventSource loads the sensor; attached runs each time its programs
+// are attached. Tests replace it with a fake source so the agent can run
+// end to end without BPF.
+var newEventSource = func(ringBytes int, attached func()) (pipeline.EventSource, func() error, error) {
+	s, err := sensor.New(sensor.Config{RingBufferBytes: ringBytes, Attached: attached})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,7 +154,7 @@ func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor boo
 	p := &runningPipeline{store: st}
 	host, _ := os.Hostname()
 	if withSensor {
-		src, closeSrc, err := newEventSource(ringBytes)
+		src, closeSrc, err := newEventSource(ringBytes, func() { log.Info("sensor attached: watching") })
 		if err != nil {
 			st.Close()
 			return nil, fmt.Errorf("start sensor: %w", err)

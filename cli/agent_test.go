@@ -71,7 +71,9 @@ func (f *fakeSensor) emit(t *testing.T, ev *sensor.Event) {
 func useFakeSensor(t *testing.T) *fakeSensor {
 	f := &fakeSensor{events: make(chan *sensor.Event)}
 	old := newEventSource
-	newEventSource = func(int) (pipeline.EventSource, func() error, error) { return f, func() error { return nil }, nil }
+	newEventSource = func(int, func()) (pipeline.EventSource, func() error, error) {
+		return f, func() error { return nil }, nil
+	}
 	t.Cleanup(func() { newEventSource = old })
 	return f
 }
@@ -559,7 +561,7 @@ func TestAgentWithRealSensor(t *testing.T) {
 	os.MkdirAll(bin, 0o755)
 	rulesYAML := strings.Replace(agentTestRules, `"/tmp/**"`, fmt.Sprintf("%q", bin+"/**"), 1)
 	os.WriteFile(e.rules, []byte(rulesYAML), 0o600)
-	_, closeProbe, err := newEventSource(1 << 20)
+	_, closeProbe, err := newEventSource(1<<20, nil)
 	if err != nil {
 		if os.Getenv("PROCWATCH_REQUIRE_BPF") == "1" {
 			t.Fatalf("sensor cannot load and PROCWATCH_REQUIRE_BPF=1: %v", err)

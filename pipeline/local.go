@@ -176,7 +176,7 @@ func (l *Local) runSource(ctx context.Context) error {
 		if l.active.Load() && l.cfg.Source != nil {
 			started = true
 			go func() { srcDone <- l.cfg.Source.Run(runCtx, l.handle) }()
-			l.log.Info("sensor attached")
+			l.log.Info("starting the sensor")
 		}
 		select {
 		case <-ctx.Done():
