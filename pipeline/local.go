@@ -169,33 +169,37 @@ func (l *Local) Run(ctx context.Context) error {
 
 // runSource starts and stops the sensor as monitoring is switched.
 func (l *Local) runSource(ctx context.Context) error {
+	var (
+		srcDone chan error // nil while the sensor is not running
+		stop    context.CancelFunc
+	)
+	detach := func() {
+		stop()
+		if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
+			l.log.Warn("sensor stopped with an error", "err", err)
+		}
+		srcDone = nil
+		l.log.Info("sensor detached")
+	}
 	for {
-		srcDone := make(chan error, 1)
-		runCtx, stop := context.WithCancel(ctx)
-		started := false
-		if l.active.Load() && l.cfg.Source != nil {
-			started = true
-			go func() { srcDone <- l.cfg.Source.Run(runCtx, l.handle) }()
+		want := l.active.Load() && l.cfg.Source != nil
+		switch {
+		case want && srcDone == nil:
+			runCtx, cancel := context.WithCancel(ctx)
+			stop = cancel
+			srcDone = make(chan error, 1)
+			go func(done chan<- error) { done <- l.cfg.Source.Run(runCtx, l.handle) }(srcDone)
 			l.log.Info("starting the sensor")
+		case !want && srcDone != nil:
+			detach()
 		}
 		select {
 		case <-ctx.Done():
-			stop()
-			if started {
-				if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
-					l.log.Warn("sensor stopped with an error", "err", err)
-				}
-				l.log.Info("sensor detached")
+			if srcDone != nil {
+				detach()
 			}
 			return nil
 		case <-l.monChanged:
-			stop()
-			if started {
-				if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
-					l.log.Warn("sensor stopped with an error", "err", err)
-				}
-				l.log.Info("sensor detached")
-			}
 		case err := <-srcDone:
 			stop()
 			if err == nil {

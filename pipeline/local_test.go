@@ -711,3 +711,21 @@ func TestMailboxMergesAndBounds(t *testing.T) {
 		t.Error("Stalled does not follow the last delivery")
 	}
 }
+
+func TestQuickOffOnRestartsTheSensorAtMostOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	ctx := context.Background()
+	h.local.SetMonitoring(ctx, false)
+	h.local.SetMonitoring(ctx, true)
+	h.local.SetMonitoring(ctx, false)
+	h.local.SetMonitoring(ctx, true)
+	time.Sleep(100 * time.Millisecond)
+	h.source.emit(t, execEvent("/tmp/after-toggle", "1"))
+	if runs := h.source.runs.Load(); runs > 3 {
+		t.Errorf("sensor started %d times for two off/on pairs", runs)
+	}
+	if got := h.incidents(t, service.Query{}); len(got) != 1 {
+		t.Errorf("%d incidents after toggling back on, want 1", len(got))
+	}
+}
