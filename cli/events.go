@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,16 +61,37 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 	}
 	defer s.Close()
 
+	// Output is buffered for throughput; a flusher writes it out every
+	// 200 ms so that the last events of a quiet moment show up promptly.
+	var mu sync.Mutex
 	w := bufio.NewWriterSize(stdout, 64<<10)
-	// Flush at least every 200 ms so a quiet stream still shows up promptly.
-	flushTick := time.NewTicker(200 * time.Millisecond)
-	defer flushTick.Stop()
 	var writeErr error
+	flushDone := make(chan struct{})
+	stopFlush := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopFlush:
+				return
+			case <-tick.C:
+				mu.Lock()
+				if writeErr == nil {
+					writeErr = w.Flush()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
 	var line []byte
 	if !asJSON {
 		fmt.Fprintln(w, eventHeader)
 	}
 	err = s.Run(ctx, func(ev *sensor.Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		if writeErr != nil {
 			return
 		}
@@ -82,14 +104,9 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 		} else {
 			_, writeErr = io.WriteString(w, formatEvent(ev))
 		}
-		select {
-		case <-flushTick.C:
-			if writeErr == nil {
-				writeErr = w.Flush()
-			}
-		default:
-		}
 	})
+	close(stopFlush)
+	<-flushDone
 	if ferr := w.Flush(); writeErr == nil {
 		writeErr = ferr
 	}
