@@ -57,7 +57,36 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	for _, c := range commands {
 		root.AddCommand(c(opts))
 	}
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes every way of calling a command wrongly (an unknown
+// flag, a bad flag value, wrong arguments, an unknown subcommand) exit with
+// code 2, as usage errors conventionally do; other failures exit with 1.
+func markUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
+	switch args := cmd.Args; {
+	case cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil:
+		// A group command such as `skip` or `rules`: an unknown subcommand.
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("unknown command %q for %q", a[0], c.CommandPath())}
+			}
+			return nil
+		}
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	case args != nil:
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
 }
 
 // Main runs procwatch with args and returns the process exit code. Errors
