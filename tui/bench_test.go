@@ -27,9 +27,9 @@ func filledModel(b *testing.B) *Model {
 	for range 40 {
 		u := servicetest.LoadBatch(t0, pid, 1000)
 		pid += 1000
-		box := newInbox(1 << 20)
+		box := newInbox(0, 1<<20)
 		box.put(u)
-		m.apply(box.take())
+		m.apply(0, box.take())
 	}
 	m.switchTo(screenExec)
 	return m
@@ -46,12 +46,12 @@ func BenchmarkTick(b *testing.B) {
 	for i := range batches {
 		batches[i] = servicetest.LoadBatch(t0, uint32(1_000_000+i*perTick), perTick)
 	}
-	box := newInbox(1 << 20)
+	box := newInbox(0, 1<<20)
 	i := 0
 	for b.Loop() {
 		box.put(batches[i%len(batches)])
 		i++
-		m.Update(tickMsg{batch: box.take(), gen: m.gen})
+		m.Update(tickMsg{batch: box.take(), gen: m.hosts[0].gen})
 		_ = m.View()
 	}
 	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)

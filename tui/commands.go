@@ -7,10 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
@@ -23,51 +25,51 @@ const callTimeout = 10 * time.Second
 
 type (
 	incidentsMsg struct {
+		host int
 		list []rules.Incident
 		err  error
 	}
 	statusMsg struct {
+		host int
 		st   service.Status
+		conn *hosts.Conn // the connection, for hosts that report one
 		err  error
 		poll bool // re-arm the poll after handling
 	}
 	rulesMsg struct {
+		host int
 		list []rules.Rule
 		err  error
 	}
 	skipsMsg struct {
+		host int
 		list []rules.Skip
 		err  error
 	}
 	noiseMsg struct {
+		host   int
 		noise  service.Noise
 		window time.Duration
 		err    error
 	}
 	statusSetMsg struct {
-		ids    []rules.ID
-		status rules.Status
-		err    error
+		status  rules.Status
+		results []hostResult // ids holds the incidents of each host
 	}
 	skipPreviewMsg struct {
-		skip  rules.Skip
-		count int
-		err   error
+		skip    rules.Skip
+		results []hostResult // n: open incidents it would mask
 	}
 	skipAddedMsg struct {
-		skip   rules.Skip
-		masked int
-		err    error
+		results []hostResult // skip: as stored; n: incidents masked
 	}
 	skipRemovedMsg struct {
-		skip     rules.Skip
-		unmasked int
-		undo     bool
-		err      error
+		results []hostResult // skip: the removed one; n: incidents unmasked
+		undo    bool
 	}
 	monitoringMsg struct {
-		on  bool
-		err error
+		on      bool
+		results []hostResult
 	}
 	exportedMsg struct {
 		path  string
@@ -75,33 +77,85 @@ type (
 		err   error
 	}
 	statusPollMsg  struct{}
-	resubscribeMsg struct{}
+	resubscribeMsg struct{ host int }
 )
+
+// target is one host an action goes to.
+type target struct {
+	host int
+	svc  service.Service
+	ids  []rules.ID  // for set_status: this host's incidents
+	skip *rules.Skip // for remove_skip: this host's skip
+}
+
+// hostResult is what one host answered to an action sent to several.
+type hostResult struct {
+	host int
+	ids  []rules.ID
+	skip rules.Skip
+	n    int
+	err  error
+}
+
+// failed returns the results that carry an error.
+func failed(results []hostResult) []hostResult {
+	var out []hostResult
+	for _, r := range results {
+		if r.err != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// onHosts runs fn for every target at once, each with its own timeout, and
+// returns the results in target order.
+func onHosts(ctx context.Context, targets []target, fn func(context.Context, target) hostResult) []hostResult {
+	out := make([]hostResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			c, cancel := call(ctx)
+			defer cancel()
+			out[i] = fn(c, t)
+			out[i].host = t.host
+		})
+	}
+	wg.Wait()
+	return out
+}
 
 func call(parent context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(parent, callTimeout)
 }
 
-func loadIncidents(ctx context.Context, svc service.Service, limit int, users *userCache) tea.Cmd {
+func loadIncidents(ctx context.Context, t target, limit int, users *userCache) tea.Cmd {
 	return func() tea.Msg {
 		c, cancel := call(ctx)
 		defer cancel()
-		list, err := svc.Incidents(c, service.Query{Limit: limit})
+		list, err := t.svc.Incidents(c, service.Query{Limit: limit})
 		var uids []uint32
 		for i := range list {
 			uids = eventUIDs(&list[i].Process, uids)
 		}
 		users.resolve(uids)
-		return incidentsMsg{list: list, err: err}
+		return incidentsMsg{host: t.host, list: list, err: err}
 	}
 }
 
-func loadStatus(ctx context.Context, svc service.Service, poll bool) tea.Cmd {
+// loadStatus asks a host for its status; conn, when set, reports the
+// host's connection, read here rather than in Update.
+func loadStatus(ctx context.Context, t target, conn func() hosts.Conn, poll bool) tea.Cmd {
 	return func() tea.Msg {
+		msg := statusMsg{host: t.host, poll: poll}
+		if conn != nil {
+			c := conn()
+			msg.conn = &c
+		}
 		c, cancel := call(ctx)
 		defer cancel()
-		st, err := svc.Status(c)
-		return statusMsg{st: st, err: err, poll: poll}
+		msg.st, msg.err = t.svc.Status(c)
+		return msg
 	}
 }
 
@@ -109,73 +163,78 @@ func pollStatusLater() tea.Cmd {
 	return tea.Tick(statusPollEvery, func(time.Time) tea.Msg { return statusPollMsg{} })
 }
 
-func loadRules(ctx context.Context, svc service.Service) tea.Cmd {
+func loadRules(ctx context.Context, t target) tea.Cmd {
 	return func() tea.Msg {
 		c, cancel := call(ctx)
 		defer cancel()
-		list, err := svc.Rules(c)
-		return rulesMsg{list: list, err: err}
+		list, err := t.svc.Rules(c)
+		return rulesMsg{host: t.host, list: list, err: err}
 	}
 }
 
-func loadSkips(ctx context.Context, svc service.Service) tea.Cmd {
+func loadSkips(ctx context.Context, t target) tea.Cmd {
 	return func() tea.Msg {
 		c, cancel := call(ctx)
 		defer cancel()
-		list, err := svc.Skips(c)
-		return skipsMsg{list: list, err: err}
+		list, err := t.svc.Skips(c)
+		return skipsMsg{host: t.host, list: list, err: err}
 	}
 }
 
-func loadNoise(ctx context.Context, svc service.Service, now time.Time, window time.Duration) tea.Cmd {
+func loadNoise(ctx context.Context, t target, now time.Time, window time.Duration) tea.Cmd {
 	return func() tea.Msg {
 		c, cancel := call(ctx)
 		defer cancel()
-		n, err := svc.Noise(c, now.Add(-window), 100)
-		return noiseMsg{noise: n, window: window, err: err}
+		n, err := t.svc.Noise(c, now.Add(-window), 100)
+		return noiseMsg{host: t.host, noise: n, window: window, err: err}
 	}
 }
 
-func setStatus(ctx context.Context, svc service.Service, ids []rules.ID, st rules.Status) tea.Cmd {
+// setStatus changes the status of each target's ids on that target.
+func setStatus(ctx context.Context, targets []target, st rules.Status) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		return statusSetMsg{ids: ids, status: st, err: svc.SetStatus(c, ids, st)}
+		return statusSetMsg{status: st, results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
+			return hostResult{ids: t.ids, err: t.svc.SetStatus(c, t.ids, st)}
+		})}
 	}
 }
 
-func previewSkip(ctx context.Context, svc service.Service, s rules.Skip) tea.Cmd {
+func previewSkip(ctx context.Context, targets []target, s rules.Skip) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		n, err := svc.PreviewSkip(c, s)
-		return skipPreviewMsg{skip: s, count: n, err: err}
+		return skipPreviewMsg{skip: s, results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
+			n, err := t.svc.PreviewSkip(c, s)
+			return hostResult{skip: s, n: n, err: err}
+		})}
 	}
 }
 
-func addSkip(ctx context.Context, svc service.Service, s rules.Skip) tea.Cmd {
+func addSkip(ctx context.Context, targets []target, s rules.Skip) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		added, n, err := svc.AddSkip(c, s)
-		return skipAddedMsg{skip: added, masked: n, err: err}
+		return skipAddedMsg{results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
+			added, n, err := t.svc.AddSkip(c, s)
+			if err != nil {
+				added = s
+			}
+			return hostResult{skip: added, n: n, err: err}
+		})}
 	}
 }
 
-func removeSkip(ctx context.Context, svc service.Service, s rules.Skip, undo bool) tea.Cmd {
+// removeSkip removes each target's skip from that target.
+func removeSkip(ctx context.Context, targets []target, undo bool) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		n, err := svc.RemoveSkip(c, s.ID)
-		return skipRemovedMsg{skip: s, unmasked: n, undo: undo, err: err}
+		return skipRemovedMsg{undo: undo, results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
+			n, err := t.svc.RemoveSkip(c, t.skip.ID)
+			return hostResult{skip: *t.skip, n: n, err: err}
+		})}
 	}
 }
 
-func setMonitoring(ctx context.Context, svc service.Service, on bool) tea.Cmd {
+func setMonitoring(ctx context.Context, targets []target, on bool) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		return monitoringMsg{on: on, err: svc.SetMonitoring(c, on)}
+		return monitoringMsg{on: on, results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
+			return hostResult{err: t.svc.SetMonitoring(c, on)}
+		})}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 // events are dropped and counted, so memory stays flat and the reader of
 // the subscription never blocks on rendering.
 type inbox struct {
+	host      int // index of the host whose subscription fills it
 	mu        sync.Mutex
 	items     []streamItem
 	incidents []rules.Incident
@@ -27,8 +28,8 @@ type inbox struct {
 	maxEvents int
 }
 
-func newInbox(maxEvents int) *inbox {
-	return &inbox{maxEvents: maxEvents}
+func newInbox(host, maxEvents int) *inbox {
+	return &inbox{host: host, maxEvents: maxEvents}
 }
 
 // put adds one update. It is called from the subscription pump.
@@ -40,7 +41,7 @@ func (b *inbox) put(u service.Update) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i := range u.Events {
-		b.items = append(b.items, streamItem{ev: u.Events[i], skipped: skipped[i]})
+		b.items = append(b.items, streamItem{host: b.host, ev: u.Events[i], skipped: skipped[i]})
 	}
 	if over := len(b.items) - b.maxEvents; over > 0 {
 		b.items = append(b.items[:0], b.items[over:]...)
@@ -84,14 +85,16 @@ func (b *inbox) take() batch {
 // belongs to so a stale tick after a reconnect is ignored.
 type tickMsg struct {
 	batch
-	gen int
-	at  time.Time
+	host int
+	gen  int
+	at   time.Time
 }
 
 // subscribedMsg reports the result of a Subscribe call.
 type subscribedMsg struct {
-	gen int
-	err error
+	host int
+	gen  int
+	err  error
 }
 
 // drainEvery returns a command that waits one tick, resolves the user names
@@ -107,7 +110,7 @@ func drainEvery(d time.Duration, box *inbox, users *userCache, gen int) tea.Cmd 
 			uids = eventUIDs(&b.incidents[i].Process, uids)
 		}
 		users.resolve(uids)
-		return tickMsg{batch: b, gen: gen, at: t}
+		return tickMsg{batch: b, host: box.host, gen: gen, at: t}
 	})
 }
 
@@ -117,7 +120,7 @@ func subscribe(ctx context.Context, svc service.Service, after rules.ID, box *in
 	return func() tea.Msg {
 		ch, err := svc.Subscribe(ctx, after)
 		if err != nil {
-			return subscribedMsg{gen: gen, err: err}
+			return subscribedMsg{host: box.host, gen: gen, err: err}
 		}
 		go func() {
 			for u := range ch {
@@ -125,6 +128,6 @@ func subscribe(ctx context.Context, svc service.Service, after rules.ID, box *in
 			}
 			box.close(ctx.Err())
 		}()
-		return subscribedMsg{gen: gen}
+		return subscribedMsg{host: box.host, gen: gen}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/user"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,8 +238,10 @@ func hay(cells ...string) string {
 	return strings.ToLower(strings.Join(cells, "\x00"))
 }
 
-// incidentRow formats an incident for the incident list.
-func incidentRow(in *rules.Incident, users *userCache, loc *time.Location) *row {
+// incidentRow formats an incident for the incident list. hostIdx is the
+// index of the host it came from; name is that host's name when the UI
+// shows several, "" otherwise.
+func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache, loc *time.Location) *row {
 	summary := in.Summary
 	if summary == "" {
 		summary = commandLine(&in.Process)
@@ -254,19 +257,27 @@ func incidentRow(in *rules.Incident, users *userCache, loc *time.Location) *row 
 		groupDigits(in.Count),
 		summary,
 	}
+	key := uint64(in.ID)
+	if name != "" {
+		cells = slices.Insert(cells, 1, sensor.DisplayString(name))
+		// Two agents on one machine raise the same id for one event.
+		key = keyOf(name, in.ID.String())
+	}
 	return &row{
-		key:   uint64(in.ID),
+		key:   key,
 		cells: cells,
 		sev:   in.Severity,
 		dim:   in.Status == rules.StatusMasked,
 		hay:   hay(append(cells, commandLine(&in.Process), in.Type)...),
 		item:  in,
+		host:  hostIdx,
 	}
 }
 
-// incidentColumns are the incident list's columns; the severity is column 1.
-func incidentColumns() []column {
-	return []column{
+// incidentColumns are the incident list's columns and the index of the
+// severity column. With several hosts a HOST column follows the time.
+func incidentColumns(multi bool) ([]column, int) {
+	cols := []column{
 		{title: "TIME", min: 8, max: 8},
 		{title: "SEV", min: 8, max: 8},
 		{title: "STATE", min: 5, max: 5, drop: 2},
@@ -275,10 +286,18 @@ func incidentColumns() []column {
 		{title: "COUNT", min: 5, max: 7, drop: 4},
 		{title: "SUMMARY", flex: true},
 	}
+	if multi {
+		return slices.Insert(cols, 1, hostColumn), 2
+	}
+	return cols, 1
 }
+
+// hostColumn names the host a row came from, when the UI shows several.
+var hostColumn = column{title: "HOST", min: 8, max: 16}
 
 // streamItem is one event in a stream with what the pipeline decided.
 type streamItem struct {
+	host     int // index of the host it came from
 	ev       sensor.Event
 	skipped  bool
 	incident rules.ID
@@ -297,8 +316,17 @@ func verdictWord(it *streamItem) string {
 }
 
 // streamColumns are the columns of each stream screen; the verdict column
-// (severity or "skip") is returned as the second value.
-func streamColumns(t sensor.EventType) ([]column, int) {
+// (severity or "skip") is returned as the second value. With several hosts
+// a HOST column follows the time.
+func streamColumns(t sensor.EventType, multi bool) ([]column, int) {
+	cols, verdict := streamColumnsOne(t)
+	if multi {
+		return slices.Insert(cols, 1, hostColumn), verdict + 1
+	}
+	return cols, verdict
+}
+
+func streamColumnsOne(t sensor.EventType) ([]column, int) {
 	switch t {
 	case sensor.TypeEscalation:
 		return []column{
@@ -334,8 +362,9 @@ func streamColumns(t sensor.EventType) ([]column, int) {
 	}, 5
 }
 
-// streamRow formats an event for its stream screen.
-func streamRow(seq uint64, it *streamItem, users *userCache, loc *time.Location) *row {
+// streamRow formats an event for its stream screen; host is as for
+// incidentRow.
+func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *time.Location) *row {
 	ev := &it.ev
 	pid := strconv.FormatUint(uint64(ev.PID), 10)
 	var cells []string
@@ -351,6 +380,9 @@ func streamRow(seq uint64, it *streamItem, users *userCache, loc *time.Location)
 		cells = []string{clock(ev.Time, loc), pid, strconv.FormatUint(uint64(ev.PPID), 10),
 			users.name(ev.UID), outcomeWord(ev), verdictWord(it), commandLine(ev)}
 	}
+	if host != "" {
+		cells = slices.Insert(cells, 1, sensor.DisplayString(host))
+	}
 	return &row{
 		key:   seq,
 		cells: cells,
@@ -358,5 +390,6 @@ func streamRow(seq uint64, it *streamItem, users *userCache, loc *time.Location)
 		dim:   it.skipped,
 		hay:   hay(append(cells, ev.Cwd.Display(), ev.TTY.Display(), ev.ContainerID)...),
 		item:  it,
+		host:  it.host,
 	}
 }

@@ -27,6 +27,9 @@ type header struct {
 	spark     []float64  // total events per second, oldest first
 	uiDropped uint64     // events the UI itself lost (slow subscriber)
 	connErr   string
+	// who replaces the host and monitoring part of line 1 when the UI
+	// shows several hosts.
+	who string
 }
 
 // observe takes a new status snapshot and updates the rates.
@@ -111,7 +114,8 @@ func compact(v float64) string {
 	return fmt.Sprintf("%.1fM", v/1_000_000)
 }
 
-func (h *header) View(th theme, width int, active screen) string {
+// View renders the three header lines; tabs is how many screens exist.
+func (h *header) View(th theme, width int, active screen, tabs int) string {
 	sep := th.dim.Render(" │ ")
 	// Line 1: who and what.
 	host := "connecting…"
@@ -139,6 +143,9 @@ func (h *header) View(th theme, width int, active screen) string {
 		open = append(open, txt)
 	}
 	l1 := th.title.Render("procwatch") + sep + th.bold.Render(host) + sep + mon + sep + strings.Join(open, " ")
+	if h.who != "" {
+		l1 = h.who + sep + strings.Join(open, " ")
+	}
 	if h.connErr != "" {
 		l1 = th.title.Render("procwatch") + sep + th.errText.Render("disconnected: "+h.connErr)
 	}
@@ -164,16 +171,26 @@ func (h *header) View(th theme, width int, active screen) string {
 	l2 := rates + th.title.Render(sparkline(h.spark, sw)) + sep + dropTxt + sep + rulesTxt
 
 	// Line 3: tabs.
-	tabs := make([]string, screenCount)
+	// Padded tabs when they fit; on narrow terminals (eight tabs on 80
+	// columns) idle tabs lose their padding so that none is cut.
+	idle, join := th.tabIdle, ""
+	plain := 0
 	for i := range tabs {
+		plain += len(fmt.Sprintf("%d %s", i+1, screenNames[i])) + 2
+	}
+	if plain > width {
+		idle, join = idle.Padding(0), " "
+	}
+	labels := make([]string, tabs)
+	for i := range labels {
 		label := fmt.Sprintf("%d %s", i+1, screenNames[i])
 		if screen(i) == active {
-			tabs[i] = th.tabActive.Render(label)
+			labels[i] = th.tabActive.Render(label)
 		} else {
-			tabs[i] = th.tabIdle.Render(label)
+			labels[i] = idle.Render(label)
 		}
 	}
-	l3 := strings.Join(tabs, "")
+	l3 := strings.Join(labels, join)
 	fit := func(s string) string { return ansi.Truncate(s, width, "…") }
 	return lipgloss.JoinVertical(lipgloss.Left, fit(l1), fit(l2), fit(l3))
 }

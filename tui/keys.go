@@ -25,6 +25,9 @@ type keyMap struct {
 	// Noise, skips, rules.
 	Window, Refresh, Delete, Monitor key.Binding
 
+	// Several hosts: the Hosts screen, and host scope on incidents.
+	Select, SelectAll, Activate, Deactivate, HostFilter, FanOut key.Binding
+
 	// Confirmation line.
 	Yes, No key.Binding
 }
@@ -67,6 +70,13 @@ func newKeyMap() keyMap {
 		Delete:  b([]string{"d", "delete"}, "d", "delete skip"),
 		Monitor: b([]string{"m"}, "m", "monitoring on/off"),
 
+		Select:     b([]string{"space", " "}, "space", "select host"),
+		SelectAll:  b([]string{"*"}, "*", "select all/none"),
+		Activate:   b([]string{"a"}, "a", "monitoring on (selected)"),
+		Deactivate: b([]string{"d"}, "d", "monitoring off (selected)"),
+		HostFilter: b([]string{"h"}, "h", "one host/all hosts"),
+		FanOut:     b([]string{"F"}, "F", "act on incident's host/selected hosts"),
+
 		Yes: b([]string{"y", "enter"}, "y", "confirm"),
 		No:  b([]string{"n", "esc"}, "n", "cancel"),
 	}
@@ -82,6 +92,7 @@ type screenHelp struct {
 	km     *keyMap
 	screen screen
 	detail bool
+	multi  bool // several hosts: the Hosts screen and host keys exist
 }
 
 // ShortHelp is the always-visible hint line: the keys that matter most on
@@ -93,7 +104,12 @@ func (h screenHelp) ShortHelp() []key.Binding {
 	}
 	switch h.screen {
 	case screenIncidents:
+		if h.multi {
+			return []key.Binding{k.Help, k.Open, k.Ack, k.Mask, k.SkipCmd, k.SkipPath, k.Undo, k.HostFilter, k.FanOut, k.Filter, k.Sort, k.Next, k.Quit}
+		}
 		return []key.Binding{k.Help, k.Open, k.Ack, k.Mask, k.SkipCmd, k.SkipPath, k.Undo, k.Filter, k.Sort, k.Export, k.Next, k.Quit}
+	case screenHosts:
+		return []key.Binding{k.Help, k.Select, k.SelectAll, k.Activate, k.Deactivate, k.Open, k.Next, k.Quit}
 	case screenExec, screenEscalations, screenExits:
 		return []key.Binding{k.Help, k.Pause, k.Open, k.SkipCmd, k.SkipPath, k.Undo, k.Filter, k.End, k.Next, k.Quit}
 	case screenNoise:
@@ -109,14 +125,21 @@ func (h screenHelp) ShortHelp() []key.Binding {
 // FullHelp lists every key, grouped in columns.
 func (h screenHelp) FullHelp() [][]key.Binding {
 	k := h.km
-	screens := make([]key.Binding, 0, len(k.Screens)+2)
-	screens = append(screens, k.Screens[:]...)
+	n := len(k.Screens)
+	if !h.multi {
+		n-- // no Hosts screen
+	}
+	screens := make([]key.Binding, 0, n+2)
+	screens = append(screens, k.Screens[:n]...)
 	screens = append(screens, k.Next, k.Prev)
-	return [][]key.Binding{
+	groups := [][]key.Binding{
 		screens,
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End, k.Open, k.Close, k.Filter},
 		{k.Ack, k.Mask, k.Sort, k.Export, k.Pause, k.Window, k.Refresh},
 		{k.SkipCmd, k.SkipPath, k.SkipCmdAll, k.SkipPathAll, k.Undo, k.Delete, k.Monitor},
-		{k.Yes, k.No, k.Help, k.Quit},
 	}
+	if h.multi {
+		groups = append(groups, []key.Binding{k.Select, k.SelectAll, k.Activate, k.Deactivate, k.HostFilter, k.FanOut})
+	}
+	return append(groups, []key.Binding{k.Yes, k.No, k.Help, k.Quit})
 }

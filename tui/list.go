@@ -36,6 +36,7 @@ type row struct {
 	dim   bool
 	hay   string // lower-case text the filter searches
 	item  any
+	host  int // index of the host the row came from (0 with one host)
 }
 
 // listView is the scrolling, filterable table shared by the incident list,

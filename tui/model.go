@@ -93,7 +93,6 @@ type confirmation struct {
 // Model is the root Bubble Tea model of the UI.
 type Model struct {
 	ctx   context.Context
-	svc   service.Service
 	opts  Options
 	keys  keyMap
 	th    theme
@@ -102,6 +101,17 @@ type Model struct {
 
 	width, height int
 	active        screen
+
+	// hosts holds one entry per host: exactly one when the UI shows a
+	// single pipeline (multi is false), one per configured host otherwise.
+	hosts []*hostView
+	multi bool
+	// focus is the host whose noise, skips and rules screens are shown.
+	focus int
+	// fanOut sends skips, acknowledgements and masks to every selected
+	// host instead of only the incident's own.
+	fanOut    bool
+	hostsList *listView
 
 	hdr        header
 	inc        *incidentsScreen
@@ -114,14 +124,12 @@ type Model struct {
 	detail     detailPane
 	showHelp   bool
 
-	box *inbox
-	gen int
-
 	input    textinput.Model
 	mode     inputMode
 	pathSkip rules.Skip // the skip a path input will create
+	pathTo   []target   // and the hosts it goes to
 	confirm  *confirmation
-	undo     []rules.Skip
+	undo     [][]hostResult // each entry: the skips one action added
 	msg      string
 	msgErr   bool
 	loaded   bool // first incident list received
@@ -131,16 +139,28 @@ type Model struct {
 // New builds the UI on svc. ctx bounds every service call and the
 // subscription; cancel it to stop them.
 func New(ctx context.Context, svc service.Service, opts Options) *Model {
+	return newModel(ctx, []*hostView{{svc: svc}}, false, opts)
+}
+
+func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Model {
 	opts.defaults()
+	var names []string
+	if multi {
+		for _, h := range hv {
+			names = append(names, h.name)
+		}
+	}
 	m := &Model{
 		ctx:        ctx,
-		svc:        svc,
+		hosts:      hv,
+		multi:      multi,
 		opts:       opts,
 		keys:       newKeyMap(),
 		th:         newTheme(true),
 		help:       help.New(),
 		users:      newUserCache(opts.LookupUser),
-		inc:        newIncidentsScreen(),
+		inc:        newIncidentsScreen(names),
+		hostsList:  newListView(hostColumns(), -1, false, "no hosts"),
 		noise:      newListView(noiseColumns(), -1, false, "no incidents in this window"),
 		noiseWin:   time.Hour,
 		skips:      newListView(skipColumns(), -1, false, "no skips"),
@@ -151,11 +171,14 @@ func New(ctx context.Context, svc service.Service, opts Options) *Model {
 		width:      80,
 		height:     24,
 	}
-	for _, l := range []*listView{m.noise, m.skips, m.rulesList} {
+	for _, l := range []*listView{m.noise, m.skips, m.rulesList, m.hostsList} {
 		l.follow = false
 	}
 	for i, t := range []sensor.EventType{sensor.TypeExec, sensor.TypeEscalation, sensor.TypeExit} {
-		m.streams[i] = newStreamScreen(t, opts.Rows)
+		m.streams[i] = newStreamScreen(t, opts.Rows, names)
+	}
+	if multi {
+		m.refreshHosts()
 	}
 	m.help.Styles = m.th.help
 	m.resize(m.width, m.height)
@@ -165,19 +188,49 @@ func New(ctx context.Context, svc service.Service, opts Options) *Model {
 	return m
 }
 
-// Init starts the subscription, the drain tick and the first loads.
+// Init starts the subscriptions, the drain ticks and the first loads.
 func (m *Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{tea.RequestBackgroundColor, m.resubscribe(0), loadStatus(m.ctx, m.svc, !m.opts.NoStatusPoll),
-		loadRules(m.ctx, m.svc), loadSkips(m.ctx, m.svc)}
+	cmds := []tea.Cmd{tea.RequestBackgroundColor}
+	for i := range m.hosts {
+		cmds = append(cmds, m.resubscribe(i, 0), m.loadStatus(i, i == 0 && !m.opts.NoStatusPoll))
+	}
+	cmds = append(cmds, loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
 	return tea.Batch(cmds...)
 }
 
-// resubscribe starts a new subscription generation with its own inbox, so
-// leftovers of a dead subscription cannot mix into the new one.
-func (m *Model) resubscribe(after rules.ID) tea.Cmd {
-	m.gen++
-	m.box = newInbox(4 * m.opts.Rows)
-	return subscribe(m.ctx, m.svc, after, m.box, m.gen)
+// resubscribe starts a new subscription generation of one host with its
+// own inbox, so leftovers of a dead subscription cannot mix into the new
+// one.
+func (m *Model) resubscribe(host int, after rules.ID) tea.Cmd {
+	h := m.hosts[host]
+	h.gen++
+	h.box = newInbox(host, 4*m.opts.Rows)
+	return subscribe(m.ctx, h.svc, after, h.box, h.gen)
+}
+
+// screenCount is how many screens this UI has: the Hosts screen exists
+// only with several hosts.
+func (m *Model) screenCount() screen {
+	if m.multi {
+		return screenCount
+	}
+	return screenCount - 1
+}
+
+// hostHeader returns the header state of host i: the header itself with
+// one host, the host's own (merged into the header) with several.
+func (m *Model) hostHeader(i int) *header {
+	if m.multi {
+		return &m.hosts[i].hdr
+	}
+	return &m.hdr
+}
+
+// target returns host i as the target of a call.
+func (m *Model) target(i int) target { return target{host: i, svc: m.hosts[i].svc} }
+
+func (m *Model) loadStatus(i int, poll bool) tea.Cmd {
+	return loadStatus(m.ctx, m.target(i), m.hosts[i].conn, poll)
 }
 
 const (
@@ -191,13 +244,16 @@ func (m *Model) resize(w, h int) {
 	for _, l := range m.lists() {
 		l.SetSize(m.width, body)
 	}
+	// The hosts table is as tall as its rows; the notes on unreachable
+	// hosts go below it.
+	m.hostsList.SetSize(m.width, max(min(body/2, len(m.hosts)+1), min(body, 3)))
 	m.detail.SetSize(m.width, body+1)
 	m.help.SetWidth(m.width)
 	m.input.SetWidth(max(m.width-20, 10))
 }
 
 func (m *Model) lists() []*listView {
-	return []*listView{m.inc.list, m.streams[0].list, m.streams[1].list, m.streams[2].list, m.noise, m.skips, m.rulesList}
+	return []*listView{m.inc.list, m.streams[0].list, m.streams[1].list, m.streams[2].list, m.noise, m.skips, m.rulesList, m.hostsList}
 }
 
 // activeList returns the list of the current screen.
@@ -211,6 +267,8 @@ func (m *Model) activeList() *listView {
 		return m.noise
 	case m.active == screenSkips:
 		return m.skips
+	case m.active == screenHosts:
+		return m.hostsList
 	}
 	return m.rulesList
 }
@@ -225,15 +283,20 @@ func (m *Model) activeStream() *streamScreen {
 // View renders the whole screen.
 func (m *Model) View() tea.View {
 	var b strings.Builder
-	b.WriteString(m.hdr.View(m.th, m.width, m.active))
+	b.WriteString(m.hdr.View(m.th, m.width, m.active, int(m.screenCount())))
 	b.WriteByte('\n')
 	bodyH := m.height - headerLines - footerLines
 	var body string
 	switch {
 	case m.showHelp:
-		body = m.th.title.Render("Keys") + "\n" + m.help.FullHelpView(screenHelp{km: &m.keys, screen: m.active}.FullHelp())
+		body = m.th.title.Render("Keys") + "\n" + m.help.FullHelpView(screenHelp{km: &m.keys, screen: m.active, multi: m.multi}.FullHelp())
 	case m.detail.open:
 		body = m.detail.View(m.th)
+	case m.active == screenHosts:
+		body = m.titleLine() + "\n" + m.hostsList.View(m.th)
+		if notes := m.hostNotes(); notes != "" {
+			body += "\n\n" + notes
+		}
 	default:
 		body = m.titleLine() + "\n" + m.activeList().View(m.th)
 	}
@@ -241,7 +304,7 @@ func (m *Model) View() tea.View {
 	b.WriteByte('\n')
 	b.WriteString(ansi.Truncate(m.messageLine(), m.width, "…"))
 	b.WriteByte('\n')
-	hint := screenHelp{km: &m.keys, screen: m.active, detail: m.detail.open}
+	hint := screenHelp{km: &m.keys, screen: m.active, detail: m.detail.open, multi: m.multi}
 	b.WriteString(m.help.ShortHelpView(hint.ShortHelp()))
 
 	v := tea.NewView(b.String())
@@ -256,7 +319,10 @@ func (m *Model) windowTitle() string {
 		open += n
 	}
 	host := "procwatch"
-	if m.hdr.have {
+	switch {
+	case m.multi:
+		host = fmt.Sprintf("%d hosts", len(m.hosts))
+	case m.hdr.have:
 		host = sensor.DisplayString(m.hdr.st.Host)
 	}
 	return fmt.Sprintf("procwatch · %s · %d open", host, open)
@@ -273,6 +339,9 @@ func (m *Model) titleLine() string {
 			order = "by severity"
 		}
 		parts = append(parts, fmt.Sprintf("%s shown", groupDigits(uint64(l.Len()))), order)
+		if m.multi {
+			parts = append(parts, m.hostScope())
+		}
 	case m.active.isStream():
 		s := m.activeStream()
 		parts = append(parts, fmt.Sprintf("%s rows (last %s kept)", groupDigits(uint64(s.rows.Len())), groupDigits(uint64(m.opts.Rows))))
@@ -290,6 +359,13 @@ func (m *Model) titleLine() string {
 			win = "last day"
 		}
 		parts = append(parts, win, "incidents by command and path")
+		if m.multi {
+			parts = append(parts, "host "+sensor.DisplayString(m.hosts[m.focus].name))
+		}
+	case m.active == screenHosts:
+		parts = append(parts, m.hostsTitle())
+	case m.multi:
+		parts = append(parts, fmt.Sprintf("%d", l.Len()), "host "+sensor.DisplayString(m.hosts[m.focus].name))
 	default:
 		parts = append(parts, fmt.Sprintf("%d", l.Len()))
 	}

@@ -24,52 +24,80 @@ const (
 	screenNoise
 	screenSkips
 	screenRules
+	screenHosts // only when the UI shows several hosts
 	screenCount
 )
 
-var screenNames = [screenCount]string{"Incidents", "Exec", "Escalations", "Exits", "Noise", "Skips", "Rules"}
+var screenNames = [screenCount]string{"Incidents", "Exec", "Escalations", "Exits", "Noise", "Skips", "Rules", "Hosts"}
 
 func (s screen) isStream() bool { return s >= screenExec && s <= screenExits }
 
 // incidentsScreen keeps every incident the UI knows, formatted once, and
-// shows them newest first or by severity.
+// shows them newest first or by severity. With several hosts it merges
+// them, each row naming its host, and can show one host only.
 type incidentsScreen struct {
-	byID      map[rules.ID]*row
+	byID      map[incKey]*row
 	bySev     bool
 	list      *listView
-	lastID    rules.ID
+	names     []string // host names; nil with one host
+	onlyHost  int      // show only this host's incidents; -1 shows all
 	needsSort bool
 }
 
-func newIncidentsScreen() *incidentsScreen {
-	l := newListView(incidentColumns(), 1, false, "no incidents yet")
-	l.byKey = true
-	l.follow = false // new incidents must not pull the selection away
-	return &incidentsScreen{byID: map[rules.ID]*row{}, list: l}
+// incKey identifies an incident across hosts: ids are unique per host only.
+type incKey struct {
+	host int
+	id   rules.ID
 }
 
-// upsert formats new or changed incidents and replaces their rows.
-func (s *incidentsScreen) upsert(list []rules.Incident, users *userCache, loc *time.Location) {
+func newIncidentsScreen(names []string) *incidentsScreen {
+	cols, sevCol := incidentColumns(names != nil)
+	l := newListView(cols, sevCol, false, "no incidents yet")
+	l.byKey = names == nil
+	l.follow = false // new incidents must not pull the selection away
+	return &incidentsScreen{byID: map[incKey]*row{}, list: l, names: names, onlyHost: -1}
+}
+
+func (s *incidentsScreen) hostName(host int) string {
+	if s.names == nil {
+		return ""
+	}
+	return s.names[host]
+}
+
+// upsert formats new or changed incidents of one host and replaces their
+// rows. It returns the greatest id among them, for resuming.
+func (s *incidentsScreen) upsert(host int, list []rules.Incident, users *userCache, loc *time.Location) rules.ID {
+	var last rules.ID
 	for i := range list {
 		in := list[i]
-		s.byID[in.ID] = incidentRow(&in, users, loc)
-		s.lastID = max(s.lastID, in.ID)
+		s.byID[incKey{host, in.ID}] = incidentRow(&in, host, s.hostName(host), users, loc)
+		last = max(last, in.ID)
 	}
 	if len(list) > 0 {
 		s.needsSort = true
 	}
+	return last
 }
 
 // setStatus changes the status of incidents the UI holds.
-func (s *incidentsScreen) setStatus(ids []rules.ID, st rules.Status, users *userCache, loc *time.Location) {
+func (s *incidentsScreen) setStatus(host int, ids []rules.ID, st rules.Status, users *userCache, loc *time.Location) {
 	for _, id := range ids {
-		if r := s.byID[id]; r != nil {
+		k := incKey{host, id}
+		if r := s.byID[k]; r != nil {
 			in := *r.item.(*rules.Incident)
 			in.Status = st
-			s.byID[id] = incidentRow(&in, users, loc)
+			s.byID[k] = incidentRow(&in, host, s.hostName(host), users, loc)
 			s.needsSort = true
 		}
 	}
+}
+
+// showHost shows one host's incidents (-1: every host's).
+func (s *incidentsScreen) showHost(host int) {
+	s.onlyHost = host
+	s.needsSort = true
+	s.refresh()
 }
 
 // refresh re-sorts and re-filters if anything changed.
@@ -79,16 +107,25 @@ func (s *incidentsScreen) refresh() {
 	}
 	s.needsSort = false
 	rows := make([]*row, 0, len(s.byID))
-	for _, r := range s.byID {
-		rows = append(rows, r)
+	for k, r := range s.byID {
+		if s.onlyHost < 0 || k.host == s.onlyHost {
+			rows = append(rows, r)
+		}
 	}
+	idOf := func(r *row) rules.ID { return r.item.(*rules.Incident).ID }
 	slices.SortFunc(rows, func(a, b *row) int {
 		if s.bySev && a.sev != b.sev {
 			return cmp.Compare(b.sev, a.sev)
 		}
-		return cmp.Compare(b.key, a.key)
+		if s.names == nil {
+			return cmp.Compare(b.key, a.key)
+		}
+		if c := cmp.Compare(idOf(b), idOf(a)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.host, b.host)
 	})
-	s.list.byKey = !s.bySev
+	s.list.byKey = !s.bySev && s.names == nil
 	s.list.SetRows(rows)
 }
 
@@ -98,11 +135,12 @@ func (s *incidentsScreen) toggleSort() {
 	s.refresh()
 }
 
-func (s *incidentsScreen) selected() *rules.Incident {
+// selected returns the incident under the cursor and its host.
+func (s *incidentsScreen) selected() (*rules.Incident, int) {
 	if r := s.list.Selected(); r != nil {
-		return r.item.(*rules.Incident)
+		return r.item.(*rules.Incident), r.host
 	}
-	return nil
+	return nil, 0
 }
 
 // shown returns the incidents on screen, in screen order.
@@ -118,6 +156,7 @@ func (s *incidentsScreen) shown() []rules.Incident {
 // Pausing freezes what is shown while rows keep arriving and being counted.
 type streamScreen struct {
 	typ       sensor.EventType
+	names     []string // host names; nil with one host
 	rows      *ring[*row]
 	list      *listView
 	seq       uint64
@@ -127,11 +166,11 @@ type streamScreen struct {
 	evictions uint64
 }
 
-func newStreamScreen(t sensor.EventType, capacity int) *streamScreen {
-	cols, verdict := streamColumns(t)
+func newStreamScreen(t sensor.EventType, capacity int, names []string) *streamScreen {
+	cols, verdict := streamColumns(t, names != nil)
 	l := newListView(cols, verdict, true, "waiting for events…")
 	l.byKey = true
-	return &streamScreen{typ: t, rows: newRing[*row](capacity), list: l}
+	return &streamScreen{typ: t, names: names, rows: newRing[*row](capacity), list: l}
 }
 
 func (s *streamScreen) add(it *streamItem, users *userCache, loc *time.Location) {
@@ -139,7 +178,11 @@ func (s *streamScreen) add(it *streamItem, users *userCache, loc *time.Location)
 	if s.rows.Len() == len(s.rows.buf) {
 		s.evictions++
 	}
-	s.rows.Push(streamRow(s.seq, it, users, loc))
+	name := ""
+	if s.names != nil {
+		name = s.names[it.host]
+	}
+	s.rows.Push(streamRow(s.seq, it, name, users, loc))
 	s.dirty = true
 	if s.paused {
 		s.newRows++

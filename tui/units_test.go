@@ -17,7 +17,7 @@ import (
 )
 
 func TestLayoutColumns(t *testing.T) {
-	cols := incidentColumns()
+	cols, _ := incidentColumns(false)
 	for _, tc := range []struct {
 		width int
 		want  []int
@@ -90,7 +90,7 @@ func TestRing(t *testing.T) {
 }
 
 func TestInboxBounded(t *testing.T) {
-	box := newInbox(100)
+	box := newInbox(0, 100)
 	u := servicetest.LoadBatch(t0, 1, 80)
 	box.put(u)
 	box.put(u) // 160 pending, 60 over the bound
@@ -123,7 +123,7 @@ func TestHeaderRates(t *testing.T) {
 	if h.rates != [3]float64{5000, 2, 4000} {
 		t.Errorf("rates = %v", h.rates)
 	}
-	out := ansi.Strip(h.View(newTheme(true), 160, screenIncidents))
+	out := ansi.Strip(h.View(newTheme(true), 160, screenIncidents, int(screenCount-1)))
 	if !strings.Contains(out, "exec 5.0k/s  esc 2/s  exit 4.0k/s") {
 		t.Errorf("header:\n%s", out)
 	}
@@ -138,7 +138,7 @@ func TestHeaderDropsAndRulesError(t *testing.T) {
 	var h header
 	h.observe(service.Status{Time: t0, Host: "db", Sensor: sensor.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
 	h.uiDropped = 2
-	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents))
+	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1)))
 	for _, want := range []string{"drops 1,502 (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("header lacks %q:\n%s", want, out)

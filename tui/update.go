@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/key"
@@ -13,8 +14,17 @@ import (
 )
 
 // resubscribeAfter is how long the UI waits before reopening a
-// subscription that ended.
-const resubscribeAfter = 2 * time.Second
+// subscription that ended or failed. With several hosts a subscription
+// that ended is reopened sooner: the host's Subscribe itself waits for the
+// reconnection.
+const (
+	resubscribeAfter     = 2 * time.Second
+	hostResubscribeAfter = 100 * time.Millisecond
+)
+
+func resubscribeLater(host int, d time.Duration) tea.Cmd {
+	return tea.Tick(d, func(time.Time) tea.Msg { return resubscribeMsg{host: host} })
+}
 
 // Update handles one message. It never does I/O: service calls are
 // returned as commands.
@@ -28,32 +38,55 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.help.Styles = m.th.help
 		return m, nil
 	case tickMsg:
-		if msg.gen != m.gen {
+		h := m.hosts[msg.host]
+		if msg.gen != h.gen {
 			return m, nil // from a subscription that was replaced
 		}
-		m.apply(msg.batch)
+		m.apply(msg.host, msg.batch)
 		if msg.closed {
+			if m.multi {
+				// The host's Subscribe waits for its reconnection.
+				h.subErr = "subscription ended; reconnecting"
+				m.refreshHosts()
+				return m, tea.Batch(resubscribeLater(msg.host, hostResubscribeAfter), m.loadStatus(msg.host, false))
+			}
 			m.hdr.connErr = "subscription ended; reconnecting"
-			return m, tea.Tick(resubscribeAfter, func(time.Time) tea.Msg { return resubscribeMsg{} })
+			return m, resubscribeLater(msg.host, resubscribeAfter)
 		}
-		return m, drainEvery(m.opts.Tick, m.box, m.users, m.gen)
+		return m, drainEvery(m.opts.Tick, h.box, m.users, h.gen)
 	case subscribedMsg:
-		if msg.gen != m.gen {
+		h := m.hosts[msg.host]
+		if msg.gen != h.gen {
 			return m, nil
 		}
 		if msg.err != nil {
-			m.hdr.connErr = sensor.DisplayString(msg.err.Error())
-			return m, tea.Tick(resubscribeAfter, func(time.Time) tea.Msg { return resubscribeMsg{} })
+			if m.multi {
+				h.subErr = sensor.DisplayString(msg.err.Error())
+				m.refreshHosts()
+			} else {
+				m.hdr.connErr = sensor.DisplayString(msg.err.Error())
+			}
+			return m, resubscribeLater(msg.host, resubscribeAfter)
 		}
-		m.hdr.connErr = ""
+		h.subErr = ""
+		if !m.multi {
+			m.hdr.connErr = ""
+		}
 		// Load stored incidents only now, so nothing raised between the
 		// query and the subscription can be missed.
-		return m, tea.Batch(drainEvery(m.opts.Tick, m.box, m.users, m.gen),
-			loadIncidents(m.ctx, m.svc, m.opts.Incidents, m.users))
+		return m, tea.Batch(drainEvery(m.opts.Tick, h.box, m.users, h.gen),
+			loadIncidents(m.ctx, m.target(msg.host), m.opts.Incidents, m.users), m.loadStatus(msg.host, false))
 	case resubscribeMsg:
-		return m, m.resubscribe(m.inc.lastID)
+		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
 	case statusPollMsg:
-		return m, loadStatus(m.ctx, m.svc, true)
+		if m.multi {
+			m.sparkSample()
+		}
+		cmds := make([]tea.Cmd, len(m.hosts))
+		for i := range m.hosts {
+			cmds[i] = m.loadStatus(i, i == 0) // one reply re-arms the poll
+		}
+		return m, tea.Batch(cmds...)
 	case tea.KeyPressMsg:
 		return m, m.handleKey(msg)
 	case tea.PasteMsg:
@@ -68,9 +101,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, m.handleResult(msg)
 }
 
-// apply folds one drained batch into the screens. Incidents go first so
-// that stream rows of events that raised one can show its severity.
-func (m *Model) apply(b batch) {
+// apply folds one drained batch of a host into the screens. Incidents go
+// first so that stream rows of events that raised one can show its
+// severity.
+func (m *Model) apply(host int, b batch) {
 	type evKey struct {
 		t   sensor.EventType
 		pid uint32
@@ -79,7 +113,8 @@ func (m *Model) apply(b batch) {
 	}
 	var raised map[evKey]*rules.Incident
 	if len(b.incidents) > 0 {
-		m.inc.upsert(b.incidents, m.users, m.opts.Location)
+		h := m.hosts[host]
+		h.lastID = max(h.lastID, m.inc.upsert(host, b.incidents, m.users, m.opts.Location))
 		raised = make(map[evKey]*rules.Incident, len(b.incidents))
 		for i := range b.incidents {
 			p := &b.incidents[i].Process
@@ -100,10 +135,14 @@ func (m *Model) apply(b batch) {
 			m.streams[2].add(it, m.users, m.opts.Location)
 		}
 	}
+	hdr := m.hostHeader(host)
 	if b.status != nil {
-		m.hdr.observe(*b.status)
+		hdr.observe(*b.status)
 	}
-	m.hdr.uiDropped += b.dropped
+	hdr.uiDropped += b.dropped
+	if m.multi && (b.status != nil || b.dropped > 0) {
+		m.refreshHosts()
+	}
 	m.refreshActive()
 }
 
@@ -123,16 +162,31 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case incidentsMsg:
 		if msg.err != nil {
-			m.setErr("load incidents", msg.err)
+			m.setErr(m.onHost("load incidents", msg.host), msg.err)
 			return nil
 		}
-		m.inc.upsert(msg.list, m.users, m.opts.Location)
+		h := m.hosts[msg.host]
+		h.lastID = max(h.lastID, m.inc.upsert(msg.host, msg.list, m.users, m.opts.Location))
 		m.loaded = true
 		m.refreshActive()
 	case statusMsg:
 		var next tea.Cmd
 		if msg.poll {
 			next = pollStatusLater()
+		}
+		if m.multi {
+			h := m.hosts[msg.host]
+			if msg.conn != nil {
+				h.state, h.haveState = *msg.conn, true
+			}
+			h.statusErr = ""
+			if msg.err != nil {
+				h.statusErr = sensor.DisplayString(msg.err.Error())
+			} else {
+				h.hdr.observe(msg.st)
+			}
+			m.refreshHosts()
+			return next
 		}
 		if msg.err != nil {
 			m.hdr.connErr = sensor.DisplayString(msg.err.Error())
@@ -141,8 +195,11 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		m.hdr.observe(msg.st)
 		return next
 	case rulesMsg:
+		if msg.host != m.focus {
+			return nil
+		}
 		if msg.err != nil {
-			m.setErr("load rules", msg.err)
+			m.setErr(m.onHost("load rules", msg.host), msg.err)
 			return nil
 		}
 		m.ruleByName = make(map[string]*rules.Rule, len(msg.list))
@@ -151,63 +208,96 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		}
 		m.rulesList.SetRows(ruleRows(msg.list))
 	case skipsMsg:
+		if msg.host != m.focus {
+			return nil
+		}
 		if msg.err != nil {
-			m.setErr("load skips", msg.err)
+			m.setErr(m.onHost("load skips", msg.host), msg.err)
 			return nil
 		}
 		m.skips.SetRows(skipRows(msg.list, m.opts.Location))
 	case noiseMsg:
+		if msg.host != m.focus {
+			return nil
+		}
 		if msg.err != nil {
-			m.setErr("load noise", msg.err)
+			m.setErr(m.onHost("load noise", msg.host), msg.err)
 			return nil
 		}
 		if msg.window == m.noiseWin {
 			m.noise.SetRows(noiseRows(msg.noise))
 		}
 	case statusSetMsg:
-		if msg.err != nil {
-			m.setErr("change incident status", msg.err)
+		ok, bad := split(msg.results)
+		if len(ok) == 0 {
+			m.setErr(m.onHosts("change incident status", bad), bad[0].err)
 			return nil
 		}
-		m.inc.setStatus(msg.ids, msg.status, m.users, m.opts.Location)
+		n := 0
+		var cmds []tea.Cmd
+		for _, r := range ok {
+			m.inc.setStatus(r.host, r.ids, msg.status, m.users, m.opts.Location)
+			n += len(r.ids)
+			cmds = append(cmds, m.loadStatus(r.host, false))
+		}
 		m.inc.refresh()
 		verb := "Acknowledged"
 		if msg.status == rules.StatusMasked {
 			verb = "Masked"
 		}
-		m.setMsg("%s %d incident(s)", verb, len(msg.ids))
-		return loadStatus(m.ctx, m.svc, false)
+		m.setMsg("%s %d incident(s)%s%s", verb, n, m.onWhat(ok), m.failures(bad))
+		return tea.Batch(cmds...)
 	case skipPreviewMsg:
-		if msg.err != nil {
-			m.setErr("check skip", msg.err)
+		ok, bad := split(msg.results)
+		if len(ok) == 0 {
+			m.setErr(m.onHosts("check skip", bad), bad[0].err)
 			return nil
+		}
+		n := 0
+		to := make([]target, len(ok))
+		for i, r := range ok {
+			n += r.n
+			to[i] = m.target(r.host)
 		}
 		m.confirm = &confirmation{
-			prompt: fmt.Sprintf("Skip %s? It masks %d open incident(s) now and stops new ones.", describeSkip(msg.skip), msg.count),
-			yes:    addSkip(m.ctx, m.svc, msg.skip),
+			prompt: fmt.Sprintf("Skip %s%s? It masks %d open incident(s) now and stops new ones.%s", describeSkip(msg.skip), m.onWhat(ok), n, m.failures(bad)),
+			yes:    addSkip(m.ctx, to, msg.skip),
 		}
 	case skipAddedMsg:
-		if msg.err != nil {
-			m.setErr("add skip", msg.err)
+		ok, bad := split(msg.results)
+		if len(ok) == 0 {
+			m.setErr(m.onHosts("add skip", bad), bad[0].err)
 			return nil
 		}
-		m.undo = append(m.undo, msg.skip)
-		m.setMsg("Skipped %s: masked %d incident(s) · u undoes", describeSkip(msg.skip), msg.masked)
-		return m.reloadAfterSkip()
+		m.undo = append(m.undo, ok)
+		n := 0
+		for _, r := range ok {
+			n += r.n
+		}
+		m.setMsg("Skipped %s%s: masked %d incident(s) · u undoes%s", describeSkip(ok[0].skip), m.onWhat(ok), n, m.failures(bad))
+		return m.reloadAfterSkip(ok)
 	case skipRemovedMsg:
-		if msg.err != nil {
-			m.setErr("remove skip", msg.err)
+		ok, bad := split(msg.results)
+		if len(ok) == 0 {
+			m.setErr(m.onHosts("remove skip", bad), bad[0].err)
 			return nil
 		}
 		verb := "Removed"
 		if msg.undo {
 			verb = "Undid"
 		}
-		m.setMsg("%s skip %s: unmasked %d incident(s)", verb, describeSkip(msg.skip), msg.unmasked)
-		return m.reloadAfterSkip()
+		n := 0
+		for _, r := range ok {
+			n += r.n
+		}
+		m.setMsg("%s skip %s%s: unmasked %d incident(s)%s", verb, describeSkip(ok[0].skip), m.onWhat(ok), n, m.failures(bad))
+		return m.reloadAfterSkip(ok)
 	case monitoringMsg:
-		if msg.err != nil {
-			m.setErr("switch monitoring", msg.err)
+		if m.multi {
+			return m.monitoringResult(msg)
+		}
+		if err := msg.results[0].err; err != nil {
+			m.setErr("switch monitoring", err)
 			return nil
 		}
 		m.hdr.st.Monitoring = msg.on
@@ -216,7 +306,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		} else {
 			m.setMsg("Monitoring off: the sensor is detached")
 		}
-		return loadStatus(m.ctx, m.svc, false)
+		return m.loadStatus(0, false)
 	case exportedMsg:
 		if msg.err != nil {
 			m.setErr("export", msg.err)
@@ -227,10 +317,85 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 	return nil
 }
 
-func (m *Model) reloadAfterSkip() tea.Cmd {
-	cmds := []tea.Cmd{loadIncidents(m.ctx, m.svc, m.opts.Incidents, m.users), loadSkips(m.ctx, m.svc), loadStatus(m.ctx, m.svc, false)}
+// monitoringResult shows, per host and on the message line, how switching
+// monitoring on several hosts went.
+func (m *Model) monitoringResult(msg monitoringMsg) tea.Cmd {
+	word := "off"
+	if msg.on {
+		word = "on"
+	}
+	ok, bad := split(msg.results)
+	var cmds []tea.Cmd
+	for _, r := range msg.results {
+		h := m.hosts[r.host]
+		if r.err != nil {
+			h.result, h.resultErr = "monitoring "+word+": failed", true
+			h.resultDetail = "monitoring " + word + " failed: " + sensor.DisplayString(r.err.Error())
+			continue
+		}
+		h.result, h.resultErr, h.resultDetail = "monitoring "+word+": ok", false, ""
+		h.hdr.st.Monitoring = msg.on
+		cmds = append(cmds, m.loadStatus(r.host, false))
+	}
+	m.refreshHosts()
+	switch {
+	case len(ok) == 0:
+		m.setErr(m.onHosts("switch monitoring "+word, bad), bad[0].err)
+	case len(bad) > 0:
+		m.msg, m.msgErr = fmt.Sprintf("Monitoring %s: done on %d of %d host(s)%s", word, len(ok), len(msg.results), m.failures(bad)), true
+	default:
+		m.setMsg("Monitoring %s%s", word, m.onWhat(ok))
+	}
+	return tea.Batch(cmds...)
+}
+
+// split separates the hosts that did what was asked from those that failed.
+func split(results []hostResult) (ok, bad []hostResult) {
+	for _, r := range results {
+		if r.err != nil {
+			bad = append(bad, r)
+		} else {
+			ok = append(ok, r)
+		}
+	}
+	return ok, bad
+}
+
+// failures lists the hosts that failed and why, for the end of a message.
+func (m *Model) failures(bad []hostResult) string {
+	if len(bad) == 0 {
+		return ""
+	}
+	parts := make([]string, len(bad))
+	for i, r := range bad {
+		parts[i] = sensor.DisplayString(m.hosts[r.host].name) + ": " + sensor.DisplayString(r.err.Error())
+	}
+	return " · failed on " + strings.Join(parts, "; ")
+}
+
+// onHost adds the host's name to what failed, when there are several.
+func (m *Model) onHost(what string, host int) string {
+	if !m.multi {
+		return what
+	}
+	return what + " on " + sensor.DisplayString(m.hosts[host].name)
+}
+
+func (m *Model) onHosts(what string, results []hostResult) string {
+	if !m.multi {
+		return what
+	}
+	return what + m.onWhat(results)
+}
+
+func (m *Model) reloadAfterSkip(results []hostResult) tea.Cmd {
+	var cmds []tea.Cmd
+	for _, r := range results {
+		cmds = append(cmds, loadIncidents(m.ctx, m.target(r.host), m.opts.Incidents, m.users), m.loadStatus(r.host, false))
+	}
+	cmds = append(cmds, loadSkips(m.ctx, m.target(m.focus)))
 	if m.active == screenNoise {
-		cmds = append(cmds, loadNoise(m.ctx, m.svc, m.opts.Now(), m.noiseWin))
+		cmds = append(cmds, loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin))
 	}
 	return tea.Batch(cmds...)
 }
@@ -280,11 +445,11 @@ func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.showHelp = true
 		return nil
 	case key.Matches(msg, k.Next):
-		return m.switchTo((m.active + 1) % screenCount)
+		return m.switchTo((m.active + 1) % m.screenCount())
 	case key.Matches(msg, k.Prev):
-		return m.switchTo((m.active + screenCount - 1) % screenCount)
+		return m.switchTo((m.active + m.screenCount() - 1) % m.screenCount())
 	}
-	for i, b := range k.Screens {
+	for i, b := range k.Screens[:m.screenCount()] {
 		if key.Matches(msg, b) {
 			return m.switchTo(screen(i))
 		}
@@ -301,11 +466,13 @@ func (m *Model) switchTo(s screen) tea.Cmd {
 	m.refreshActive()
 	switch s {
 	case screenNoise:
-		return loadNoise(m.ctx, m.svc, m.opts.Now(), m.noiseWin)
+		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
 	case screenSkips:
-		return loadSkips(m.ctx, m.svc)
+		return loadSkips(m.ctx, m.target(m.focus))
 	case screenRules:
-		return loadRules(m.ctx, m.svc)
+		return loadRules(m.ctx, m.target(m.focus))
+	case screenHosts:
+		m.refreshHosts()
 	}
 	return nil
 }
@@ -330,7 +497,7 @@ func (m *Model) handleInputKey(msg tea.KeyPressMsg) tea.Cmd {
 				m.setMsg("cancelled: empty path")
 				return nil
 			}
-			return previewSkip(m.ctx, m.svc, s)
+			return previewSkip(m.ctx, m.pathTo, s)
 		}
 		return nil
 	}
@@ -406,6 +573,8 @@ func (m *Model) handleListKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.handleSkipsKey(msg)
 	case m.active == screenRules:
 		return m.handleRulesKey(msg)
+	case m.active == screenHosts:
+		return m.handleHostsKey(msg)
 	}
 	return nil
 }
@@ -423,7 +592,18 @@ func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
 			m.setMsg("nothing to export: no incidents shown")
 			return nil
 		}
-		return exportIncidents(m.opts.ExportDir, m.hdr.st.Host, m.opts.Now(), list)
+		name := m.hdr.st.Host
+		if m.multi {
+			name = "all-hosts"
+			if m.inc.onlyHost >= 0 {
+				name = m.hosts[m.inc.onlyHost].name
+			}
+		}
+		return exportIncidents(m.opts.ExportDir, name, m.opts.Now(), list)
+	case m.multi && key.Matches(msg, k.HostFilter):
+		m.cycleHostFilter()
+	case m.multi && key.Matches(msg, k.FanOut):
+		m.toggleFanOut()
 	default:
 		return m.actOnSelection(msg)
 	}
@@ -472,8 +652,12 @@ func (m *Model) handleDetailKey(msg tea.KeyPressMsg) tea.Cmd {
 func (m *Model) openDetail() {
 	switch {
 	case m.active == screenIncidents:
-		if in := m.inc.selected(); in != nil {
-			m.detail.Show("Incident "+in.ID.String(), incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location))
+		if in, host := m.inc.selected(); in != nil {
+			title := "Incident " + in.ID.String()
+			if m.multi {
+				title += " · host " + sensor.DisplayString(m.hosts[host].name)
+			}
+			m.detail.Show(title, incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location))
 		}
 	case m.active.isStream():
 		if it := m.activeStream().selected(); it != nil {
@@ -482,27 +666,28 @@ func (m *Model) openDetail() {
 	}
 }
 
-// selectedEvent returns the event under the cursor and the rule it raised
-// an incident for ("" when none).
-func (m *Model) selectedEvent() (*sensor.Event, string, *rules.Incident) {
+// selectedEvent returns the event under the cursor, the rule it raised an
+// incident for ("" when none), the incident on the incidents screen, and
+// the host it came from.
+func (m *Model) selectedEvent() (*sensor.Event, string, *rules.Incident, int) {
 	switch {
 	case m.active == screenIncidents:
-		if in := m.inc.selected(); in != nil {
-			return &in.Process, in.Rule, in
+		if in, host := m.inc.selected(); in != nil {
+			return &in.Process, in.Rule, in, host
 		}
 	case m.active.isStream():
 		if it := m.activeStream().selected(); it != nil {
-			return &it.ev, it.rule, nil
+			return &it.ev, it.rule, nil, it.host
 		}
 	}
-	return nil, "", nil
+	return nil, "", nil, 0
 }
 
 // actOnSelection handles the keys that act on the selected incident or
 // event: acknowledge, mask and the four skips.
 func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.keys
-	ev, rule, in := m.selectedEvent()
+	ev, rule, in, host := m.selectedEvent()
 	if ev == nil {
 		return nil
 	}
@@ -516,7 +701,7 @@ func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 		if key.Matches(msg, k.Mask) {
 			st = rules.StatusMasked
 		}
-		return setStatus(m.ctx, m.svc, []rules.ID{in.ID}, st)
+		return setStatus(m.ctx, m.statusTargets(in, host), st)
 	case key.Matches(msg, k.SkipCmd), key.Matches(msg, k.SkipCmdAll):
 		all := key.Matches(msg, k.SkipCmdAll)
 		if !all && rule == "" {
@@ -524,7 +709,7 @@ func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		s := m.newSkip(rules.SkipCommand, commandName(ev), rule, all)
-		return previewSkip(m.ctx, m.svc, s)
+		return previewSkip(m.ctx, m.targets(host), s)
 	case key.Matches(msg, k.SkipPath), key.Matches(msg, k.SkipPathAll):
 		all := key.Matches(msg, k.SkipPathAll)
 		if !all && rule == "" {
@@ -536,6 +721,7 @@ func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		m.pathSkip = m.newSkip(rules.SkipPath, "", rule, all)
+		m.pathTo = m.targets(host)
 		return m.openInput(inputPath, filepath.Dir(string(ev.Exe)))
 	}
 	return nil
@@ -554,9 +740,14 @@ func (m *Model) undoSkip() tea.Cmd {
 		m.setMsg("no skip to undo")
 		return nil
 	}
-	s := m.undo[len(m.undo)-1]
+	group := m.undo[len(m.undo)-1]
 	m.undo = m.undo[:len(m.undo)-1]
-	return removeSkip(m.ctx, m.svc, s, true)
+	to := make([]target, len(group))
+	for i, r := range group {
+		to[i] = m.target(r.host)
+		to[i].skip = &group[i].skip
+	}
+	return removeSkip(m.ctx, to, true)
 }
 
 func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -569,9 +760,9 @@ func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
 			m.noiseWin = time.Hour
 		}
 		m.noise.SetRows(nil)
-		return loadNoise(m.ctx, m.svc, m.opts.Now(), m.noiseWin)
+		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
 	case key.Matches(msg, k.Refresh):
-		return loadNoise(m.ctx, m.svc, m.opts.Now(), m.noiseWin)
+		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
 	}
 	r := m.noise.Selected()
 	if r == nil {
@@ -584,13 +775,14 @@ func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
 		if !all && e.Rule == "" {
 			all = true
 		}
-		return previewSkip(m.ctx, m.svc, m.newSkip(e.kind, e.Value, e.Rule, all))
+		return previewSkip(m.ctx, m.targets(m.focus), m.newSkip(e.kind, e.Value, e.Rule, all))
 	case key.Matches(msg, k.SkipPath), key.Matches(msg, k.SkipPathAll):
 		if e.kind != rules.SkipPath {
 			m.setMsg("p edits a path skip: select a path row, or press s to skip this command")
 			return nil
 		}
 		m.pathSkip = m.newSkip(rules.SkipPath, "", e.Rule, key.Matches(msg, k.SkipPathAll))
+		m.pathTo = m.targets(m.focus)
 		return m.openInput(inputPath, e.Value)
 	}
 	return nil
@@ -600,7 +792,7 @@ func (m *Model) handleSkipsKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.keys
 	switch {
 	case key.Matches(msg, k.Refresh):
-		return loadSkips(m.ctx, m.svc)
+		return loadSkips(m.ctx, m.target(m.focus))
 	case key.Matches(msg, k.Delete):
 		r := m.skips.Selected()
 		if r == nil {
@@ -611,9 +803,11 @@ func (m *Model) handleSkipsKey(msg tea.KeyPressMsg) tea.Cmd {
 			m.setMsg("this skip is written in %s: edit that file to remove it", sensor.DisplayString(s.Source))
 			return nil
 		}
+		t := m.target(m.focus)
+		t.skip = &s
 		m.confirm = &confirmation{
-			prompt: fmt.Sprintf("Delete skip %s? The incidents it masked reopen.", describeSkip(s)),
-			yes:    removeSkip(m.ctx, m.svc, s, false),
+			prompt: fmt.Sprintf("Delete skip %s%s? The incidents it masked reopen.", describeSkip(s), m.onWhat([]hostResult{{host: m.focus}})),
+			yes:    removeSkip(m.ctx, []target{t}, false),
 		}
 	}
 	return nil
@@ -623,15 +817,16 @@ func (m *Model) handleRulesKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.keys
 	switch {
 	case key.Matches(msg, k.Refresh):
-		return tea.Batch(loadRules(m.ctx, m.svc), loadStatus(m.ctx, m.svc, false))
+		return tea.Batch(loadRules(m.ctx, m.target(m.focus)), m.loadStatus(m.focus, false))
 	case key.Matches(msg, k.Monitor):
-		on := !m.hdr.st.Monitoring
+		to := []target{m.target(m.focus)}
+		on := !m.hostHeader(m.focus).st.Monitoring
 		if on {
-			return setMonitoring(m.ctx, m.svc, true)
+			return setMonitoring(m.ctx, to, true)
 		}
 		m.confirm = &confirmation{
-			prompt: "Switch monitoring off? The sensor detaches and no events are seen until it is back on.",
-			yes:    setMonitoring(m.ctx, m.svc, false),
+			prompt: fmt.Sprintf("Switch monitoring off%s? The sensor detaches and no events are seen until it is back on.", m.onWhat([]hostResult{{host: m.focus}})),
+			yes:    setMonitoring(m.ctx, to, false),
 		}
 	}
 	return nil

@@ -1,0 +1,458 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/procwatch/procwatch/hosts"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Host is one of several hosts the UI shows together, each with its own
+// service (usually a *hosts.Host reached over a transport command).
+type Host struct {
+	// Name is how the UI labels the host: the configured name, not the
+	// name its agent reports, since two agents may share a machine.
+	Name    string
+	Service service.Service
+	// Conn reports the connection state for the Hosts screen; nil means
+	// the service is always there (an in-process pipeline).
+	Conn func() hosts.Conn
+}
+
+// FromHosts adapts connected hosts for NewHosts and RunHosts.
+func FromHosts(list []*hosts.Host) []Host {
+	out := make([]Host, len(list))
+	for i, h := range list {
+		out[i] = Host{Name: h.Name(), Service: h, Conn: h.Conn}
+	}
+	return out
+}
+
+// NewHosts builds the UI on several hosts: incidents and events of all of
+// them merged with a host column, a Hosts screen to see their state and
+// switch monitoring on several at once, and actions routed to the host an
+// incident came from. The list must not be empty.
+func NewHosts(ctx context.Context, list []Host, opts Options) *Model {
+	hv := make([]*hostView, len(list))
+	for i, h := range list {
+		hv[i] = &hostView{name: h.Name, svc: h.Service, conn: h.Conn}
+	}
+	return newModel(ctx, hv, true, opts)
+}
+
+// hostView is what the UI holds about one host: its subscription, the
+// last incident id it saw there (to resume from), its status and rates,
+// its connection and whether the operator selected it.
+type hostView struct {
+	name string
+	svc  service.Service
+	conn func() hosts.Conn
+
+	box    *inbox
+	gen    int
+	lastID rules.ID
+
+	hdr       header // status and event rates of this host
+	state     hosts.Conn
+	haveState bool
+	statusErr string
+	subErr    string
+
+	selected     bool
+	result       string // outcome of the last action, short for the table
+	resultErr    bool
+	resultDetail string // the same in full, with the error
+}
+
+// connState is the host's connection as the Hosts screen names it.
+func (h *hostView) connState() hosts.State {
+	switch {
+	case h.conn != nil && h.haveState:
+		return h.state.State
+	case h.conn != nil:
+		return hosts.Connecting
+	case h.statusErr != "":
+		return hosts.Unreachable
+	}
+	return hosts.Connected
+}
+
+// reason says why the host is not connected, escaped.
+func (h *hostView) reason() string {
+	switch {
+	case h.connState() == hosts.Connected:
+		return ""
+	case h.state.Reason != "":
+		return sensor.DisplayString(h.state.Reason)
+	case h.statusErr != "":
+		return h.statusErr
+	}
+	return h.subErr
+}
+
+func hostColumns() []column {
+	return []column{
+		{title: "SEL", min: 3, max: 3},
+		{title: "HOST", min: 10, max: 20},
+		{title: "STATE", min: 11, max: 11},
+		{title: "MON", min: 3, max: 3},
+		{title: "EV/S", min: 6, max: 7, drop: 2},
+		{title: "DROPS", min: 6, max: 9, drop: 3},
+		{title: "OPEN C/H/M/L/I", min: 14, max: 20, drop: 1},
+		{title: "LAST ACTION", flex: true},
+	}
+}
+
+// refreshHosts rebuilds the Hosts screen's rows and the merged header.
+func (m *Model) refreshHosts() {
+	rows := make([]*row, len(m.hosts))
+	for i, h := range m.hosts {
+		sel := "[ ]"
+		if h.selected {
+			sel = "[x]"
+		}
+		st := h.connState()
+		mon, rate, drops, open := "?", "-", "-", "-"
+		if h.hdr.have && st == hosts.Connected {
+			mon = "off"
+			if h.hdr.st.Monitoring {
+				mon = "on"
+			}
+			rate = compact(h.hdr.rates[0] + h.hdr.rates[1] + h.hdr.rates[2])
+			drops = groupDigits(h.hdr.st.Sensor.Drops + h.hdr.uiDropped)
+			var n []string
+			for s := rules.SeverityCritical; s >= rules.SeverityInfo; s-- {
+				n = append(n, fmt.Sprint(h.hdr.st.OpenBySev[s.String()]))
+			}
+			open = strings.Join(n, "/")
+		}
+		name := sensor.DisplayString(h.name)
+		cells := []string{sel, name, st.String(), mon, rate, drops, open, h.result}
+		rows[i] = &row{key: keyOf(h.name), cells: cells, hay: hay(cells...), item: h, host: i,
+			dim: st != hosts.Connected}
+	}
+	m.hostsList.SetRows(rows)
+	m.mergeHeader()
+}
+
+// hostNotes explains, below the hosts table and in full, why each host
+// that is not connected is not, and what failed in the last action.
+func (m *Model) hostNotes() string {
+	var lines []string
+	for _, h := range m.hosts {
+		name := sensor.DisplayString(h.name)
+		if st := h.connState(); st != hosts.Connected {
+			line := name + " " + st.String()
+			if r := h.reason(); r != "" {
+				line += ": " + r
+			}
+			if !h.state.Retry.IsZero() {
+				line += " · next attempt " + clock(h.state.Retry, m.opts.Location)
+			}
+			lines = append(lines, m.th.errText.Render(line))
+		}
+		if h.resultErr && h.resultDetail != "" {
+			lines = append(lines, m.th.warn.Render(name+" "+h.resultDetail))
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return ansi.Wrap(strings.Join(lines, "\n"), m.width, " ")
+}
+
+// mergeHeader sums the hosts' status into the header: events per second,
+// drops, open incidents by severity, and a line saying how many hosts are
+// connected and monitoring.
+func (m *Model) mergeHeader() {
+	st := service.Status{OpenBySev: map[string]int{}}
+	var rates [3]float64
+	var uiDropped uint64
+	connected, monitoring := 0, 0
+	var rulesErrs []string
+	for _, h := range m.hosts {
+		if h.connState() == hosts.Connected {
+			connected++
+		}
+		if !h.hdr.have || h.connState() != hosts.Connected {
+			continue
+		}
+		if h.hdr.st.Monitoring {
+			monitoring++
+		}
+		for k, n := range h.hdr.st.OpenBySev {
+			st.OpenBySev[k] += n
+		}
+		st.Sensor.Drops += h.hdr.st.Sensor.Drops
+		uiDropped += h.hdr.uiDropped
+		for i := range rates {
+			rates[i] += h.hdr.rates[i]
+		}
+		if h.hdr.st.RulesError != "" {
+			rulesErrs = append(rulesErrs, h.name+": "+h.hdr.st.RulesError)
+		}
+	}
+	st.RulesError = strings.Join(rulesErrs, "; ")
+	st.RulesPath = "" // each host has its own; the Rules screen shows the focused one
+	m.hdr.st, m.hdr.have, m.hdr.rates, m.hdr.uiDropped = st, true, rates, uiDropped
+
+	// Short enough that the open counts still fit on 80 columns.
+	th := m.th
+	who := th.bold.Render(fmt.Sprintf("%d hosts", len(m.hosts)))
+	if down := len(m.hosts) - connected; down > 0 {
+		who += th.errText.Render(fmt.Sprintf(", %d down", down))
+	}
+	mon := th.ok.Render(fmt.Sprintf("● mon %d/%d", monitoring, len(m.hosts)))
+	if monitoring < len(m.hosts) {
+		mon = th.warn.Render(fmt.Sprintf("○ mon %d/%d", monitoring, len(m.hosts)))
+	}
+	m.hdr.who = who + th.dim.Render(" │ ") + mon
+}
+
+// sparkSample adds one point, the merged rate, to the header's sparkline.
+func (m *Model) sparkSample() {
+	h := &m.hdr
+	h.spark = append(h.spark, h.rates[0]+h.rates[1]+h.rates[2])
+	if len(h.spark) > sparkSamples {
+		h.spark = h.spark[len(h.spark)-sparkSamples:]
+	}
+}
+
+// selectedHosts returns the hosts the operator selected; with none
+// selected, the host under the cursor of the Hosts screen.
+func (m *Model) selectedHosts() []int {
+	var out []int
+	for i, h := range m.hosts {
+		if h.selected {
+			out = append(out, i)
+		}
+	}
+	if len(out) == 0 {
+		if r := m.hostsList.Selected(); r != nil {
+			out = append(out, r.host)
+		}
+	}
+	return out
+}
+
+// hostNames lists hosts by name for messages: "web1", "web1, web2", or
+// "3 hosts (web1, web2, db1)".
+func (m *Model) hostNames(idx []int) string {
+	names := make([]string, len(idx))
+	for i, h := range idx {
+		names[i] = sensor.DisplayString(m.hosts[h].name)
+	}
+	if len(names) > 2 {
+		return fmt.Sprintf("%d hosts (%s)", len(names), strings.Join(names, ", "))
+	}
+	return strings.Join(names, ", ")
+}
+
+// onWhat names where an action goes, for confirmations: "" with one host,
+// " on web1" or " on 2 hosts (...)" otherwise.
+func (m *Model) onWhat(results []hostResult) string {
+	if !m.multi {
+		return ""
+	}
+	idx := make([]int, len(results))
+	for i, r := range results {
+		idx[i] = r.host
+	}
+	return " on " + m.hostNames(idx)
+}
+
+// hostsTitle is the Hosts screen's title: counts of hosts by state and of
+// selected hosts.
+func (m *Model) hostsTitle() string {
+	sel := 0
+	for _, h := range m.hosts {
+		if h.selected {
+			sel++
+		}
+	}
+	return fmt.Sprintf("%d hosts · %d selected", len(m.hosts), sel)
+}
+
+// hostScope tells, on the incidents title line, which hosts are shown and
+// where actions go.
+func (m *Model) hostScope() string {
+	scope := "all hosts"
+	if m.inc.onlyHost >= 0 {
+		scope = "host " + sensor.DisplayString(m.hosts[m.inc.onlyHost].name)
+	}
+	if m.fanOut {
+		scope += " · " + m.th.warn.Render("actions → selected hosts")
+	}
+	return scope
+}
+
+// actionHosts returns the hosts an action on an incident or event of host
+// goes to: that host, and in fan-out mode every selected host too.
+func (m *Model) actionHosts(host int) []int {
+	out := []int{host}
+	if m.fanOut {
+		for i, h := range m.hosts {
+			if h.selected && i != host {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// targets returns actionHosts as call targets.
+func (m *Model) targets(host int) []target {
+	var out []target
+	for _, i := range m.actionHosts(host) {
+		out = append(out, m.target(i))
+	}
+	return out
+}
+
+// sameIncidentKey says when incidents on different hosts are the same
+// finding, for acknowledging or masking it on every selected host: same
+// rule, same executable and arguments, same user.
+func sameIncidentKey(in *rules.Incident) string {
+	return keyOfString(in.Rule, commandLine(&in.Process), fmt.Sprint(in.Process.UID))
+}
+
+func keyOfString(parts ...string) string { return fmt.Sprint(keyOf(parts...)) }
+
+// statusTargets returns, for acknowledging or masking in (of host), the
+// incidents to change on each target host: in itself, and in fan-out mode
+// the open incidents of the other selected hosts that are the same finding.
+func (m *Model) statusTargets(in *rules.Incident, host int) []target {
+	if !m.fanOut {
+		t := m.target(host)
+		t.ids = []rules.ID{in.ID}
+		return []target{t}
+	}
+	want := sameIncidentKey(in)
+	var out []target
+	for _, i := range m.actionHosts(host) {
+		t := m.target(i)
+		if i == host {
+			t.ids = append(t.ids, in.ID)
+		}
+		for k, r := range m.inc.byID {
+			other := r.item.(*rules.Incident)
+			if k.host == i && !(i == host && k.id == in.ID) && other.Status == rules.StatusOpen && sameIncidentKey(other) == want {
+				t.ids = append(t.ids, k.id)
+			}
+		}
+		if len(t.ids) > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// handleHostsKey handles the Hosts screen: select hosts, switch
+// monitoring on or off on all selected hosts at once, open one host's
+// incidents.
+func (m *Model) handleHostsKey(msg tea.KeyPressMsg) tea.Cmd {
+	k := &m.keys
+	r := m.hostsList.Selected()
+	switch {
+	case key.Matches(msg, k.Select):
+		if r != nil {
+			m.hosts[r.host].selected = !m.hosts[r.host].selected
+			m.refreshHosts()
+		}
+	case key.Matches(msg, k.SelectAll):
+		all := true
+		for _, h := range m.hosts {
+			all = all && h.selected
+		}
+		for _, h := range m.hosts {
+			h.selected = !all
+		}
+		m.refreshHosts()
+	case key.Matches(msg, k.Activate), key.Matches(msg, k.Deactivate):
+		on := key.Matches(msg, k.Activate)
+		idx := m.selectedHosts()
+		if len(idx) == 0 {
+			return nil
+		}
+		to := make([]target, len(idx))
+		for i, h := range idx {
+			to[i] = m.target(h)
+		}
+		if on {
+			m.markPending(idx, "monitoring on…")
+			return setMonitoring(m.ctx, to, true)
+		}
+		m.confirm = &confirmation{
+			prompt: fmt.Sprintf("Switch monitoring off on %s? Their sensors detach and no events are seen until it is back on.", m.hostNames(idx)),
+			yes:    setMonitoring(m.ctx, to, false),
+		}
+	case key.Matches(msg, k.Open):
+		if r != nil {
+			m.focus = r.host
+			m.inc.showHost(r.host)
+			cmd := m.switchTo(screenIncidents)
+			return tea.Batch(cmd, loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
+		}
+	case key.Matches(msg, k.Refresh):
+		cmds := make([]tea.Cmd, len(m.hosts))
+		for i := range m.hosts {
+			cmds[i] = m.loadStatus(i, false)
+		}
+		return tea.Batch(cmds...)
+	}
+	return nil
+}
+
+// markPending notes on each host's row that an action is on its way.
+func (m *Model) markPending(idx []int, what string) {
+	for _, i := range idx {
+		m.hosts[i].result, m.hosts[i].resultErr, m.hosts[i].resultDetail = what, false, ""
+	}
+	m.refreshHosts()
+}
+
+// cycleHostFilter shows all hosts' incidents, then each host's in turn.
+// The host shown also becomes the focus of the noise, skips and rules
+// screens.
+func (m *Model) cycleHostFilter() tea.Cmd {
+	next := m.inc.onlyHost + 1
+	if next >= len(m.hosts) {
+		next = -1
+	}
+	m.inc.showHost(next)
+	if next < 0 {
+		m.setMsg("Incidents of all hosts")
+		return nil
+	}
+	m.focus = next
+	m.setMsg("Incidents of host %s only · h for the next host", sensor.DisplayString(m.hosts[next].name))
+	return tea.Batch(loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
+}
+
+// toggleFanOut switches where skips, acknowledgements and masks go.
+func (m *Model) toggleFanOut() {
+	m.fanOut = !m.fanOut
+	if !m.fanOut {
+		m.setMsg("Actions go to the host the incident came from")
+		return
+	}
+	var sel []int
+	for i, h := range m.hosts {
+		if h.selected {
+			sel = append(sel, i)
+		}
+	}
+	if len(sel) == 0 {
+		m.setMsg("Actions go to the incident's host and the selected hosts: none selected yet (screen 8, space)")
+		return
+	}
+	m.setMsg("Actions go to the incident's host and the selected hosts: %s", m.hostNames(sel))
+}
