@@ -15,6 +15,11 @@ type Options struct {
 	RulesPath string // --rules: rules file; empty means the embedded default
 	DBPath    string // --db: incident database; empty means the default path
 	Socket    string // --socket: agent socket; empty means the default path
+	// Hosts are the --host NAME=COMMAND flags: the TUI watches these
+	// hosts (and those of the hosts file) instead of the local pipeline.
+	Hosts []string
+	// HostsFile is --hosts-file; empty means the default hosts file.
+	HostsFile string
 }
 
 // ExitError carries a specific exit code out of a command, for commands
@@ -30,6 +35,10 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // commands lists the constructors of every subcommand. Files add to it in
 // their init functions so that each command lives in its own file.
 var commands []func(*Options) *cobra.Command
+
+// rootFlags add global flags that belong to one command's file (the TUI's
+// --host), so that file keeps its flags next to the code that reads them.
+var rootFlags []func(root *cobra.Command, opts *Options)
 
 // rootRun runs when procwatch is started without a subcommand. The TUI's
 // file sets it; until then the root command prints help.
@@ -50,6 +59,9 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: the built-in rules.yaml)")
 	root.PersistentFlags().StringVar(&opts.DBPath, "db", "", "incident database (default: /var/lib/procwatch/procwatch.db as root)")
 	root.PersistentFlags().StringVar(&opts.Socket, "socket", "", "agent socket (default: /run/procwatch/procwatch.sock)")
+	for _, add := range rootFlags {
+		add(root, opts)
+	}
 	if rootRun != nil {
 		root.RunE = func(cmd *cobra.Command, args []string) error { return rootRun(opts, cmd, args) }
 		root.Args = cobra.NoArgs

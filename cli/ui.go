@@ -17,11 +17,52 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/tui"
 )
 
-func init() { rootRun = runUI }
+func init() {
+	rootRun = runUI
+	rootFlags = append(rootFlags, addHostFlags)
+}
+
+// addHostFlags adds --host and --hosts-file to the root command. They are
+// flags of the root command only, not persistent ones: only the UI reads
+// them, and a subcommand given --host should say it does not know it
+// rather than ignore it.
+func addHostFlags(root *cobra.Command, opts *Options) {
+	root.Flags().StringArrayVar(&opts.Hosts, "host", nil,
+		"watch this host instead of the local one: NAME=COMMAND, where COMMAND (run with sh -c) speaks the agent protocol on stdin/stdout,\ne.g. web1='ssh web1 sudo procwatch serve --stdio' (repeatable; adds to or overrides the hosts file)")
+	root.Flags().StringVar(&opts.HostsFile, "hosts-file", "", "hosts file (default: ~/.config/procwatch/hosts.yaml when it exists); see docs/hosts.md")
+}
+
+// hostSpecs returns the hosts the UI watches: those of the hosts file
+// (the default one only when it exists) merged with the --host flags.
+// None means the UI shows the local pipeline.
+func hostSpecs(opts *Options) ([]hosts.Spec, error) {
+	path, missingOK := opts.HostsFile, false
+	if path == "" {
+		def, err := hosts.DefaultFile()
+		if err != nil {
+			return nil, err
+		}
+		path, missingOK = def, true
+	}
+	fromFile, err := hosts.LoadFile(path, missingOK)
+	if err != nil {
+		return nil, err
+	}
+	var fromFlags []hosts.Spec
+	for _, f := range opts.Hosts {
+		s, err := hosts.ParseSpec(f)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		fromFlags = append(fromFlags, s)
+	}
+	return hosts.Merge(fromFile, fromFlags)
+}
 
 // runUI is what `procwatch` does without a subcommand: the terminal UI.
 // When an agent answers on the socket the UI is its client. Otherwise this
@@ -36,12 +77,19 @@ func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	specs, err := hostSpecs(opts)
+	if err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
 	defer stop()
+	if len(specs) > 0 {
+		return runUIHosts(ctx, specs, uiOpts)
+	}
 
 	sock := socketPath(opts)
 	c, err := agent.Dial(sock)
@@ -56,6 +104,25 @@ func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	return runUIWithPipeline(ctx, opts, sock, uiOpts)
+}
+
+// runUIHosts runs the UI on several hosts, each reached through its
+// transport command and kept connected in the background.
+func runUIHosts(ctx context.Context, specs []hosts.Spec, uiOpts tui.Options) error {
+	list := make([]*hosts.Host, len(specs))
+	for i, s := range specs {
+		list[i] = hosts.FromSpec(s, hosts.Options{})
+		list[i].Start(ctx)
+	}
+	defer func() {
+		// Transports get their grace period in parallel, not one by one.
+		var wg sync.WaitGroup
+		for _, h := range list {
+			wg.Go(func() { h.Close() })
+		}
+		wg.Wait()
+	}()
+	return tui.RunHosts(ctx, tui.FromHosts(list), uiOpts)
 }
 
 // uiOptionsFromEnv reads PROCWATCH_ROWS, the rows kept per stream.

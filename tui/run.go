@@ -16,7 +16,20 @@ import (
 func Run(ctx context.Context, svc service.Service, opts Options, progOpts ...tea.ProgramOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m := New(ctx, svc, opts)
+	return run(ctx, New(ctx, svc, opts), progOpts)
+}
+
+// RunHosts is Run on several hosts (see NewHosts).
+func RunHosts(ctx context.Context, list []Host, opts Options, progOpts ...tea.ProgramOption) error {
+	if len(list) == 0 {
+		return errors.New("terminal UI: no hosts to show")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return run(ctx, NewHosts(ctx, list, opts), progOpts)
+}
+
+func run(ctx context.Context, m *Model, progOpts []tea.ProgramOption) error {
 	p := tea.NewProgram(m, append([]tea.ProgramOption{tea.WithContext(ctx)}, progOpts...)...)
 	if _, err := p.Run(); err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("terminal UI: %w", err)
