@@ -245,10 +245,10 @@ func (s *Sensor) waitReadable(deadline time.Time) {
 	s.wakeupConn.Read(func(uintptr) bool { return s.reader.AvailableBytes() > 0 })
 }
 
-// busyInterval is how often the reader collects events while they flow;
-// idlePoll bounds how long it blocks when they do not. The BPF side wakes a
-// blocked reader for the first event after 10 ms of quiet and for every
-// 64 KiB, so an event waits at most about 10 ms either way.
+// busyInterval is how often the reader collects events while they flow
+// (an event then waits at most that long); idlePoll bounds how long it
+// waits when they do not. The BPF side signals the first event after 10 ms
+// of quiet and every 64 KiB, so on a quiet host an event is read at once.
 const (
 	busyInterval = 50 * time.Millisecond
 	idlePoll     = 100 * time.Millisecond
