@@ -1,0 +1,48 @@
+package tui
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/tui/servicetest"
+)
+
+// BenchmarkMergedIncidents measures one tick that brings a new incident
+// from one of four hosts while the merged list holds 40,000 incidents
+// (10,000 per host): upsert, re-sort of the merged list, frame rendered.
+func BenchmarkMergedIncidents(b *testing.B) {
+	const nHosts, perHost = 4, 10_000
+	list := make([]Host, nHosts)
+	for i := range list {
+		name := fmt.Sprintf("web-%02d", i+1)
+		list[i] = Host{Name: name, Service: servicetest.New(name, nil)}
+	}
+	m := NewHosts(b.Context(), list, testOptions())
+	m.resize(160, 48)
+	mk := func(host, i int) rules.Incident {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		ev := servicetest.ExecEvent(at, uint32(i), 1000, fmt.Sprintf("/tmp/build-%d/run.sh", i))
+		return servicetest.IncidentFor(rules.ID(at.UnixNano()), list[host].Name, "tmp-exec", rules.TypeBinExecution, rules.SeverityMedium, ev, "ran from /tmp")
+	}
+	for h := range nHosts {
+		batch := make([]rules.Incident, perHost)
+		for i := range batch {
+			batch[i] = mk(h, i)
+		}
+		m.inc.upsert(h, batch, m.users, m.opts.Location)
+	}
+	m.inc.refresh()
+	box := newInbox(0, 1<<20)
+	i := perHost
+	for b.Loop() {
+		h := i % nHosts
+		box.host = h
+		box.put(service.Update{Incidents: []rules.Incident{mk(h, i)}})
+		i++
+		m.Update(tickMsg{batch: box.take(), host: h, gen: m.hosts[h].gen})
+		_ = m.View()
+	}
+}
