@@ -115,3 +115,57 @@ func TestFileStaysBounded(t *testing.T) {
 	}
 	checkCounters(t, s)
 }
+
+// TestRetentionOffOutlivesTheProcess is the supported way to keep every
+// incident: SetRetention(-1, -1) is stored, so a later open without
+// retention options (the agent's, or an offline CLI command's) keeps
+// incidents older than the 30-day default. Turning retention off through
+// Options alone lasts only for the process that gave them (see
+// TestRetentionByAge): the next open with Options{} applies the defaults
+// and deletes what is older than 30 days, which is how the oldest of
+// 400,000 incidents went missing from `procwatch export` in a report.
+func TestRetentionOffOutlivesTheProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	now := time.Now()
+	day := 24 * time.Hour
+	all := []rules.Incident{
+		fixture(now.Add(-400*day), 0),
+		fixture(now.Add(-31*day), 1),
+		fixture(now.Add(-time.Hour), 2),
+	}
+	// Ids at their raise times, whatever ids earlier tests handed out, so
+	// that age retention would find the old ones if it ran.
+	for i := range all {
+		all[i].ID = rules.ID(all[i].Time.UnixNano())
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRetention(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, s, all)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if age, count := s.Retention(); age >= 0 || count >= 0 {
+		t.Errorf("Retention() after reopening = %v, %d; want both off (<0)", age, count)
+	}
+	if err := s.enforceRetention(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Query(service.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := bruteQuery(all, service.Query{}); !slices.Equal(idsOf(got), want) {
+		t.Errorf("kept %v, want all of %v", idsOf(got), want)
+	}
+}
