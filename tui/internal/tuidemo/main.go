@@ -22,10 +22,15 @@ func main() {
 	rate := flag.Int("rate", 200, "events per second to generate")
 	hostile := flag.Bool("hostile", false, "add incidents with hostile process names")
 	rows := flag.Int("rows", 10_000, "rows kept per stream")
+	nHosts := flag.Int("hosts", 0, "show this many fake hosts (the multi-host UI) instead of one")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *nHosts > 0 {
+		runHosts(ctx, *nHosts, *rate, *rows)
+		return
+	}
 	host, _ := os.Hostname()
 	f := servicetest.New(host, nil)
 	f.SetRules(servicetest.SampleRules())
@@ -37,6 +42,24 @@ func main() {
 	f.AddRulesFileSkip(rules.Skip{Kind: rules.SkipCommand, Value: "sudo", Rule: "root-escalation"})
 	go generate(ctx, f, host, *rate)
 	if err := tui.Run(ctx, f, tui.Options{Rows: *rows}); err != nil {
+		fmt.Fprintln(os.Stderr, "tuidemo:", err)
+		os.Exit(1)
+	}
+}
+
+// runHosts shows n fake hosts, each with the sample incidents and its
+// share of the load.
+func runHosts(ctx context.Context, n, rate, rows int) {
+	list := make([]tui.Host, n)
+	for i := range list {
+		name := fmt.Sprintf("demo-%02d", i+1)
+		f := servicetest.New(name, nil)
+		f.SetRules(servicetest.SampleRules())
+		f.Raise(servicetest.SampleIncidents(name, time.Now().Add(-time.Duration(10+i)*time.Minute))...)
+		go generate(ctx, f, name, rate/n)
+		list[i] = tui.Host{Name: name, Service: f}
+	}
+	if err := tui.RunHosts(ctx, list, tui.Options{Rows: rows}); err != nil {
 		fmt.Fprintln(os.Stderr, "tuidemo:", err)
 		os.Exit(1)
 	}
