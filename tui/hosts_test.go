@@ -421,3 +421,28 @@ func TestSingleHostHasNoHostsScreen(t *testing.T) {
 		t.Errorf("single-host help lists host keys:\n%s", s)
 	}
 }
+
+func TestHostileHostNamesAndReasons(t *testing.T) {
+	evil := newHostFake("evil\x1b[2J\x1b]0;pwned\x07", nil)
+	evil.setDown("ssh: \x1b[31mred\r\x1b[2Kfake=ok \u202eesrever")
+	good := newHostFake("web-01", servicetest.SampleIncidents("web-01", t0)[:1])
+	h := startHosts(t, []*hostFake{good, evil}, 120, 30, testOptions())
+	h.waitFor("1 shown")
+	h.typeKeys("8")
+	h.waitFor(`evil\x1b[2J\x1b]0;pwned\x07`, `ssh: \x1b[31mred\r\x1b[2Kfake=ok \u{202e}esrever`)
+	var raw string
+	h.with(func(m *Model) { raw = m.View().Content })
+	if !strings.Contains(raw, "esrever") {
+		t.Fatal("the reason is not on screen")
+	}
+	for _, bad := range []string{"\x1b[2J", "\x1b]0;", "\x07", "\r", "\u202e", "\x1b[31m"} {
+		if strings.Contains(raw, bad) {
+			t.Errorf("the Hosts screen carries %q from a host name or reason", bad)
+		}
+	}
+	var title string
+	h.with(func(m *Model) { title = m.View().WindowTitle })
+	if strings.ContainsAny(title, "\x1b\x07") {
+		t.Errorf("window title %q", title)
+	}
+}
