@@ -109,12 +109,13 @@ func (c *cmdConn) signal(sig syscall.Signal) {
 
 // explain says why the transport ended, in one line: its exit status and
 // the last line it wrote on stderr (ssh's "Connection refused", sudo's "a
-// terminal is required"). It waits briefly for the process to exit.
-func (c *cmdConn) explain() string {
+// terminal is required"). It waits briefly for the process to exit and
+// reports whether it did: then its own words are the whole story.
+func (c *cmdConn) explain() (string, bool) {
 	select {
 	case <-c.exited:
 	case <-time.After(500 * time.Millisecond):
-		return lastLine(c.stderr.String())
+		return lastLine(c.stderr.String()), false
 	}
 	status := "transport exited"
 	var ee *exec.ExitError
@@ -125,9 +126,9 @@ func (c *cmdConn) explain() string {
 		status = "transport: " + c.waitErr.Error()
 	}
 	if l := lastLine(c.stderr.String()); l != "" {
-		return status + ": " + l
+		return status + ": " + l, true
 	}
-	return status
+	return status, true
 }
 
 func lastLine(s string) string {

@@ -250,10 +250,11 @@ func (h *Host) connect(ctx context.Context) (*agent.Client, func() string, error
 	if err != nil {
 		return nil, nil, err
 	}
-	explain := func() string { return "" }
+	explain := func() (string, bool) { return "", false }
 	if cc, ok := rwc.(*cmdConn); ok {
 		explain = cc.explain
 	}
+	why := func() string { s, _ := explain(); return s }
 	type result struct {
 		c   *agent.Client
 		err error
@@ -265,13 +266,18 @@ func (h *Host) connect(ctx context.Context) (*agent.Client, func() string, error
 	}()
 	select {
 	case r := <-res:
-		if r.err != nil {
-			if why := explain(); why != "" {
-				return nil, nil, fmt.Errorf("%w (%s)", r.err, why)
-			}
-			return nil, nil, r.err
+		if r.err == nil {
+			return r.c, why, nil
 		}
-		return r.c, explain, nil
+		// A transport that exited (ssh could not connect, sudo wanted a
+		// password) says more than the protocol's "EOF" does.
+		switch s, exited := explain(); {
+		case exited && errors.Is(r.err, io.EOF):
+			return nil, nil, errors.New(s)
+		case s != "":
+			return nil, nil, fmt.Errorf("%w (%s)", r.err, s)
+		}
+		return nil, nil, r.err
 	case <-ctx.Done():
 		rwc.Close()
 		if r := <-res; r.c != nil {

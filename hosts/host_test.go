@@ -271,17 +271,18 @@ func TestCommandFailureReason(t *testing.T) {
 		command, want string
 	}{
 		{`echo "ssh: connect to host web9 port 22: Connection refused" >&2; exit 255`,
-			"exit status 255: ssh: connect to host web9 port 22: Connection refused"},
+			"transport exit status 255: ssh: connect to host web9 port 22: Connection refused"},
 		{`echo "sudo: a terminal is required to read the password" >&2; exit 1`,
-			"exit status 1: sudo: a terminal is required"},
-		{`exec /nonexistent/procwatch serve --stdio`, "/nonexistent/procwatch: not found"},
+			"transport exit status 1: sudo: a terminal is required"},
+		{`exec /nonexistent/procwatch serve --stdio`, "transport exit status 127: "},
 	} {
 		h := FromSpec(Spec{Name: "bad", Command: tc.command}, Options{MinBackoff: time.Minute})
 		h.Start(t.Context())
 		c := waitState(t, h, Unreachable, nil)
 		h.Close()
-		if !strings.Contains(c.Reason, tc.want) {
-			t.Errorf("%s: reason %q, want it to contain %q", tc.command, c.Reason, tc.want)
+		// The transport's own words come first, not the protocol's EOF.
+		if !strings.HasPrefix(c.Reason, tc.want) {
+			t.Errorf("%s: reason %q, want it to start with %q", tc.command, c.Reason, tc.want)
 		}
 	}
 }
