@@ -116,16 +116,17 @@ func splitArgs(b []byte) []Text {
 		return nil
 	}
 	b = bytes.TrimSuffix(b, []byte{0})
-	n := bytes.Count(b, []byte{0}) + 1
-	args := make([]Text, 0, n)
+	// One string for the whole argv; the arguments are slices of it, so an
+	// exec costs two allocations however many arguments it has.
+	all := string(b)
+	args := make([]Text, 0, strings.Count(all, "\x00")+1)
 	for {
-		i := bytes.IndexByte(b, 0)
+		i := strings.IndexByte(all, 0)
 		if i < 0 {
-			args = append(args, Text(b))
-			return args
+			return append(args, Text(all))
 		}
-		args = append(args, Text(b[:i]))
-		b = b[i+1:]
+		args = append(args, Text(all[:i]))
+		all = all[i+1:]
 	}
 }
 
