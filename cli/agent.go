@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -20,9 +21,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -40,9 +43,11 @@ var newEventSource = func(ringBytes int, attached func()) (pipeline.EventSource,
 }
 
 type agentFlags struct {
-	output  string
-	group   string
-	ringMiB int
+	output        string
+	group         string
+	ringMiB       int
+	metricsAddr   string
+	metricsRemote bool
 }
 
 func newAgentCmd(opts *Options) *cobra.Command {
@@ -62,7 +67,12 @@ broken file keeps the previous rules and is reported in the log and in
 
 --output - (stdout) or --output FILE (appended, mode 0600) also writes every
 incident, new ones and their updates, as one JSON object per line, for log
-shippers such as Vector, Fluent Bit or Loki.`,
+shippers such as Vector, Fluent Bit or Loki.
+
+--metrics-addr ADDR serves Prometheus metrics at http://ADDR/metrics (off by
+default). A bare port (:9464) listens on 127.0.0.1 only; a host that is not
+loopback (0.0.0.0, a LAN address) is refused unless --metrics-allow-remote
+is given too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -73,6 +83,8 @@ shippers such as Vector, Fluent Bit or Loki.`,
 	cmd.Flags().StringVar(&f.output, "output", "", "also write every incident as NDJSON to FILE, or - for stdout")
 	cmd.Flags().StringVar(&f.group, "socket-group", "", "let members of this group use the socket (directory 0750, socket 0660)")
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
+	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
 	return cmd
 }
 
@@ -88,6 +100,14 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 			return fmt.Errorf("group %s has a non-numeric id %q", f.group, g.Gid)
 		}
 	}
+	var metricsLn net.Listener
+	if f.metricsAddr != "" {
+		var err error
+		if metricsLn, err = listenMetrics(f.metricsAddr, f.metricsRemote); err != nil {
+			return err
+		}
+		defer metricsLn.Close()
+	}
 	sock := socketPath(opts)
 	ln, err := agent.Listen(sock, gid)
 	if err != nil {
@@ -101,12 +121,40 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 			return err
 		}
 	}
-	p, err := openPipeline(opts, log, f.ringMiB<<20, true, out.put)
+	var (
+		p   *runningPipeline
+		mx  *metrics.Metrics
+		obs pipeline.Observer
+	)
+	if metricsLn != nil {
+		// Scrapes start only once p is set, below.
+		mx, err = metrics.New(metrics.Sources{
+			Status: func() (service.Status, error) { return p.local.Snapshot() },
+			Store:  func() store.Stats { return p.store.Stats() },
+			Logger: log,
+		})
+		if err != nil {
+			out.close()
+			return err
+		}
+		obs = mx
+	}
+	p, err = openPipelineObserved(opts, log, f.ringMiB<<20, true, out.put, obs)
 	if err != nil {
 		out.close()
 		return err
 	}
 	log.Info("agent started", "socket", sock, "db", p.store.Path(), "rules", rulesLabel(opts), "sensor", p.sensorMode())
+
+	metricsDone := make(chan error, 1)
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	if mx != nil {
+		go func() { metricsDone <- mx.Serve(metricsCtx, metricsLn) }()
+		log.Info("metrics served", "url", "http://"+metricsLn.Addr().String()+"/metrics")
+	} else {
+		metricsDone <- nil
+	}
 
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
@@ -119,6 +167,10 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	if err := <-srvDone; err != nil {
 		log.Warn("socket server", "err", err)
 	}
+	stopMetrics()
+	if err := <-metricsDone; err != nil {
+		log.Warn("metrics server", "err", err)
+	}
 	out.close()
 	if err := p.close(); err != nil && runErr == nil {
 		runErr = err
@@ -129,6 +181,23 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	}
 	log.Info("agent stopped; database flushed")
 	return nil
+}
+
+// listenMetrics opens the --metrics-addr listener before anything else
+// starts, so a refused or busy address stops the agent at once with a
+// clear message.
+func listenMetrics(addr string, allowRemote bool) (net.Listener, error) {
+	if _, err := metrics.ListenAddr(addr, allowRemote); err != nil {
+		if errors.Is(err, metrics.ErrNotLoopback) {
+			return nil, usageError("--metrics-addr %s is not a loopback address; add --metrics-allow-remote to serve metrics beyond this host, or give :PORT for 127.0.0.1", addr)
+		}
+		return nil, usageError("--metrics-addr: %v", err)
+	}
+	ln, err := metrics.Listen(addr, allowRemote)
+	if err != nil {
+		return nil, fmt.Errorf("%w; choose another --metrics-addr", err)
+	}
+	return ln, nil
 }
 
 // runningPipeline is a pipeline.Local with what it owns.
@@ -143,6 +212,12 @@ type runningPipeline struct {
 // come from a file) and, with withSensor, the sensor; a sensor that does
 // not load is an error. onIncident may be nil.
 func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident)) (*runningPipeline, error) {
+	return openPipelineObserved(opts, log, ringBytes, withSensor, onIncident, nil)
+}
+
+// openPipelineObserved is openPipeline with an observer (the agent's
+// metrics) told what the pipeline does; obs may be nil.
+func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident), obs pipeline.Observer) (*runningPipeline, error) {
 	set, err := rules.Load(opts.RulesPath)
 	if err != nil {
 		return nil, fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
@@ -170,6 +245,7 @@ func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor boo
 		RulesPath:  rulesLabel(opts),
 		Reload:     func() (*rules.RuleSet, error) { return rules.Load(opts.RulesPath) },
 		OnIncident: onIncident,
+		Observer:   obs,
 		Logger:     log,
 	})
 	if err != nil {

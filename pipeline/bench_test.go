@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -17,7 +19,20 @@ import (
 // judged by the engine, queued for the store and appended to the batch of
 // two subscribers that read concurrently. One event in ten raises or
 // updates an incident.
-func BenchmarkHandle(b *testing.B) {
+func BenchmarkHandle(b *testing.B) { benchHandle(b, nil) }
+
+// BenchmarkHandleWithMetrics is BenchmarkHandle with the agent's
+// --metrics-addr observer: the evaluation is timed and every incident
+// counted.
+func BenchmarkHandleWithMetrics(b *testing.B) {
+	m, err := metrics.New(metrics.Sources{Status: func() (service.Status, error) { return service.Status{}, nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchHandle(b, m)
+}
+
+func benchHandle(b *testing.B, obs Observer) {
 	dir := b.TempDir()
 	st, err := store.Open(filepath.Join(dir, "bench.db"), store.Options{})
 	if err != nil {
@@ -29,7 +44,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	l, err := New(Config{Host: "bench", Store: st, Rules: rules.NewEngine(set, rules.EngineOptions{}),
-		Logger: slog.New(slog.DiscardHandler)})
+		Observer: obs, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

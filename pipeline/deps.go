@@ -39,6 +39,25 @@ type Store interface {
 	Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
 }
 
+// Observer is told what the pipeline does, so the agent can export metrics
+// without the pipeline knowing about Prometheus. Judged runs on the
+// sensor's goroutine for every event and must be quick; the others run
+// rarely, from any goroutine.
+type Observer interface {
+	// Judged reports how long the rules took to judge one event and the
+	// incidents it raised (Count 1) or updated (Count > 1).
+	Judged(took time.Duration, incs []rules.Incident)
+	// SubscriberLost counts events and incidents one subscriber lost
+	// because it read too slowly (the Dropped of an update it received).
+	SubscriberLost(n uint64)
+	// SubscriberDropped reports a subscriber disconnected for reading
+	// nothing for Config.DropAfter.
+	SubscriberDropped()
+	// RulesReloadFailed reports a rules reload that failed; the previous
+	// rules stay active.
+	RulesReloadFailed()
+}
+
 type progressKey struct{}
 
 // WithExportProgress returns a context that makes Export report its

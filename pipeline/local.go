@@ -61,6 +61,9 @@ type Config struct {
 	// goroutine; it must be quick. The agent's --output uses it.
 	OnIncident func(rules.Incident)
 
+	// Observer, when set, is told what the pipeline does, for metrics.
+	Observer Observer
+
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -75,6 +78,7 @@ type Local struct {
 	engine *rules.Engine
 	active atomic.Bool // monitoring on; when off, handle raises nothing
 
+	obs      Observer // nil when nobody observes
 	rulesErr atomic.Pointer[string]
 	skipMu   sync.Mutex // serialises skip changes, so the engine gets the latest list
 
@@ -116,6 +120,7 @@ func New(cfg Config) (*Local, error) {
 	}
 	l := &Local{
 		cfg:        cfg,
+		obs:        cfg.Observer,
 		log:        cfg.Logger,
 		host:       cfg.Host,
 		subs:       make(map[*subscriber]struct{}),
@@ -217,7 +222,14 @@ func (l *Local) handle(ev *sensor.Event) {
 	if !l.active.Load() {
 		return
 	}
+	var began time.Time
+	if l.obs != nil {
+		began = time.Now()
+	}
 	v := l.engine.Judge(ev)
+	if l.obs != nil {
+		l.obs.Judged(time.Since(began), v.Incidents)
+	}
 	incs, skipped := v.Incidents, v.Skipped > 0
 	for i := range incs {
 		inc := &incs[i]
@@ -291,6 +303,9 @@ func (l *Local) fanOut(ctx context.Context) {
 				if s.box.Stalled(now, l.cfg.DropAfter) {
 					l.log.Warn("dropping a subscriber that stopped reading", "after", l.cfg.DropAfter)
 					l.removeLocked(s)
+					if l.obs != nil {
+						l.obs.SubscriberDropped()
+					}
 					continue
 				}
 				s.box.Put(batch)
@@ -389,6 +404,9 @@ func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- service.U
 		u, ok := s.box.Take()
 		if !ok {
 			continue
+		}
+		if u.Dropped > 0 && l.obs != nil {
+			l.obs.SubscriberLost(u.Dropped)
 		}
 		if replayed != nil {
 			u.Incidents = slices.DeleteFunc(u.Incidents, func(inc rules.Incident) bool {
@@ -612,6 +630,9 @@ func (l *Local) ApplyRules(set *rules.RuleSet, err error) {
 		l.rulesErr.Store(&msg)
 		l.statusDue.Store(true)
 		l.log.Error("rules reload failed; keeping the previous rules", "path", l.cfg.RulesPath, "err", strings.ReplaceAll(msg, "\n", " | "))
+		if l.obs != nil {
+			l.obs.RulesReloadFailed()
+		}
 		return
 	}
 	l.engine.SetRules(set)
@@ -648,6 +669,14 @@ func (l *Local) Status(ctx context.Context) (service.Status, error) {
 	if err := l.flush(); err != nil {
 		return service.Status{}, err
 	}
+	return l.status()
+}
+
+// Snapshot is Status without committing the store's queue first, for
+// frequent pollers such as a metrics scrape that must not force commits:
+// its open counts cover committed incidents, at most one batch interval
+// behind.
+func (l *Local) Snapshot() (service.Status, error) {
 	return l.status()
 }
 
