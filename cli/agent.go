@@ -100,13 +100,10 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 			return fmt.Errorf("group %s has a non-numeric id %q", f.group, g.Gid)
 		}
 	}
-	var metricsLn net.Listener
 	if f.metricsAddr != "" {
-		var err error
-		if metricsLn, err = listenMetrics(f.metricsAddr, f.metricsRemote); err != nil {
+		if err := checkMetricsAddr(f.metricsAddr, f.metricsRemote); err != nil {
 			return err
 		}
-		defer metricsLn.Close()
 	}
 	sock := socketPath(opts)
 	ln, err := agent.Listen(sock, gid)
@@ -114,6 +111,13 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		return err
 	}
 	defer ln.Close()
+	var metricsLn net.Listener
+	if f.metricsAddr != "" {
+		if metricsLn, err = metrics.Listen(f.metricsAddr, f.metricsRemote); err != nil {
+			return fmt.Errorf("%w; choose another --metrics-addr", err)
+		}
+		defer metricsLn.Close()
+	}
 
 	var out *incidentOutput
 	if f.output != "" {
@@ -183,21 +187,17 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	return nil
 }
 
-// listenMetrics opens the --metrics-addr listener before anything else
-// starts, so a refused or busy address stops the agent at once with a
-// clear message.
-func listenMetrics(addr string, allowRemote bool) (net.Listener, error) {
-	if _, err := metrics.ListenAddr(addr, allowRemote); err != nil {
-		if errors.Is(err, metrics.ErrNotLoopback) {
-			return nil, usageError("--metrics-addr %s is not a loopback address; add --metrics-allow-remote to serve metrics beyond this host, or give :PORT for 127.0.0.1", addr)
-		}
-		return nil, usageError("--metrics-addr: %v", err)
+// checkMetricsAddr turns a --metrics-addr that cannot or may not be served
+// into a usage error, before the agent creates anything.
+func checkMetricsAddr(addr string, allowRemote bool) error {
+	_, err := metrics.ListenAddr(addr, allowRemote)
+	switch {
+	case errors.Is(err, metrics.ErrNotLoopback):
+		return usageError("--metrics-addr %s is not a loopback address; add --metrics-allow-remote to serve metrics beyond this host, or give :PORT for 127.0.0.1", addr)
+	case err != nil:
+		return usageError("--metrics-addr: %v", err)
 	}
-	ln, err := metrics.Listen(addr, allowRemote)
-	if err != nil {
-		return nil, fmt.Errorf("%w; choose another --metrics-addr", err)
-	}
-	return ln, nil
+	return nil
 }
 
 // runningPipeline is a pipeline.Local with what it owns.

@@ -47,6 +47,11 @@ func TestAgentServesMetrics(t *testing.T) {
 	stop := startAgent(t, e, "--metrics-addr", ":"+port)
 	url := "http://127.0.0.1:" + port + "/metrics"
 
+	// A second agent is told about the first, not about the busy port.
+	if _, errOut, code := runCLI(t, "", e.args("agent", "--metrics-addr", ":"+port)...); code != 1 || !strings.Contains(errOut, "already running") {
+		t.Errorf("second agent: exit %d, %q; want 1 and already running", code, errOut)
+	}
+
 	src.emit(t, tmpExec("/tmp/backup.sh", "a"))
 	src.emit(t, tmpExec("/tmp/backup.sh", "a")) // a repeat of the same incident
 	src.emit(t, tmpExec("/usr/bin/ls", "c"))    // no rule matches
@@ -156,5 +161,23 @@ func TestAgentRefusesBadMetricsAddr(t *testing.T) {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s exists after the agent refused its flags", p)
 		}
+	}
+}
+
+func TestAgentMetricsPortInUse(t *testing.T) {
+	useFakeSensor(t)
+	e := newTestEnv(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	port := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
+	_, errOut, code := runCLI(t, "", e.args("agent", "--metrics-addr", "localhost:"+port)...)
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "address already in use; choose another --metrics-addr") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line naming the busy address", code, errOut)
+	}
+	if _, err := os.Stat(e.db); err == nil {
+		t.Error("the database was opened although the agent could not serve its metrics")
 	}
 }
