@@ -60,8 +60,11 @@ func noAgent(err error) bool {
 }
 
 // openOffline opens the database and runs a sensorless pipeline on it.
+// Retention is off in this process: a command that only reads (or adds a
+// skip) must never delete incidents; the agent that owns the database
+// applies the retention policy when it runs.
 func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.Service, func() error, error) {
-	st, err := store.Open(dbPath(opts), store.Options{})
+	st, err := store.Open(dbPath(opts), store.Options{RetentionAge: -1, RetentionCount: -1})
 	if err != nil {
 		return nil, nil, err
 	}
