@@ -85,7 +85,10 @@ func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM)
+	// SIGHUP means the terminal (or the SSH session) is gone: quit and
+	// flush like SIGTERM. The rules watcher also listens for SIGHUP to
+	// reload, which would otherwise keep a UI without a terminal running.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if len(specs) > 0 {
 		return runUIHosts(ctx, specs, uiOpts)

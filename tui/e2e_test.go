@@ -208,7 +208,28 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	tm("send-keys", "-t", session, "q")
+
+	// The terminal goes away (an SSH session drops): the UI must quit and
+	// release the database, not linger without a screen.
+	tm("kill-session", "-t", session)
+	deadline := time.Now().Add(10 * time.Second)
+	for running(bin) {
+		if time.Now().After(deadline) {
+			t.Fatal("the UI still runs 10 s after its terminal closed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// running reports whether any process runs the binary at path.
+func running(path string) bool {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == path {
+			return true
+		}
+	}
+	return false
 }
 
 // buildSuidProbe builds a tiny program that prints its effective uid, owned
