@@ -14,10 +14,14 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Pending bytes in the ring buffer that make the writer wake the reader. */
-#define WAKEUP_BYTES (64 * 1024)
-/* Longest time the writer lets pass without waking the reader. */
+/* Longest time the writer lets pass without waking the reader, and the
+ * shortest between two wakeups when the ring fills up. */
 #define WAKEUP_NS (10 * 1000 * 1000ULL)
+#define WAKEUP_MIN_NS (1000 * 1000ULL)
+
+/* Pending bytes that make the writer wake the reader early: a quarter of
+ * the ring, set by the loader. */
+const volatile __u64 wakeup_bytes = 1 << 21;
 
 /* When an event last woke the reader (bpf_ktime_get_ns). */
 __u64 last_wakeup = 0;
@@ -154,16 +158,17 @@ static __always_inline void submit(struct event *e, __u32 off)
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(e->h) + DATA_MAX)
 		return;
-	/* Wake the reader when a batch has piled up or when it has not been
-	 * woken for WAKEUP_NS: a lone event on a quiet host is seen at once, and
-	 * a storm costs at most one wakeup per WAKEUP_NS (plus one per batch)
-	 * instead of a context switch per event. The race between CPUs on
-	 * last_wakeup only risks an extra wakeup. The reader also polls slowly,
-	 * for the tail of a burst that ends within WAKEUP_NS of a wakeup. */
+	/* Wake the reader at most once per WAKEUP_NS, or once per millisecond
+	 * when a quarter of the ring is full. A wakeup is an interrupt (a VM
+	 * exit under virtualisation), so per-event wakeups would cost more than
+	 * the event itself; the reader also collects on its own tick while
+	 * events flow. The race between CPUs on last_wakeup only risks an extra
+	 * wakeup. */
 	__u64 now = bpf_ktime_get_ns();
+	__u64 since = now - last_wakeup;
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (now - last_wakeup > WAKEUP_NS ||
-	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES) {
+	if (since > WAKEUP_NS ||
+	    (since > WAKEUP_MIN_NS && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wakeup_bytes)) {
 		flags = BPF_RB_FORCE_WAKEUP;
 		last_wakeup = now;
 	}

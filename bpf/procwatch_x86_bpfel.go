@@ -103,6 +103,7 @@ const (
 	ProcwatchProgTpSchedFork    = "tp_sched_fork"
 	ProcwatchVarLastWakeup      = "last_wakeup"
 	ProcwatchVarSelfTgid        = "self_tgid"
+	ProcwatchVarWakeupBytes     = "wakeup_bytes"
 )
 
 // LoadProcwatch returns the embedded CollectionSpec for Procwatch.
@@ -182,8 +183,9 @@ type ProcwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ProcwatchVariableSpecs struct {
-	LastWakeup *ebpf.VariableSpec `ebpf:"last_wakeup"`
-	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
+	LastWakeup  *ebpf.VariableSpec `ebpf:"last_wakeup"`
+	SelfTgid    *ebpf.VariableSpec `ebpf:"self_tgid"`
+	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // ProcwatchObjects contains all objects after they have been loaded into the kernel.
@@ -227,8 +229,9 @@ func (m *ProcwatchMaps) Close() error {
 //
 // It can be passed to LoadProcwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ProcwatchVariables struct {
-	LastWakeup *ebpf.Variable `ebpf:"last_wakeup"`
-	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
+	LastWakeup  *ebpf.Variable `ebpf:"last_wakeup"`
+	SelfTgid    *ebpf.Variable `ebpf:"self_tgid"`
+	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // ProcwatchPrograms contains all programs after they have been loaded into the kernel.

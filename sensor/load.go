@@ -98,6 +98,9 @@ func loadCollection(mode string, ringBytes int) (*ebpf.Collection, error) {
 	if err := spec.Variables["self_tgid"].Set(uint32(os.Getpid())); err != nil {
 		return nil, fmt.Errorf("set self_tgid: %w", err)
 	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(ringBytes / 4)); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
 	for _, h := range hooks {
 		if !h.usedIn(mode) {
 			delete(spec.Programs, h.prog)
