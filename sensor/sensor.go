@@ -248,7 +248,8 @@ func (s *Sensor) waitReadable(deadline time.Time) {
 // busyInterval is how often the reader collects events while they flow
 // (an event then waits at most that long); idlePoll bounds how long it
 // waits when they do not. The BPF side signals the first event after 10 ms
-// of quiet and every 64 KiB, so on a quiet host an event is read at once.
+// of quiet (and early when the ring fills), so on a quiet host an event is
+// read at once.
 const (
 	busyInterval = 50 * time.Millisecond
 	idlePoll     = 100 * time.Millisecond
