@@ -130,32 +130,6 @@ func parseAgo(s string) (time.Duration, bool) {
 	return days + d, true
 }
 
-// matchesQuery applies q to an incident that arrived live, with the same
-// meaning the store gives it for stored ones.
-func matchesQuery(inc *rules.Incident, q service.Query) bool {
-	switch {
-	case q.MinSeverity != rules.SeverityNone && inc.Severity < q.MinSeverity,
-		q.Type != "" && inc.Type != q.Type,
-		q.Rule != "" && inc.Rule != q.Rule,
-		q.Status != "" && inc.Status != q.Status,
-		!q.Since.IsZero() && inc.Time.Before(q.Since),
-		!q.Until.IsZero() && !inc.Time.Before(q.Until):
-		return false
-	}
-	if q.Grep == "" {
-		return true
-	}
-	if strings.Contains(inc.Summary, q.Grep) || strings.Contains(string(inc.Process.Exe), q.Grep) || strings.Contains(inc.Rule, q.Grep) {
-		return true
-	}
-	for _, a := range inc.Process.Args {
-		if strings.Contains(string(a), q.Grep) {
-			return true
-		}
-	}
-	return false
-}
-
 func newIncidentsCmd(opts *Options) *cobra.Command {
 	var (
 		f      queryFlags
@@ -244,7 +218,7 @@ func followIncidents(ctx context.Context, svc service.Service, w *bufio.Writer, 
 	for u := range updates {
 		for i := range u.Incidents {
 			inc := &u.Incidents[i]
-			if inc.ID <= newest || !matchesQuery(inc, q) || (!asJSON && shown[inc.ID]) {
+			if inc.ID <= newest || !q.Matches(inc) || (!asJSON && shown[inc.ID]) {
 				continue
 			}
 			if len(shown) > 1<<16 {

@@ -7,6 +7,7 @@ package service
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
@@ -61,6 +62,33 @@ type Query struct {
 	Until       time.Time      `json:"until,omitzero"`
 	Grep        string         `json:"grep,omitempty"` // substring of summary, exe, args, rule
 	Limit       int            `json:"limit,omitempty"`
+}
+
+// Matches reports whether inc passes every filter of q except Limit. The
+// store applies it to stored incidents and clients to incidents that arrive
+// live, so both mean the same thing by a query. Since and Until are
+// inclusive; Grep is a case-sensitive substring of the summary, the rule,
+// the exe or an argument.
+func (q *Query) Matches(inc *rules.Incident) bool {
+	switch {
+	case q.MinSeverity != rules.SeverityNone && inc.Severity < q.MinSeverity,
+		q.Type != "" && inc.Type != q.Type,
+		q.Rule != "" && inc.Rule != q.Rule,
+		q.Status != "" && inc.Status != q.Status,
+		!q.Since.IsZero() && inc.Time.Before(q.Since),
+		!q.Until.IsZero() && inc.Time.After(q.Until):
+		return false
+	}
+	if q.Grep == "" || strings.Contains(inc.Summary, q.Grep) || strings.Contains(inc.Rule, q.Grep) ||
+		strings.Contains(string(inc.Process.Exe), q.Grep) {
+		return true
+	}
+	for _, a := range inc.Process.Args {
+		if strings.Contains(string(a), q.Grep) {
+			return true
+		}
+	}
+	return false
 }
 
 // Update is one message of a subscription. Exactly the fields that changed

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -83,7 +82,6 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 	if !q.Since.IsZero() {
 		lo = timeBound(q.Since)
 	}
-	m := newMatcher(q)
 	emitted := 0
 	batch := make([]rules.Incident, 0, readChunk)
 	for {
@@ -111,7 +109,7 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 				if err := decodeIncident(key, val, &inc); err != nil {
 					return err
 				}
-				if !m.match(&inc) {
+				if !q.Matches(&inc) {
 					continue
 				}
 				batch = append(batch, inc)
@@ -218,42 +216,6 @@ func timeBound(t time.Time) uint64 {
 		return 0
 	}
 	return uint64(ns)
-}
-
-// matcher applies the filters of a Query that the scan order does not.
-type matcher struct {
-	q service.Query
-}
-
-func newMatcher(q service.Query) *matcher { return &matcher{q: q} }
-
-func (m *matcher) match(inc *rules.Incident) bool {
-	q := &m.q
-	switch {
-	case q.MinSeverity != rules.SeverityNone && inc.Severity < q.MinSeverity,
-		q.Type != "" && inc.Type != q.Type,
-		q.Rule != "" && inc.Rule != q.Rule,
-		q.Status != "" && inc.Status != q.Status,
-		!q.Since.IsZero() && inc.Time.Before(q.Since),
-		!q.Until.IsZero() && inc.Time.After(q.Until):
-		return false
-	}
-	return q.Grep == "" || grepMatch(inc, q.Grep)
-}
-
-// grepMatch reports whether text occurs (case-sensitively, as grep does)
-// in the summary, the rule, the exe or an argument.
-func grepMatch(inc *rules.Incident, text string) bool {
-	if strings.Contains(inc.Summary, text) || strings.Contains(inc.Rule, text) ||
-		strings.Contains(string(inc.Process.Exe), text) {
-		return true
-	}
-	for _, a := range inc.Process.Args {
-		if strings.Contains(string(a), text) {
-			return true
-		}
-	}
-	return false
 }
 
 // scanner yields incident records newest first with ids <= hi: straight

@@ -154,10 +154,9 @@ func TestUpsertKeepsStoredStatus(t *testing.T) {
 // bruteQuery is the reference for Query: filter every incident, sort by id
 // descending, cut to the limit.
 func bruteQuery(all []rules.Incident, q service.Query) []rules.ID {
-	m := newMatcher(q)
 	var ids []rules.ID
 	for i := range all {
-		if m.match(&all[i]) {
+		if q.Matches(&all[i]) {
 			ids = append(ids, all[i].ID)
 		}
 	}
