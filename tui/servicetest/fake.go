@@ -180,10 +180,7 @@ func (f *Fake) Incidents(_ context.Context, q service.Query) ([]rules.Incident, 
 	f.record("Incidents")
 	var out []rules.Incident
 	for _, in := range f.incidents {
-		if q.MinSeverity != 0 && in.Severity < q.MinSeverity ||
-			q.Status != "" && in.Status != q.Status ||
-			q.Rule != "" && in.Rule != q.Rule ||
-			!q.Since.IsZero() && in.LastSeen.Before(q.Since) {
+		if !q.Matches(&in) {
 			continue
 		}
 		out = append(out, in)
