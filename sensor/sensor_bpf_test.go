@@ -115,7 +115,7 @@ func helper(t *testing.T) string {
 		}
 		os.Chmod(dir, 0o755)
 		helperPath = filepath.Join(dir, "helper")
-		out, err := exec.Command("gcc", "-static", "-O2", "-o", helperPath, "testdata/helper.c").CombinedOutput()
+		out, err := exec.Command("gcc", "-static", "-O2", "-pthread", "-o", helperPath, "testdata/helper.c").CombinedOutput()
 		if err != nil {
 			helperErr = fmt.Errorf("gcc: %v: %s", err, out)
 		}
@@ -273,6 +273,29 @@ func TestExitCodesAndSignals(t *testing.T) {
 	ev = c.waitFor(t, "exit", pidIs(cmd.Process.Pid, sensor.TypeExit))
 	if ev.Signal != "SIGKILL" || ev.Outcome != sensor.Failure || ev.CoreDumped {
 		t.Errorf("kill: signal %q outcome %s core %v", ev.Signal, ev.Outcome, ev.CoreDumped)
+	}
+}
+
+// TestOneExitPerProcess: a process with several threads is reported once,
+// when its last thread exits, whichever thread that is.
+func TestOneExitPerProcess(t *testing.T) {
+	_, c := startSensor(t, sensor.Config{})
+	h := helper(t)
+	for _, tt := range []struct {
+		mode string
+		code int
+	}{{"threads", 5}, {"leader-first", 6}} {
+		t.Run(tt.mode, func(t *testing.T) {
+			pid := run(t, exec.Command(h, tt.mode))
+			ev := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
+			if ev.ExitCode == nil || *ev.ExitCode != tt.code {
+				t.Errorf("exit code %v, want %d", ev.ExitCode, tt.code)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if n := len(c.find(pidIs(pid, sensor.TypeExit))); n != 1 {
+				t.Errorf("%d exit events for one process of 4 threads, want 1", n)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@
  * one specific thing. Built with `gcc -static` by the tests. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +10,14 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+static void *linger(void *arg)
+{
+	usleep(50 * 1000);
+	if (arg)
+		exit(6); /* the last thread ends the process */
+	return NULL;
+}
 
 int main(int argc, char **argv)
 {
@@ -21,6 +30,20 @@ int main(int argc, char **argv)
 		signal(SIGSEGV, SIG_DFL);
 		raise(SIGSEGV);
 		return 1;
+	}
+	if (!strcmp(mode, "threads")) {
+		/* Four threads; the process exits with 5 while they run. */
+		pthread_t t[3];
+		for (int i = 0; i < 3; i++)
+			pthread_create(&t[i], NULL, linger, NULL);
+		usleep(10 * 1000);
+		exit(5);
+	}
+	if (!strcmp(mode, "leader-first")) {
+		/* The main thread leaves first; a later thread ends the process. */
+		pthread_t t;
+		pthread_create(&t, NULL, linger, (void *)1);
+		pthread_exit(NULL);
 	}
 	if (!strcmp(mode, "id")) {
 		printf("uid=%d euid=%d\n", getuid(), geteuid());
