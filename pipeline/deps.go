@@ -20,7 +20,10 @@ type EventSource interface {
 }
 
 // Store is the part of *store.Store the pipeline uses. It is an interface
-// so that the pipeline's tests can count calls and inject failures.
+// so that the pipeline's tests can count calls and inject failures. Its
+// errors already name the operation ("remove skip 7: no such added
+// skip"), so Local returns them as they are rather than prefixing the
+// same words again.
 type Store interface {
 	Put(inc rules.Incident)
 	Flush() error

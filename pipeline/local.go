@@ -500,7 +500,7 @@ func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) 
 		return fmt.Errorf("set status: unknown status %q (want open, acknowledged or masked)", st)
 	}
 	if err := l.cfg.Store.SetStatus(ids, st); err != nil {
-		return fmt.Errorf("set status: %w", err)
+		return err
 	}
 	const maxPushed = 1000
 	if len(ids) <= maxPushed && l.nsubs.Load() > 0 {
@@ -521,7 +521,7 @@ func (l *Local) Skips(ctx context.Context) ([]rules.Skip, error) {
 	file := l.engine.RuleSet().Skips()
 	added, err := l.cfg.Store.Skips()
 	if err != nil {
-		return nil, fmt.Errorf("list skips: %w", err)
+		return nil, err
 	}
 	all := make([]rules.Skip, 0, len(file)+len(added))
 	for _, s := range file {
@@ -569,7 +569,7 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	defer l.skipMu.Unlock()
 	added, masked, err := l.cfg.Store.AddSkip(s, l.covers(s))
 	if err != nil {
-		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
+		return rules.Skip{}, 0, err
 	}
 	if err := l.pushSkips(); err != nil {
 		return added, masked, err
@@ -584,7 +584,7 @@ func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
 	defer l.skipMu.Unlock()
 	n, err := l.cfg.Store.RemoveSkip(id)
 	if err != nil {
-		return 0, fmt.Errorf("remove skip %s: %w", id, err)
+		return 0, err
 	}
 	if err := l.pushSkips(); err != nil {
 		return n, err
@@ -712,11 +712,7 @@ func (l *Local) Export(ctx context.Context, q service.Query, format string, w io
 	if err := l.flush(); err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}
-	n, err := l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, ExportProgress(ctx))
-	if err != nil {
-		return n, fmt.Errorf("export: %w", err)
-	}
-	return n, nil
+	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, ExportProgress(ctx))
 }
 
 // ctxWriter fails writes once ctx ends, which stops a long export whose

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -727,5 +728,36 @@ func TestQuickOffOnRestartsTheSensorAtMostOnce(t *testing.T) {
 	}
 	if got := h.incidents(t, service.Query{}); len(got) != 1 {
 		t.Errorf("%d incidents after toggling back on, want 1", len(got))
+	}
+}
+
+// TestStoreErrorsNamedOnce: the store's errors already say what failed, so
+// the one line a front end prints names the operation once, not twice.
+func TestStoreErrorsNamedOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	sk := rules.Skip{Kind: rules.SkipCommand, Value: "backup.sh"}
+	if _, _, err := h.local.AddSkip(ctx, sk); err != nil {
+		t.Fatal(err)
+	}
+	_, _, dupErr := h.local.AddSkip(ctx, sk)
+	_, rmErr := h.local.RemoveSkip(ctx, "999")
+	statusErr := h.local.SetStatus(ctx, []rules.ID{12345}, rules.StatusAcknowledged)
+	for _, c := range []struct {
+		err  error
+		is   error
+		verb string
+	}{
+		{dupErr, store.ErrSkipExists, "add skip"},
+		{rmErr, store.ErrNoSkip, "remove skip"},
+		{statusErr, store.ErrNoIncident, "set status"},
+	} {
+		if !errors.Is(c.err, c.is) {
+			t.Errorf("%s: %v, want %v", c.verb, c.err, c.is)
+			continue
+		}
+		if n := strings.Count(c.err.Error(), c.verb); n != 1 {
+			t.Errorf("%q names %q %d times, want once", c.err, c.verb, n)
+		}
 	}
 }
