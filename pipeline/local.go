@@ -533,10 +533,6 @@ func (l *Local) Skips(ctx context.Context) ([]rules.Skip, error) {
 	return append(all, added...), nil
 }
 
-func (l *Local) covers(s rules.Skip) func(*rules.Incident) bool {
-	return s.Covers
-}
-
 // PreviewSkip implements service.Service.
 func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := rules.ValidateSkip(s); err != nil {
@@ -545,7 +541,7 @@ func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := l.flush(); err != nil {
 		return 0, err
 	}
-	n, err := l.cfg.Store.CountCovered(l.covers(s))
+	n, err := l.cfg.Store.CountCovered(s.Covers)
 	if err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
 	}
@@ -567,7 +563,7 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	}
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	added, masked, err := l.cfg.Store.AddSkip(s, l.covers(s))
+	added, masked, err := l.cfg.Store.AddSkip(s, s.Covers)
 	if err != nil {
 		return rules.Skip{}, 0, err
 	}
