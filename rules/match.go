@@ -155,8 +155,6 @@ func (s *commandSet) add(names []string) {
 	}
 }
 
-func (s *commandSet) empty() bool { return s == nil || len(s.names) == 0 }
-
 // match reports whether base (the executable's base name) or comm names a
 // command in the set.
 func (s *commandSet) match(base, comm string) bool {
@@ -244,8 +242,6 @@ func (s *userSet) add(users []string) {
 		s.names[u] = struct{}{}
 	}
 }
-
-func (s *userSet) empty() bool { return s == nil || (len(s.uids) == 0 && len(s.names) == 0) }
 
 func (s *userSet) match(f *facts) bool {
 	if s == nil {

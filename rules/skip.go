@@ -23,10 +23,6 @@ func newSkipIndex(l SkipList) skipIndex {
 	}
 }
 
-func (s *skipIndex) empty() bool {
-	return s == nil || (s.commands.empty() && s.paths.empty() && s.users.empty())
-}
-
 func (s *skipIndex) match(f *facts) bool {
 	if s == nil {
 		return false
