@@ -97,17 +97,6 @@ type hostResult struct {
 	err  error
 }
 
-// failed returns the results that carry an error.
-func failed(results []hostResult) []hostResult {
-	var out []hostResult
-	for _, r := range results {
-		if r.err != nil {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // onHosts runs fn for every target at once, each with its own timeout, and
 // returns the results in target order.
 func onHosts(ctx context.Context, targets []target, fn func(context.Context, target) hostResult) []hostResult {

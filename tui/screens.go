@@ -155,29 +155,24 @@ func (s *incidentsScreen) shown() []rules.Incident {
 // streamScreen is one live stream of events, bounded to the last cap rows.
 // Pausing freezes what is shown while rows keep arriving and being counted.
 type streamScreen struct {
-	typ       sensor.EventType
-	names     []string // host names; nil with one host
-	rows      *ring[*row]
-	list      *listView
-	seq       uint64
-	paused    bool
-	newRows   uint64
-	dirty     bool
-	evictions uint64
+	names   []string // host names; nil with one host
+	rows    *ring[*row]
+	list    *listView
+	seq     uint64
+	paused  bool
+	newRows uint64
+	dirty   bool
 }
 
 func newStreamScreen(t sensor.EventType, capacity int, names []string) *streamScreen {
 	cols, verdict := streamColumns(t, names != nil)
 	l := newListView(cols, verdict, true, "waiting for events…")
 	l.byKey = true
-	return &streamScreen{typ: t, names: names, rows: newRing[*row](capacity), list: l}
+	return &streamScreen{names: names, rows: newRing[*row](capacity), list: l}
 }
 
 func (s *streamScreen) add(it *streamItem, users *userCache, loc *time.Location) {
 	s.seq++
-	if s.rows.Len() == len(s.rows.buf) {
-		s.evictions++
-	}
 	name := ""
 	if s.names != nil {
 		name = s.names[it.host]
