@@ -23,7 +23,9 @@ type EventSource interface {
 // so that the pipeline's tests can count calls and inject failures. Its
 // errors already name the operation ("remove skip 7: no such added
 // skip"), so Local returns them as they are rather than prefixing the
-// same words again.
+// same words again. SetStatus, CountCovered and AddSkip commit the queued
+// incidents before they look at the stored ones, so Local does not flush
+// before calling them.
 type Store interface {
 	Put(inc rules.Incident)
 	Flush() error

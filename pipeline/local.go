@@ -538,9 +538,6 @@ func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := rules.ValidateSkip(s); err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
 	}
-	if err := l.flush(); err != nil {
-		return 0, err
-	}
 	n, err := l.cfg.Store.CountCovered(s.Covers)
 	if err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
@@ -558,9 +555,6 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
 	}
 	s.Source = rules.SourceAdded
-	if err := l.flush(); err != nil {
-		return rules.Skip{}, 0, err
-	}
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
 	added, masked, err := l.cfg.Store.AddSkip(s, s.Covers)

@@ -230,3 +230,46 @@ func TestSkipsPersistAndValidate(t *testing.T) {
 		t.Errorf("RemoveSkip(abc) = %v", err)
 	}
 }
+
+// TestTriageSeesQueuedIncidents: SetStatus, CountCovered and AddSkip commit
+// the queue before they look, so an incident Put a moment ago is counted,
+// masked and found; the pipeline relies on it instead of flushing first.
+func TestTriageSeesQueuedIncidents(t *testing.T) {
+	s, _ := openTemp(t, Options{BatchInterval: time.Hour, RetentionAge: -1})
+	all := fixtures(baseTime, 12) // exes cycle through fixtureExes
+	curl := rules.Skip{Kind: rules.SkipCommand, Value: "curl"}
+	want := 0
+	for i := range all {
+		if coveredBy(curl)(&all[i]) {
+			want++
+		}
+	}
+	if want == 0 {
+		t.Fatal("no fixture is a curl incident; the test needs some")
+	}
+	put := func() {
+		t.Helper()
+		for _, inc := range all[:6] {
+			s.Put(inc)
+		}
+		all = all[6:]
+		if st := s.Stats(); st.Queued != 6 {
+			t.Fatalf("%d queued, want the 6 just put", st.Queued)
+		}
+	}
+	put()
+	preview, err := s.CountCovered(coveredBy(curl))
+	if err != nil || preview == 0 {
+		t.Errorf("CountCovered = %d, %v; want the queued curl incident counted", preview, err)
+	}
+	put()
+	_, masked, err := s.AddSkip(curl, coveredBy(curl))
+	if err != nil || masked != want {
+		t.Errorf("AddSkip masked %d, %v; want %d, queued ones included", masked, err, want)
+	}
+	last := fixtures(baseTime.Add(time.Hour), 1)[0]
+	s.Put(last)
+	if err := s.SetStatus([]rules.ID{last.ID}, rules.StatusAcknowledged); err != nil {
+		t.Errorf("SetStatus of a queued incident: %v", err)
+	}
+}
