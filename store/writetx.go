@@ -161,7 +161,7 @@ func (w *writeTx) clearMasks(id []byte) error {
 	return nil
 }
 
-// masked reports whether any skip holds a mask link to the incident.
+// maskedBySkip reports whether any skip holds a mask link to the incident.
 func (w *writeTx) maskedBySkip(id []byte) bool {
 	k, _ := w.masks.Cursor().Seek(id)
 	return k != nil && bytes.HasPrefix(k, id)
@@ -228,6 +228,8 @@ func applyDeltas(b *bolt.Bucket, deltas map[string]int64) error {
 	return nil
 }
 
+// readUint64 reads an 8-byte big-endian value; a missing or damaged one
+// reads as 0.
 func readUint64(b *bolt.Bucket, key []byte) uint64 {
 	v := b.Get(key)
 	if len(v) != 8 {
@@ -236,14 +238,8 @@ func readUint64(b *bolt.Bucket, key []byte) uint64 {
 	return binary.BigEndian.Uint64(v)
 }
 
-// counter reads a uint64 counter; a missing or damaged one reads as 0.
-func counter(b *bolt.Bucket, key []byte) int64 {
-	v := b.Get(key)
-	if len(v) != 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(v))
-}
+// counter reads a counter as a signed number, so deltas can be added to it.
+func counter(b *bolt.Bucket, key []byte) int64 { return int64(readUint64(b, key)) }
 
 func sevKey(sev rules.Severity, id []byte) []byte {
 	k := make([]byte, 0, 9)
