@@ -119,10 +119,6 @@ func New(src Sources) (*Metrics, error) {
 	return m, nil
 }
 
-// Registry returns the registry, for embedding programs that serve it
-// themselves or add their own collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the registry in the Prometheus text or protobuf format.
 // A source that fails leaves its series out of that scrape (and logs why)
 // instead of failing the whole scrape.
