@@ -215,6 +215,12 @@ func TestMergedIncidentsWithHostColumn(t *testing.T) {
 			}
 			h.typeKeys("h")
 			h.waitFor("2 shown", "host web-02")
+			// The host shown becomes the focus, so its rules are loaded.
+			for deadline := time.Now().Add(5 * time.Second); countCalls(fakes[1].Fake, "Rules") == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("showing web-02 did not load its rules")
+				}
+			}
 			h.typeKeys("h")
 			h.waitFor("0 shown", "host db-01")
 			h.typeKeys("h")

@@ -601,7 +601,7 @@ func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		return exportIncidents(m.opts.ExportDir, name, m.opts.Now(), list)
 	case m.multi && key.Matches(msg, k.HostFilter):
-		m.cycleHostFilter()
+		return m.cycleHostFilter()
 	case m.multi && key.Matches(msg, k.FanOut):
 		m.toggleFanOut()
 	default:
