@@ -71,7 +71,7 @@ terminal and the export takes more than a second.`,
 					return err
 				}
 				if output != "" && output != "-" {
-					fmt.Fprintf(stderr, "exported %d %s to %s\n", n, plural(n, "incident", "incidents"), output)
+					fmt.Fprintf(stderr, "exported %s to %s\n", nounCount(n, "incident"), output)
 				}
 				return nil
 			})

@@ -52,8 +52,8 @@ func newSkipAddCmd(opts *Options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "added skip %s (%s); masked %d open %s\n",
-					added.ID, describeSkip(added), masked, plural(masked, "incident", "incidents"))
+				fmt.Fprintf(cmd.OutOrStdout(), "added skip %s (%s); masked %s\n",
+					added.ID, describeSkip(added), nounCount(masked, "open incident"))
 				return nil
 			})
 		},
@@ -85,7 +85,7 @@ incidents it masked become open again.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "removed skip %s; unmasked %d %s\n", id, n, plural(n, "incident", "incidents"))
+				fmt.Fprintf(cmd.OutOrStdout(), "removed skip %s; unmasked %s\n", id, nounCount(n, "incident"))
 				return nil
 			})
 		},
@@ -176,13 +176,6 @@ func forRule(rule string) string {
 		return " for every rule"
 	}
 	return " for rule " + cell(rule)
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // whoami names the operator for a skip's AddedBy: the sudo caller when
