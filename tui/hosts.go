@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -320,35 +321,36 @@ func (m *Model) targets(host int) []target {
 // sameIncidentKey says when incidents on different hosts are the same
 // finding, for acknowledging or masking it on every selected host: same
 // rule, same executable and arguments, same user.
-func sameIncidentKey(in *rules.Incident) string {
-	return keyOfString(in.Rule, commandLine(&in.Process), fmt.Sprint(in.Process.UID))
+func sameIncidentKey(in *rules.Incident) uint64 {
+	return keyOf(in.Rule, commandLine(&in.Process), strconv.FormatUint(uint64(in.Process.UID), 10))
 }
-
-func keyOfString(parts ...string) string { return fmt.Sprint(keyOf(parts...)) }
 
 // statusTargets returns, for acknowledging or masking in (of host), the
 // incidents to change on each target host: in itself, and in fan-out mode
 // the open incidents of the other selected hosts that are the same finding.
 func (m *Model) statusTargets(in *rules.Incident, host int) []target {
-	if !m.fanOut {
-		t := m.target(host)
-		t.ids = []rules.ID{in.ID}
-		return []target{t}
-	}
-	want := sameIncidentKey(in)
-	var out []target
-	for _, i := range m.actionHosts(host) {
-		t := m.target(i)
-		if i == host {
-			t.ids = append(t.ids, in.ID)
+	to := m.actionHosts(host)
+	ids := make([][]rules.ID, len(m.hosts))
+	ids[host] = []rules.ID{in.ID}
+	if m.fanOut {
+		inScope := make([]bool, len(m.hosts))
+		for _, i := range to {
+			inScope[i] = true
 		}
+		want := sameIncidentKey(in)
+		self := incKey{host, in.ID}
 		for k, r := range m.inc.byID {
 			other := r.item.(*rules.Incident)
-			if k.host == i && !(i == host && k.id == in.ID) && other.Status == rules.StatusOpen && sameIncidentKey(other) == want {
-				t.ids = append(t.ids, k.id)
+			if inScope[k.host] && k != self && other.Status == rules.StatusOpen && sameIncidentKey(other) == want {
+				ids[k.host] = append(ids[k.host], k.id)
 			}
 		}
-		if len(t.ids) > 0 {
+	}
+	var out []target
+	for _, i := range to {
+		if len(ids[i]) > 0 {
+			t := m.target(i)
+			t.ids = ids[i]
 			out = append(out, t)
 		}
 	}
