@@ -351,40 +351,40 @@ func (o *incidentOutput) loop(w io.Writer, closer func() error) {
 	defer tick.Stop()
 	var failed error
 	var reported uint64
+	// check gives up on the output at its first error: the incidents are
+	// in the database anyway, and one log line says so.
+	check := func(err error) {
+		if err != nil && failed == nil {
+			failed = err
+			o.log.Error("--output failed; no more incidents will be written there", "err", err)
+		}
+	}
+	reportDrops := func() {
+		if n := o.dropped.Load(); n > reported {
+			o.log.Warn("--output could not keep up; incidents left out (they are in the database)", "count", n-reported)
+			reported = n
+		}
+	}
 	for {
 		select {
 		case inc, ok := <-o.ch:
 			if !ok {
-				if err := errors.Join(bw.Flush(), closer()); err != nil && failed == nil {
-					o.log.Error("--output", "err", err)
-				}
-				if n := o.dropped.Load(); n > reported {
-					o.log.Warn("--output could not keep up; incidents left out (they are in the database)", "count", n-reported)
-				}
+				check(errors.Join(bw.Flush(), closer()))
+				reportDrops()
 				return
 			}
-			if failed != nil {
-				continue
-			}
-			b, err := json.Marshal(&inc)
-			if err == nil {
-				_, err = bw.Write(append(b, '\n'))
-			}
-			if err != nil {
-				failed = err
-				o.log.Error("--output failed; no more incidents will be written there", "err", err)
+			if failed == nil {
+				b, err := json.Marshal(&inc)
+				if err == nil {
+					_, err = bw.Write(append(b, '\n'))
+				}
+				check(err)
 			}
 		case <-tick.C:
 			if failed == nil {
-				if err := bw.Flush(); err != nil {
-					failed = err
-					o.log.Error("--output failed; no more incidents will be written there", "err", err)
-				}
+				check(bw.Flush())
 			}
-			if n := o.dropped.Load(); n > reported {
-				o.log.Warn("--output could not keep up; incidents left out (they are in the database)", "count", n-reported)
-				reported = n
-			}
+			reportDrops()
 		}
 	}
 }
