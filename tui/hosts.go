@@ -227,15 +227,21 @@ func (m *Model) sparkSample() {
 	}
 }
 
-// selectedHosts returns the hosts the operator selected; with none
-// selected, the host under the cursor of the Hosts screen.
-func (m *Model) selectedHosts() []int {
+// checkedHosts returns the hosts the operator selected on the Hosts screen.
+func (m *Model) checkedHosts() []int {
 	var out []int
 	for i, h := range m.hosts {
 		if h.selected {
 			out = append(out, i)
 		}
 	}
+	return out
+}
+
+// selectedHosts returns the hosts the operator selected; with none
+// selected, the host under the cursor of the Hosts screen.
+func (m *Model) selectedHosts() []int {
+	out := m.checkedHosts()
 	if len(out) == 0 {
 		if r := m.hostsList.Selected(); r != nil {
 			out = append(out, r.host)
@@ -273,13 +279,7 @@ func (m *Model) onWhat(results []hostResult) string {
 // hostsTitle is the Hosts screen's title: counts of hosts by state and of
 // selected hosts.
 func (m *Model) hostsTitle() string {
-	sel := 0
-	for _, h := range m.hosts {
-		if h.selected {
-			sel++
-		}
-	}
-	return fmt.Sprintf("%d hosts · %d selected", len(m.hosts), sel)
+	return fmt.Sprintf("%d hosts · %d selected", len(m.hosts), len(m.checkedHosts()))
 }
 
 // hostScope tells, on the incidents title line, which hosts are shown and
@@ -300,8 +300,8 @@ func (m *Model) hostScope() string {
 func (m *Model) actionHosts(host int) []int {
 	out := []int{host}
 	if m.fanOut {
-		for i, h := range m.hosts {
-			if h.selected && i != host {
+		for _, i := range m.checkedHosts() {
+			if i != host {
 				out = append(out, i)
 			}
 		}
@@ -446,12 +446,7 @@ func (m *Model) toggleFanOut() {
 		m.setMsg("Actions go to the host the incident came from")
 		return
 	}
-	var sel []int
-	for i, h := range m.hosts {
-		if h.selected {
-			sel = append(sel, i)
-		}
-	}
+	sel := m.checkedHosts()
 	if len(sel) == 0 {
 		m.setMsg("Actions go to the incident's host and the selected hosts: none selected yet (screen 8, space)")
 		return
