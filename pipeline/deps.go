@@ -24,8 +24,9 @@ type EventSource interface {
 // errors already name the operation ("remove skip 7: no such added
 // skip"), so Local returns them as they are rather than prefixing the
 // same words again. SetStatus, CountCovered and AddSkip commit the queued
-// incidents before they look at the stored ones, so Local does not flush
-// before calling them.
+// incidents before they look at the stored ones, and SetStatus, AddSkip
+// and Export check their status, skip and format, so Local neither
+// flushes nor validates before calling them.
 type Store interface {
 	Put(inc rules.Incident)
 	Flush() error
