@@ -18,14 +18,9 @@ import (
 // the subscription never blocks on rendering.
 type inbox struct {
 	host      int // index of the host whose subscription fills it
-	mu        sync.Mutex
-	items     []streamItem
-	incidents []rules.Incident
-	status    *service.Status
-	dropped   uint64
-	closed    bool
-	err       error
 	maxEvents int
+	mu        sync.Mutex
+	pending   batch
 }
 
 func newInbox(host, maxEvents int) *inbox {
@@ -40,26 +35,27 @@ func (b *inbox) put(u service.Update) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	p := &b.pending
 	for i := range u.Events {
-		b.items = append(b.items, streamItem{host: b.host, ev: u.Events[i], skipped: skipped[i]})
+		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i], skipped: skipped[i]})
 	}
-	if over := len(b.items) - b.maxEvents; over > 0 {
-		b.items = append(b.items[:0], b.items[over:]...)
-		b.dropped += uint64(over)
+	if over := len(p.items) - b.maxEvents; over > 0 {
+		p.items = append(p.items[:0], p.items[over:]...)
+		p.dropped += uint64(over)
 	}
-	b.incidents = append(b.incidents, u.Incidents...)
+	p.incidents = append(p.incidents, u.Incidents...)
 	if u.Status != nil {
 		st := *u.Status
-		b.status = &st
+		p.status = &st
 	}
-	b.dropped += u.Dropped
+	p.dropped += u.Dropped
 }
 
 // close records that the subscription ended.
 func (b *inbox) close(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.closed, b.err = true, err
+	b.pending.closed, b.pending.err = true, err
 }
 
 // batch is everything an inbox held at one tick.
@@ -72,12 +68,12 @@ type batch struct {
 	err       error
 }
 
+// take hands over what is pending and leaves the inbox empty.
 func (b *inbox) take() batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := batch{items: b.items, incidents: b.incidents, status: b.status, dropped: b.dropped, closed: b.closed, err: b.err}
-	b.items, b.incidents, b.status, b.dropped = nil, nil, nil, 0
-	b.closed, b.err = false, nil
+	out := b.pending
+	b.pending = batch{}
 	return out
 }
 
