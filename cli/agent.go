@@ -243,7 +243,6 @@ func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSe
 		Source:     p.source,
 		Rules:      rules.NewEngine(set, rules.EngineOptions{Host: host}),
 		RulesPath:  rulesLabel(opts),
-		Reload:     func() (*rules.RuleSet, error) { return rules.Load(opts.RulesPath) },
 		OnIncident: onIncident,
 		Observer:   obs,
 		Logger:     log,

@@ -73,7 +73,6 @@ func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.
 		Store:     st,
 		Rules:     engine,
 		RulesPath: rulesLabel(opts),
-		Reload:    func() (*rules.RuleSet, error) { return rules.Load(opts.RulesPath) },
 		Logger:    log,
 	})
 	if err != nil {

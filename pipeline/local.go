@@ -44,11 +44,9 @@ type Config struct {
 	Source EventSource   // the sensor; nil runs without one (offline queries and changes)
 	Rules  *rules.Engine // judges events; its rules are replaced on reload
 
-	// RulesPath is shown in Status. Reload reads the rules again (from
-	// RulesPath, or the built-in ones); nil disables Local.Reload. A
-	// rules.Watcher calling ApplyRules is the other way to reload.
+	// RulesPath is shown in Status. New rules arrive through ApplyRules,
+	// which a rules.Watcher on the file calls.
 	RulesPath string
-	Reload    func() (*rules.RuleSet, error)
 
 	Tick        time.Duration // how often events are batched to subscribers; default 50ms
 	DropAfter   time.Duration // a subscriber that accepts nothing this long is dropped; default 30s
@@ -585,17 +583,6 @@ func (l *Local) pushSkips() error {
 		l.log.Warn("some added skips are invalid and do not apply", "err", err)
 	}
 	return nil
-}
-
-// Reload reads the rules again through Config.Reload and applies them
-// with ApplyRules.
-func (l *Local) Reload() error {
-	if l.cfg.Reload == nil {
-		return nil
-	}
-	set, err := l.cfg.Reload()
-	l.ApplyRules(set, err)
-	return err
 }
 
 // ApplyRules makes set the active rules, keeping dedup state and added

@@ -128,8 +128,8 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	}
 	cfg := Config{
 		Host: "testhost", Store: st, Source: h.source, Rules: rules.NewEngine(set, rules.EngineOptions{Host: "testhost"}),
-		RulesPath: h.path, Reload: func() (*rules.RuleSet, error) { return rules.LoadFile(h.path) },
-		Tick: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		RulesPath: h.path,
+		Tick:      10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -140,6 +140,14 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 		st.Close()
 	})
 	return h
+}
+
+// reload reads the rules file again and applies it, as the agent's
+// rules.Watcher does on a change or SIGHUP.
+func (h *harness) reload() error {
+	set, err := rules.LoadFile(h.path)
+	h.local.ApplyRules(set, err)
+	return err
 }
 
 func (h *harness) start(t *testing.T, cfg Config) {
@@ -559,7 +567,7 @@ func TestReloadWithBrokenFileKeepsOldRules(t *testing.T) {
 	if err := os.WriteFile(h.path, []byte("version: 1\nrules:\n  - name: [oops\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.local.Reload(); err == nil {
+	if err := h.reload(); err == nil {
 		t.Fatal("reloading a broken file succeeded")
 	}
 	st, _ := h.local.Status(ctx)
@@ -576,7 +584,7 @@ func TestReloadWithBrokenFileKeepsOldRules(t *testing.T) {
 	if err := os.WriteFile(h.path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.local.Reload(); err != nil {
+	if err := h.reload(); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := h.local.Status(ctx); st.RulesError != "" {

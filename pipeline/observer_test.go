@@ -81,13 +81,13 @@ func TestObserverSeesJudgementsAndReloadErrors(t *testing.T) {
 	if err := os.WriteFile(h.path, []byte("version: 1\nrules:\n  - name: [oops\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.local.Reload(); err == nil {
+	if err := h.reload(); err == nil {
 		t.Fatal("reloading a broken file succeeded")
 	}
 	if err := os.WriteFile(h.path, []byte(testRules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.local.Reload(); err != nil {
+	if err := h.reload(); err != nil {
 		t.Fatal(err)
 	}
 	if got := obs.snapshot().reloadKO; got != 1 {
