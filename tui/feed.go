@@ -29,15 +29,17 @@ func newInbox(host, maxEvents int) *inbox {
 
 // put adds one update. It is called from the subscription pump.
 func (b *inbox) put(u service.Update) {
-	skipped := map[int]bool{}
-	for _, i := range u.Skipped {
-		skipped[i] = true
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := &b.pending
+	start := len(p.items)
 	for i := range u.Events {
-		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i], skipped: skipped[i]})
+		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i]})
+	}
+	for _, i := range u.Skipped {
+		if i >= 0 && i < len(u.Events) {
+			p.items[start+i].skipped = true
+		}
 	}
 	if over := len(p.items) - b.maxEvents; over > 0 {
 		p.items = append(p.items[:0], p.items[over:]...)
