@@ -308,14 +308,13 @@ func (h *Host) current() (*agent.Client, error) {
 // waitConnected blocks until the host is connected or ctx ends.
 func (h *Host) waitConnected(ctx context.Context) (*agent.Client, error) {
 	for {
-		c, err := h.current()
-		if err == nil {
-			return c, nil
-		}
+		// Take the channel before looking, so a change in between still
+		// wakes the wait.
 		h.mu.Lock()
 		changed := h.changed
 		h.mu.Unlock()
-		if c, err := h.current(); err == nil {
+		c, err := h.current()
+		if err == nil {
 			return c, nil
 		}
 		select {
