@@ -255,6 +255,20 @@ func collect(t *testing.T, ch <-chan service.Update, cond func([]service.Update)
 	return got
 }
 
+// drainLosses reads a subscription until every one of n events has been
+// delivered or reported lost in Dropped, and returns both counts.
+func drainLosses(t *testing.T, ch <-chan service.Update, n uint64) (delivered, dropped uint64) {
+	t.Helper()
+	collect(t, ch, func(us []service.Update) bool {
+		if len(us) > 0 {
+			delivered += uint64(len(us[len(us)-1].Events))
+			dropped += us[len(us)-1].Dropped
+		}
+		return delivered+dropped == n
+	})
+	return delivered, dropped
+}
+
 func countEvents(us []service.Update) (events, incidents int) {
 	for _, u := range us {
 		events += len(u.Events)
@@ -382,14 +396,7 @@ func TestSlowSubscriberLosesOnlyWhatItIsToldAbout(t *testing.T) {
 	for range n {
 		h.source.emit(t, execEvent("/usr/bin/true", "x"))
 	}
-	var delivered, dropped uint64
-	collect(t, slow, func(us []service.Update) bool {
-		if len(us) > 0 {
-			delivered += uint64(len(us[len(us)-1].Events))
-			dropped += us[len(us)-1].Dropped
-		}
-		return delivered+dropped == n
-	})
+	delivered, dropped := drainLosses(t, slow, n)
 	if dropped == 0 || delivered < 50 || delivered >= n {
 		t.Errorf("slow subscriber: %d delivered, %d dropped; want a bounded loss, reported", delivered, dropped)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // recordingObserver keeps what the pipeline told it.
@@ -114,14 +113,7 @@ func TestObserverSeesSubscriberLosses(t *testing.T) {
 	for range n {
 		h.source.emit(t, execEvent("/usr/bin/true", "x"))
 	}
-	var delivered, told uint64
-	collect(t, slow, func(us []service.Update) bool {
-		if len(us) > 0 {
-			delivered += uint64(len(us[len(us)-1].Events))
-			told += us[len(us)-1].Dropped
-		}
-		return delivered+told == n
-	})
+	_, told := drainLosses(t, slow, n)
 	if told == 0 {
 		t.Fatal("the slow subscriber lost nothing; the test needs a loss")
 	}
