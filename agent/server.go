@@ -56,7 +56,7 @@ type deadliner interface {
 	SetReadDeadline(t time.Time) error
 }
 
-// conn is one served connection.
+// serverConn is one served connection.
 type serverConn struct {
 	s      *Server
 	log    *slog.Logger

@@ -29,7 +29,12 @@ type ExitError struct {
 	Err  error
 }
 
+// Error is the wrapped error's message alone: the exit code is for the
+// shell, not for the line Main prints.
 func (e *ExitError) Error() string { return e.Err.Error() }
+
+// Unwrap gives the wrapped error, so errors.Is and errors.As see through
+// the exit code.
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // commands lists the constructors of every subcommand. Files add to it in
