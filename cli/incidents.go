@@ -43,7 +43,7 @@ func (f *queryFlags) register(fs *pflag.FlagSet, defaultLimit int) {
 	fs.StringVar(&f.rule, "rule", "", "rule name")
 	fs.StringVar(&f.status, "status", "", "open, acknowledged or masked")
 	fs.StringVar(&f.since, "since", "", "raised at or after: a duration back from now (90m, 2h, 7d) or a time (2026-01-02, 2026-01-02T15:04, RFC 3339)")
-	fs.StringVar(&f.until, "until", "", "raised before: a duration back from now or a time, as for --since")
+	fs.StringVar(&f.until, "until", "", "raised at or before: a duration back from now or a time, as for --since")
 	fs.StringVar(&f.grep, "grep", "", "text that the summary, executable, arguments or rule contain")
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most this many incidents, newest first (0: all)")
 }
