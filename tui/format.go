@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"os/user"
 	"path"
 	"slices"
 	"strconv"
@@ -31,17 +30,13 @@ type userCache struct {
 
 func newUserCache(lookup func(uint32) (string, bool)) *userCache {
 	if lookup == nil {
-		lookup = lookupUser
+		// The names the rules matched, from the same cache.
+		lookup = func(uid uint32) (string, bool) {
+			name := rules.UserName(uid)
+			return name, name != ""
+		}
 	}
 	return &userCache{names: map[uint32]string{}, lookup: lookup}
-}
-
-func lookupUser(uid uint32) (string, bool) {
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err != nil {
-		return "", false
-	}
-	return u.Username, true
 }
 
 // resolve looks up the uids not yet cached. It does I/O.

@@ -44,8 +44,9 @@ type Options struct {
 	Now func() time.Time
 	// ExportDir is where `e` writes its JSON file (default ".").
 	ExportDir string
-	// LookupUser maps a uid to a user name (default: the system's user
-	// database). It is called from commands, never from Update.
+	// LookupUser maps a uid to a user name (default: rules.UserName, the
+	// system's user database as the rules see it). It is called from
+	// commands, never from Update.
 	LookupUser func(uid uint32) (string, bool)
 	// Notice is shown on the message line at start, e.g. that the
 	// pipeline runs without its sensor.
