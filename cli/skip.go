@@ -98,7 +98,7 @@ incidents it masked become open again.`,
 func findSkip(cmd *cobra.Command, svc service.Service, kind, value, rule string) (string, error) {
 	skips, err := svc.Skips(cmd.Context())
 	if err != nil {
-		return "", fmt.Errorf("list skips: %w", err)
+		return "", err // the service's error says "list skips" itself
 	}
 	inFile := false
 	for _, s := range skips {
