@@ -8,13 +8,10 @@ package servicetest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"path"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -266,35 +263,10 @@ func CommandOf(ev sensor.Event) string {
 	return string(ev.Comm)
 }
 
-// Covers reports whether skip s applies to incident in: same rule (or a
-// global skip) and a matching command, path (a glob, or a plain path that
-// covers itself and what lies below it) or user id.
-func Covers(s rules.Skip, in rules.Incident) bool {
-	if s.Rule != "" && s.Rule != in.Rule {
-		return false
-	}
-	switch s.Kind {
-	case rules.SkipCommand:
-		return s.Value == CommandOf(in.Process) || s.Value == string(in.Process.Comm)
-	case rules.SkipPath:
-		exe := string(in.Process.Exe)
-		if strings.ContainsAny(s.Value, "*?[") {
-			ok, err := path.Match(s.Value, exe)
-			return err == nil && ok
-		}
-		// A plain path covers itself and everything below it.
-		dir := strings.TrimSuffix(s.Value, "/")
-		return exe == dir || strings.HasPrefix(exe, dir+"/")
-	case rules.SkipUser:
-		return s.Value == strconv.FormatUint(uint64(in.Process.UID), 10)
-	}
-	return false
-}
-
 func (f *Fake) coveredOpen(s rules.Skip) []int {
 	var idx []int
 	for i, in := range f.incidents {
-		if in.Status == rules.StatusOpen && Covers(s, in) {
+		if in.Status == rules.StatusOpen && s.Covers(&f.incidents[i]) {
 			idx = append(idx, i)
 		}
 	}
@@ -306,22 +278,10 @@ func (f *Fake) PreviewSkip(_ context.Context, s rules.Skip) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("PreviewSkip %s=%s rule=%s", s.Kind, s.Value, s.Rule)
-	if err := validSkip(s); err != nil {
+	if err := rules.ValidateSkip(s); err != nil {
 		return 0, err
 	}
 	return len(f.coveredOpen(s)), nil
-}
-
-func validSkip(s rules.Skip) error {
-	switch s.Kind {
-	case rules.SkipCommand, rules.SkipPath, rules.SkipUser:
-	default:
-		return fmt.Errorf("skip kind %q: want command, path or user", s.Kind)
-	}
-	if s.Value == "" {
-		return errors.New("skip value is empty")
-	}
-	return nil
 }
 
 // AddSkip implements service.Service.
@@ -329,7 +289,7 @@ func (f *Fake) AddSkip(_ context.Context, s rules.Skip) (rules.Skip, int, error)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("AddSkip %s=%s rule=%s", s.Kind, s.Value, s.Rule)
-	if err := validSkip(s); err != nil {
+	if err := rules.ValidateSkip(s); err != nil {
 		return rules.Skip{}, 0, err
 	}
 	f.nextSkipID++
