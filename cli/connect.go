@@ -68,7 +68,7 @@ func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.
 	if err != nil {
 		return nil, nil, err
 	}
-	engine, rulesErr := newEngine(opts, "")
+	engine, rulesErr := newEngine(opts)
 	local, err := pipeline.New(pipeline.Config{
 		Store:     st,
 		Rules:     engine,
@@ -96,15 +96,16 @@ func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.
 	return local, closeFn, nil
 }
 
-// newEngine builds a rules engine from --rules (or the built-in rules).
-// When they do not load it returns an engine without rules and the error,
-// so offline commands that do not need rules still work and report it.
-func newEngine(opts *Options, host string) (*rules.Engine, error) {
+// newEngine builds a rules engine from --rules (or the built-in rules) for
+// an offline pipeline, which raises nothing and so needs no host name.
+// When the rules do not load it returns an engine without rules and the
+// error, so offline commands that do not need rules still work and report it.
+func newEngine(opts *Options) (*rules.Engine, error) {
 	set, err := rules.Load(opts.RulesPath)
 	if err != nil {
-		return rules.NewEngine(nil, rules.EngineOptions{Host: host}), fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
+		return rules.NewEngine(nil, rules.EngineOptions{}), fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
 	}
-	return rules.NewEngine(set, rules.EngineOptions{Host: host}), nil
+	return rules.NewEngine(set, rules.EngineOptions{}), nil
 }
 
 // rulesLabel names the rules in use, for Status and messages.
