@@ -21,7 +21,7 @@ const sparkSamples = 60
 // successive status snapshots, so they measure what the sensor saw, not
 // what reached the UI.
 type header struct {
-	st, prev  service.Status
+	st        service.Status
 	have      bool
 	rates     [3]float64 // exec, escalation, exit per second
 	spark     []float64  // total events per second, oldest first
@@ -50,7 +50,6 @@ func (h *header) observe(st service.Status) {
 		if len(h.spark) > sparkSamples {
 			h.spark = h.spark[len(h.spark)-sparkSamples:]
 		}
-		h.prev = h.st
 	}
 	if !h.have || !st.Time.Before(h.st.Time) {
 		h.st, h.have = st, true
