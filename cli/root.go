@@ -5,6 +5,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -111,11 +112,18 @@ func markUsageErrors(cmd *cobra.Command) {
 func Main(args []string) int {
 	root := NewRoot()
 	root.SetArgs(args)
+	return execute(root, os.Stderr)
+}
+
+// execute runs root, writes its error as one line on stderr and returns the
+// exit code: the ExitError's code, else 1. Tests run commands through it
+// so they see the codes Main gives.
+func execute(root *cobra.Command, stderr io.Writer) int {
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "procwatch: %v\n", err)
+	fmt.Fprintf(stderr, "procwatch: %v\n", err)
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -32,16 +31,8 @@ func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, 
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	root.SetIn(strings.NewReader(stdin))
-	err = root.Execute()
-	if err == nil {
-		return out.String(), errOut.String(), 0
-	}
-	errOut.WriteString("procwatch: " + err.Error() + "\n")
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return out.String(), errOut.String(), ee.Code
-	}
-	return out.String(), errOut.String(), 1
+	code = execute(root, &errOut)
+	return out.String(), errOut.String(), code
 }
 
 func golden(t *testing.T, name, got string) {
