@@ -46,13 +46,19 @@ func (h *header) observe(st service.Status) {
 		} else {
 			h.rates = [3]float64{} // counters restarted
 		}
-		h.spark = append(h.spark, h.rates[0]+h.rates[1]+h.rates[2])
-		if len(h.spark) > sparkSamples {
-			h.spark = h.spark[len(h.spark)-sparkSamples:]
-		}
+		h.sparkSample()
 	}
 	if !h.have || !st.Time.Before(h.st.Time) {
 		h.st, h.have = st, true
+	}
+}
+
+// sparkSample adds the current total rate to the sparkline, keeping the
+// last sparkSamples points.
+func (h *header) sparkSample() {
+	h.spark = append(h.spark, h.rates[0]+h.rates[1]+h.rates[2])
+	if len(h.spark) > sparkSamples {
+		h.spark = h.spark[len(h.spark)-sparkSamples:]
 	}
 }
 

@@ -218,15 +218,6 @@ func (m *Model) mergeHeader() {
 	m.hdr.who = who + th.dim.Render(" │ ") + mon
 }
 
-// sparkSample adds one point, the merged rate, to the header's sparkline.
-func (m *Model) sparkSample() {
-	h := &m.hdr
-	h.spark = append(h.spark, h.rates[0]+h.rates[1]+h.rates[2])
-	if len(h.spark) > sparkSamples {
-		h.spark = h.spark[len(h.spark)-sparkSamples:]
-	}
-}
-
 // checkedHosts returns the hosts the operator selected on the Hosts screen.
 func (m *Model) checkedHosts() []int {
 	var out []int

@@ -80,7 +80,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
 	case statusPollMsg:
 		if m.multi {
-			m.sparkSample()
+			m.hdr.sparkSample() // the merged header observes no status, so it samples here
 		}
 		cmds := make([]tea.Cmd, len(m.hosts))
 		for i := range m.hosts {
