@@ -342,29 +342,20 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 				c.cancel(id)
 			}
 		}()
-		for {
+		for last := false; !last; {
 			select {
 			case <-box.Ready():
 			case <-ended:
-				// Deliver what arrived before the end.
-				if u, ok := box.Take(); ok {
-					select {
-					case out <- u:
-					case <-ctx.Done():
-					}
+				last = true // deliver what arrived before the end, then stop
+			case <-ctx.Done():
+				return
+			}
+			if u, ok := box.Take(); ok {
+				select {
+				case out <- u:
+				case <-ctx.Done():
+					return
 				}
-				return
-			case <-ctx.Done():
-				return
-			}
-			u, ok := box.Take()
-			if !ok {
-				continue
-			}
-			select {
-			case out <- u:
-			case <-ctx.Done():
-				return
 			}
 		}
 	}()
