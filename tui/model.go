@@ -133,8 +133,6 @@ type Model struct {
 	undo     [][]hostResult // each entry: the skips one action added
 	msg      string
 	msgErr   bool
-	loaded   bool // first incident list received
-	quitting bool
 }
 
 // New builds the UI on svc. ctx bounds every service call and the

@@ -167,7 +167,6 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		}
 		h := m.hosts[msg.host]
 		h.lastID = max(h.lastID, m.inc.upsert(msg.host, msg.list, m.users, m.opts.Location))
-		m.loaded = true
 		m.refreshActive()
 	case statusMsg:
 		var next tea.Cmd
@@ -412,7 +411,6 @@ func describeSkip(s rules.Skip) string {
 func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.keys
 	if msg.String() == "ctrl+c" {
-		m.quitting = true
 		return tea.Quit
 	}
 	if m.mode != inputNone {
@@ -439,7 +437,6 @@ func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	switch {
 	case key.Matches(msg, k.Quit):
-		m.quitting = true
 		return tea.Quit
 	case key.Matches(msg, k.Help):
 		m.showHelp = true
