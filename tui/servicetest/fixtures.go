@@ -2,6 +2,7 @@ package servicetest
 
 import (
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
@@ -41,7 +42,7 @@ func EscalationEvent(at time.Time, pid, uid uint32, exe string, args ...string) 
 	ev := sensor.Event{
 		Type: sensor.TypeEscalation, Time: at, PID: pid, TID: pid, PPID: 4242,
 		UID: uid, EUID: 0, GID: uid, EGID: uid, AUID: 1000,
-		Comm: sensor.Text(lastElem(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
+		Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
 		Cwd: "/home/alice", TTY: "pts/0", ParentExe: "/usr/bin/bash",
 		Ancestors: sshdChain, Outcome: sensor.Success, Method: sensor.MethodSuidExec,
 		OldUID: sensor.Uint32(uid), NewUID: sensor.Uint32(uid), OldEUID: sensor.Uint32(uid), NewEUID: sensor.Uint32(0),
@@ -57,7 +58,7 @@ func ExecEvent(at time.Time, pid, uid uint32, exe string, args ...string) sensor
 	ev := sensor.Event{
 		Type: sensor.TypeExec, Time: at, PID: pid, TID: pid, PPID: 4242,
 		UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: 1000,
-		Comm: sensor.Text(lastElem(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
+		Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
 		Cwd: "/home/alice", TTY: "pts/0", ParentExe: "/usr/bin/bash",
 		Ancestors: sshdChain, Outcome: sensor.Success,
 	}
@@ -71,7 +72,7 @@ func ExecEvent(at time.Time, pid, uid uint32, exe string, args ...string) sensor
 func ExitEvent(at time.Time, pid, uid uint32, exe string, code int, signal string) sensor.Event {
 	ev := sensor.Event{
 		Type: sensor.TypeExit, Time: at, PID: pid, TID: pid, PPID: 4242,
-		UID: uid, EUID: uid, AUID: 1000, Comm: sensor.Text(lastElem(exe)), Exe: sensor.Text(exe),
+		UID: uid, EUID: uid, AUID: 1000, Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe),
 		Outcome: sensor.Success, DurationNS: int64(1500 * time.Millisecond),
 	}
 	if signal != "" {
@@ -83,15 +84,6 @@ func ExitEvent(at time.Time, pid, uid uint32, exe string, code int, signal strin
 		}
 	}
 	return ev
-}
-
-func lastElem(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // IncidentFor wraps ev in an open incident of rule with severity sev.
@@ -146,7 +138,7 @@ func HostileIncidents(host string, t0 time.Time) []rules.Incident {
 	for i, name := range HostileNames {
 		at := t0.Add(time.Duration(i) * time.Second)
 		ev := ExecEvent(at, uint32(7000+i), 1000, name, "--arg\x1b[31m", "\u202eevil")
-		ev.Comm = sensor.Text(lastElem(name))
+		ev.Comm = sensor.Text(path.Base(name))
 		ev.Cwd = sensor.Text("/home/\x1b[1mbold")
 		out[i] = IncidentFor(rules.ID(at.UnixNano()), host, "tmp-exec", rules.TypeBinExecution, rules.SeverityMedium, ev,
 			fmt.Sprintf("%s ran from a world-writable directory", name))
