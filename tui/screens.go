@@ -245,14 +245,19 @@ func noiseRows(n service.Noise) []*row {
 	rows := make([]*row, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		rule := "all rules"
-		if e.Rule != "" {
-			rule = sensor.DisplayString(e.Rule)
-		}
-		cells := []string{groupDigits(uint64(e.Count)), e.kind, rule, sensor.DisplayString(e.Value)}
+		cells := []string{groupDigits(uint64(e.Count)), e.kind, ruleScope(e.Rule), sensor.DisplayString(e.Value)}
 		rows[i] = &row{key: keyOf(e.kind, e.Rule, e.Value), cells: cells, hay: hay(cells...), item: e}
 	}
 	return rows
+}
+
+// ruleScope names, escaped, the rule a skip or noise entry is for; a
+// skip without a rule covers all of them.
+func ruleScope(rule string) string {
+	if rule == "" {
+		return "all rules"
+	}
+	return sensor.DisplayString(rule)
 }
 
 func skipColumns() []column {
@@ -270,10 +275,6 @@ func skipRows(list []rules.Skip, loc *time.Location) []*row {
 	rows := make([]*row, len(list))
 	for i := range list {
 		s := &list[i]
-		rule := "all rules"
-		if s.Rule != "" {
-			rule = sensor.DisplayString(s.Rule)
-		}
 		added := ""
 		if !s.AddedAt.IsZero() {
 			added = s.AddedAt.In(loc).Format("2006-01-02 15:04")
@@ -282,7 +283,7 @@ func skipRows(list []rules.Skip, loc *time.Location) []*row {
 		if s.AddedBy != "" {
 			note = strings.TrimSpace(note + " (" + sensor.DisplayString(s.AddedBy) + ")")
 		}
-		cells := []string{sensor.DisplayString(s.Source), sensor.DisplayString(s.Kind), rule, sensor.DisplayString(s.Value), note, added}
+		cells := []string{sensor.DisplayString(s.Source), sensor.DisplayString(s.Kind), ruleScope(s.Rule), sensor.DisplayString(s.Value), note, added}
 		rows[i] = &row{key: keyOf(s.ID, s.Source, s.Kind, s.Rule, s.Value), cells: cells, hay: hay(cells...), item: s,
 			dim: s.Source != rules.SourceAdded}
 	}
