@@ -252,14 +252,12 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			m.setErr(m.onHosts("check skip", bad), bad[0].err)
 			return nil
 		}
-		n := 0
 		to := make([]target, len(ok))
 		for i, r := range ok {
-			n += r.n
 			to[i] = m.target(r.host)
 		}
 		m.confirm = &confirmation{
-			prompt: fmt.Sprintf("Skip %s%s? It masks %d open incident(s) now and stops new ones.%s", describeSkip(msg.skip), m.onWhat(ok), n, m.failures(bad)),
+			prompt: fmt.Sprintf("Skip %s%s? It masks %d open incident(s) now and stops new ones.%s", describeSkip(msg.skip), m.onWhat(ok), total(ok), m.failures(bad)),
 			yes:    addSkip(m.ctx, to, msg.skip),
 		}
 	case skipAddedMsg:
@@ -269,11 +267,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			return nil
 		}
 		m.undo = append(m.undo, ok)
-		n := 0
-		for _, r := range ok {
-			n += r.n
-		}
-		m.setMsg("Skipped %s%s: masked %d incident(s) · u undoes%s", describeSkip(ok[0].skip), m.onWhat(ok), n, m.failures(bad))
+		m.setMsg("Skipped %s%s: masked %d incident(s) · u undoes%s", describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
 		return m.reloadAfterSkip(ok)
 	case skipRemovedMsg:
 		ok, bad := split(msg.results)
@@ -285,11 +279,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		if msg.undo {
 			verb = "Undid"
 		}
-		n := 0
-		for _, r := range ok {
-			n += r.n
-		}
-		m.setMsg("%s skip %s%s: unmasked %d incident(s)%s", verb, describeSkip(ok[0].skip), m.onWhat(ok), n, m.failures(bad))
+		m.setMsg("%s skip %s%s: unmasked %d incident(s)%s", verb, describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
 		return m.reloadAfterSkip(ok)
 	case monitoringMsg:
 		if m.multi {
@@ -358,6 +348,16 @@ func split(results []hostResult) (ok, bad []hostResult) {
 		}
 	}
 	return ok, bad
+}
+
+// total sums what the hosts counted: incidents a skip masks, masked or
+// unmasked.
+func total(results []hostResult) int {
+	n := 0
+	for _, r := range results {
+		n += r.n
+	}
+	return n
 }
 
 // failures lists the hosts that failed and why, for the end of a message.
