@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -43,7 +44,7 @@ func ImportDeepfence(data []byte) ([]byte, error) {
 	used := map[string]int{}
 	for i, en := range entries {
 		at := fmt.Sprintf("entry %d", i+1)
-		if !contains(ruleTypes, en.Event) {
+		if !slices.Contains(ruleTypes, en.Event) {
 			problems = append(problems, fmt.Sprintf("%s: unknown event %q (%s)", at, en.Event, didYouMean(en.Event, ruleTypes)))
 			continue
 		}
@@ -61,7 +62,7 @@ func ImportDeepfence(data []byte) ([]byte, error) {
 			}
 		}
 		for _, lists := range [][]string{en.SkipCommList, en.SkipPathList, en.SkipUserList} {
-			if contains(lists, "") {
+			if slices.Contains(lists, "") {
 				problems = append(problems, fmt.Sprintf("%s: empty skip entry", at))
 				break
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,7 +164,7 @@ func (p *parseState) mapping(n ast.Node, what string, allowed []string) ([]field
 			p.errorf(mv.Key, "keys are plain words such as \"name\"", "%s: unsupported key %s", what, kindOf(mv.Key))
 			continue
 		}
-		if !contains(allowed, key) {
+		if !slices.Contains(allowed, key) {
 			p.errorf(mv.Key, didYouMean(key, allowed), "unknown key %q in %s", key, what)
 			continue
 		}
@@ -346,7 +347,7 @@ func (p *parseState) rule(n ast.Node) (Rule, ast.Node, bool) {
 		case "type":
 			typeNode = f.value
 			r.Type, _ = p.str(f.value, "type")
-			if r.Type != "" && !contains(ruleTypes, r.Type) {
+			if r.Type != "" && !slices.Contains(ruleTypes, r.Type) {
 				p.errorf(f.value, didYouMean(r.Type, ruleTypes), "unknown rule type %q", r.Type)
 			}
 		case "description":
@@ -586,15 +587,6 @@ func checkPathPattern(s string) *pathProblem {
 		return &pathProblem{fmt.Sprintf("bad glob %q", s), "check brackets and braces; * matches within a directory, ** across directories"}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // maxUID bounds numeric user entries to the uid_t range.
