@@ -136,7 +136,7 @@ func selectorText(s rules.Selectors) string {
 }
 
 func writeEvent(w *detailWriter, ev *sensor.Event, users *userCache, loc *time.Location) {
-	w.line("Event", fmt.Sprintf("%s at %s, %s", ev.Type, stamp(ev.Time, loc), outcomeWord(ev)))
+	w.line("Event", fmt.Sprintf("%s at %s, %s", sensor.DisplayString(string(ev.Type)), stamp(ev.Time, loc), outcomeWord(ev)))
 	w.line("Process", fmt.Sprintf("pid %d  tid %d  ppid %d  comm %s", ev.PID, ev.TID, ev.PPID, ev.Comm.Display()))
 	w.line("Users", fmt.Sprintf("uid %s  euid %s  auid %s", users.withNumber(ev.UID), users.withNumber(ev.EUID), users.withNumber(ev.AUID)))
 	w.line("Groups", fmt.Sprintf("gid %d  egid %d", ev.GID, ev.EGID))

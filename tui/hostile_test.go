@@ -165,3 +165,15 @@ func TestExportFileName(t *testing.T) {
 		}
 	}
 }
+
+// The client decodes any event type an agent sends, so a hostile one must be
+// escaped in the detail pane like every other process string.
+func TestDetailEscapesEventType(t *testing.T) {
+	in := servicetest.HostileIncidents(hostileHost, t0)[0]
+	in.Process.Type = "exec\x1b]0;pwned\x07"
+	s := incidentDetail(&in, nil, newUserCache(nil), time.UTC)
+	checkNoHazards(t, "detail", s)
+	if !strings.Contains(s, `exec\x1b]0;pwned\x07 at`) {
+		t.Errorf("detail does not show the escaped type:\n%s", s)
+	}
+}
