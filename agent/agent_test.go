@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
@@ -177,7 +176,7 @@ func TestExportStreamsChunksAndProgress(t *testing.T) {
 	c := dial(t, startServer(t, &Server{Service: svc}))
 	var mu sync.Mutex
 	var last [2]int
-	ctx := pipeline.WithExportProgress(context.Background(), func(done, total int) {
+	ctx := service.WithExportProgress(context.Background(), func(done, total int) {
 		mu.Lock()
 		last = [2]int{done, total}
 		mu.Unlock()

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
@@ -310,7 +309,7 @@ func (c *Client) do(ctx context.Context, method string, params, result any) erro
 // between the connection and the returned channel, so a caller that reads
 // slowly delays neither other calls nor the connection.
 func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
-	box := pipeline.NewMailbox(0, 0)
+	box := service.NewMailbox(0, 0)
 	ended := make(chan struct{})
 	var endOnce sync.Once
 	stream := func(m message) {
@@ -447,9 +446,9 @@ func (c *Client) Status(ctx context.Context) (service.Status, error) {
 
 // Export implements service.Service. Chunks are written to w as they
 // arrive; progress goes to the function set with
-// pipeline.WithExportProgress.
+// service.WithExportProgress.
 func (c *Client) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
-	progress := pipeline.ExportProgress(ctx)
+	progress := service.ExportProgress(ctx)
 	var (
 		mu   sync.Mutex
 		werr error

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
@@ -158,7 +157,7 @@ func (f *recordingService) Export(ctx context.Context, q service.Query, format s
 	if format != "ndjson" {
 		return 0, errors.New("unknown format")
 	}
-	progress := pipeline.ExportProgress(ctx)
+	progress := service.ExportProgress(ctx)
 	const pieces = 10
 	step := len(f.export) / pieces
 	for i := range pieces {

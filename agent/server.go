@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
@@ -488,7 +487,7 @@ func (c *serverConn) export(ctx context.Context, id uint64, p exportParams) {
 			c.send(message{Type: typeProgress, ID: id, Done: done, Total: total})
 		}
 	}
-	n, err := c.s.Service.Export(pipeline.WithExportProgress(ctx, progress), p.Query, p.Format, bw)
+	n, err := c.s.Service.Export(service.WithExportProgress(ctx, progress), p.Query, p.Format, bw)
 	if err == nil {
 		if ferr := bw.Flush(); ferr != nil {
 			err = fmt.Errorf("export: %w", ferr)

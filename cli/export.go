@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -62,7 +61,7 @@ terminal and the export takes more than a second.`,
 			var bar *lazyBar
 			if fd, ok := stderr.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(fd.Fd())) {
 				bar = &lazyBar{w: stderr, start: time.Now()}
-				ctx = pipeline.WithExportProgress(ctx, bar.update)
+				ctx = service.WithExportProgress(ctx, bar.update)
 			}
 			return withService(ctx, opts, func(svc service.Service) error {
 				n, err := runExport(ctx, svc, q, format, output, cmd.OutOrStdout())

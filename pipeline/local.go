@@ -52,8 +52,8 @@ type Config struct {
 	DropAfter   time.Duration // a subscriber that accepts nothing this long is dropped; default 30s
 	StatusEvery time.Duration // how often subscribers get a Status; default 2s
 
-	MailboxEvents    int // per-subscriber event bound; default DefaultMailboxEvents
-	MailboxIncidents int // per-subscriber incident bound; default DefaultMailboxIncidents
+	MailboxEvents    int // per-subscriber event bound; default service.DefaultMailboxEvents
+	MailboxIncidents int // per-subscriber incident bound; default service.DefaultMailboxIncidents
 
 	// OnIncident sees every new or updated incident, on the sensor's
 	// goroutine; it must be quick. The agent's --output uses it.
@@ -94,7 +94,7 @@ type Local struct {
 }
 
 type subscriber struct {
-	box    *Mailbox
+	box    *service.Mailbox
 	cancel context.CancelFunc
 }
 
@@ -346,7 +346,7 @@ func (l *Local) dropAll() {
 // replayed one are dropped, so none arrives twice.
 func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &subscriber{box: NewMailbox(l.cfg.MailboxEvents, l.cfg.MailboxIncidents), cancel: cancel}
+	s := &subscriber{box: service.NewMailbox(l.cfg.MailboxEvents, l.cfg.MailboxIncidents), cancel: cancel}
 	start := time.Now()
 	l.subMu.Lock()
 	l.subs[s] = struct{}{}
@@ -671,12 +671,12 @@ func (l *Local) status() (service.Status, error) {
 }
 
 // Export implements service.Service. Progress goes to the function set
-// with WithExportProgress, and the export stops when ctx ends.
+// with service.WithExportProgress, and the export stops when ctx ends.
 func (l *Local) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
 	if err := l.flush(); err != nil {
 		return 0, fmt.Errorf("export: %w", err)
 	}
-	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, ExportProgress(ctx))
+	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, service.ExportProgress(ctx))
 }
 
 // ctxWriter fails writes once ctx ends, which stops a long export whose

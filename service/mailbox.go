@@ -1,11 +1,10 @@
-package pipeline
+package service
 
 import (
 	"sync"
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Default bounds of a Mailbox. Incidents are merged by ID, so their bound is
@@ -27,7 +26,7 @@ type Mailbox struct {
 	maxIncidents int
 
 	mu        sync.Mutex
-	pending   service.Update
+	pending   Update
 	index     map[rules.ID]int // position of each pending incident
 	has       bool
 	ready     chan struct{}
@@ -54,7 +53,7 @@ func NewMailbox(maxEvents, maxIncidents int) *Mailbox {
 
 // Put merges u into the pending update. u's slices are not retained beyond
 // their elements, which are copied.
-func (m *Mailbox) Put(u service.Update) {
+func (m *Mailbox) Put(u Update) {
 	if len(u.Events) == 0 && len(u.Incidents) == 0 && u.Status == nil && u.Dropped == 0 {
 		return
 	}
@@ -102,14 +101,14 @@ func (m *Mailbox) Put(u service.Update) {
 func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
 
 // Take removes and returns everything pending; ok is false when nothing is.
-func (m *Mailbox) Take() (u service.Update, ok bool) {
+func (m *Mailbox) Take() (u Update, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.has {
-		return service.Update{}, false
+		return Update{}, false
 	}
 	u = m.pending
-	m.pending = service.Update{}
+	m.pending = Update{}
 	clear(m.index)
 	m.has = false
 	return u, true
