@@ -177,3 +177,13 @@ func TestDetailEscapesEventType(t *testing.T) {
 		t.Errorf("detail does not show the escaped type:\n%s", s)
 	}
 }
+
+// A skip listed by a hostile agent is described, for the delete
+// confirmation, with every field escaped.
+func TestDescribeSkipEscapes(t *testing.T) {
+	s := describeSkip(rules.Skip{Kind: "command\x1b[31m", Value: "sudo\u202e", Rule: "r\x07"})
+	checkNoHazards(t, "skip description", s)
+	if want := `command\x1b[31m "sudo\\u{202e}" for rule r\x07`; s != want {
+		t.Errorf("describeSkip = %q, want %q", s, want)
+	}
+}
