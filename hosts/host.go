@@ -221,7 +221,7 @@ func (h *Host) run(ctx context.Context) {
 			select {
 			case <-c.Done():
 				reason = "connection lost"
-				if why := explain(); why != "" {
+				if why, _ := explain(); why != "" {
 					reason += ": " + why
 				}
 			case <-ctx.Done():
@@ -244,17 +244,17 @@ func (h *Host) run(ctx context.Context) {
 }
 
 // connect dials and exchanges hellos. explain describes, after the
-// connection has ended, why the transport went away.
-func (h *Host) connect(ctx context.Context) (*agent.Client, func() string, error) {
+// connection has ended, why the transport went away, and whether it
+// exited.
+func (h *Host) connect(ctx context.Context) (c *agent.Client, explain func() (string, bool), err error) {
 	rwc, err := h.dial(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	explain := func() (string, bool) { return "", false }
+	explain = func() (string, bool) { return "", false }
 	if cc, ok := rwc.(*cmdConn); ok {
 		explain = cc.explain
 	}
-	why := func() string { s, _ := explain(); return s }
 	type result struct {
 		c   *agent.Client
 		err error
@@ -267,7 +267,7 @@ func (h *Host) connect(ctx context.Context) (*agent.Client, func() string, error
 	select {
 	case r := <-res:
 		if r.err == nil {
-			return r.c, why, nil
+			return r.c, explain, nil
 		}
 		// A transport that exited (ssh could not connect, sudo wanted a
 		// password) says more than the protocol's "EOF" does.
