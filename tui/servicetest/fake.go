@@ -71,13 +71,6 @@ func (f *Fake) SetStats(st sensor.Stats, at time.Time) {
 	f.status.Time = at
 }
 
-// SetRulesError sets the rules file error reported by Status.
-func (f *Fake) SetRulesError(msg string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.status.RulesError = msg
-}
-
 // AddRulesFileSkip adds a skip as if it were written in rules.yaml.
 func (f *Fake) AddRulesFileSkip(s rules.Skip) {
 	f.mu.Lock()
@@ -199,7 +192,7 @@ func (f *Fake) Noise(_ context.Context, since time.Time, limit int) (service.Noi
 		if in.LastSeen.Before(since) {
 			continue
 		}
-		cmds[[2]string{CommandOf(in.Process), in.Rule}] += int(max(in.Count, 1))
+		cmds[[2]string{commandOf(in.Process), in.Rule}] += int(max(in.Count, 1))
 		paths[[2]string{string(in.Process.Exe), in.Rule}] += int(max(in.Count, 1))
 	}
 	return service.Noise{Commands: topN(cmds, limit), Paths: topN(paths, limit)}, nil
@@ -254,9 +247,9 @@ func (f *Fake) Skips(context.Context) ([]rules.Skip, error) {
 	return slices.Clone(f.skips), nil
 }
 
-// CommandOf is the command name a command skip matches: the base name of
-// the resolved exe, or comm when the exe is unknown.
-func CommandOf(ev sensor.Event) string {
+// commandOf is the command Noise counts an incident under, as the store
+// does: the base name of the resolved exe, or comm when the exe is unknown.
+func commandOf(ev sensor.Event) string {
 	if ev.Exe != "" {
 		return path.Base(string(ev.Exe))
 	}
