@@ -183,7 +183,7 @@ func TestDetailEscapesEventType(t *testing.T) {
 func TestDescribeSkipEscapes(t *testing.T) {
 	s := describeSkip(rules.Skip{Kind: "command\x1b[31m", Value: "sudo\u202e", Rule: "r\x07"})
 	checkNoHazards(t, "skip description", s)
-	if want := `command\x1b[31m "sudo\\u{202e}" for rule r\x07`; s != want {
+	if want := `command\x1b[31m "sudo\u{202e}" for rule r\x07`; s != want {
 		t.Errorf("describeSkip = %q, want %q", s, want)
 	}
 }

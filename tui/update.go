@@ -405,7 +405,7 @@ func describeSkip(s rules.Skip) string {
 	if s.Rule != "" {
 		scope = "for rule " + sensor.DisplayString(s.Rule)
 	}
-	return fmt.Sprintf("%s %q %s", sensor.DisplayString(s.Kind), sensor.DisplayString(s.Value), scope)
+	return fmt.Sprintf("%s \"%s\" %s", sensor.DisplayString(s.Kind), sensor.DisplayString(s.Value), scope)
 }
 
 func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
