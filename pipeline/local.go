@@ -531,7 +531,7 @@ func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := rules.ValidateSkip(s); err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
 	}
-	n, err := l.cfg.Store.CountCovered(s.Covers)
+	n, err := l.cfg.Store.CountCovered(s.Coverer())
 	if err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
 	}
@@ -547,7 +547,7 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	s.Source = rules.SourceAdded
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	added, masked, err := l.cfg.Store.AddSkip(s, s.Covers)
+	added, masked, err := l.cfg.Store.AddSkip(s, s.Coverer())
 	if err != nil {
 		return rules.Skip{}, 0, err
 	}

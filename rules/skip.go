@@ -124,15 +124,29 @@ func (s Skip) Matches(ev *sensor.Event) bool {
 // skip covers every rule except root-escalation rules, which only skips
 // written for them can silence. The store uses this to mask incidents when
 // a skip is added and to unmask them when it is removed.
-func (s Skip) Covers(inc *Incident) bool {
-	if s.Rule != "" {
-		if s.Rule != inc.Rule {
+func (s Skip) Covers(inc *Incident) bool { return s.Coverer()(inc) }
+
+// Coverer returns Covers with the skip's matcher built once, for testing
+// many incidents: adding a skip checks every stored incident.
+func (s Skip) Coverer() func(*Incident) bool {
+	if ValidateSkip(s) != nil {
+		return func(*Incident) bool { return false }
+	}
+	var l SkipList
+	l.add(s.Kind, s.Value)
+	idx := newSkipIndex(l)
+	return func(inc *Incident) bool {
+		if s.Rule != "" {
+			if s.Rule != inc.Rule {
+				return false
+			}
+		} else if inc.Type == TypeRootEscalation {
 			return false
 		}
-	} else if inc.Type == TypeRootEscalation {
-		return false
+		var f facts
+		f.init(&inc.Process)
+		return idx.match(&f)
 	}
-	return s.Matches(&inc.Process)
 }
 
 func joinErrors(errs []error) error {
