@@ -181,7 +181,7 @@ func sampleIncident(i int, argsLen int) rules.Incident {
 	t := time.Date(2026, 3, 4, 5, 6, 7, i, time.UTC)
 	return rules.Incident{
 		ID: rules.ID(1000 + i), Time: t, Host: "h1", Rule: "r1", Type: rules.TypeBinExecution,
-		Outcome: sensor.Success, Severity: rules.SeverityHigh, Summary: fmt.Sprintf("incident %d", i),
+		Outcome: sensor.Success, Severity: rules.SeverityHigh, Summary: sensor.Text(fmt.Sprintf("incident %d", i)),
 		Status: rules.StatusOpen, Count: uint64(i + 1), FirstSeen: t, LastSeen: t,
 		Process: sensor.Event{
 			Type: sensor.TypeExec, Time: t, PID: uint32(i), Exe: "/usr/bin/x\xff",

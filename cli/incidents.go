@@ -257,7 +257,7 @@ func writeIncident(w io.Writer, inc *rules.Incident, asJSON bool) error {
 		return err
 	}
 	_, err := fmt.Fprintf(w, rowFormat, inc.ID, inc.Time.Local().Format("2006-01-02 15:04:05"),
-		inc.Severity, inc.Status, strconv.FormatUint(inc.Count, 10), cell(inc.Rule), cell(inc.Summary))
+		inc.Severity, inc.Status, strconv.FormatUint(inc.Count, 10), cell(inc.Rule), inc.Summary.Display())
 	return err
 }
 

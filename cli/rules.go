@@ -339,7 +339,7 @@ func writeIncidentTable(w io.Writer, byID map[rules.ID]rules.Incident, order []r
 	for _, id := range order {
 		inc := byID[id]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", inc.FirstSeen.UTC().Format(time.RFC3339), inc.Severity, inc.Rule, inc.Count,
-			sensor.DisplayString(inc.Summary))
+			inc.Summary.Display())
 	}
 	return tw.Flush()
 }

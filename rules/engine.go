@@ -222,7 +222,7 @@ func (e *Engine) raise(rule *Rule, sev Severity, ev *sensor.Event, f *facts) Inc
 		Type:      rule.Type,
 		Outcome:   f.outcome,
 		Severity:  sev,
-		Summary:   summarize(ev, f),
+		Summary:   sensor.Text(summarize(ev, f)),
 		Status:    StatusOpen,
 		Process:   cloneEvent(ev),
 		Count:     1,

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -446,7 +447,7 @@ rules:
 		if len(incs) != 1 {
 			t.Fatalf("%s: %d incidents", tc.want, len(incs))
 		}
-		if incs[0].Summary != tc.want {
+		if string(incs[0].Summary) != tc.want {
 			t.Errorf("summary %q, want %q", incs[0].Summary, tc.want)
 		}
 	}
@@ -575,5 +576,36 @@ func TestNewIDBefore1970DoesNotWrap(t *testing.T) {
 	later := NewID(time.Now())
 	if uint64(early) >= 1<<63 || later <= early {
 		t.Fatalf("ids %d then %d", early, later)
+	}
+}
+
+// TestSummaryKeepsExactBytes: the summary quotes process strings, so an
+// exe that is not valid UTF-8 reaches JSON as \udcXX escapes, like the
+// event itself, never as U+FFFD.
+func TestSummaryKeepsExactBytes(t *testing.T) {
+	testUsers(t)
+	set := mustParse(t, `version: 1
+rules:
+  - name: tmp
+    type: bin-execution
+    match: {paths: ["/tmp/**"]}
+    severity: {success: high, failure: medium}
+`)
+	e := NewEngine(set, EngineOptions{Host: "h"})
+	incs := e.Evaluate(execEvent("/tmp/\xffevil", 1000))
+	if len(incs) != 1 || !strings.Contains(string(incs[0].Summary), "/tmp/\xffevil") {
+		t.Fatalf("incidents = %+v", incs)
+	}
+	b, err := json.Marshal(incs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "\ufffd") || strings.Contains(string(b), `\ufffd`) ||
+		strings.Count(string(b), `/tmp/\udcffevil`) < 2 {
+		t.Fatalf("incident JSON lost bytes: %s", b)
+	}
+	var back Incident
+	if err := json.Unmarshal(b, &back); err != nil || back.Summary != incs[0].Summary {
+		t.Fatalf("summary round trip: %q, %v", back.Summary, err)
 	}
 }

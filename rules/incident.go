@@ -22,7 +22,7 @@ type Incident struct {
 	Type     string         `json:"type"` // the rule type, e.g. "root-escalation"
 	Outcome  sensor.Outcome `json:"outcome"`
 	Severity Severity       `json:"severity"`
-	Summary  string         `json:"summary"`
+	Summary  sensor.Text    `json:"summary"` // one human line; quotes process strings, so bytes are kept exactly
 	Status   Status         `json:"status"`
 	Process  sensor.Event   `json:"process"`
 

@@ -79,7 +79,7 @@ func (q *Query) Matches(inc *rules.Incident) bool {
 		!q.Until.IsZero() && inc.Time.After(q.Until):
 		return false
 	}
-	if q.Grep == "" || strings.Contains(inc.Summary, q.Grep) || strings.Contains(inc.Rule, q.Grep) ||
+	if q.Grep == "" || strings.Contains(string(inc.Summary), q.Grep) || strings.Contains(inc.Rule, q.Grep) ||
 		strings.Contains(string(inc.Process.Exe), q.Grep) {
 		return true
 	}

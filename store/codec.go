@@ -99,7 +99,7 @@ func (e *encoder) encodeIncident(dst []byte, inc *rules.Incident) []byte {
 	dst = appendStr(dst, fIncType, inc.Type)
 	dst = appendStr(dst, fIncOutcome, string(inc.Outcome))
 	dst = appendUint(dst, fIncSeverity, uint64(inc.Severity))
-	dst = appendStr(dst, fIncSummary, inc.Summary)
+	dst = appendStr(dst, fIncSummary, string(inc.Summary))
 	dst = appendStr(dst, fIncStatus, string(inc.Status))
 	e.ev = e.encodeEvent(e.ev[:0], &inc.Process)
 	dst = protowire.AppendTag(dst, fIncProcess, protowire.BytesType)
@@ -238,7 +238,7 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 		case fIncSeverity:
 			inc.Severity = rules.Severity(v)
 		case fIncSummary:
-			inc.Summary = string(b)
+			inc.Summary = sensor.Text(b)
 		case fIncStatus:
 			inc.Status = rules.Status(b)
 		case fIncProcess:

@@ -53,7 +53,7 @@ func fixture(t time.Time, i int) rules.Incident {
 		Type:     typ,
 		Outcome:  outcome,
 		Severity: sev,
-		Summary:  fmt.Sprintf("%s ran as uid 1000 from /usr/bin/bash (#%d)", filepath.Base(exe), i),
+		Summary:  sensor.Text(fmt.Sprintf("%s ran as uid 1000 from /usr/bin/bash (#%d)", filepath.Base(exe), i)),
 		Status:   rules.StatusOpen,
 		Process: sensor.Event{
 			Type: sensor.TypeExec, Time: t,

@@ -30,7 +30,7 @@ func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 	dst = append(dst, `,"severity":`...)
 	dst = appendStringJSON(dst, inc.Severity.String())
 	dst = append(dst, `,"summary":`...)
-	dst = appendStringJSON(dst, inc.Summary)
+	dst = appendTextJSON(dst, inc.Summary)
 	dst = append(dst, `,"status":`...)
 	dst = appendStringJSON(dst, string(inc.Status))
 	dst = append(dst, `,"process":`...)

@@ -39,7 +39,7 @@ func TestIncidentJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	for i, s := range hostileStrings {
 		inc := fixture(baseTime, i)
-		inc.Host, inc.Rule, inc.Summary, inc.Type = s, s, s+"!", "t"+s
+		inc.Host, inc.Rule, inc.Summary, inc.Type = s, s, sensor.Text(s+"!"), "t"+s
 		inc.Process.Exe, inc.Process.Comm, inc.Process.Cwd = sensor.Text(s), sensor.Text(s+"c"), sensor.Text("/"+s)
 		inc.Process.Args = []sensor.Text{sensor.Text(s), "x", sensor.Text(s + s)}
 		inc.Process.Ancestors[1].Exe = sensor.Text(s)
@@ -66,7 +66,7 @@ func FuzzIncidentJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string, b []byte) {
 		inc := fixture(baseTime, len(s))
-		inc.Summary = s
+		inc.Summary = sensor.Text(s)
 		inc.Process.Exe = sensor.Text(b)
 		inc.Process.Args = []sensor.Text{sensor.Text(s), sensor.Text(b)}
 		want, err := json.Marshal(inc)

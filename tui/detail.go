@@ -66,7 +66,7 @@ func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc 
 	w.line("Incident", in.ID.String()+"  "+strings.ToUpper(in.Severity.String())+"  "+statusWord(in.Status))
 	w.line("Rule", sensor.DisplayString(in.Rule)+" ("+sensor.DisplayString(in.Type)+"), outcome "+sensor.DisplayString(string(in.Outcome)))
 	if in.Summary != "" {
-		w.line("Why", sensor.DisplayString(in.Summary))
+		w.line("Why", in.Summary.Display())
 	}
 	if rule != nil {
 		if rule.Description != "" {

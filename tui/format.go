@@ -237,11 +237,9 @@ func hay(cells ...string) string {
 // index of the host it came from; name is that host's name when the UI
 // shows several, "" otherwise.
 func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache, loc *time.Location) *row {
-	summary := in.Summary
+	summary := in.Summary.Display()
 	if summary == "" {
 		summary = commandLine(&in.Process)
-	} else {
-		summary = sensor.DisplayString(summary)
 	}
 	cells := []string{
 		clock(in.Time, loc),

@@ -90,7 +90,7 @@ func ExitEvent(at time.Time, pid, uid uint32, exe string, code int, signal strin
 func IncidentFor(id rules.ID, host, rule, typ string, sev rules.Severity, ev sensor.Event, summary string) rules.Incident {
 	return rules.Incident{
 		ID: id, Time: ev.Time, Host: host, Rule: rule, Type: typ, Outcome: ev.Outcome,
-		Severity: sev, Summary: summary, Status: rules.StatusOpen, Process: ev,
+		Severity: sev, Summary: sensor.Text(summary), Status: rules.StatusOpen, Process: ev,
 		Count: 1, FirstSeen: ev.Time, LastSeen: ev.Time,
 	}
 }
