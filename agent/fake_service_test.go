@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -146,7 +146,7 @@ func (f *recordingService) Status(ctx context.Context) (service.Status, error) {
 		return service.Status{}, err
 	}
 	return service.Status{Host: "h1", Monitoring: true, RulesPath: "/etc/procwatch/rules.yaml",
-		OpenBySev: map[string]int{"high": 2}, Sensor: sensor.Stats{Exec: 10, Mode: "test"},
+		OpenBySev: map[string]int{"high": 2}, Sensor: event.Stats{Exec: 10, Mode: "test"},
 		Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, nil
 }
 
@@ -181,12 +181,12 @@ func sampleIncident(i int, argsLen int) rules.Incident {
 	t := time.Date(2026, 3, 4, 5, 6, 7, i, time.UTC)
 	return rules.Incident{
 		ID: rules.ID(1000 + i), Time: t, Host: "h1", Rule: "r1", Type: rules.TypeBinExecution,
-		Outcome: sensor.Success, Severity: rules.SeverityHigh, Summary: sensor.Text(fmt.Sprintf("incident %d", i)),
+		Outcome: event.Success, Severity: rules.SeverityHigh, Summary: event.Text(fmt.Sprintf("incident %d", i)),
 		Status: rules.StatusOpen, Count: uint64(i + 1), FirstSeen: t, LastSeen: t,
-		Process: sensor.Event{
-			Type: sensor.TypeExec, Time: t, PID: uint32(i), Exe: "/usr/bin/x\xff",
-			Args:     []sensor.Text{"x", sensor.Text(strings.Repeat("a", argsLen)), "\x1b[31m"},
-			ExitCode: sensor.Int(0), NewUID: sensor.Uint32(0),
+		Process: event.Event{
+			Type: event.TypeExec, Time: t, PID: uint32(i), Exe: "/usr/bin/x\xff",
+			Args:     []event.Text{"x", event.Text(strings.Repeat("a", argsLen)), "\x1b[31m"},
+			ExitCode: event.Int(0), NewUID: event.Uint32(0),
 		},
 	}
 }

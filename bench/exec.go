@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/sensor"
 )
 
@@ -100,20 +101,20 @@ func RunExec(ctx context.Context, cfg ExecConfig) (ExecResult, error) {
 
 	var execs, exits, events atomic.Uint64
 	pids := make(map[uint32]bool) // storm pids whose exec was seen; reader goroutine only
-	handle := func(ev *sensor.Event) {
+	handle := func(ev *event.Event) {
 		events.Add(1)
 		if string(ev.Exe) != bin {
 			return
 		}
 		switch ev.Type {
-		case sensor.TypeExec:
+		case event.TypeExec:
 			// The workers exec the binary too when they start; count only
 			// no-op runs, which have no arguments beyond argv[0].
 			if len(ev.Args) == 1 {
 				pids[ev.PID] = true
 				execs.Add(1)
 			}
-		case sensor.TypeExit:
+		case event.TypeExit:
 			if pids[ev.PID] {
 				delete(pids, ev.PID)
 				exits.Add(1)

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
@@ -37,12 +37,12 @@ rules:
 // fakeSensor replaces the BPF sensor in agent tests: events sent on its
 // channel reach the pipeline from one goroutine, as the sensor's do.
 type fakeSensor struct {
-	events  chan *sensor.Event
+	events  chan *event.Event
 	running atomic.Bool
 	seen    atomic.Uint64
 }
 
-func (f *fakeSensor) Run(ctx context.Context, handle func(*sensor.Event)) error {
+func (f *fakeSensor) Run(ctx context.Context, handle func(*event.Event)) error {
 	f.running.Store(true)
 	defer f.running.Store(false)
 	for {
@@ -56,9 +56,9 @@ func (f *fakeSensor) Run(ctx context.Context, handle func(*sensor.Event)) error 
 	}
 }
 
-func (f *fakeSensor) Stats() sensor.Stats { return sensor.Stats{Exec: f.seen.Load(), Mode: "fake"} }
+func (f *fakeSensor) Stats() event.Stats { return event.Stats{Exec: f.seen.Load(), Mode: "fake"} }
 
-func (f *fakeSensor) emit(t *testing.T, ev *sensor.Event) {
+func (f *fakeSensor) emit(t *testing.T, ev *event.Event) {
 	t.Helper()
 	select {
 	case f.events <- ev:
@@ -69,7 +69,7 @@ func (f *fakeSensor) emit(t *testing.T, ev *sensor.Event) {
 
 // useFakeSensor makes the agent commands run on a fake sensor for one test.
 func useFakeSensor(t *testing.T) *fakeSensor {
-	f := &fakeSensor{events: make(chan *sensor.Event)}
+	f := &fakeSensor{events: make(chan *event.Event)}
 	old := newEventSource
 	newEventSource = func(int, func()) (pipeline.EventSource, func() error, error) {
 		return f, func() error { return nil }, nil
@@ -78,11 +78,11 @@ func useFakeSensor(t *testing.T) *fakeSensor {
 	return f
 }
 
-func tmpExec(exe, arg string) *sensor.Event {
-	return &sensor.Event{
-		Type: sensor.TypeExec, Time: time.Now(), PID: 4242, PPID: 1, UID: 1000, EUID: 1000,
-		Comm: sensor.Text(filepath.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
-		Args: []sensor.Text{sensor.Text(exe), sensor.Text(arg)}, Outcome: sensor.Success,
+func tmpExec(exe, arg string) *event.Event {
+	return &event.Event{
+		Type: event.TypeExec, Time: time.Now(), PID: 4242, PPID: 1, UID: 1000, EUID: 1000,
+		Comm: event.Text(filepath.Base(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
+		Args: []event.Text{event.Text(exe), event.Text(arg)}, Outcome: event.Success,
 	}
 }
 
@@ -218,7 +218,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	src.emit(t, tmpExec(hostile, "b"))
 	src.emit(t, tmpExec("/usr/bin/ls", "c")) // no rule matches
 	incs := waitIncidents(t, e, 2)
-	if incs[0].Process.Exe != sensor.Text(hostile) {
+	if incs[0].Process.Exe != event.Text(hostile) {
 		t.Errorf("newest incident exe %q, want the exact bytes %q", incs[0].Process.Exe, hostile)
 	}
 	waitCount := time.Now().Add(10 * time.Second)
@@ -320,7 +320,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	var st struct {
 		Monitoring bool           `json:"monitoring"`
 		OpenBySev  map[string]int `json:"open_by_severity"`
-		Sensor     sensor.Stats   `json:"sensor"`
+		Sensor     event.Stats    `json:"sensor"`
 	}
 	if err := json.Unmarshal([]byte(mustRun(t, e, "monitor", "status", "--json")), &st); err != nil {
 		t.Fatal(err)
@@ -592,7 +592,7 @@ func TestAgentWithRealSensor(t *testing.T) {
 	if len(incs) != 1 {
 		t.Fatalf("%d incidents, want 1: %+v", len(incs), incs)
 	}
-	if incs[0].Process.Exe != sensor.Text(exe) || incs[0].Rule != "tmp-exec" {
+	if incs[0].Process.Exe != event.Text(exe) || incs[0].Rule != "tmp-exec" {
 		t.Errorf("incident %+v", incs[0])
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/sensor"
 )
 
@@ -89,7 +90,7 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 	if !asJSON {
 		fmt.Fprintln(w, eventHeader)
 	}
-	err = s.Run(ctx, func(ev *sensor.Event) {
+	err = s.Run(ctx, func(ev *event.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		if writeErr != nil {
@@ -125,12 +126,12 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 const eventHeader = "TIME          TYPE        OUTCOME  PID     PPID    UID    COMM             DETAIL"
 
 // formatEvent renders one event as an aligned, terminal-safe line.
-func formatEvent(ev *sensor.Event) string {
+func formatEvent(ev *event.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-13s %-11s %-8s %-7d %-7d %-6d %-16s ",
 		ev.Time.Format("15:04:05.000"), ev.Type, ev.Outcome, ev.PID, ev.PPID, ev.UID, ev.Comm.Display())
 	switch ev.Type {
-	case sensor.TypeExec:
+	case event.TypeExec:
 		b.WriteString(ev.Exe.Display())
 		if ev.Errno != "" {
 			b.WriteString(" " + ev.Errno)
@@ -141,13 +142,13 @@ func formatEvent(ev *sensor.Event) string {
 		if ev.ArgsTruncated {
 			b.WriteString(" …")
 		}
-	case sensor.TypeEscalation:
+	case event.TypeEscalation:
 		fmt.Fprintf(&b, "%s %s uid %d→%d euid %d→%d", ev.Method, ev.Exe.Display(),
 			deref(ev.OldUID), deref(ev.NewUID), deref(ev.OldEUID), deref(ev.NewEUID))
 		if ev.Errno != "" {
 			b.WriteString(" " + ev.Errno)
 		}
-	case sensor.TypeExit:
+	case event.TypeExit:
 		b.WriteString(ev.Exe.Display())
 		if ev.Signal != "" {
 			b.WriteString(" killed by " + ev.Signal)

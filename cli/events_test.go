@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // lockedBuffer is a bytes.Buffer safe to read while runEvents writes.
@@ -84,7 +84,7 @@ func TestEventsJSON(t *testing.T) {
 	if exitLine == nil {
 		t.Fatalf("no exit event for pid %d in:\n%s", pid, stdout.String())
 	}
-	if exitLine["exit_code"] != float64(7) || exitLine["outcome"] != string(sensor.Failure) {
+	if exitLine["exit_code"] != float64(7) || exitLine["outcome"] != string(event.Failure) {
 		t.Errorf("exit event = %v", exitLine)
 	}
 	for _, k := range []string{"time", "pid", "tid", "ppid", "uid", "euid", "gid", "egid", "auid", "comm", "exe", "outcome", "duration_ns"} {
@@ -98,9 +98,9 @@ func TestEventsJSON(t *testing.T) {
 }
 
 func TestFormatEventEscapesProcessStrings(t *testing.T) {
-	ev := &sensor.Event{
-		Type: sensor.TypeExec, Outcome: sensor.Success, Comm: "evil\x1b[2J",
-		Exe: "/tmp/\u202egnp.sh", Args: []sensor.Text{"x", "\r\x1b]8;;http://x\x07"},
+	ev := &event.Event{
+		Type: event.TypeExec, Outcome: event.Success, Comm: "evil\x1b[2J",
+		Exe: "/tmp/\u202egnp.sh", Args: []event.Text{"x", "\r\x1b]8;;http://x\x07"},
 	}
 	line := formatEvent(ev)
 	if strings.ContainsAny(line[:len(line)-1], "\x1b\r\x07\n\u202e") {

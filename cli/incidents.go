@@ -16,9 +16,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -264,5 +264,5 @@ func writeIncident(w io.Writer, inc *rules.Incident, asJSON bool) error {
 // cell escapes a string for a table cell: terminal-safe, and without tabs
 // that would break the columns.
 func cell(s string) string {
-	return sensor.DisplayString(s)
+	return event.DisplayString(s)
 }

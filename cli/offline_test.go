@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -25,8 +25,8 @@ func TestOfflineReadsDeleteNothing(t *testing.T) {
 		at := old.Add(time.Duration(i) * time.Minute)
 		st.Put(rules.Incident{
 			ID: rules.NewID(at), Time: at, FirstSeen: at, LastSeen: at, Count: 1, Host: "h",
-			Rule: "r", Type: rules.TypeBinExecution, Outcome: sensor.Success, Severity: rules.SeverityHigh,
-			Status: rules.StatusOpen, Summary: "old", Process: sensor.Event{Type: sensor.TypeExec, Exe: "/tmp/x"},
+			Rule: "r", Type: rules.TypeBinExecution, Outcome: event.Success, Severity: rules.SeverityHigh,
+			Status: rules.StatusOpen, Summary: "old", Process: event.Event{Type: event.TypeExec, Exe: "/tmp/x"},
 		})
 	}
 	if err := st.Close(); err != nil {

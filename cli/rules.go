@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 func init() { commands = append(commands, newRulesCmd) }
@@ -83,7 +83,7 @@ func runRulesCheck(stdout, stderr io.Writer, path string) error {
 	if len(parts) > 0 {
 		detail = " (" + strings.Join(parts, ", ") + ")"
 	}
-	fmt.Fprintf(stdout, "%s: ok: %s%s, %s\n", sensor.DisplayString(name), nounCount(len(set.Rules), "rule"), detail, nounCount(len(set.Skips()), "skip"))
+	fmt.Fprintf(stdout, "%s: ok: %s%s, %s\n", event.DisplayString(name), nounCount(len(set.Rules), "rule"), detail, nounCount(len(set.Skips()), "skip"))
 	return nil
 }
 
@@ -108,12 +108,12 @@ func readRules(path string) (string, []byte, error) {
 func printParseErrors(w io.Writer, perrs rules.ParseErrors, data []byte) {
 	lines := bytes.Split(data, []byte("\n"))
 	for _, pe := range perrs {
-		fmt.Fprintln(w, sensor.DisplayString(pe.Error()))
+		fmt.Fprintln(w, event.DisplayString(pe.Error()))
 		if pe.Line < 1 || pe.Line > len(lines) {
 			continue
 		}
 		src := strings.TrimRight(string(lines[pe.Line-1]), "\r")
-		shown := sensor.DisplayString(strings.ReplaceAll(src, "\t", " "))
+		shown := event.DisplayString(strings.ReplaceAll(src, "\t", " "))
 		col := pe.Col - 1
 		if col < 0 || col > len(shown) || shown != src {
 			// The caret only lines up when the line printed as it is.
@@ -158,7 +158,7 @@ func writeRuleList(w io.Writer, set *rules.RuleSet) error {
 	fmt.Fprintln(tw, "RULE\tTYPE\tSUCCESS\tFAILURE\tMATCH")
 	for _, r := range set.Rules {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Type, r.Severity.Success, r.Severity.Failure,
-			sensor.DisplayString(describeSelectors(r.Match)))
+			event.DisplayString(describeSelectors(r.Match)))
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "SKIP\tVALUE\tSCOPE\tSOURCE")
@@ -167,7 +167,7 @@ func writeRuleList(w io.Writer, set *rules.RuleSet) error {
 		if s.Rule != "" {
 			scope = "rule " + s.Rule
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Kind, sensor.DisplayString(s.Value), scope, s.Source)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Kind, event.DisplayString(s.Value), scope, s.Source)
 	}
 	return tw.Flush()
 }
@@ -287,14 +287,14 @@ func runRulesTest(stdout, stderr io.Writer, in io.Reader, name string, set *rule
 	}, func(le *rules.LineError) {
 		if shown < maxBadLines {
 			shown++
-			fmt.Fprintf(stderr, "%s:%d: %s\n", sensor.DisplayString(name), le.Line, sensor.DisplayString(le.Err.Error()))
+			fmt.Fprintf(stderr, "%s:%d: %s\n", event.DisplayString(name), le.Line, event.DisplayString(le.Err.Error()))
 		}
 	})
 	if err != nil {
 		return err
 	}
 	if stats.BadLines > maxBadLines {
-		fmt.Fprintf(stderr, "%s: %d more malformed lines not shown\n", sensor.DisplayString(name), stats.BadLines-maxBadLines)
+		fmt.Fprintf(stderr, "%s: %d more malformed lines not shown\n", event.DisplayString(name), stats.BadLines-maxBadLines)
 	}
 
 	out := stdout

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/metrics/metricstest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
@@ -59,7 +59,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	box := &statusBox{}
 	box.set(service.Status{
 		Monitoring: true,
-		Sensor:     sensor.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
+		Sensor:     event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
 		OpenBySev:  map[string]int{"high": 3, "critical": 1},
 	}, nil)
 	storeStats := store.Stats{Queued: 7, Committed: 120, Batches: 4, Blocked: 2, Dropped: 1, LastError: "disk full"}
@@ -145,7 +145,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 // that scrape, with the error logged, and not the whole endpoint.
 func TestFailingStatusKeepsTheRest(t *testing.T) {
 	box := &statusBox{}
-	box.set(service.Status{Monitoring: true, Sensor: sensor.Stats{Exec: 4}}, errors.New("status: count open incidents: disk gone"))
+	box.set(service.Status{Monitoring: true, Sensor: event.Stats{Exec: 4}}, errors.New("status: count open incidents: disk gone"))
 	var logged bytes.Buffer
 	m, err := New(Sources{Status: box.get, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {

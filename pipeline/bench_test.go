@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
@@ -59,7 +59,7 @@ func benchHandle(b *testing.B, obs Observer) {
 		}()
 	}
 	benign := execEvent("/usr/bin/true", "x")
-	bad := make([]*sensor.Event, 64)
+	bad := make([]*event.Event, 64)
 	for i := range bad {
 		bad[i] = execEvent("/tmp/payload", fmt.Sprint(i))
 	}

@@ -5,8 +5,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -15,8 +15,8 @@ import (
 // called again after it returned, which is how monitoring is switched off
 // and on.
 type EventSource interface {
-	Run(ctx context.Context, handle func(*sensor.Event)) error
-	Stats() sensor.Stats
+	Run(ctx context.Context, handle func(*event.Event)) error
+	Stats() event.Stats
 }
 
 // Store is the part of *store.Store the pipeline uses. It is an interface

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -216,7 +216,7 @@ func (l *Local) runSource(ctx context.Context) error {
 // handle is the sensor's callback. It must stay quick and never wait for a
 // subscriber: it evaluates, queues the incidents for the store and appends
 // to the current batch.
-func (l *Local) handle(ev *sensor.Event) {
+func (l *Local) handle(ev *event.Event) {
 	if !l.active.Load() {
 		return
 	}
@@ -261,7 +261,7 @@ func (l *Local) handle(ev *sensor.Event) {
 
 // copyEvent copies ev including its slices, since the sensor may reuse
 // their memory once handle returns.
-func copyEvent(ev *sensor.Event) sensor.Event {
+func copyEvent(ev *event.Event) event.Event {
 	c := *ev
 	c.Args = slices.Clone(ev.Args)
 	c.Ancestors = slices.Clone(ev.Ancestors)

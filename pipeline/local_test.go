@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
@@ -42,7 +42,7 @@ type fakeSource struct {
 }
 
 type fakeItem struct {
-	ev   *sensor.Event
+	ev   *event.Event
 	done chan struct{}
 }
 
@@ -50,7 +50,7 @@ func newFakeSource() *fakeSource {
 	return &fakeSource{events: make(chan fakeItem), started: make(chan struct{}, 16)}
 }
 
-func (f *fakeSource) Run(ctx context.Context, handle func(*sensor.Event)) error {
+func (f *fakeSource) Run(ctx context.Context, handle func(*event.Event)) error {
 	f.runs.Add(1)
 	f.running.Store(true)
 	defer f.running.Store(false)
@@ -73,12 +73,12 @@ func (f *fakeSource) Run(ctx context.Context, handle func(*sensor.Event)) error 
 	}
 }
 
-func (f *fakeSource) Stats() sensor.Stats {
-	return sensor.Stats{Exec: f.seen.Load(), Mode: "fake"}
+func (f *fakeSource) Stats() event.Stats {
+	return event.Stats{Exec: f.seen.Load(), Mode: "fake"}
 }
 
 // emit hands ev to the running pipeline and waits until handle returned.
-func (f *fakeSource) emit(t *testing.T, ev *sensor.Event) {
+func (f *fakeSource) emit(t *testing.T, ev *event.Event) {
 	t.Helper()
 	it := fakeItem{ev, make(chan struct{})}
 	select {
@@ -92,11 +92,11 @@ func (f *fakeSource) emit(t *testing.T, ev *sensor.Event) {
 
 var t0 = time.Now().Add(-time.Hour).Truncate(time.Second)
 
-func execEvent(exe string, arg string) *sensor.Event {
-	return &sensor.Event{
-		Type: sensor.TypeExec, Time: time.Now(), PID: 100, PPID: 1, UID: 1000, EUID: 1000,
-		Comm: sensor.Text(filepath.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
-		Args: []sensor.Text{sensor.Text(exe), sensor.Text(arg)}, Outcome: sensor.Success,
+func execEvent(exe string, arg string) *event.Event {
+	return &event.Event{
+		Type: event.TypeExec, Time: time.Now(), PID: 100, PPID: 1, UID: 1000, EUID: 1000,
+		Comm: event.Text(filepath.Base(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
+		Args: []event.Text{event.Text(exe), event.Text(arg)}, Outcome: event.Success,
 	}
 }
 
@@ -215,7 +215,7 @@ func TestEventsBecomeIncidentsWithDedup(t *testing.T) {
 	if len(incs) != 2 {
 		t.Fatalf("stored %d incidents, want 2: %+v", len(incs), incs)
 	}
-	byExe := map[sensor.Text]rules.Incident{}
+	byExe := map[event.Text]rules.Incident{}
 	for _, inc := range incs {
 		byExe[inc.Process.Exe] = inc
 	}

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // DefaultDedupWindow is how long repeats of an incident aggregate into it.
@@ -55,7 +55,7 @@ type dedupKey struct {
 	exe     string
 	args    uint64
 	uid     uint32
-	outcome sensor.Outcome
+	outcome event.Outcome
 }
 
 // NewEngine returns an engine for set (nil means no rules).
@@ -119,7 +119,7 @@ type Verdict struct {
 
 // Evaluate judges one event and returns the incidents it raises or
 // updates; nil (without allocating) when it raises none.
-func (e *Engine) Evaluate(ev *sensor.Event) []Incident { return e.Judge(ev).Incidents }
+func (e *Engine) Evaluate(ev *event.Event) []Incident { return e.Judge(ev).Incidents }
 
 // Judge is Evaluate that also reports suppressed matches.
 //
@@ -129,7 +129,7 @@ func (e *Engine) Evaluate(ev *sensor.Event) []Incident { return e.Judge(ev).Inci
 // apply to every rule except root-escalation rules: an escalation to root
 // is too important for a broad global skip to hide, so only a skip written
 // on the escalation rule silences it.
-func (e *Engine) Judge(ev *sensor.Event) Verdict {
+func (e *Engine) Judge(ev *event.Event) Verdict {
 	set := e.set.Load()
 	added := e.added.Load()
 	f := &e.facts
@@ -141,7 +141,7 @@ func (e *Engine) Judge(ev *sensor.Event) Verdict {
 			continue
 		}
 		sev := r.rule.Severity.Success
-		if f.outcome == sensor.Failure {
+		if f.outcome == event.Failure {
 			sev = r.rule.Severity.Failure
 		}
 		if sev == SeverityNone || !r.matches(f) {
@@ -187,7 +187,7 @@ func (r *compiledRule) matches(f *facts) bool {
 // endedAsSelected is the exit_codes and signals selector. The two lists
 // describe one thing, how the process ended, so the process matches if it
 // exited with a listed code or died of a listed signal.
-func (r *compiledRule) endedAsSelected(ev *sensor.Event) bool {
+func (r *compiledRule) endedAsSelected(ev *event.Event) bool {
 	if ev.Signal != "" {
 		return slices.Contains(r.signals, ev.Signal)
 	}
@@ -195,7 +195,7 @@ func (r *compiledRule) endedAsSelected(ev *sensor.Event) bool {
 }
 
 // raise builds a new incident or updates the one it repeats.
-func (e *Engine) raise(rule *Rule, sev Severity, ev *sensor.Event, f *facts) Incident {
+func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts) Incident {
 	t := ev.Time
 	if t.IsZero() {
 		t = e.now()
@@ -222,7 +222,7 @@ func (e *Engine) raise(rule *Rule, sev Severity, ev *sensor.Event, f *facts) Inc
 		Type:      rule.Type,
 		Outcome:   f.outcome,
 		Severity:  sev,
-		Summary:   sensor.Text(summarize(ev, f)),
+		Summary:   event.Text(summarize(ev, f)),
 		Status:    StatusOpen,
 		Process:   cloneEvent(ev),
 		Count:     1,
@@ -254,7 +254,7 @@ func (e *Engine) sweep(now time.Time) {
 
 // hashArgs hashes argv for the dedup key. Each argument is followed by a
 // NUL, which cannot occur inside one, so the encoding is unambiguous.
-func (e *Engine) hashArgs(args []sensor.Text) uint64 {
+func (e *Engine) hashArgs(args []event.Text) uint64 {
 	var h maphash.Hash
 	h.SetSeed(e.seed)
 	for _, a := range args {
@@ -266,7 +266,7 @@ func (e *Engine) hashArgs(args []sensor.Text) uint64 {
 
 // cloneEvent copies ev deeply enough that the incident does not share
 // slices or pointers with a buffer the sensor may reuse.
-func cloneEvent(ev *sensor.Event) sensor.Event {
+func cloneEvent(ev *event.Event) event.Event {
 	c := *ev
 	c.Args = slices.Clone(ev.Args)
 	c.Ancestors = slices.Clone(ev.Ancestors)

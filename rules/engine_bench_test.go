@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // benchRules builds the benchmark's rules file: 50 rules (30 exec rules
@@ -54,7 +54,7 @@ func benchEngine(b *testing.B) *Engine {
 	return NewEngine(set, EngineOptions{Host: "bench"})
 }
 
-func benchEvaluate(b *testing.B, ev *sensor.Event, wantIncidents, wantSkipped int) {
+func benchEvaluate(b *testing.B, ev *event.Event, wantIncidents, wantSkipped int) {
 	e := benchEngine(b)
 	v := e.Judge(ev)
 	if len(v.Incidents) != wantIncidents || v.Skipped != wantSkipped {
@@ -70,7 +70,7 @@ func benchEvaluate(b *testing.B, ev *sensor.Event, wantIncidents, wantSkipped in
 // An ordinary exec that no rule selects: the common case.
 func BenchmarkEvaluateNoMatch(b *testing.B) {
 	ev := execEvent("/usr/bin/ls", 1000)
-	ev.Args = []sensor.Text{"ls", "-la", "/home/alice"}
+	ev.Args = []event.Text{"ls", "-la", "/home/alice"}
 	ev.ParentExe = "/usr/bin/bash"
 	benchEvaluate(b, ev, 0, 0)
 }
@@ -125,14 +125,14 @@ func TestEvaluateNoAlloc(t *testing.T) {
 	set := mustParse(t, benchRules())
 	e := NewEngine(set, EngineOptions{Host: "h"})
 	failed := execEvent("/tmp/nothing-here", 1000)
-	failed.Outcome, failed.Errno = sensor.Failure, "ENOENT"
-	events := []*sensor.Event{
+	failed.Outcome, failed.Errno = event.Failure, "ENOENT"
+	events := []*event.Event{
 		execEvent("/usr/bin/ls", 1000),
 		execEvent("/usr/lib/pkg0500/libexec/worker", 1000),
 		execEvent("/usr/lib/other/cmd-0999", 1000),
 		execEvent("/usr/lib/x", 34), // skipped by user name
 		exitEvent("/usr/bin/make", 2, ""),
-		escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success),
+		escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success),
 		failed,
 	}
 	for _, ev := range events {
@@ -149,7 +149,7 @@ func TestEvaluateNoAlloc(t *testing.T) {
 // added: the store calls it once for every stored incident.
 func BenchmarkCoverer(b *testing.B) {
 	covers := Skip{Kind: SkipPath, Value: "/opt/backup"}.Coverer()
-	inc := &Incident{Rule: "r", Type: TypeBinExecution, Process: sensor.Event{Exe: "/usr/bin/true", Comm: "true"}}
+	inc := &Incident{Rule: "r", Type: TypeBinExecution, Process: event.Event{Exe: "/usr/bin/true", Comm: "true"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		covers(inc)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // doc builds a rules file from a global skip block and rule entries.
@@ -39,7 +39,7 @@ const (
 `
 )
 
-func with(ev *sensor.Event, f func(*sensor.Event)) *sensor.Event { f(ev); return ev }
+func with(ev *event.Event, f func(*event.Event)) *event.Event { f(ev); return ev }
 
 // verdict renders what Judge decided as "rule:severity ... skipped=N".
 func verdict(v Verdict) string {
@@ -53,14 +53,14 @@ func verdict(v Verdict) string {
 
 func TestJudge(t *testing.T) {
 	testUsers(t)
-	failedExec := func(ev *sensor.Event) {
-		ev.Outcome, ev.Errno = sensor.Failure, "EACCES"
+	failedExec := func(ev *event.Event) {
+		ev.Outcome, ev.Errno = event.Failure, "EACCES"
 		ev.Exe, ev.Comm = "/usr/bin/bash", "bash"
 	}
 	tests := []struct {
 		name  string
 		rules string
-		ev    *sensor.Event
+		ev    *event.Event
 		want  string
 	}{
 		// Types and outcomes.
@@ -71,8 +71,8 @@ func TestJudge(t *testing.T) {
 			with(execEvent("/usr/bin/../../tmp/x", 1000), failedExec), "exec-tmp:medium skipped=0"},
 		{"exec outside selector", doc("", execTmp), execEvent("/usr/bin/ls", 1000), "skipped=0"},
 		{"exec rule ignores exits", doc("", execTmp), exitEvent("/tmp/x", 1, ""), "skipped=0"},
-		{"escalation success", doc("", escalation), escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "root:high skipped=0"},
-		{"escalation failure", doc("", escalation), escalationEvent("/tmp/x", 65534, sensor.MethodSetuid, sensor.Failure), "root:critical skipped=0"},
+		{"escalation success", doc("", escalation), escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root:high skipped=0"},
+		{"escalation failure", doc("", escalation), escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "root:critical skipped=0"},
 		{"escalation rule ignores execs", doc("", escalation), execEvent("/usr/bin/sudo", 1000), "skipped=0"},
 		{"exit code 0 is success, none by default", doc("", crashes), exitEvent("/usr/bin/true", 0, ""), "skipped=0"},
 		{"non-zero exit is failure", doc("", crashes), exitEvent("/usr/bin/false", 1, ""), "crash:medium skipped=0"},
@@ -84,7 +84,7 @@ func TestJudge(t *testing.T) {
     severity: {success: info, failure: low}
 `), exitEvent("/usr/bin/true", 0, ""), "audit:info skipped=0"},
 		{"outcome derived when the capture has none", doc("", crashes),
-			with(exitEvent("/usr/bin/x", 0, "SIGSEGV"), func(ev *sensor.Event) { ev.Outcome = "" }), "crash:medium skipped=0"},
+			with(exitEvent("/usr/bin/x", 0, "SIGSEGV"), func(ev *event.Event) { ev.Outcome = "" }), "crash:medium skipped=0"},
 		{"both outcomes none raise nothing", doc("", `
   - name: off
     type: bin-execution
@@ -148,13 +148,13 @@ func TestJudge(t *testing.T) {
     type: bin-execution
     match: {commands: [dash]}
     severity: {success: low}
-`), with(execEvent("/usr/bin/dash", 1000), func(ev *sensor.Event) { ev.Comm = "sh" }), "c:low skipped=0"},
+`), with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Comm = "sh" }), "c:low skipped=0"},
 		{"command by comm", doc("", `
   - name: c
     type: bin-execution
     match: {commands: [sh]}
     severity: {success: low}
-`), with(execEvent("/usr/bin/dash", 1000), func(ev *sensor.Event) { ev.Comm = "sh" }), "c:low skipped=0"},
+`), with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Comm = "sh" }), "c:low skipped=0"},
 		{"command is exact, not a prefix", doc("", `
   - name: c
     type: bin-execution
@@ -184,33 +184,33 @@ func TestJudge(t *testing.T) {
     type: root-escalation
     match: {users: [nobody]}
     severity: {failure: critical}
-`), escalationEvent("/tmp/x", 65534, sensor.MethodSetuid, sensor.Failure), "u:critical skipped=0"},
+`), escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "u:critical skipped=0"},
 		{"parent command from parent_exe", doc("", `
   - name: web-shell
     type: bin-execution
     match: {commands: [sh], parent_commands: [nginx]}
     severity: {success: high}
-`), with(execEvent("/usr/bin/dash", 33), func(ev *sensor.Event) { ev.Comm = "sh"; ev.ParentExe = "/usr/sbin/nginx" }), "web-shell:high skipped=0"},
+`), with(execEvent("/usr/bin/dash", 33), func(ev *event.Event) { ev.Comm = "sh"; ev.ParentExe = "/usr/sbin/nginx" }), "web-shell:high skipped=0"},
 		{"parent command from ancestors", doc("", `
   - name: web-shell
     type: bin-execution
     match: {parent_commands: [nginx]}
     severity: {success: high}
-`), with(execEvent("/usr/bin/dash", 33), func(ev *sensor.Event) {
-			ev.Ancestors = []sensor.Ancestor{{PID: 10, Exe: "/usr/sbin/nginx"}, {PID: 1, Exe: "/sbin/init"}}
+`), with(execEvent("/usr/bin/dash", 33), func(ev *event.Event) {
+			ev.Ancestors = []event.Ancestor{{PID: 10, Exe: "/usr/sbin/nginx"}, {PID: 1, Exe: "/sbin/init"}}
 		}), "web-shell:high skipped=0"},
 		{"other parent", doc("", `
   - name: web-shell
     type: bin-execution
     match: {parent_commands: [nginx]}
     severity: {success: high}
-`), with(execEvent("/usr/bin/dash", 33), func(ev *sensor.Event) { ev.ParentExe = "/usr/sbin/sshd" }), "skipped=0"},
+`), with(execEvent("/usr/bin/dash", 33), func(ev *event.Event) { ev.ParentExe = "/usr/sbin/sshd" }), "skipped=0"},
 		{"in a container", doc("", `
   - name: ctr
     type: bin-execution
     match: {container: true}
     severity: {success: low}
-`), with(execEvent("/usr/bin/x", 0), func(ev *sensor.Event) { ev.ContainerID = "0123abcd" }), "ctr:low skipped=0"},
+`), with(execEvent("/usr/bin/x", 0), func(ev *event.Event) { ev.ContainerID = "0123abcd" }), "ctr:low skipped=0"},
 		{"not in a container", doc("", `
   - name: ctr
     type: bin-execution
@@ -233,15 +233,15 @@ func TestJudge(t *testing.T) {
 		// Skips.
 		{"global skip command", doc("{commands: [x]}", execTmp), execEvent("/tmp/x", 1000), "skipped=1"},
 		{"global skip command by comm", doc("{commands: [nice]}", execTmp),
-			with(execEvent("/tmp/x", 1000), func(ev *sensor.Event) { ev.Comm = "nice" }), "skipped=1"},
+			with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Comm = "nice" }), "skipped=1"},
 		{"skip command longer than comm matches the cut comm", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/bin/python3.12", 1000), func(ev *sensor.Event) { ev.Comm = "unattended-upgr" }), "skipped=1"},
+			with(execEvent("/tmp/bin/python3.12", 1000), func(ev *event.Event) { ev.Comm = "unattended-upgr" }), "skipped=1"},
 		{"skip command longer than comm matches the exe in full", doc("{commands: [unattended-upgrade-helper]}", execTmp),
 			execEvent("/tmp/unattended-upgrade-helper", 1000), "skipped=1"},
 		{"cut comm does not match a short exe name", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/unattended-upgr", 1000), func(ev *sensor.Event) { ev.Comm = "other" }), "exec-tmp:high skipped=0"},
+			with(execEvent("/tmp/unattended-upgr", 1000), func(ev *event.Event) { ev.Comm = "other" }), "exec-tmp:high skipped=0"},
 		{"comm shorter than 15 bytes needs the full name", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/x", 1000), func(ev *sensor.Event) { ev.Comm = "unattended" }), "exec-tmp:high skipped=0"},
+			with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Comm = "unattended" }), "exec-tmp:high skipped=0"},
 		{"global skip path prefix", doc("{paths: [/tmp/build]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
 		{"global skip path with trailing slash", doc("{paths: [/tmp/build/]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
 		{"skip path exact file", doc("{paths: [/tmp/build/cc1]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
@@ -265,15 +265,15 @@ func TestJudge(t *testing.T) {
 		// A global skip never hides a root escalation; a skip on the
 		// escalation rule does.
 		{"global skip path does not hide sudo escalation", doc("{paths: [/usr/bin]}", escalation),
-			escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "root:high skipped=0"},
+			escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root:high skipped=0"},
 		{"global skip command does not hide sudo escalation", doc("{commands: [sudo]}", escalation),
-			escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "root:high skipped=0"},
+			escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root:high skipped=0"},
 		{"global skip user does not hide escalation", doc("{users: [alice]}", escalation),
-			escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "root:high skipped=0"},
+			escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root:high skipped=0"},
 		{"skip on the escalation rule hides sudo", doc("", escalation+"    skip: {paths: [/usr/bin/sudo]}\n"),
-			escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "skipped=1"},
+			escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "skipped=1"},
 		{"skip on the escalation rule is exact about the path", doc("", escalation+"    skip: {paths: [/usr/bin/sudo]}\n"),
-			escalationEvent("/usr/bin/sudoedit", 1000, sensor.MethodSuidExec, sensor.Success), "root:high skipped=0"},
+			escalationEvent("/usr/bin/sudoedit", 1000, event.MethodSuidExec, event.Success), "root:high skipped=0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,7 +288,7 @@ func TestJudge(t *testing.T) {
 func TestAddedSkips(t *testing.T) {
 	testUsers(t)
 	set := mustParse(t, doc("", execTmp+escalation))
-	sudo := escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success)
+	sudo := escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success)
 	tmp := execEvent("/tmp/x", 1000)
 	tests := []struct {
 		name     string
@@ -362,7 +362,7 @@ func TestSkipCovers(t *testing.T) {
 	testUsers(t)
 	e := NewEngine(mustParse(t, doc("", execTmp+escalation)), EngineOptions{Host: "h"})
 	tmpInc := e.Evaluate(execEvent("/tmp/x", 1000))[0]
-	sudoInc := e.Evaluate(escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success))[0]
+	sudoInc := e.Evaluate(escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success))[0]
 	tests := []struct {
 		skip      Skip
 		tmp, sudo bool
@@ -389,13 +389,13 @@ func TestSkipCovers(t *testing.T) {
 func TestIncidentFields(t *testing.T) {
 	testUsers(t)
 	e := NewEngine(mustParse(t, doc("", escalation)), EngineOptions{Host: "web1"})
-	ev := escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success)
+	ev := escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success)
 	incs := e.Evaluate(ev)
 	if len(incs) != 1 {
 		t.Fatalf("got %d incidents, want 1", len(incs))
 	}
 	inc := incs[0]
-	if inc.Host != "web1" || inc.Rule != "root" || inc.Type != TypeRootEscalation || inc.Outcome != sensor.Success ||
+	if inc.Host != "web1" || inc.Rule != "root" || inc.Type != TypeRootEscalation || inc.Outcome != event.Success ||
 		inc.Severity != SeverityHigh || inc.Status != StatusOpen || inc.Count != 1 ||
 		!inc.Time.Equal(t0) || !inc.FirstSeen.Equal(t0) || !inc.LastSeen.Equal(t0) || inc.ID == 0 {
 		t.Errorf("unexpected incident %+v", inc)
@@ -426,18 +426,18 @@ rules:
   - {name: r, type: root-escalation, severity: {success: low, failure: low}}
   - {name: t, type: termination-failure, severity: {success: low, failure: low}}
 `)
-	failedExec := with(execEvent("/tmp/x", 1000), func(ev *sensor.Event) { ev.Outcome, ev.Errno = sensor.Failure, "EACCES" })
+	failedExec := with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Outcome, ev.Errno = event.Failure, "EACCES" })
 	tests := []struct {
-		ev   *sensor.Event
+		ev   *event.Event
 		want string
 	}{
 		{execEvent("/dev/shm/x", 1000), "/dev/shm/x executed by uid 1000 (alice)"},
 		{execEvent("/dev/shm/x", 4242), "/dev/shm/x executed by uid 4242"},
 		{failedExec, "uid 1000 (alice) failed to execute /tmp/x (EACCES)"},
-		{escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "uid 1000 (alice) gained root via suid-exec of /usr/bin/sudo"},
-		{escalationEvent("/tmp/x", 65534, sensor.MethodSetuid, sensor.Failure), "uid 65534 (nobody) was refused root via setuid (EPERM) in /tmp/x"},
-		{escalationEvent("/tmp/x", 1000, sensor.MethodUnexplained, sensor.Success), "uid 1000 (alice) gained root without a known cause in /tmp/x"},
-		{with(exitEvent("/tmp/evil", 0, "SIGSEGV"), func(ev *sensor.Event) { ev.CoreDumped = true }), "/tmp/evil exited on SIGSEGV (core dumped)"},
+		{escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "uid 1000 (alice) gained root via suid-exec of /usr/bin/sudo"},
+		{escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "uid 65534 (nobody) was refused root via setuid (EPERM) in /tmp/x"},
+		{escalationEvent("/tmp/x", 1000, event.MethodUnexplained, event.Success), "uid 1000 (alice) gained root without a known cause in /tmp/x"},
+		{with(exitEvent("/tmp/evil", 0, "SIGSEGV"), func(ev *event.Event) { ev.CoreDumped = true }), "/tmp/evil exited on SIGSEGV (core dumped)"},
 		{exitEvent("/usr/bin/false", 1, ""), "/usr/bin/false exited with code 1"},
 		{exitEvent("/usr/bin/true", 0, ""), "/usr/bin/true exited normally"},
 	}
@@ -456,7 +456,7 @@ rules:
 func TestDedup(t *testing.T) {
 	testUsers(t)
 	set := mustParse(t, doc("", execTmp))
-	at := func(ev *sensor.Event, d time.Duration) *sensor.Event { ev.Time = t0.Add(d); return ev }
+	at := func(ev *event.Event, d time.Duration) *event.Event { ev.Time = t0.Add(d); return ev }
 	e := NewEngine(set, EngineOptions{Host: "h", DedupWindow: time.Minute})
 
 	first := e.Evaluate(at(execEvent("/tmp/x", 1000), 0))[0]
@@ -469,11 +469,11 @@ func TestDedup(t *testing.T) {
 	}
 
 	// Each part of the key separates incidents.
-	distinct := []*sensor.Event{
-		with(execEvent("/tmp/x", 1000), func(ev *sensor.Event) { ev.Args = append(ev.Args, "-v") }),
+	distinct := []*event.Event{
+		with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Args = append(ev.Args, "-v") }),
 		execEvent("/tmp/x", 1001),
 		execEvent("/tmp/y", 1000),
-		with(execEvent("/tmp/x", 1000), func(ev *sensor.Event) { ev.Outcome = sensor.Failure; ev.Filename = "/tmp/x" }),
+		with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Outcome = event.Failure; ev.Filename = "/tmp/x" }),
 	}
 	for i, ev := range distinct {
 		inc := e.Evaluate(at(ev, 20*time.Second))[0]

@@ -4,14 +4,14 @@ import (
 	"path"
 	"strings"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // facts are the properties of one event that selectors and skips compare,
 // worked out once per event rather than once per rule. Nothing here
 // allocates, so events that raise no incident cost no garbage.
 type facts struct {
-	ev   *sensor.Event
+	ev   *event.Event
 	path string // the executable the event is about
 	// truncated: the sensor could not walk the path to the root (more
 	// than its depth limit) and marked it with a leading "…".
@@ -20,13 +20,13 @@ type facts struct {
 	comm      string
 	parent    string // base name of the parent's executable
 	uid       uint32 // the acting user
-	outcome   sensor.Outcome
+	outcome   event.Outcome
 
 	nameDone bool
 	name     string
 }
 
-func (f *facts) init(ev *sensor.Event) {
+func (f *facts) init(ev *event.Event) {
 	f.ev = ev
 	f.path = subjectPath(ev)
 	f.base = baseName(f.path)
@@ -54,8 +54,8 @@ func (f *facts) userName() string {
 // and for every other event that is the resolved exe. A failed exec never
 // ran its target, so the sensor's exe is still the caller's; the absolute
 // path that was asked for is the better subject then.
-func subjectPath(ev *sensor.Event) string {
-	if ev.Type == sensor.TypeExec && eventOutcome(ev) == sensor.Failure &&
+func subjectPath(ev *event.Event) string {
+	if ev.Type == event.TypeExec && eventOutcome(ev) == event.Failure &&
 		strings.HasPrefix(string(ev.Filename), "/") {
 		// The caller chose this string: clean it so "/usr/bin/../../tmp/x"
 		// is judged as /tmp/x. Clean only allocates when it changes
@@ -74,8 +74,8 @@ func subjectPath(ev *sensor.Event) string {
 // actingUID is the user an event is attributed to: for an escalation the
 // uid before it (the user who gained or tried to gain root), otherwise the
 // real uid.
-func actingUID(ev *sensor.Event) uint32 {
-	if ev.Type == sensor.TypeEscalation && ev.OldUID != nil {
+func actingUID(ev *event.Event) uint32 {
+	if ev.Type == event.TypeEscalation && ev.OldUID != nil {
 		return *ev.OldUID
 	}
 	return ev.UID
@@ -84,15 +84,15 @@ func actingUID(ev *sensor.Event) uint32 {
 // eventOutcome returns the event's outcome. The sensor always sets it; for
 // hand-written captures without one, an exit is a failure when its code is
 // non-zero or a signal killed it, and other events count as successes.
-func eventOutcome(ev *sensor.Event) sensor.Outcome {
+func eventOutcome(ev *event.Event) event.Outcome {
 	switch ev.Outcome {
-	case sensor.Success, sensor.Failure:
+	case event.Success, event.Failure:
 		return ev.Outcome
 	}
-	if ev.Type == sensor.TypeExit && (ev.Signal != "" || (ev.ExitCode != nil && *ev.ExitCode != 0)) {
-		return sensor.Failure
+	if ev.Type == event.TypeExit && (ev.Signal != "" || (ev.ExitCode != nil && *ev.ExitCode != 0)) {
+		return event.Failure
 	}
-	return sensor.Success
+	return event.Success
 }
 
 // truncatedMark starts a path whose top the sensor could not capture.

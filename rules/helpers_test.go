@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // testUsers replaces the user database for a test, so results do not depend
@@ -36,34 +36,34 @@ func mustParse(t testing.TB, src string) *RuleSet {
 
 var t0 = time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
 
-func execEvent(exe string, uid uint32) *sensor.Event {
-	return &sensor.Event{
-		Type: sensor.TypeExec, Time: t0, PID: 100, PPID: 1, UID: uid, EUID: uid,
-		Comm: sensor.Text(baseName(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
-		Args: []sensor.Text{sensor.Text(exe)}, Outcome: sensor.Success,
+func execEvent(exe string, uid uint32) *event.Event {
+	return &event.Event{
+		Type: event.TypeExec, Time: t0, PID: 100, PPID: 1, UID: uid, EUID: uid,
+		Comm: event.Text(baseName(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
+		Args: []event.Text{event.Text(exe)}, Outcome: event.Success,
 	}
 }
 
-func escalationEvent(exe string, oldUID uint32, method string, outcome sensor.Outcome) *sensor.Event {
-	ev := &sensor.Event{
-		Type: sensor.TypeEscalation, Time: t0, PID: 200, PPID: 1, UID: 0, EUID: 0,
-		Comm: sensor.Text(baseName(exe)), Exe: sensor.Text(exe), Outcome: outcome, Method: method,
-		OldUID: sensor.Uint32(oldUID), OldEUID: sensor.Uint32(oldUID), NewUID: sensor.Uint32(0), NewEUID: sensor.Uint32(0),
+func escalationEvent(exe string, oldUID uint32, method string, outcome event.Outcome) *event.Event {
+	ev := &event.Event{
+		Type: event.TypeEscalation, Time: t0, PID: 200, PPID: 1, UID: 0, EUID: 0,
+		Comm: event.Text(baseName(exe)), Exe: event.Text(exe), Outcome: outcome, Method: method,
+		OldUID: event.Uint32(oldUID), OldEUID: event.Uint32(oldUID), NewUID: event.Uint32(0), NewEUID: event.Uint32(0),
 	}
-	if outcome == sensor.Failure {
+	if outcome == event.Failure {
 		ev.UID, ev.EUID, ev.Errno = oldUID, oldUID, "EPERM"
 	}
 	return ev
 }
 
-func exitEvent(exe string, code int, signal string) *sensor.Event {
-	ev := &sensor.Event{
-		Type: sensor.TypeExit, Time: t0, PID: 300, PPID: 1, UID: 1000, EUID: 1000,
-		Comm: sensor.Text(baseName(exe)), Exe: sensor.Text(exe), ExitCode: sensor.Int(code), Signal: signal,
-		Outcome: sensor.Success,
+func exitEvent(exe string, code int, signal string) *event.Event {
+	ev := &event.Event{
+		Type: event.TypeExit, Time: t0, PID: 300, PPID: 1, UID: 1000, EUID: 1000,
+		Comm: event.Text(baseName(exe)), Exe: event.Text(exe), ExitCode: event.Int(code), Signal: signal,
+		Outcome: event.Success,
 	}
 	if code != 0 || signal != "" {
-		ev.Outcome = sensor.Failure
+		ev.Outcome = event.Failure
 	}
 	return ev
 }

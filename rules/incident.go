@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // Incident is what a rule raises: an event worth an operator's attention,
@@ -15,16 +15,16 @@ import (
 // a contract shared by export, `procwatch incidents --json` and the agent
 // protocol.
 type Incident struct {
-	ID       ID             `json:"id"`
-	Time     time.Time      `json:"time"` // when the incident was first raised
-	Host     string         `json:"host"`
-	Rule     string         `json:"rule"`
-	Type     string         `json:"type"` // the rule type, e.g. "root-escalation"
-	Outcome  sensor.Outcome `json:"outcome"`
-	Severity Severity       `json:"severity"`
-	Summary  sensor.Text    `json:"summary"` // one human line; quotes process strings, so bytes are kept exactly
-	Status   Status         `json:"status"`
-	Process  sensor.Event   `json:"process"`
+	ID       ID            `json:"id"`
+	Time     time.Time     `json:"time"` // when the incident was first raised
+	Host     string        `json:"host"`
+	Rule     string        `json:"rule"`
+	Type     string        `json:"type"` // the rule type, e.g. "root-escalation"
+	Outcome  event.Outcome `json:"outcome"`
+	Severity Severity      `json:"severity"`
+	Summary  event.Text    `json:"summary"` // one human line; quotes process strings, so bytes are kept exactly
+	Status   Status        `json:"status"`
+	Process  event.Event   `json:"process"`
 
 	// Dedup: the same rule, exe, args, uid and outcome within the window
 	// update one incident instead of raising another.

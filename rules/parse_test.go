@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -178,13 +178,13 @@ func TestDefaultRules(t *testing.T) {
 	crash := exitEvent("/usr/bin/x", 0, "SIGSEGV")
 	goTest := execEvent("/tmp/go-build123/b001/rules.test", 1000)
 	goRun := execEvent("/tmp/go-build123/b001/exe/procwatch", 1000)
-	helper := escalationEvent("/usr/bin/fusermount3", 1000, sensor.MethodSuidExec, sensor.Success)
+	helper := escalationEvent("/usr/bin/fusermount3", 1000, event.MethodSuidExec, event.Success)
 	tests := []struct {
-		ev   *sensor.Event
+		ev   *event.Event
 		want string
 	}{
-		{escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Success), "root-escalation:high skipped=0"},
-		{escalationEvent("/tmp/x", 65534, sensor.MethodSetuid, sensor.Failure), "root-escalation:critical skipped=0"},
+		{escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root-escalation:high skipped=0"},
+		{escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "root-escalation:critical skipped=0"},
 		{helper, "skipped=1"},
 		{execEvent("/tmp/x", 1000), "exec-from-writable-dir:high skipped=0"},
 		{execEvent("/dev/shm/x", 1000), "exec-from-writable-dir:high skipped=0"},
@@ -251,8 +251,8 @@ func FuzzParse(f *testing.F) {
 		}
 		// A file that parses must be usable.
 		e := NewEngine(set, EngineOptions{Host: "fuzz"})
-		for _, ev := range []*sensor.Event{execEvent("/tmp/x", 0), exitEvent("/tmp/x", 1, "SIGSEGV"),
-			escalationEvent("/usr/bin/sudo", 1000, sensor.MethodSuidExec, sensor.Failure)} {
+		for _, ev := range []*event.Event{execEvent("/tmp/x", 0), exitEvent("/tmp/x", 1, "SIGSEGV"),
+			escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Failure)} {
 			for _, inc := range e.Evaluate(ev) {
 				if inc.Severity == SeverityNone || inc.Rule == "" {
 					t.Fatalf("incident without severity or rule: %+v", inc)

@@ -9,7 +9,7 @@ import (
 	"io"
 	"sort"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // MaxCaptureLine bounds one line of a capture. Real events are a few KiB
@@ -146,20 +146,20 @@ func readLine(br *bufio.Reader, buf []byte) (line []byte, tooLong bool, err erro
 
 // decodeCaptureLine parses one event and checks the fields rules rely on.
 // Unknown fields are allowed: captures from a newer procwatch still replay.
-func decodeCaptureLine(line []byte) (sensor.Event, error) {
-	var ev sensor.Event
+func decodeCaptureLine(line []byte) (event.Event, error) {
+	var ev event.Event
 	if err := json.Unmarshal(line, &ev); err != nil {
 		return ev, fmt.Errorf("not a JSON event: %w", err)
 	}
 	switch ev.Type {
-	case sensor.TypeExec, sensor.TypeEscalation, sensor.TypeExit:
+	case event.TypeExec, event.TypeEscalation, event.TypeExit:
 	case "":
 		return ev, errors.New(`event has no "type"`)
 	default:
 		return ev, fmt.Errorf("unknown event type %q (want exec, escalation or exit)", ev.Type)
 	}
 	switch ev.Outcome {
-	case sensor.Success, sensor.Failure, "":
+	case event.Success, event.Failure, "":
 	default:
 		return ev, fmt.Errorf("unknown outcome %q (want success or failure)", ev.Outcome)
 	}

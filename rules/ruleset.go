@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // DefaultYAML holds the built-in rules.yaml. Package main embeds the file
@@ -33,7 +33,7 @@ type RuleSet struct {
 // structures.
 type compiledRule struct {
 	rule      *Rule
-	evType    sensor.EventType
+	evType    event.EventType
 	paths     *pathSet
 	commands  *commandSet
 	users     *userSet
@@ -44,10 +44,10 @@ type compiledRule struct {
 	skip      skipIndex
 }
 
-var typeEvents = map[string]sensor.EventType{
-	TypeBinExecution:       sensor.TypeExec,
-	TypeRootEscalation:     sensor.TypeEscalation,
-	TypeTerminationFailure: sensor.TypeExit,
+var typeEvents = map[string]event.EventType{
+	TypeBinExecution:       event.TypeExec,
+	TypeRootEscalation:     event.TypeEscalation,
+	TypeTerminationFailure: event.TypeExit,
 }
 
 func (s *RuleSet) compile() error {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // skipIndex is a compiled skip list: exact commands in maps, paths in a
@@ -106,7 +106,7 @@ func ValidateSkip(s Skip) error {
 // the same rules the engine uses (command: exe base name or comm, with
 // comm truncation; path: prefix on directory boundaries or glob; user:
 // name or uid). It ignores which rule the skip is for: see Covers.
-func (s Skip) Matches(ev *sensor.Event) bool {
+func (s Skip) Matches(ev *event.Event) bool {
 	if ValidateSkip(s) != nil {
 		return false
 	}

@@ -4,20 +4,20 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/event"
 )
 
 // summarize writes the one-line human account of an incident. It may hold
 // process strings as they are; front ends escape it for display.
-func summarize(ev *sensor.Event, f *facts) string {
+func summarize(ev *event.Event, f *facts) string {
 	var b strings.Builder
 	exe := f.path
 	if exe == "" {
 		exe = "(unknown executable)"
 	}
 	switch ev.Type {
-	case sensor.TypeExec:
-		if f.outcome == sensor.Failure {
+	case event.TypeExec:
+		if f.outcome == event.Failure {
 			writeUser(&b, f)
 			b.WriteString(" failed to execute ")
 			b.WriteString(exe)
@@ -27,30 +27,30 @@ func summarize(ev *sensor.Event, f *facts) string {
 			b.WriteString(" executed by ")
 			writeUser(&b, f)
 		}
-	case sensor.TypeEscalation:
+	case event.TypeEscalation:
 		writeUser(&b, f)
-		if f.outcome == sensor.Failure {
+		if f.outcome == event.Failure {
 			b.WriteString(" was refused root")
 		} else {
 			b.WriteString(" gained root")
 		}
 		switch ev.Method {
-		case "", sensor.MethodUnexplained:
+		case "", event.MethodUnexplained:
 			b.WriteString(" without a known cause")
 		default:
 			b.WriteString(" via ")
 			b.WriteString(ev.Method)
 		}
-		if f.outcome == sensor.Failure {
+		if f.outcome == event.Failure {
 			writeErrno(&b, ev.Errno)
 		}
-		if ev.Method == sensor.MethodSuidExec {
+		if ev.Method == event.MethodSuidExec {
 			b.WriteString(" of ")
 		} else {
 			b.WriteString(" in ")
 		}
 		b.WriteString(exe)
-	case sensor.TypeExit:
+	case event.TypeExit:
 		b.WriteString(exe)
 		switch {
 		case ev.Signal != "":

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/procwatch/procwatch/bpf"
+	"github.com/procwatch/procwatch/event"
 )
 
 // Raw event types, mirroring enum event_type in bpf/procwatch.h.
@@ -31,7 +32,7 @@ const (
 	flagCwdTrunc  = 1 << 4
 )
 
-var methodNames = [...]string{1: MethodSuidExec, 2: MethodSetuid, 3: MethodSetreuid, 4: MethodSetresuid, 5: MethodSetfsuid}
+var methodNames = [...]string{1: event.MethodSuidExec, 2: event.MethodSetuid, 3: event.MethodSetreuid, 4: event.MethodSetresuid, 5: event.MethodSetfsuid}
 
 type rawHeader = bpf.ProcwatchEventHdr
 
@@ -73,7 +74,7 @@ func splitSections(h *rawHeader, data []byte) (sections, error) {
 
 // joinPath rebuilds a path the BPF side wrote leaf first as NUL-terminated
 // components.
-func joinPath(b []byte) Text {
+func joinPath(b []byte) event.Text {
 	b = bytes.TrimSuffix(b, []byte{0})
 	if len(b) == 0 {
 		return ""
@@ -88,13 +89,13 @@ func joinPath(b []byte) Text {
 		out = append(out, b[start:end]...)
 		end = start - 1
 	}
-	return Text(out)
+	return event.Text(out)
 }
 
 // truncatedPath marks a path whose top components the BPF side could not
 // fit: it starts with "…" instead of "/", so it never passes for a complete
 // absolute path (and a rule's path glob does not match it by accident).
-func truncatedPath(p Text, truncated bool) Text {
+func truncatedPath(p event.Text, truncated bool) event.Text {
 	if !truncated {
 		return p
 	}
@@ -111,7 +112,7 @@ func cstr(b []byte) []byte {
 
 // splitArgs turns NUL-separated argv bytes into arguments. A trailing
 // argument without its NUL was cut by the capture limit.
-func splitArgs(b []byte) []Text {
+func splitArgs(b []byte) []event.Text {
 	if len(b) == 0 {
 		return nil
 	}
@@ -119,34 +120,34 @@ func splitArgs(b []byte) []Text {
 	// One string for the whole argv; the arguments are slices of it, so an
 	// exec costs two allocations however many arguments it has.
 	all := string(b)
-	args := make([]Text, 0, strings.Count(all, "\x00")+1)
+	args := make([]event.Text, 0, strings.Count(all, "\x00")+1)
 	for {
 		i := strings.IndexByte(all, 0)
 		if i < 0 {
-			return append(args, Text(all))
+			return append(args, event.Text(all))
 		}
-		args = append(args, Text(all[:i]))
+		args = append(args, event.Text(all[:i]))
 		all = all[i+1:]
 	}
 }
 
 // ttyName turns the kernel's tty name into the /dev path users know:
 // "pts3" is /dev/pts/3.
-func ttyName(b []byte) Text {
+func ttyName(b []byte) event.Text {
 	b = cstr(b)
 	if len(b) == 0 {
 		return ""
 	}
 	if rest, ok := bytes.CutPrefix(b, []byte("pts")); ok && len(rest) > 0 {
-		return Text("pts/" + string(rest))
+		return event.Text("pts/" + string(rest))
 	}
-	return Text(b)
+	return event.Text(b)
 }
 
 // containerID finds a container runtime's id in a cgroup path: a 64-hex
 // component, optionally wrapped as docker-<id>.scope, cri-containerd-<id>,
 // crio-<id>, libpod-<id> and the like.
-func containerID(cgroup Text) string {
+func containerID(cgroup event.Text) string {
 	for _, part := range strings.Split(string(cgroup), "/") {
 		part = strings.TrimSuffix(part, ".scope")
 		if i := strings.LastIndexAny(part, "-:"); i >= 0 {
@@ -190,15 +191,15 @@ func signalName(sig int) string {
 
 // absPath makes a requested exec path absolute against the caller's cwd,
 // lexically: for a failed exec there is no file to resolve.
-func absPath(filename, cwd Text, dirfd int32) Text {
+func absPath(filename, cwd event.Text, dirfd int32) event.Text {
 	if filename == "" || strings.HasPrefix(string(filename), "/") {
 		return filename
 	}
 	if dirfd != unix.AT_FDCWD {
-		return Text(fmt.Sprintf("<fd %d>/%s", dirfd, filename))
+		return event.Text(fmt.Sprintf("<fd %d>/%s", dirfd, filename))
 	}
 	if cwd == "" {
 		return filename
 	}
-	return Text(path.Join(string(cwd), string(filename)))
+	return event.Text(path.Join(string(cwd), string(filename)))
 }

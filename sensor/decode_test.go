@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"unsafe"
+
+	"github.com/procwatch/procwatch/event"
 )
 
 // record builds a ring buffer record the way the BPF side does: a header and
@@ -41,17 +43,17 @@ func TestBuildExec(t *testing.T) {
 	if err := decodeHeader(raw, &h); err != nil {
 		t.Fatal(err)
 	}
-	var ev Event
+	var ev event.Event
 	if !s.build(&h, raw[headerSize:], &ev, clock{}) {
 		t.Fatal("exec record not delivered")
 	}
-	want := Event{
-		Type: TypeExec, PID: 4242, TID: 4242, PPID: 1, UID: 1000, EUID: 1000, Comm: "curl",
-		Exe: "/usr/bin/curl", Filename: "/usr/bin/curl", Args: []Text{"curl", "-s", "https://example.com/"},
+	want := event.Event{
+		Type: event.TypeExec, PID: 4242, TID: 4242, PPID: 1, UID: 1000, EUID: 1000, Comm: "curl",
+		Exe: "/usr/bin/curl", Filename: "/usr/bin/curl", Args: []event.Text{"curl", "-s", "https://example.com/"},
 		Cwd: "/home/alice", TTY: "pts/3",
 		Cgroup:      "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
 		ContainerID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		ParentExe:   "/sbin/init", Ancestors: []Ancestor{{PID: 1, Exe: "/sbin/init"}}, Outcome: Success,
+		ParentExe:   "/sbin/init", Ancestors: []event.Ancestor{{PID: 1, Exe: "/sbin/init"}}, Outcome: event.Success,
 	}
 	ev.Time = want.Time
 	if !eventsEqual(ev, want) {
@@ -62,7 +64,7 @@ func TestBuildExec(t *testing.T) {
 	}
 }
 
-func eventsEqual(a, b Event) bool {
+func eventsEqual(a, b event.Event) bool {
 	return a.Type == b.Type && a.PID == b.PID && a.PPID == b.PPID && a.Comm == b.Comm && a.Exe == b.Exe &&
 		a.Filename == b.Filename && slices.Equal(a.Args, b.Args) && a.Cwd == b.Cwd && a.TTY == b.TTY &&
 		a.Cgroup == b.Cgroup && a.ContainerID == b.ContainerID && a.ParentExe == b.ParentExe &&
@@ -88,7 +90,7 @@ func TestMalformedRecords(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newTestSensor()
 			var h rawHeader
-			var ev Event
+			var ev event.Event
 			if decodeHeader(tt.raw, &h) == nil && s.build(&h, tt.raw[headerSize:], &ev, clock{}) {
 				t.Fatal("malformed record delivered")
 			}
@@ -101,7 +103,7 @@ func FuzzBuild(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s := newTestSensor()
 		var h rawHeader
-		var ev Event
+		var ev event.Event
 		if decodeHeader(raw, &h) == nil {
 			s.build(&h, raw[headerSize:], &ev, clock{})
 		}
@@ -115,10 +117,10 @@ func TestJoinPathAndArgs(t *testing.T) {
 	if got := joinPath(nil); got != "" {
 		t.Errorf("joinPath(nil) = %q", got)
 	}
-	if got := splitArgs([]byte("a\x00\x00b")); !slices.Equal(got, []Text{"a", "", "b"}) {
+	if got := splitArgs([]byte("a\x00\x00b")); !slices.Equal(got, []event.Text{"a", "", "b"}) {
 		t.Errorf("splitArgs = %q", got)
 	}
-	if got := containerID("/kubepods/besteffort/pod1/cri-containerd-" + Text(bytes.Repeat([]byte("a"), 64)) + ".scope"); len(got) != 64 {
+	if got := containerID("/kubepods/besteffort/pod1/cri-containerd-" + event.Text(bytes.Repeat([]byte("a"), 64)) + ".scope"); len(got) != 64 {
 		t.Errorf("containerID = %q", got)
 	}
 	if got := containerID("/user.slice/user-1000.slice/session-2.scope"); got != "" {
@@ -130,7 +132,7 @@ func BenchmarkBuildExec(b *testing.B) {
 	s := newTestSensor()
 	raw := execRecord()
 	var h rawHeader
-	var ev Event
+	var ev event.Event
 	b.ReportAllocs()
 	for b.Loop() {
 		decodeHeader(raw, &h)
@@ -143,11 +145,11 @@ func BenchmarkBuildExec(b *testing.B) {
 // it never got through a suid exec or a set*uid call.
 func TestUnexplainedEscalation(t *testing.T) {
 	s := newTestSensor()
-	var delivered []Event
+	var delivered []event.Event
 	feed := func(h rawHeader, exe string) {
 		raw := record(h, []byte(exe), nil, nil, nil, nil, nil)
 		var hh rawHeader
-		var ev Event
+		var ev event.Event
 		decodeHeader(raw, &hh)
 		if s.build(&hh, raw[headerSize:], &ev, clock{}) {
 			delivered = append(delivered, ev)
@@ -162,18 +164,18 @@ func TestUnexplainedEscalation(t *testing.T) {
 	feed(rawHeader{Type: rawExec, Pid: 50, Ppid: 1, Uid: 1000, Euid: 1000, OldUid: 1000, OldEuid: 1000, Flags: flagOldCreds}, "exploit\x00tmp\x00")
 	// Then it execs a shell already holding root: unexplained.
 	feed(rawHeader{Type: rawExec, Pid: 50, Ppid: 1, Uid: 0, Euid: 0, OldUid: 0, OldEuid: 0, Flags: flagOldCreds}, "sh\x00bin\x00")
-	var esc []Event
+	var esc []event.Event
 	for _, ev := range delivered {
-		if ev.Type == TypeEscalation {
+		if ev.Type == event.TypeEscalation {
 			esc = append(esc, ev)
 		}
 	}
-	if len(esc) != 1 || esc[0].Method != MethodUnexplained || *esc[0].OldUID != 1000 || *esc[0].NewEUID != 0 || esc[0].Exe != "/tmp/exploit" {
+	if len(esc) != 1 || esc[0].Method != event.MethodUnexplained || *esc[0].OldUID != 1000 || *esc[0].NewEUID != 0 || esc[0].Exe != "/tmp/exploit" {
 		t.Fatalf("escalations = %+v", esc)
 	}
 	// A later exit with root ids is now explained by what was reported.
 	feed(rawHeader{Type: rawExit, Pid: 50, Ppid: 1, Uid: 0, Euid: 0}, "")
-	if n := len(delivered); delivered[n-1].Type != TypeExit {
+	if n := len(delivered); delivered[n-1].Type != event.TypeExit {
 		t.Fatalf("exit raised another escalation: %+v", delivered[n-1])
 	}
 

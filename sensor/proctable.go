@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+
+	"github.com/procwatch/procwatch/event"
 )
 
 // maxAncestors bounds the parent chain walk, in case of a loop from a stale
@@ -13,7 +15,7 @@ const maxAncestors = 64
 // procInfo is what the table knows of one live process.
 type procInfo struct {
 	ppid uint32
-	exe  Text
+	exe  event.Text
 	// uid and euid as last explained: set at fork, exec and granted
 	// escalations. A process seen later with a root id it had no
 	// explained way to get is an "unexplained" escalation.
@@ -39,7 +41,7 @@ type procTable struct {
 	// of one parent (a shell loop, a build, an exec storm) share it instead
 	// of each walking and allocating the chain. members holds every pid in
 	// any cached chain; an exec or exit of one of them empties the cache.
-	chains  map[uint32][]Ancestor
+	chains  map[uint32][]event.Ancestor
 	members map[uint32]struct{}
 }
 
@@ -47,7 +49,7 @@ func newProcTable(procDir string) *procTable {
 	return &procTable{
 		procs:   make(map[uint32]procInfo, 1024),
 		procDir: procDir,
-		chains:  make(map[uint32][]Ancestor),
+		chains:  make(map[uint32][]event.Ancestor),
 		members: make(map[uint32]struct{}),
 	}
 }
@@ -93,7 +95,7 @@ func (t *procTable) readProc(pid uint32) (procInfo, bool) {
 		return procInfo{}, false
 	}
 	exe, _ := os.Readlink(dir + "/exe")
-	info := procInfo{ppid: uint32(ppid), exe: Text(exe)}
+	info := procInfo{ppid: uint32(ppid), exe: event.Text(exe)}
 	info.uid, info.euid, info.credsKnown = readUIDs(dir + "/status")
 	return info, true
 }
@@ -142,7 +144,7 @@ func (t *procTable) fork(pid, ppid, uid, euid uint32) {
 	t.invalidate(pid)
 }
 
-func (t *procTable) exec(pid, ppid uint32, exe Text, uid, euid uint32) {
+func (t *procTable) exec(pid, ppid uint32, exe event.Text, uid, euid uint32) {
 	t.procs[pid] = procInfo{ppid: ppid, exe: exe, uid: uid, euid: euid, credsKnown: true}
 	t.invalidate(pid)
 }
@@ -175,7 +177,7 @@ const maxChains = 4096
 // ancestors returns the parent chain of a process whose parent is ppid,
 // parent first, ending with pid 1 (or where knowledge ends). The slice may
 // be shared with other events and must not be modified.
-func (t *procTable) ancestors(ppid uint32) []Ancestor {
+func (t *procTable) ancestors(ppid uint32) []event.Ancestor {
 	if chain, ok := t.chains[ppid]; ok {
 		return chain
 	}
@@ -191,14 +193,14 @@ func (t *procTable) ancestors(ppid uint32) []Ancestor {
 	return chain
 }
 
-func (t *procTable) walk(ppid uint32) []Ancestor {
-	var out []Ancestor
+func (t *procTable) walk(ppid uint32) []event.Ancestor {
+	var out []event.Ancestor
 	for pid := ppid; pid != 0 && len(out) < maxAncestors; {
 		info, ok := t.lookup(pid)
 		if !ok {
 			break
 		}
-		out = append(out, Ancestor{PID: pid, Exe: info.exe})
+		out = append(out, event.Ancestor{PID: pid, Exe: info.exe})
 		if pid == 1 || info.ppid == pid {
 			break
 		}

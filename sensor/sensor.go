@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/procwatch/procwatch/bpf"
+	"github.com/procwatch/procwatch/event"
 )
 
 // DefaultRingBufferBytes is the ring buffer size when Config leaves it 0:
@@ -64,7 +65,7 @@ type Sensor struct {
 
 	// extra holds an "unexplained" escalation that build found alongside
 	// the event it decoded; Run delivers it right after. Reader goroutine only.
-	extra     Event
+	extra     event.Event
 	haveExtra bool
 
 	comms commCache
@@ -141,8 +142,8 @@ func (s *Sensor) Mode() string { return s.mode }
 func (s *Sensor) Running() bool { return s.running.Load() }
 
 // Stats returns counts of events by type and of drops. Safe from any goroutine.
-func (s *Sensor) Stats() Stats {
-	return Stats{
+func (s *Sensor) Stats() event.Stats {
+	return event.Stats{
 		Exec:        s.exec.Load(),
 		Escalation:  s.escalation.Load(),
 		Exit:        s.exit.Load(),
@@ -179,7 +180,7 @@ func (s *Sensor) Close() error {
 // the ring buffer and returns. handle must not keep the *Event after it
 // returns. An error means the programs could not be attached or the ring
 // buffer failed.
-func (s *Sensor) Run(ctx context.Context, handle func(*Event)) error {
+func (s *Sensor) Run(ctx context.Context, handle func(*event.Event)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -258,7 +259,7 @@ const (
 // reading is the reader goroutine's state between drains.
 type reading struct {
 	rec       ringbuf.Record
-	ev        Event
+	ev        event.Event
 	h         rawHeader
 	clock     clock
 	lastSweep time.Time
@@ -266,7 +267,7 @@ type reading struct {
 
 // drain delivers every record available now, without waiting, and returns
 // how many records it read.
-func (s *Sensor) drain(r *reading, handle func(*Event)) (int, error) {
+func (s *Sensor) drain(r *reading, handle func(*event.Event)) (int, error) {
 	n := 0
 	s.reader.SetDeadline(time.Now())
 	for {
@@ -300,7 +301,7 @@ func (s *Sensor) drain(r *reading, handle func(*Event)) (int, error) {
 
 // build fills ev from a decoded record and keeps the process table current.
 // It reports whether ev should be delivered (fork records are internal).
-func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
+func (s *Sensor) build(h *rawHeader, data []byte, ev *event.Event, clock clock) bool {
 	if h.Type == rawFork {
 		// The most frequent record and internal only: keep it cheap.
 		s.fork.Add(1)
@@ -313,7 +314,7 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		slog.Debug("dropping malformed sensor record", "err", err)
 		return false
 	}
-	*ev = Event{
+	*ev = event.Event{
 		Time: clock.wall(h.TsBootNs),
 		PID:  h.Pid,
 		TID:  h.Tid,
@@ -327,8 +328,8 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 	}
 	switch h.Type {
 	case rawExec, rawExecFail:
-		ev.Type = TypeExec
-		ev.Filename = Text(cstr(sec.filename))
+		ev.Type = event.TypeExec
+		ev.Filename = event.Text(cstr(sec.filename))
 		ev.Args = splitArgs(sec.args)
 		ev.ArgsTruncated = h.Flags&flagArgsTrunc != 0
 		ev.Cwd = truncatedPath(joinPath(sec.cwd), h.Flags&flagCwdTrunc != 0)
@@ -336,14 +337,14 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		ev.Cgroup = joinPath(sec.cgroup)
 		ev.ContainerID = containerID(ev.Cgroup)
 		if h.Type == rawExec {
-			ev.Outcome = Success
+			ev.Outcome = event.Success
 			ev.Exe = truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
 			if h.Flags&flagOldCreds != 0 {
 				s.checkUnexplained(ev, h.OldUid, h.OldEuid)
 			}
 			s.table.exec(h.Pid, h.Ppid, ev.Exe, h.Uid, h.Euid)
 		} else {
-			ev.Outcome = Failure
+			ev.Outcome = event.Failure
 			ev.Errno = errnoName(h.Retval)
 			ev.Exe = absPath(ev.Filename, ev.Cwd, h.Dirfd)
 		}
@@ -351,42 +352,42 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 		s.exec.Add(1)
 
 	case rawEscalation:
-		ev.Type = TypeEscalation
+		ev.Type = event.TypeEscalation
 		ev.Exe = truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
-		ev.Filename = Text(cstr(sec.filename))
+		ev.Filename = event.Text(cstr(sec.filename))
 		if int(h.Method) < len(methodNames) {
 			ev.Method = methodNames[h.Method]
 		}
-		ev.OldUID, ev.OldEUID = Uint32(h.OldUid), Uint32(h.OldEuid)
-		ev.NewUID, ev.NewEUID = Uint32(h.NewUid), Uint32(h.NewEuid)
+		ev.OldUID, ev.OldEUID = event.Uint32(h.OldUid), event.Uint32(h.OldEuid)
+		ev.NewUID, ev.NewEUID = event.Uint32(h.NewUid), event.Uint32(h.NewEuid)
 		if h.Retval == 0 {
-			ev.Outcome = Success
+			ev.Outcome = event.Success
 			s.table.setCreds(h.Pid, h.NewUid, h.NewEuid)
 		} else {
-			ev.Outcome = Failure
+			ev.Outcome = event.Failure
 			ev.Errno = errnoName(h.Retval)
 		}
 		s.withAncestry(ev)
 		s.escalation.Add(1)
 
 	case rawExit:
-		ev.Type = TypeExit
+		ev.Type = event.TypeExit
 		if info, ok := s.table.procs[h.Pid]; ok {
 			ev.Exe = info.exe
 		}
 		status := int(h.ExitCode)
 		code := status >> 8 & 0xff
 		sig := status & 0x7f
-		ev.ExitCode = Int(code)
+		ev.ExitCode = event.Int(code)
 		if sig != 0 {
 			ev.Signal = signalName(sig)
 		}
 		ev.CoreDumped = status&0x80 != 0
 		ev.DurationNS = int64(h.DurationNs)
 		if code == 0 && sig == 0 {
-			ev.Outcome = Success
+			ev.Outcome = event.Success
 		} else {
-			ev.Outcome = Failure
+			ev.Outcome = event.Failure
 		}
 		ev.ParentExe = s.parentExe(h.Ppid)
 		s.checkUnexplained(ev, h.Uid, h.Euid)
@@ -404,17 +405,17 @@ func (s *Sensor) build(h *rawHeader, data []byte, ev *Event, clock clock) bool {
 // last known without any root id, is seen holding one (uid, euid) that no
 // suid exec or set*uid call explains: the mark of a kernel exploit that
 // swapped the process's credentials.
-func (s *Sensor) checkUnexplained(ev *Event, uid, euid uint32) {
+func (s *Sensor) checkUnexplained(ev *event.Event, uid, euid uint32) {
 	info, ok := s.table.procs[ev.PID]
 	if !ok || !info.rootless() || (uid != 0 && euid != 0) {
 		return
 	}
 	x := &s.extra
-	*x = Event{
-		Type: TypeEscalation, Time: ev.Time, PID: ev.PID, TID: ev.TID, PPID: ev.PPID,
+	*x = event.Event{
+		Type: event.TypeEscalation, Time: ev.Time, PID: ev.PID, TID: ev.TID, PPID: ev.PPID,
 		UID: uid, EUID: euid, GID: ev.GID, EGID: ev.EGID, AUID: ev.AUID, Comm: ev.Comm,
-		Exe: info.exe, Outcome: Success, Method: MethodUnexplained,
-		OldUID: Uint32(info.uid), OldEUID: Uint32(info.euid), NewUID: Uint32(uid), NewEUID: Uint32(euid),
+		Exe: info.exe, Outcome: event.Success, Method: event.MethodUnexplained,
+		OldUID: event.Uint32(info.uid), OldEUID: event.Uint32(info.euid), NewUID: event.Uint32(uid), NewEUID: event.Uint32(euid),
 	}
 	x.Ancestors = s.table.ancestors(ev.PPID)
 	if len(x.Ancestors) > 0 {
@@ -425,14 +426,14 @@ func (s *Sensor) checkUnexplained(ev *Event, uid, euid uint32) {
 	s.table.setCreds(ev.PID, uid, euid)
 }
 
-func (s *Sensor) withAncestry(ev *Event) {
+func (s *Sensor) withAncestry(ev *event.Event) {
 	ev.Ancestors = s.table.ancestors(ev.PPID)
 	if len(ev.Ancestors) > 0 {
 		ev.ParentExe = ev.Ancestors[0].Exe
 	}
 }
 
-func (s *Sensor) parentExe(ppid uint32) Text {
+func (s *Sensor) parentExe(ppid uint32) event.Text {
 	info, _ := s.table.lookup(ppid)
 	return info.exe
 }
@@ -444,18 +445,18 @@ func commBytes(c *[16]int8) []byte {
 
 // commCache interns command names: a host runs few distinct ones, and
 // an exec storm repeats the same name thousands of times a second.
-type commCache map[[16]int8]Text
+type commCache map[[16]int8]event.Text
 
 const maxComms = 4096
 
-func (c *commCache) text(comm *[16]int8) Text {
+func (c *commCache) text(comm *[16]int8) event.Text {
 	if t, ok := (*c)[*comm]; ok {
 		return t
 	}
 	if *c == nil || len(*c) >= maxComms {
 		*c = make(commCache, 256)
 	}
-	t := Text(cstr(commBytes(comm)))
+	t := event.Text(cstr(commBytes(comm)))
 	(*c)[*comm] = t
 	return t
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/sensor"
 )
 
@@ -27,20 +28,20 @@ const nobody = 65534
 // collector gathers events from a running sensor.
 type collector struct {
 	mu  sync.Mutex
-	evs []sensor.Event
+	evs []event.Event
 }
 
-func (c *collector) add(ev *sensor.Event) {
+func (c *collector) add(ev *event.Event) {
 	c.mu.Lock()
 	c.evs = append(c.evs, *ev)
 	c.mu.Unlock()
 }
 
 // find returns the events matching pred.
-func (c *collector) find(pred func(*sensor.Event) bool) []sensor.Event {
+func (c *collector) find(pred func(*event.Event) bool) []event.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []sensor.Event
+	var out []event.Event
 	for i := range c.evs {
 		if pred(&c.evs[i]) {
 			out = append(out, c.evs[i])
@@ -50,7 +51,7 @@ func (c *collector) find(pred func(*sensor.Event) bool) []sensor.Event {
 }
 
 // waitFor polls until pred matches an event or the deadline passes.
-func (c *collector) waitFor(t *testing.T, what string, pred func(*sensor.Event) bool) sensor.Event {
+func (c *collector) waitFor(t *testing.T, what string, pred func(*event.Event) bool) event.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -60,7 +61,7 @@ func (c *collector) waitFor(t *testing.T, what string, pred func(*sensor.Event) 
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no %s event within 5s", what)
-	return sensor.Event{}
+	return event.Event{}
 }
 
 // startSensor loads and runs a sensor for the duration of the test.
@@ -165,14 +166,14 @@ func asNobody(cmd *exec.Cmd) *exec.Cmd {
 	return cmd
 }
 
-func pidIs(pid int, typ sensor.EventType) func(*sensor.Event) bool {
-	return func(ev *sensor.Event) bool { return ev.PID == uint32(pid) && ev.Type == typ }
+func pidIs(pid int, typ event.EventType) func(*event.Event) bool {
+	return func(ev *event.Event) bool { return ev.PID == uint32(pid) && ev.Type == typ }
 }
 
-func texts(ss ...string) []sensor.Text {
-	out := make([]sensor.Text, len(ss))
+func texts(ss ...string) []event.Text {
+	out := make([]event.Text, len(ss))
 	for i, s := range ss {
-		out[i] = sensor.Text(s)
+		out[i] = event.Text(s)
 	}
 	return out
 }
@@ -184,9 +185,9 @@ func TestExecSuccessAndExit(t *testing.T) {
 	cmd.Dir = dir
 	pid := run(t, cmd)
 
-	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	ev := c.waitFor(t, "exec", pidIs(pid, event.TypeExec))
 	real, _ := filepath.EvalSymlinks("/bin/true")
-	if ev.Outcome != sensor.Success || string(ev.Exe) != real || ev.Filename != "/bin/true" {
+	if ev.Outcome != event.Success || string(ev.Exe) != real || ev.Filename != "/bin/true" {
 		t.Errorf("exec = outcome %s exe %q filename %q, want success %q /bin/true", ev.Outcome, ev.Exe, ev.Filename, real)
 	}
 	if !slices.Equal(ev.Args, texts("/bin/true", "first", "second arg")) || ev.ArgsTruncated {
@@ -203,14 +204,14 @@ func TestExecSuccessAndExit(t *testing.T) {
 		t.Errorf("ancestors = %+v, want the test process %s first", ev.Ancestors, self)
 	}
 
-	exit := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
-	if exit.Outcome != sensor.Success || exit.ExitCode == nil || *exit.ExitCode != 0 || exit.Signal != "" || string(exit.Exe) != real {
+	exit := c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
+	if exit.Outcome != event.Success || exit.ExitCode == nil || *exit.ExitCode != 0 || exit.Signal != "" || string(exit.Exe) != real {
 		t.Errorf("exit = %+v", exit)
 	}
 	if exit.DurationNS <= 0 || exit.DurationNS > int64(10*time.Second) {
 		t.Errorf("duration = %d", exit.DurationNS)
 	}
-	if n := len(c.find(pidIs(pid, sensor.TypeExit))); n != 1 {
+	if n := len(c.find(pidIs(pid, event.TypeExit))); n != 1 {
 		t.Errorf("%d exit events for one process, want 1", n)
 	}
 }
@@ -234,8 +235,8 @@ func TestFailedExec(t *testing.T) {
 				cmd.Wait()
 				t.Fatalf("exec %s succeeded", tt.path)
 			}
-			ev := c.waitFor(t, "failed exec", func(ev *sensor.Event) bool {
-				return ev.Type == sensor.TypeExec && ev.Outcome == sensor.Failure && string(ev.Filename) == tt.path
+			ev := c.waitFor(t, "failed exec", func(ev *event.Event) bool {
+				return ev.Type == event.TypeExec && ev.Outcome == event.Failure && string(ev.Filename) == tt.path
 			})
 			if ev.Errno != tt.errno || string(ev.Exe) != tt.path {
 				t.Errorf("errno %q exe %q, want %s %s", ev.Errno, ev.Exe, tt.errno, tt.path)
@@ -252,14 +253,14 @@ func TestExitCodesAndSignals(t *testing.T) {
 	h := helper(t)
 
 	pid := run(t, exec.Command(h, "exit3"))
-	ev := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
-	if ev.ExitCode == nil || *ev.ExitCode != 3 || ev.Signal != "" || ev.Outcome != sensor.Failure {
+	ev := c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
+	if ev.ExitCode == nil || *ev.ExitCode != 3 || ev.Signal != "" || ev.Outcome != event.Failure {
 		t.Errorf("exit 3: %+v", ev)
 	}
 
 	pid = run(t, exec.Command(h, "segv"))
-	ev = c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
-	if ev.Signal != "SIGSEGV" || ev.Outcome != sensor.Failure {
+	ev = c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
+	if ev.Signal != "SIGSEGV" || ev.Outcome != event.Failure {
 		t.Errorf("segv: signal %q outcome %s", ev.Signal, ev.Outcome)
 	}
 
@@ -267,11 +268,11 @@ func TestExitCodesAndSignals(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c.waitFor(t, "exec", pidIs(cmd.Process.Pid, sensor.TypeExec))
+	c.waitFor(t, "exec", pidIs(cmd.Process.Pid, event.TypeExec))
 	cmd.Process.Kill()
 	cmd.Wait()
-	ev = c.waitFor(t, "exit", pidIs(cmd.Process.Pid, sensor.TypeExit))
-	if ev.Signal != "SIGKILL" || ev.Outcome != sensor.Failure || ev.CoreDumped {
+	ev = c.waitFor(t, "exit", pidIs(cmd.Process.Pid, event.TypeExit))
+	if ev.Signal != "SIGKILL" || ev.Outcome != event.Failure || ev.CoreDumped {
 		t.Errorf("kill: signal %q outcome %s core %v", ev.Signal, ev.Outcome, ev.CoreDumped)
 	}
 }
@@ -287,12 +288,12 @@ func TestOneExitPerProcess(t *testing.T) {
 	}{{"threads", 5}, {"leader-first", 6}} {
 		t.Run(tt.mode, func(t *testing.T) {
 			pid := run(t, exec.Command(h, tt.mode))
-			ev := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
+			ev := c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
 			if ev.ExitCode == nil || *ev.ExitCode != tt.code {
 				t.Errorf("exit code %v, want %d", ev.ExitCode, tt.code)
 			}
 			time.Sleep(200 * time.Millisecond)
-			if n := len(c.find(pidIs(pid, sensor.TypeExit))); n != 1 {
+			if n := len(c.find(pidIs(pid, event.TypeExit))); n != 1 {
 				t.Errorf("%d exit events for one process of 4 threads, want 1", n)
 			}
 		})
@@ -326,8 +327,8 @@ func TestExePathIsResolved(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pid := run(t, tt.cmd)
-			ev := c.waitFor(t, "exec of prog", func(ev *sensor.Event) bool {
-				return ev.PID == uint32(pid) && ev.Type == sensor.TypeExec && string(ev.Exe) == bin
+			ev := c.waitFor(t, "exec of prog", func(ev *event.Event) bool {
+				return ev.PID == uint32(pid) && ev.Type == event.TypeExec && string(ev.Exe) == bin
 			})
 			if tt.filename != "" && string(ev.Filename) != tt.filename {
 				t.Errorf("filename = %q, want %q", ev.Filename, tt.filename)
@@ -358,8 +359,8 @@ func TestEscalation(t *testing.T) {
 			t.Fatalf("set-user-ID helper: %v: %q", err, out)
 		}
 		pid := cmd.Process.Pid
-		ev := c.waitFor(t, "escalation", pidIs(pid, sensor.TypeEscalation))
-		if ev.Method != sensor.MethodSuidExec || ev.Outcome != sensor.Success || string(ev.Exe) != suid {
+		ev := c.waitFor(t, "escalation", pidIs(pid, event.TypeEscalation))
+		if ev.Method != event.MethodSuidExec || ev.Outcome != event.Success || string(ev.Exe) != suid {
 			t.Errorf("method %q outcome %s exe %q", ev.Method, ev.Outcome, ev.Exe)
 		}
 		if *ev.OldUID != nobody || *ev.OldEUID != nobody || *ev.NewUID != nobody || *ev.NewEUID != 0 {
@@ -367,13 +368,13 @@ func TestEscalation(t *testing.T) {
 		}
 	})
 	for _, tt := range []struct{ mode, method string }{
-		{"setuid0", sensor.MethodSetuid},
-		{"setresuid0", sensor.MethodSetresuid},
+		{"setuid0", event.MethodSetuid},
+		{"setresuid0", event.MethodSetresuid},
 	} {
 		t.Run(tt.method+" refused", func(t *testing.T) {
 			pid := run(t, asNobody(exec.Command(plain, tt.mode)))
-			ev := c.waitFor(t, "escalation", pidIs(pid, sensor.TypeEscalation))
-			if ev.Method != tt.method || ev.Outcome != sensor.Failure || ev.Errno != "EPERM" {
+			ev := c.waitFor(t, "escalation", pidIs(pid, event.TypeEscalation))
+			if ev.Method != tt.method || ev.Outcome != event.Failure || ev.Errno != "EPERM" {
 				t.Errorf("method %q outcome %s errno %q", ev.Method, ev.Outcome, ev.Errno)
 			}
 			if *ev.OldUID != nobody || *ev.NewUID != 0 {
@@ -383,8 +384,8 @@ func TestEscalation(t *testing.T) {
 	}
 	t.Run("root calling setuid(0) is no escalation", func(t *testing.T) {
 		pid := run(t, exec.Command(plain, "setuid0"))
-		c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
-		if evs := c.find(pidIs(pid, sensor.TypeEscalation)); len(evs) != 0 {
+		c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
+		if evs := c.find(pidIs(pid, event.TypeEscalation)); len(evs) != 0 {
 			t.Errorf("escalation reported for root: %+v", evs[0])
 		}
 	})
@@ -401,14 +402,14 @@ func TestEscalation(t *testing.T) {
 		if !strings.Contains(string(out), "setuid(0)=0") {
 			t.Fatalf("setuid(0) inside the namespace should succeed: %s", out)
 		}
-		c.waitFor(t, "exit", func(ev *sensor.Event) bool { return ev.Type == sensor.TypeExit && ev.PID == pid })
-		if evs := c.find(func(ev *sensor.Event) bool {
-			return ev.PID == pid && ev.Type == sensor.TypeExec && string(ev.Exe) == plain
+		c.waitFor(t, "exit", func(ev *event.Event) bool { return ev.Type == event.TypeExit && ev.PID == pid })
+		if evs := c.find(func(ev *event.Event) bool {
+			return ev.PID == pid && ev.Type == event.TypeExec && string(ev.Exe) == plain
 		}); len(evs) != 1 {
 			t.Errorf("exec of the helper inside the namespace not seen")
 		}
-		if evs := c.find(func(ev *sensor.Event) bool {
-			return ev.PID == pid && ev.Type == sensor.TypeEscalation
+		if evs := c.find(func(ev *event.Event) bool {
+			return ev.PID == pid && ev.Type == event.TypeEscalation
 		}); len(evs) != 0 {
 			t.Errorf("escalation reported inside a user namespace: %+v", evs[0])
 		}
@@ -424,14 +425,14 @@ func TestLongArguments(t *testing.T) {
 		many = append(many, fmt.Sprintf("arg%d", i))
 	}
 	pid := run(t, exec.Command(h, many...))
-	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	ev := c.waitFor(t, "exec", pidIs(pid, event.TypeExec))
 	if len(ev.Args) != 101 || ev.ArgsTruncated || string(ev.Args[100]) != "arg99" {
 		t.Errorf("100 args: got %d (truncated %v)", len(ev.Args), ev.ArgsTruncated)
 	}
 
 	big := strings.Repeat("x", 10<<10)
 	pid = run(t, exec.Command(h, "noop", big))
-	ev = c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	ev = c.waitFor(t, "exec", pidIs(pid, event.TypeExec))
 	if !ev.ArgsTruncated || len(ev.Args) != 3 || len(ev.Args[2]) < 4<<10 || !strings.HasPrefix(big, string(ev.Args[2])) {
 		t.Errorf("10 KiB arg: truncated %v, %d args, last %d bytes", ev.ArgsTruncated, len(ev.Args), len(ev.Args[len(ev.Args)-1]))
 	}
@@ -451,8 +452,8 @@ func TestAncestryAndProcessesFromBeforeStart(t *testing.T) {
 	_, c := startSensor(t, sensor.Config{})
 	os.WriteFile(marker+"/go", nil, 0o644)
 
-	ev := c.waitFor(t, "exec of the child", func(ev *sensor.Event) bool {
-		return ev.Type == sensor.TypeExec && len(ev.Args) == 3 && ev.Args[2] == "ancestry"
+	ev := c.waitFor(t, "exec of the child", func(ev *event.Event) bool {
+		return ev.Type == event.TypeExec && len(ev.Args) == 3 && ev.Args[2] == "ancestry"
 	})
 	shell, _ := filepath.EvalSymlinks("/bin/sh")
 	self, _ := os.Executable()
@@ -504,13 +505,13 @@ func TestStorm(t *testing.T) {
 	var execs, exits map[uint32]bool
 	for {
 		execs, exits = map[uint32]bool{}, map[uint32]bool{}
-		for _, ev := range c.find(func(ev *sensor.Event) bool { return want[ev.PID] }) {
+		for _, ev := range c.find(func(ev *event.Event) bool { return want[ev.PID] }) {
 			switch ev.Type {
-			case sensor.TypeExec:
+			case event.TypeExec:
 				if string(ev.Exe) == h {
 					execs[ev.PID] = true
 				}
-			case sensor.TypeExit:
+			case event.TypeExit:
 				exits[ev.PID] = true
 			}
 		}
@@ -538,11 +539,11 @@ func TestTracepointMode(t *testing.T) {
 	}
 	h := helper(t)
 	pid := run(t, exec.Command(h, "exit3"))
-	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	ev := c.waitFor(t, "exec", pidIs(pid, event.TypeExec))
 	if string(ev.Exe) != h || len(ev.Args) != 2 {
 		t.Errorf("exec: exe %q args %q", ev.Exe, ev.Args)
 	}
-	exit := c.waitFor(t, "exit", pidIs(pid, sensor.TypeExit))
+	exit := c.waitFor(t, "exit", pidIs(pid, event.TypeExit))
 	if exit.ExitCode == nil || *exit.ExitCode != 3 || string(exit.Exe) != h {
 		t.Errorf("exit: %+v", exit)
 	}
@@ -563,7 +564,7 @@ func TestSmallRingBufferCountsDrops(t *testing.T) {
 	stall := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Run(ctx, func(*sensor.Event) { <-stall })
+		done <- s.Run(ctx, func(*event.Event) { <-stall })
 	}()
 	for !s.Running() {
 		time.Sleep(time.Millisecond)
@@ -598,7 +599,7 @@ func TestDeepPathsAreMarkedTruncated(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	pid := run(t, cmd)
-	ev := c.waitFor(t, "exec", pidIs(pid, sensor.TypeExec))
+	ev := c.waitFor(t, "exec", pidIs(pid, event.TypeExec))
 	for _, tt := range []struct {
 		name      string
 		got, full string

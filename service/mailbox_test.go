@@ -4,15 +4,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 func TestMailboxMergesAndBounds(t *testing.T) {
 	m := NewMailbox(3, 2)
-	ev := func(pid uint32) sensor.Event { return sensor.Event{PID: pid} }
-	m.Put(Update{Events: []sensor.Event{ev(1), ev(2)}, Skipped: []int{1}})
-	m.Put(Update{Events: []sensor.Event{ev(3), ev(4)}, Skipped: []int{0, 1}})
+	ev := func(pid uint32) event.Event { return event.Event{PID: pid} }
+	m.Put(Update{Events: []event.Event{ev(1), ev(2)}, Skipped: []int{1}})
+	m.Put(Update{Events: []event.Event{ev(3), ev(4)}, Skipped: []int{0, 1}})
 	m.Put(Update{Incidents: []rules.Incident{{ID: 1, Count: 1}, {ID: 2, Count: 1}}})
 	m.Put(Update{Incidents: []rules.Incident{{ID: 1, Count: 5}, {ID: 3, Count: 1}}, Dropped: 2})
 	st := Status{Host: "a"}
@@ -43,7 +43,7 @@ func TestMailboxMergesAndBounds(t *testing.T) {
 	}
 	now := time.Now()
 	m.Delivered(now)
-	m.Put(Update{Events: []sensor.Event{ev(9)}})
+	m.Put(Update{Events: []event.Event{ev(9)}})
 	if m.Stalled(now.Add(time.Second), 2*time.Second) || !m.Stalled(now.Add(3*time.Second), 2*time.Second) {
 		t.Error("Stalled does not follow the last delivery")
 	}

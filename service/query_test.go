@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 func TestQueryMatches(t *testing.T) {
@@ -13,7 +13,7 @@ func TestQueryMatches(t *testing.T) {
 	inc := rules.Incident{
 		Time: at, Rule: "exec-from-writable-dir", Type: rules.TypeBinExecution, Status: rules.StatusOpen,
 		Severity: rules.SeverityHigh, Summary: "/tmp/x executed by uid 0 (root)",
-		Process: sensor.Event{Exe: "/tmp/x", Args: []sensor.Text{"/tmp/x", "--flag=secret"}},
+		Process: event.Event{Exe: "/tmp/x", Args: []event.Text{"/tmp/x", "--flag=secret"}},
 	}
 	tests := []struct {
 		name string

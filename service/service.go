@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // Service is everything a front end can ask of one host's pipeline.
@@ -94,7 +94,7 @@ func (q *Query) Matches(inc *rules.Incident) bool {
 // Update is one message of a subscription. Exactly the fields that changed
 // are set.
 type Update struct {
-	Events    []sensor.Event   `json:"events,omitempty"`
+	Events    []event.Event    `json:"events,omitempty"`
 	Incidents []rules.Incident `json:"incidents,omitempty"` // new or updated (count, status)
 	Status    *Status          `json:"status,omitempty"`
 	// Dropped counts the events and incidents this subscriber lost since its
@@ -111,7 +111,7 @@ type Update struct {
 type Status struct {
 	Host       string         `json:"host"`
 	Monitoring bool           `json:"monitoring"`
-	Sensor     sensor.Stats   `json:"sensor"`
+	Sensor     event.Stats    `json:"sensor"`
 	RulesPath  string         `json:"rules_path"`
 	RulesError string         `json:"rules_error,omitempty"` // last reload error; old rules stay active
 	OpenBySev  map[string]int `json:"open_by_severity"`

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -38,8 +38,8 @@ var benchPool = func() []rules.Incident {
 	for i := range pool {
 		pool[i] = fixture(baseTime, i)
 		exe := fmt.Sprintf("/usr/lib/app%d/bin/tool%d", i%50, i%300)
-		pool[i].Process.Exe, pool[i].Process.Filename = sensor.Text(exe), sensor.Text(exe)
-		pool[i].Process.Comm = sensor.Text(filepath.Base(exe))
+		pool[i].Process.Exe, pool[i].Process.Filename = event.Text(exe), event.Text(exe)
+		pool[i].Process.Comm = event.Text(filepath.Base(exe))
 		switch r := i % 100; {
 		case r < 50:
 			pool[i].Severity = rules.SeverityInfo

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // Incidents are stored in the protobuf wire format, written field by field
@@ -16,7 +16,7 @@ import (
 // protobuf tags and must stay plain Go structs. The wire format gives three
 // things JSON does not: about 40% of the size (field numbers instead of
 // names, varints instead of decimal text), decoding an order of magnitude
-// faster, and exact bytes for sensor.Text without any escaping. Unknown
+// faster, and exact bytes for event.Text without any escaping. Unknown
 // field numbers are skipped, so a field added later can be read by a newer
 // decoder from old records (it is simply absent).
 //
@@ -110,7 +110,7 @@ func (e *encoder) encodeIncident(dst []byte, inc *rules.Incident) []byte {
 	return dst
 }
 
-func (e *encoder) encodeEvent(dst []byte, ev *sensor.Event) []byte {
+func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
 	dst = appendStr(dst, fEvType, string(ev.Type))
 	dst = appendTime(dst, fEvTime, ev.Time)
 	dst = appendUint(dst, fEvPID, uint64(ev.PID))
@@ -234,11 +234,11 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 		case fIncType:
 			inc.Type = string(b)
 		case fIncOutcome:
-			inc.Outcome = sensor.Outcome(b)
+			inc.Outcome = event.Outcome(b)
 		case fIncSeverity:
 			inc.Severity = rules.Severity(v)
 		case fIncSummary:
-			inc.Summary = sensor.Text(b)
+			inc.Summary = event.Text(b)
 		case fIncStatus:
 			inc.Status = rules.Status(b)
 		case fIncProcess:
@@ -254,12 +254,12 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 	})
 }
 
-func decodeEvent(buf []byte, ev *sensor.Event) error {
+func decodeEvent(buf []byte, ev *event.Event) error {
 	return eachField(buf, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
 		var err error
 		switch num {
 		case fEvType:
-			ev.Type = sensor.EventType(b)
+			ev.Type = event.EventType(b)
 		case fEvTime:
 			ev.Time, err = decodeTime(b)
 		case fEvPID:
@@ -279,53 +279,53 @@ func decodeEvent(buf []byte, ev *sensor.Event) error {
 		case fEvAUID:
 			ev.AUID = uint32(v)
 		case fEvComm:
-			ev.Comm = sensor.Text(b)
+			ev.Comm = event.Text(b)
 		case fEvExe:
-			ev.Exe = sensor.Text(b)
+			ev.Exe = event.Text(b)
 		case fEvFilename:
-			ev.Filename = sensor.Text(b)
+			ev.Filename = event.Text(b)
 		case fEvArgs:
-			ev.Args = append(ev.Args, sensor.Text(b))
+			ev.Args = append(ev.Args, event.Text(b))
 		case fEvArgsTruncated:
 			ev.ArgsTruncated = v != 0
 		case fEvCwd:
-			ev.Cwd = sensor.Text(b)
+			ev.Cwd = event.Text(b)
 		case fEvTTY:
-			ev.TTY = sensor.Text(b)
+			ev.TTY = event.Text(b)
 		case fEvCgroup:
-			ev.Cgroup = sensor.Text(b)
+			ev.Cgroup = event.Text(b)
 		case fEvContainerID:
 			ev.ContainerID = string(b)
 		case fEvParentExe:
-			ev.ParentExe = sensor.Text(b)
+			ev.ParentExe = event.Text(b)
 		case fEvAncestors:
-			var a sensor.Ancestor
+			var a event.Ancestor
 			err = eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 				switch num {
 				case fAncPID:
 					a.PID = uint32(v)
 				case fAncExe:
-					a.Exe = sensor.Text(b)
+					a.Exe = event.Text(b)
 				}
 				return nil
 			})
 			ev.Ancestors = append(ev.Ancestors, a)
 		case fEvOutcome:
-			ev.Outcome = sensor.Outcome(b)
+			ev.Outcome = event.Outcome(b)
 		case fEvErrno:
 			ev.Errno = string(b)
 		case fEvMethod:
 			ev.Method = string(b)
 		case fEvOldUID:
-			ev.OldUID = sensor.Uint32(uint32(v))
+			ev.OldUID = event.Uint32(uint32(v))
 		case fEvOldEUID:
-			ev.OldEUID = sensor.Uint32(uint32(v))
+			ev.OldEUID = event.Uint32(uint32(v))
 		case fEvNewUID:
-			ev.NewUID = sensor.Uint32(uint32(v))
+			ev.NewUID = event.Uint32(uint32(v))
 		case fEvNewEUID:
-			ev.NewEUID = sensor.Uint32(uint32(v))
+			ev.NewEUID = event.Uint32(uint32(v))
 		case fEvExitCode:
-			ev.ExitCode = sensor.Int(int(protowire.DecodeZigZag(v)))
+			ev.ExitCode = event.Int(int(protowire.DecodeZigZag(v)))
 		case fEvSignal:
 			ev.Signal = string(b)
 		case fEvCoreDumped:

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 var timeType = reflect.TypeFor[time.Time]()
 
 // filled returns an incident with every field, at every depth, set to a
-// distinct non-zero value. A field added to rules.Incident or sensor.Event
+// distinct non-zero value. A field added to rules.Incident or event.Event
 // later is filled too, so the round-trip tests fail until the codec and
 // the fast JSON writer learn it.
 func filled() rules.Incident {
@@ -140,19 +140,19 @@ func before1970() rules.Incident {
 func TestCodecRoundTrip(t *testing.T) {
 	hostile := fixture(baseTime, 3)
 	hostile.Process.Exe = "/tmp/\xff\xfe/ev\x00il\x1b[31m"
-	hostile.Process.Args = []sensor.Text{"", "\x80\x81", "a\u2028b", "<script>&", ""}
+	hostile.Process.Args = []event.Text{"", "\x80\x81", "a\u2028b", "<script>&", ""}
 	hostile.Process.Comm = "\xc3"
 	hostile.Process.Ancestors[0].Exe = "/bin/\xe2\x82"
 
 	escalation := fixture(baseTime, 4)
-	escalation.Process.Type = sensor.TypeEscalation
-	escalation.Process.Method = sensor.MethodSetuid
-	escalation.Process.OldUID, escalation.Process.NewUID = sensor.Uint32(1000), sensor.Uint32(0)
-	escalation.Process.OldEUID, escalation.Process.NewEUID = sensor.Uint32(0), sensor.Uint32(0)
+	escalation.Process.Type = event.TypeEscalation
+	escalation.Process.Method = event.MethodSetuid
+	escalation.Process.OldUID, escalation.Process.NewUID = event.Uint32(1000), event.Uint32(0)
+	escalation.Process.OldEUID, escalation.Process.NewEUID = event.Uint32(0), event.Uint32(0)
 
 	exit := fixture(baseTime, 5)
-	exit.Process.Type = sensor.TypeExit
-	exit.Process.ExitCode = sensor.Int(0)
+	exit.Process.Type = event.TypeExit
+	exit.Process.ExitCode = event.Int(0)
 	exit.Process.Signal = "SIGSEGV"
 	exit.Process.CoreDumped = true
 	exit.Process.DurationNS = -5

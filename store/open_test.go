@@ -14,8 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -180,7 +180,7 @@ func TestMigrateFromV1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
 	incs := fixtures(baseTime, 300)
 	incs[7].Process.Exe = "/tmp/\xff\xfeodd"
-	incs[7].Process.Args = []sensor.Text{"\x80", "x"}
+	incs[7].Process.Args = []event.Text{"\x80", "x"}
 	incs[9].Status = rules.StatusAcknowledged
 	skip := rules.Skip{ID: "1", Kind: rules.SkipCommand, Value: "nc", Source: rules.SourceAdded, AddedAt: baseTime}
 	makeBolt(t, path, func(tx *bolt.Tx) error {

@@ -13,8 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -566,7 +566,7 @@ func TestInvalidUTF8Survives(t *testing.T) {
 	s, _ := openTemp(t, Options{RetentionAge: -1})
 	inc := fixture(baseTime, 1)
 	inc.Process.Exe = "/tmp/\xff\xfeevil"
-	inc.Process.Args = []sensor.Text{"\x80", "ok", "\xc3("}
+	inc.Process.Args = []event.Text{"\x80", "ok", "\xc3("}
 	putAll(t, s, []rules.Incident{inc})
 	got, _, err := s.Get(inc.ID)
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -237,7 +237,7 @@ func exportFileName(host string, at time.Time) string {
 			return r
 		}
 		return '_'
-	}, sensor.DisplayString(host))
+	}, event.DisplayString(host))
 	safe = strings.Trim(safe, ".")
 	if safe == "" {
 		safe = "host"

@@ -9,8 +9,8 @@ import (
 	"charm.land/bubbles/v2/viewport"
 	"charm.land/lipgloss/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // detailPane shows everything an incident or event holds in a scrollable
@@ -64,20 +64,20 @@ func (w *detailWriter) text(s string) { w.b.WriteString(s) }
 func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc *time.Location) string {
 	var w detailWriter
 	w.line("Incident", in.ID.String()+"  "+strings.ToUpper(in.Severity.String())+"  "+statusWord(in.Status))
-	w.line("Rule", sensor.DisplayString(in.Rule)+" ("+sensor.DisplayString(in.Type)+"), outcome "+sensor.DisplayString(string(in.Outcome)))
+	w.line("Rule", event.DisplayString(in.Rule)+" ("+event.DisplayString(in.Type)+"), outcome "+event.DisplayString(string(in.Outcome)))
 	if in.Summary != "" {
 		w.line("Why", in.Summary.Display())
 	}
 	if rule != nil {
 		if rule.Description != "" {
-			w.line("Rule says", sensor.DisplayString(rule.Description))
+			w.line("Rule says", event.DisplayString(rule.Description))
 		}
 		w.line("Matched", selectorText(rule.Match))
 		w.line("Severity", fmt.Sprintf("%s on success, %s on failure", rule.Severity.Success, rule.Severity.Failure))
 	}
 	w.line("Seen", fmt.Sprintf("%s times, first %s, last %s", groupDigits(in.Count), stamp(in.FirstSeen, loc), stamp(in.LastSeen, loc)))
 	if in.Host != "" {
-		w.line("Host", sensor.DisplayString(in.Host))
+		w.line("Host", event.DisplayString(in.Host))
 	}
 	w.text("\n")
 	writeAncestry(&w, &in.Process)
@@ -92,7 +92,7 @@ func eventDetail(it *streamItem, users *userCache, loc *time.Location) string {
 	case it.skipped:
 		w.line("Verdict", "matched a rule but a skip suppressed it")
 	case it.sev != rules.SeverityNone:
-		w.line("Verdict", fmt.Sprintf("raised %s incident %s (rule %s)", it.sev, it.incident, sensor.DisplayString(it.rule)))
+		w.line("Verdict", fmt.Sprintf("raised %s incident %s (rule %s)", it.sev, it.incident, event.DisplayString(it.rule)))
 	default:
 		w.line("Verdict", "no incident")
 	}
@@ -110,7 +110,7 @@ func selectorText(s rules.Selectors) string {
 		}
 		esc := make([]string, len(vals))
 		for i, v := range vals {
-			esc[i] = sensor.DisplayString(v)
+			esc[i] = event.DisplayString(v)
 		}
 		parts = append(parts, name+"="+strings.Join(esc, ","))
 	}
@@ -135,13 +135,13 @@ func selectorText(s rules.Selectors) string {
 	return strings.Join(parts, " ")
 }
 
-func writeEvent(w *detailWriter, ev *sensor.Event, users *userCache, loc *time.Location) {
-	w.line("Event", fmt.Sprintf("%s at %s, %s", sensor.DisplayString(string(ev.Type)), stamp(ev.Time, loc), outcomeWord(ev)))
+func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Location) {
+	w.line("Event", fmt.Sprintf("%s at %s, %s", event.DisplayString(string(ev.Type)), stamp(ev.Time, loc), outcomeWord(ev)))
 	w.line("Process", fmt.Sprintf("pid %d  tid %d  ppid %d  comm %s", ev.PID, ev.TID, ev.PPID, ev.Comm.Display()))
 	w.line("Users", fmt.Sprintf("uid %s  euid %s  auid %s", users.withNumber(ev.UID), users.withNumber(ev.EUID), users.withNumber(ev.AUID)))
 	w.line("Groups", fmt.Sprintf("gid %d  egid %d", ev.GID, ev.EGID))
-	if ev.Type == sensor.TypeEscalation {
-		w.line("Escalation", fmt.Sprintf("%s: uid %s, euid %s", sensor.DisplayString(ev.Method), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID)))
+	if ev.Type == event.TypeEscalation {
+		w.line("Escalation", fmt.Sprintf("%s: uid %s, euid %s", event.DisplayString(ev.Method), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID)))
 	}
 	w.line("Exe", ev.Exe.Display())
 	if ev.Filename != "" && ev.Filename != ev.Exe {
@@ -157,7 +157,7 @@ func writeEvent(w *detailWriter, ev *sensor.Event, users *userCache, loc *time.L
 	if ev.ArgsTruncated {
 		w.line("", "(argument list truncated by the sensor)")
 	}
-	opt := func(label string, t sensor.Text) {
+	opt := func(label string, t event.Text) {
 		if t != "" {
 			w.line(label, t.Display())
 		}
@@ -165,18 +165,18 @@ func writeEvent(w *detailWriter, ev *sensor.Event, users *userCache, loc *time.L
 	opt("Cwd", ev.Cwd)
 	opt("TTY", ev.TTY)
 	if ev.ContainerID != "" {
-		w.line("Container", sensor.DisplayString(ev.ContainerID))
+		w.line("Container", event.DisplayString(ev.ContainerID))
 	}
 	opt("Cgroup", ev.Cgroup)
 	if ev.Errno != "" {
-		w.line("Error", sensor.DisplayString(ev.Errno))
+		w.line("Error", event.DisplayString(ev.Errno))
 	}
-	if ev.Type == sensor.TypeExit {
+	if ev.Type == event.TypeExit {
 		w.line("Exit", exitWord(ev)+", ran "+formatDuration(ev.DurationNS))
 	}
 }
 
-func writeAncestry(w *detailWriter, ev *sensor.Event) {
+func writeAncestry(w *detailWriter, ev *event.Event) {
 	w.text("Ancestry\n")
 	w.text(ancestryTree(ev))
 	w.text("\n")
@@ -184,7 +184,7 @@ func writeAncestry(w *detailWriter, ev *sensor.Event) {
 
 // ancestryTree draws the parent chain from the oldest ancestor down to the
 // process itself, e.g. systemd → sshd → bash → sudo, one level a line.
-func ancestryTree(ev *sensor.Event) string {
+func ancestryTree(ev *event.Event) string {
 	type node struct {
 		pid uint32
 		exe string

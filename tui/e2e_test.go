@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // TestEndToEnd drives the real procwatch binary in tmux as root: a
@@ -191,7 +191,7 @@ func TestEndToEnd(t *testing.T) {
 		if err := dec.Decode(&in); err != nil {
 			t.Fatalf("incidents --json: %v\n%s", err, out)
 		}
-		if in.Process.Exe == sensor.Text(probe) {
+		if in.Process.Exe == event.Text(probe) {
 			mine = append(mine, in)
 		}
 	}

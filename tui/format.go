@@ -9,13 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // This file turns incidents and events into rows and detail text. Every
 // string that came from a process is escaped here, exactly once, with
-// sensor.Text.Display or sensor.DisplayString; nothing downstream sees raw
+// event.Text.Display or event.DisplayString; nothing downstream sees raw
 // process bytes.
 
 const unsetID = 4294967295
@@ -69,7 +69,7 @@ func (c *userCache) name(uid uint32) string {
 	if n == "" {
 		return strconv.FormatUint(uint64(uid), 10)
 	}
-	return sensor.DisplayString(n)
+	return event.DisplayString(n)
 }
 
 // withNumber returns "name(uid)" or just the number when no name is known.
@@ -86,7 +86,7 @@ func (c *userCache) withNumber(uid uint32) string {
 }
 
 // eventUIDs lists the uids of ev worth resolving.
-func eventUIDs(ev *sensor.Event, dst []uint32) []uint32 {
+func eventUIDs(ev *event.Event, dst []uint32) []uint32 {
 	dst = append(dst, ev.UID, ev.EUID, ev.AUID)
 	for _, p := range []*uint32{ev.OldUID, ev.OldEUID, ev.NewUID, ev.NewEUID} {
 		if p != nil {
@@ -97,7 +97,7 @@ func eventUIDs(ev *sensor.Event, dst []uint32) []uint32 {
 }
 
 // commandLine renders the exe followed by argv[1:], escaped.
-func commandLine(ev *sensor.Event) string {
+func commandLine(ev *event.Event) string {
 	var b strings.Builder
 	exe := ev.Exe
 	if exe == "" {
@@ -122,7 +122,7 @@ func commandLine(ev *sensor.Event) string {
 
 // commandName is the raw command name a command skip matches: the base name
 // of the exe, or comm when the exe is unknown.
-func commandName(ev *sensor.Event) string {
+func commandName(ev *event.Event) string {
 	if ev.Exe != "" {
 		return path.Base(string(ev.Exe))
 	}
@@ -152,24 +152,24 @@ func statusWord(s rules.Status) string {
 	case rules.StatusOpen:
 		return "open"
 	}
-	return sensor.DisplayString(string(s))
+	return event.DisplayString(string(s))
 }
 
-func outcomeWord(ev *sensor.Event) string {
-	if ev.Outcome == sensor.Failure {
+func outcomeWord(ev *event.Event) string {
+	if ev.Outcome == event.Failure {
 		if ev.Errno != "" {
-			return sensor.DisplayString(ev.Errno)
+			return event.DisplayString(ev.Errno)
 		}
 		return "failed"
 	}
 	return "ok"
 }
 
-func exitWord(ev *sensor.Event) string {
+func exitWord(ev *event.Event) string {
 	var s string
 	switch {
 	case ev.Signal != "":
-		s = sensor.DisplayString(ev.Signal)
+		s = event.DisplayString(ev.Signal)
 	case ev.ExitCode != nil:
 		s = "exit " + strconv.Itoa(*ev.ExitCode)
 	default:
@@ -245,14 +245,14 @@ func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache,
 		clock(in.Time, loc),
 		in.Severity.String(),
 		statusWord(in.Status),
-		sensor.DisplayString(in.Rule),
+		event.DisplayString(in.Rule),
 		users.name(in.Process.UID),
 		groupDigits(in.Count),
 		summary,
 	}
 	key := uint64(in.ID)
 	if name != "" {
-		cells = slices.Insert(cells, 1, sensor.DisplayString(name))
+		cells = slices.Insert(cells, 1, event.DisplayString(name))
 		// Two agents on one machine raise the same id for one event.
 		key = keyOf(name, in.ID.String())
 	}
@@ -291,7 +291,7 @@ var hostColumn = column{title: "HOST", min: 8, max: 16}
 // streamItem is one event in a stream with what the pipeline decided.
 type streamItem struct {
 	host     int // index of the host it came from
-	ev       sensor.Event
+	ev       event.Event
 	skipped  bool
 	incident rules.ID
 	sev      rules.Severity
@@ -311,7 +311,7 @@ func verdictWord(it *streamItem) string {
 // streamColumns are the columns of each stream screen; the verdict column
 // (severity or "skip") is returned as the second value. With several hosts
 // a HOST column follows the time.
-func streamColumns(t sensor.EventType, multi bool) ([]column, int) {
+func streamColumns(t event.EventType, multi bool) ([]column, int) {
 	cols, verdict := streamColumnsOne(t)
 	if multi {
 		return slices.Insert(cols, 1, hostColumn), verdict + 1
@@ -319,9 +319,9 @@ func streamColumns(t sensor.EventType, multi bool) ([]column, int) {
 	return cols, verdict
 }
 
-func streamColumnsOne(t sensor.EventType) ([]column, int) {
+func streamColumnsOne(t event.EventType) ([]column, int) {
 	switch t {
-	case sensor.TypeEscalation:
+	case event.TypeEscalation:
 		return []column{
 			{title: "TIME", min: 8, max: 8},
 			{title: "PID", min: 7, max: 7, drop: 3},
@@ -333,7 +333,7 @@ func streamColumnsOne(t sensor.EventType) ([]column, int) {
 			{title: "VERDICT", min: 8, max: 8, drop: 1},
 			{title: "EXE", flex: true},
 		}, 7
-	case sensor.TypeExit:
+	case event.TypeExit:
 		return []column{
 			{title: "TIME", min: 8, max: 8},
 			{title: "PID", min: 7, max: 7, drop: 3},
@@ -362,11 +362,11 @@ func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *t
 	pid := strconv.FormatUint(uint64(ev.PID), 10)
 	var cells []string
 	switch ev.Type {
-	case sensor.TypeEscalation:
-		cells = []string{clock(ev.Time, loc), pid, users.name(ev.UID), sensor.DisplayString(ev.Method),
+	case event.TypeEscalation:
+		cells = []string{clock(ev.Time, loc), pid, users.name(ev.UID), event.DisplayString(ev.Method),
 			outcomeWord(ev), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID),
 			verdictWord(it), commandLine(ev)}
-	case sensor.TypeExit:
+	case event.TypeExit:
 		cells = []string{clock(ev.Time, loc), pid, users.name(ev.UID), exitWord(ev),
 			formatDuration(ev.DurationNS), verdictWord(it), commandLine(ev)}
 	default:
@@ -374,7 +374,7 @@ func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *t
 			users.name(ev.UID), outcomeWord(ev), verdictWord(it), commandLine(ev)}
 	}
 	if host != "" {
-		cells = slices.Insert(cells, 1, sensor.DisplayString(host))
+		cells = slices.Insert(cells, 1, event.DisplayString(host))
 	}
 	return &row{
 		key:   seq,

@@ -8,8 +8,8 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -125,7 +125,7 @@ func (h *header) View(th theme, width int, active screen, tabs int) string {
 	// Line 1: who and what.
 	host := "connecting…"
 	if h.have {
-		host = sensor.DisplayString(h.st.Host)
+		host = event.DisplayString(h.st.Host)
 	}
 	var mon string
 	switch {
@@ -169,9 +169,9 @@ func (h *header) View(th theme, width int, active screen, tabs int) string {
 			dropTxt += th.errText.Render(fmt.Sprintf(" (ui %s)", groupDigits(h.uiDropped)))
 		}
 	}
-	rulesTxt := th.ok.Render("rules ok") + " " + th.dim.Render(sensor.DisplayString(h.st.RulesPath))
+	rulesTxt := th.ok.Render("rules ok") + " " + th.dim.Render(event.DisplayString(h.st.RulesPath))
 	if h.st.RulesError != "" {
-		rulesTxt = th.errText.Render("rules error: " + sensor.DisplayString(h.st.RulesError))
+		rulesTxt = th.errText.Render("rules error: " + event.DisplayString(h.st.RulesError))
 	}
 	l2 := rates + th.title.Render(sparkline(h.spark, sw)) + sep + dropTxt + sep + rulesTxt
 

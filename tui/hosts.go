@@ -10,9 +10,9 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -92,7 +92,7 @@ func (h *hostView) reason() string {
 	case h.connState() == hosts.Connected:
 		return ""
 	case h.state.Reason != "":
-		return sensor.DisplayString(h.state.Reason)
+		return event.DisplayString(h.state.Reason)
 	case h.statusErr != "":
 		return h.statusErr
 	}
@@ -135,7 +135,7 @@ func (m *Model) refreshHosts() {
 			}
 			open = strings.Join(n, "/")
 		}
-		name := sensor.DisplayString(h.name)
+		name := event.DisplayString(h.name)
 		cells := []string{sel, name, st.String(), mon, rate, drops, open, h.result}
 		rows[i] = &row{key: keyOf(h.name), cells: cells, hay: hay(cells...), item: h, host: i,
 			dim: st != hosts.Connected}
@@ -149,7 +149,7 @@ func (m *Model) refreshHosts() {
 func (m *Model) hostNotes() string {
 	var lines []string
 	for _, h := range m.hosts {
-		name := sensor.DisplayString(h.name)
+		name := event.DisplayString(h.name)
 		if st := h.connState(); st != hosts.Connected {
 			line := name + " " + st.String()
 			if r := h.reason(); r != "" {
@@ -246,7 +246,7 @@ func (m *Model) selectedHosts() []int {
 func (m *Model) hostNames(idx []int) string {
 	names := make([]string, len(idx))
 	for i, h := range idx {
-		names[i] = sensor.DisplayString(m.hosts[h].name)
+		names[i] = event.DisplayString(m.hosts[h].name)
 	}
 	if len(names) > 2 {
 		return fmt.Sprintf("%d hosts (%s)", len(names), strings.Join(names, ", "))
@@ -278,7 +278,7 @@ func (m *Model) hostsTitle() string {
 func (m *Model) hostScope() string {
 	scope := "all hosts"
 	if m.inc.onlyHost >= 0 {
-		scope = "host " + sensor.DisplayString(m.hosts[m.inc.onlyHost].name)
+		scope = "host " + event.DisplayString(m.hosts[m.inc.onlyHost].name)
 	}
 	if m.fanOut {
 		scope += " · " + m.th.warn.Render("actions → selected hosts")
@@ -426,7 +426,7 @@ func (m *Model) cycleHostFilter() tea.Cmd {
 		return nil
 	}
 	m.focus = next
-	m.setMsg("Incidents of host %s only · h for the next host", sensor.DisplayString(m.hosts[next].name))
+	m.setMsg("Incidents of host %s only · h for the next host", event.DisplayString(m.hosts[next].name))
 	return tea.Batch(loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
 }
 

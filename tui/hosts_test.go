@@ -12,9 +12,9 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui/servicetest"
 )
@@ -108,7 +108,7 @@ func (h *hostFake) Incidents(ctx context.Context, q service.Query) ([]rules.Inci
 func threeHosts() []*hostFake {
 	web1 := newHostFake("web-01", servicetest.SampleIncidents("web-01", t0))
 	web2 := newHostFake("web-02", servicetest.SampleIncidents("web-02", t0)[:2])
-	web2.SetStats(sensor.Stats{Exec: 10, Drops: 3}, t0.Add(10*time.Minute))
+	web2.SetStats(event.Stats{Exec: 10, Drops: 3}, t0.Add(10*time.Minute))
 	web2.SetMonitoring(context.Background(), false)
 	db := newHostFake("db-01", nil)
 	db.setDown("transport exit status 255: ssh: connect to host db-01 port 22: Connection refused")

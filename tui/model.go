@@ -22,8 +22,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -173,7 +173,7 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	for _, l := range []*listView{m.noise, m.skips, m.rulesList, m.hostsList} {
 		l.follow = false
 	}
-	for i, t := range []sensor.EventType{sensor.TypeExec, sensor.TypeEscalation, sensor.TypeExit} {
+	for i, t := range []event.EventType{event.TypeExec, event.TypeEscalation, event.TypeExit} {
 		m.streams[i] = newStreamScreen(t, opts.Rows, names)
 	}
 	if multi {
@@ -182,7 +182,7 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	m.help.Styles = m.th.help
 	m.resize(m.width, m.height)
 	if opts.Notice != "" {
-		m.msg, m.msgErr = sensor.DisplayString(opts.Notice), true
+		m.msg, m.msgErr = event.DisplayString(opts.Notice), true
 	}
 	return m
 }
@@ -322,7 +322,7 @@ func (m *Model) windowTitle() string {
 	case m.multi:
 		host = fmt.Sprintf("%d hosts", len(m.hosts))
 	case m.hdr.have:
-		host = sensor.DisplayString(m.hdr.st.Host)
+		host = event.DisplayString(m.hdr.st.Host)
 	}
 	return fmt.Sprintf("procwatch · %s · %d open", host, open)
 }
@@ -359,17 +359,17 @@ func (m *Model) titleLine() string {
 		}
 		parts = append(parts, win, "incidents by command and path")
 		if m.multi {
-			parts = append(parts, "host "+sensor.DisplayString(m.hosts[m.focus].name))
+			parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
 		}
 	case m.active == screenHosts:
 		parts = append(parts, m.hostsTitle())
 	case m.multi:
-		parts = append(parts, fmt.Sprintf("%d", l.Len()), "host "+sensor.DisplayString(m.hosts[m.focus].name))
+		parts = append(parts, fmt.Sprintf("%d", l.Len()), "host "+event.DisplayString(m.hosts[m.focus].name))
 	default:
 		parts = append(parts, fmt.Sprintf("%d", l.Len()))
 	}
 	if f := l.Filter(); f != "" {
-		parts = append(parts, m.th.warn.Render("filter: "+sensor.DisplayString(f)))
+		parts = append(parts, m.th.warn.Render("filter: "+event.DisplayString(f)))
 	}
 	return ansi.Truncate(strings.Join(parts, m.th.dim.Render(" · ")), m.width, "…")
 }
@@ -395,5 +395,5 @@ func (m *Model) setMsg(format string, args ...any) {
 }
 
 func (m *Model) setErr(what string, err error) {
-	m.msg, m.msgErr = what+": "+sensor.DisplayString(err.Error()), true
+	m.msg, m.msgErr = what+": "+event.DisplayString(err.Error()), true
 }

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -164,7 +164,7 @@ type streamScreen struct {
 	dirty   bool
 }
 
-func newStreamScreen(t sensor.EventType, capacity int, names []string) *streamScreen {
+func newStreamScreen(t event.EventType, capacity int, names []string) *streamScreen {
 	cols, verdict := streamColumns(t, names != nil)
 	l := newListView(cols, verdict, true, "waiting for events…")
 	l.byKey = true
@@ -245,7 +245,7 @@ func noiseRows(n service.Noise) []*row {
 	rows := make([]*row, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		cells := []string{groupDigits(uint64(e.Count)), e.kind, ruleScope(e.Rule), sensor.DisplayString(e.Value)}
+		cells := []string{groupDigits(uint64(e.Count)), e.kind, ruleScope(e.Rule), event.DisplayString(e.Value)}
 		rows[i] = &row{key: keyOf(e.kind, e.Rule, e.Value), cells: cells, hay: hay(cells...), item: e}
 	}
 	return rows
@@ -257,7 +257,7 @@ func ruleScope(rule string) string {
 	if rule == "" {
 		return "all rules"
 	}
-	return sensor.DisplayString(rule)
+	return event.DisplayString(rule)
 }
 
 func skipColumns() []column {
@@ -279,11 +279,11 @@ func skipRows(list []rules.Skip, loc *time.Location) []*row {
 		if !s.AddedAt.IsZero() {
 			added = s.AddedAt.In(loc).Format("2006-01-02 15:04")
 		}
-		note := sensor.DisplayString(s.Note)
+		note := event.DisplayString(s.Note)
 		if s.AddedBy != "" {
-			note = strings.TrimSpace(note + " (" + sensor.DisplayString(s.AddedBy) + ")")
+			note = strings.TrimSpace(note + " (" + event.DisplayString(s.AddedBy) + ")")
 		}
-		cells := []string{sensor.DisplayString(s.Source), sensor.DisplayString(s.Kind), ruleScope(s.Rule), sensor.DisplayString(s.Value), note, added}
+		cells := []string{event.DisplayString(s.Source), event.DisplayString(s.Kind), ruleScope(s.Rule), event.DisplayString(s.Value), note, added}
 		rows[i] = &row{key: keyOf(s.ID, s.Source, s.Kind, s.Rule, s.Value), cells: cells, hay: hay(cells...), item: s,
 			dim: s.Source != rules.SourceAdded}
 	}
@@ -306,7 +306,7 @@ func ruleRows(list []rules.Rule) []*row {
 	for i := range list {
 		r := &list[i]
 		nskips := len(r.Skip.Commands) + len(r.Skip.Paths) + len(r.Skip.Users)
-		cells := []string{sensor.DisplayString(r.Name), sensor.DisplayString(r.Type), r.Severity.Success.String(),
+		cells := []string{event.DisplayString(r.Name), event.DisplayString(r.Type), r.Severity.Success.String(),
 			r.Severity.Failure.String(), strconv.Itoa(nskips), selectorText(r.Match)}
 		rows[i] = &row{key: keyOf(r.Name), cells: cells, hay: hay(cells...), item: r,
 			sev: max(r.Severity.Success, r.Severity.Failure)}

@@ -7,8 +7,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui/servicetest"
 )
@@ -319,4 +319,4 @@ func publishExec(f *servicetest.Fake, at time.Time, base uint32, n int, exe stri
 	f.Publish(u)
 }
 
-var _ = sensor.TypeExec
+var _ = event.TypeExec

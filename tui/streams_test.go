@@ -8,8 +8,8 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui/servicetest"
 )
@@ -108,7 +108,7 @@ func TestStreamVerdicts(t *testing.T) {
 	other := servicetest.EscalationEvent(at, 9003, 1000, "/usr/bin/su")
 	in := servicetest.IncidentFor(rules.ID(at.UnixNano()), testHost, "root-escalation", rules.TypeRootEscalation,
 		rules.SeverityHigh, hit, "uid 65534 became root")
-	f.Publish(service.Update{Events: []sensor.Event{hit, quiet, other}, Incidents: []rules.Incident{in}, Skipped: []int{1}})
+	f.Publish(service.Update{Events: []event.Event{hit, quiet, other}, Incidents: []rules.Incident{in}, Skipped: []int{1}})
 	s := h.waitFor("/opt/suidtest", "/usr/bin/su")
 	lines := map[string]string{}
 	for _, l := range strings.Split(s, "\n") {

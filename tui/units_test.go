@@ -10,8 +10,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui/servicetest"
 )
@@ -118,8 +118,8 @@ func TestInboxBounded(t *testing.T) {
 func TestHeaderRates(t *testing.T) {
 	var h header
 	at := t0
-	h.observe(service.Status{Time: at, Sensor: sensor.Stats{Exec: 100, Escalation: 1, Exit: 90}})
-	h.observe(service.Status{Time: at.Add(2 * time.Second), Sensor: sensor.Stats{Exec: 10100, Escalation: 5, Exit: 8090}})
+	h.observe(service.Status{Time: at, Sensor: event.Stats{Exec: 100, Escalation: 1, Exit: 90}})
+	h.observe(service.Status{Time: at.Add(2 * time.Second), Sensor: event.Stats{Exec: 10100, Escalation: 5, Exit: 8090}})
 	if h.rates != [3]float64{5000, 2, 4000} {
 		t.Errorf("rates = %v", h.rates)
 	}
@@ -128,7 +128,7 @@ func TestHeaderRates(t *testing.T) {
 		t.Errorf("header:\n%s", out)
 	}
 	// A restarted sensor (counters going back) gives zero, not garbage.
-	h.observe(service.Status{Time: at.Add(3 * time.Second), Sensor: sensor.Stats{Exec: 5}})
+	h.observe(service.Status{Time: at.Add(3 * time.Second), Sensor: event.Stats{Exec: 5}})
 	if h.rates != [3]float64{} {
 		t.Errorf("rates after restart = %v", h.rates)
 	}
@@ -136,7 +136,7 @@ func TestHeaderRates(t *testing.T) {
 
 func TestHeaderDropsAndRulesError(t *testing.T) {
 	var h header
-	h.observe(service.Status{Time: t0, Host: "db", Sensor: sensor.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
+	h.observe(service.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
 	h.uiDropped = 2
 	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1)))
 	for _, want := range []string{"drops 1,502 (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
@@ -148,7 +148,7 @@ func TestHeaderDropsAndRulesError(t *testing.T) {
 
 func TestAncestryTree(t *testing.T) {
 	ev := servicetest.ExecEvent(t0, 10, 0, "/bin/sh")
-	ev.Ancestors = []sensor.Ancestor{{PID: 9, Exe: "/usr/bin/sudo"}, {PID: 1, Exe: "/sbin/init"}}
+	ev.Ancestors = []event.Ancestor{{PID: 9, Exe: "/usr/bin/sudo"}, {PID: 1, Exe: "/sbin/init"}}
 	want := "/sbin/init (1)\n└─ /usr/bin/sudo (9)\n   └─ /bin/sh (10)  ◀ this process\n"
 	if got := ancestryTree(&ev); got != want {
 		t.Errorf("tree:\n%s\nwant:\n%s", got, want)

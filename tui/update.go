@@ -9,8 +9,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 )
 
 // resubscribeAfter is how long the UI waits before reopening a
@@ -61,10 +61,10 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if msg.err != nil {
 			if m.multi {
-				h.subErr = sensor.DisplayString(msg.err.Error())
+				h.subErr = event.DisplayString(msg.err.Error())
 				m.refreshHosts()
 			} else {
-				m.hdr.connErr = sensor.DisplayString(msg.err.Error())
+				m.hdr.connErr = event.DisplayString(msg.err.Error())
 			}
 			return m, resubscribeLater(msg.host, resubscribeAfter)
 		}
@@ -106,7 +106,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // severity.
 func (m *Model) apply(host int, b batch) {
 	type evKey struct {
-		t   sensor.EventType
+		t   event.EventType
 		pid uint32
 		tid uint32
 		at  int64
@@ -127,11 +127,11 @@ func (m *Model) apply(host int, b batch) {
 			it.sev, it.incident, it.rule = in.Severity, in.ID, in.Rule
 		}
 		switch it.ev.Type {
-		case sensor.TypeExec:
+		case event.TypeExec:
 			m.streams[0].add(it, m.users, m.opts.Location)
-		case sensor.TypeEscalation:
+		case event.TypeEscalation:
 			m.streams[1].add(it, m.users, m.opts.Location)
-		case sensor.TypeExit:
+		case event.TypeExit:
 			m.streams[2].add(it, m.users, m.opts.Location)
 		}
 	}
@@ -180,7 +180,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			}
 			h.statusErr = ""
 			if msg.err != nil {
-				h.statusErr = sensor.DisplayString(msg.err.Error())
+				h.statusErr = event.DisplayString(msg.err.Error())
 			} else {
 				h.hdr.observe(msg.st)
 			}
@@ -188,7 +188,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			return next
 		}
 		if msg.err != nil {
-			m.hdr.connErr = sensor.DisplayString(msg.err.Error())
+			m.hdr.connErr = event.DisplayString(msg.err.Error())
 			return next
 		}
 		m.hdr.observe(msg.st)
@@ -301,7 +301,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			m.setErr("export", msg.err)
 			return nil
 		}
-		m.setMsg("Exported %d incident(s) to %s", msg.count, sensor.DisplayString(msg.path))
+		m.setMsg("Exported %d incident(s) to %s", msg.count, event.DisplayString(msg.path))
 	}
 	return nil
 }
@@ -319,7 +319,7 @@ func (m *Model) monitoringResult(msg monitoringMsg) tea.Cmd {
 		h := m.hosts[r.host]
 		if r.err != nil {
 			h.result, h.resultErr = "monitoring "+word+": failed", true
-			h.resultDetail = "monitoring " + word + " failed: " + sensor.DisplayString(r.err.Error())
+			h.resultDetail = "monitoring " + word + " failed: " + event.DisplayString(r.err.Error())
 			continue
 		}
 		h.result, h.resultErr, h.resultDetail = "monitoring "+word+": ok", false, ""
@@ -367,7 +367,7 @@ func (m *Model) failures(bad []hostResult) string {
 	}
 	parts := make([]string, len(bad))
 	for i, r := range bad {
-		parts[i] = sensor.DisplayString(m.hosts[r.host].name) + ": " + sensor.DisplayString(r.err.Error())
+		parts[i] = event.DisplayString(m.hosts[r.host].name) + ": " + event.DisplayString(r.err.Error())
 	}
 	return " · failed on " + strings.Join(parts, "; ")
 }
@@ -377,7 +377,7 @@ func (m *Model) onHost(what string, host int) string {
 	if !m.multi {
 		return what
 	}
-	return what + " on " + sensor.DisplayString(m.hosts[host].name)
+	return what + " on " + event.DisplayString(m.hosts[host].name)
 }
 
 func (m *Model) onHosts(what string, results []hostResult) string {
@@ -403,9 +403,9 @@ func (m *Model) reloadAfterSkip(results []hostResult) tea.Cmd {
 func describeSkip(s rules.Skip) string {
 	scope := "for every rule"
 	if s.Rule != "" {
-		scope = "for rule " + sensor.DisplayString(s.Rule)
+		scope = "for rule " + event.DisplayString(s.Rule)
 	}
-	return fmt.Sprintf("%s \"%s\" %s", sensor.DisplayString(s.Kind), sensor.DisplayString(s.Value), scope)
+	return fmt.Sprintf("%s \"%s\" %s", event.DisplayString(s.Kind), event.DisplayString(s.Value), scope)
 }
 
 func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -652,7 +652,7 @@ func (m *Model) openDetail() {
 		if in, host := m.inc.selected(); in != nil {
 			title := "Incident " + in.ID.String()
 			if m.multi {
-				title += " · host " + sensor.DisplayString(m.hosts[host].name)
+				title += " · host " + event.DisplayString(m.hosts[host].name)
 			}
 			m.detail.Show(title, incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location))
 		}
@@ -666,7 +666,7 @@ func (m *Model) openDetail() {
 // selectedEvent returns the event under the cursor, the rule it raised an
 // incident for ("" when none), the incident on the incidents screen, and
 // the host it came from.
-func (m *Model) selectedEvent() (*sensor.Event, string, *rules.Incident, int) {
+func (m *Model) selectedEvent() (*event.Event, string, *rules.Incident, int) {
 	switch {
 	case m.active == screenIncidents:
 		if in, host := m.inc.selected(); in != nil {
@@ -797,7 +797,7 @@ func (m *Model) handleSkipsKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 		s := *r.item.(*rules.Skip)
 		if s.Source != rules.SourceAdded || s.ID == "" {
-			m.setMsg("this skip is written in %s: edit that file to remove it", sensor.DisplayString(s.Source))
+			m.setMsg("this skip is written in %s: edit that file to remove it", event.DisplayString(s.Source))
 			return nil
 		}
 		t := m.target(m.focus)

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -64,7 +64,7 @@ func (f *Fake) SetRules(r []rules.Rule) {
 }
 
 // SetStats replaces the sensor statistics reported by Status.
-func (f *Fake) SetStats(st sensor.Stats, at time.Time) {
+func (f *Fake) SetStats(st event.Stats, at time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status.Sensor = st
@@ -249,7 +249,7 @@ func (f *Fake) Skips(context.Context) ([]rules.Skip, error) {
 
 // commandOf is the command Noise counts an incident under, as the store
 // does: the base name of the resolved exe, or comm when the exe is unknown.
-func commandOf(ev sensor.Event) string {
+func commandOf(ev event.Event) string {
 	if ev.Exe != "" {
 		return path.Base(string(ev.Exe))
 	}

@@ -5,8 +5,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -29,7 +29,7 @@ func SampleRules() []rules.Rule {
 	}
 }
 
-var sshdChain = []sensor.Ancestor{
+var sshdChain = []event.Ancestor{
 	{PID: 4242, Exe: "/usr/bin/bash"},
 	{PID: 4100, Exe: "/usr/sbin/sshd"},
 	{PID: 812, Exe: "/usr/sbin/sshd"},
@@ -38,59 +38,59 @@ var sshdChain = []sensor.Ancestor{
 
 // EscalationEvent is a set-user-ID escalation by uid from exe, run from an
 // SSH login shell.
-func EscalationEvent(at time.Time, pid, uid uint32, exe string, args ...string) sensor.Event {
-	ev := sensor.Event{
-		Type: sensor.TypeEscalation, Time: at, PID: pid, TID: pid, PPID: 4242,
+func EscalationEvent(at time.Time, pid, uid uint32, exe string, args ...string) event.Event {
+	ev := event.Event{
+		Type: event.TypeEscalation, Time: at, PID: pid, TID: pid, PPID: 4242,
 		UID: uid, EUID: 0, GID: uid, EGID: uid, AUID: 1000,
-		Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
+		Comm: event.Text(path.Base(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
 		Cwd: "/home/alice", TTY: "pts/0", ParentExe: "/usr/bin/bash",
-		Ancestors: sshdChain, Outcome: sensor.Success, Method: sensor.MethodSuidExec,
-		OldUID: sensor.Uint32(uid), NewUID: sensor.Uint32(uid), OldEUID: sensor.Uint32(uid), NewEUID: sensor.Uint32(0),
+		Ancestors: sshdChain, Outcome: event.Success, Method: event.MethodSuidExec,
+		OldUID: event.Uint32(uid), NewUID: event.Uint32(uid), OldEUID: event.Uint32(uid), NewEUID: event.Uint32(0),
 	}
 	for _, a := range append([]string{exe}, args...) {
-		ev.Args = append(ev.Args, sensor.Text(a))
+		ev.Args = append(ev.Args, event.Text(a))
 	}
 	return ev
 }
 
 // ExecEvent is an exec of exe by uid.
-func ExecEvent(at time.Time, pid, uid uint32, exe string, args ...string) sensor.Event {
-	ev := sensor.Event{
-		Type: sensor.TypeExec, Time: at, PID: pid, TID: pid, PPID: 4242,
+func ExecEvent(at time.Time, pid, uid uint32, exe string, args ...string) event.Event {
+	ev := event.Event{
+		Type: event.TypeExec, Time: at, PID: pid, TID: pid, PPID: 4242,
 		UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: 1000,
-		Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe), Filename: sensor.Text(exe),
+		Comm: event.Text(path.Base(exe)), Exe: event.Text(exe), Filename: event.Text(exe),
 		Cwd: "/home/alice", TTY: "pts/0", ParentExe: "/usr/bin/bash",
-		Ancestors: sshdChain, Outcome: sensor.Success,
+		Ancestors: sshdChain, Outcome: event.Success,
 	}
 	for _, a := range append([]string{exe}, args...) {
-		ev.Args = append(ev.Args, sensor.Text(a))
+		ev.Args = append(ev.Args, event.Text(a))
 	}
 	return ev
 }
 
 // ExitEvent is the exit of exe, with a code or a signal.
-func ExitEvent(at time.Time, pid, uid uint32, exe string, code int, signal string) sensor.Event {
-	ev := sensor.Event{
-		Type: sensor.TypeExit, Time: at, PID: pid, TID: pid, PPID: 4242,
-		UID: uid, EUID: uid, AUID: 1000, Comm: sensor.Text(path.Base(exe)), Exe: sensor.Text(exe),
-		Outcome: sensor.Success, DurationNS: int64(1500 * time.Millisecond),
+func ExitEvent(at time.Time, pid, uid uint32, exe string, code int, signal string) event.Event {
+	ev := event.Event{
+		Type: event.TypeExit, Time: at, PID: pid, TID: pid, PPID: 4242,
+		UID: uid, EUID: uid, AUID: 1000, Comm: event.Text(path.Base(exe)), Exe: event.Text(exe),
+		Outcome: event.Success, DurationNS: int64(1500 * time.Millisecond),
 	}
 	if signal != "" {
-		ev.Signal, ev.Outcome = signal, sensor.Failure
+		ev.Signal, ev.Outcome = signal, event.Failure
 	} else {
-		ev.ExitCode = sensor.Int(code)
+		ev.ExitCode = event.Int(code)
 		if code != 0 {
-			ev.Outcome = sensor.Failure
+			ev.Outcome = event.Failure
 		}
 	}
 	return ev
 }
 
 // IncidentFor wraps ev in an open incident of rule with severity sev.
-func IncidentFor(id rules.ID, host, rule, typ string, sev rules.Severity, ev sensor.Event, summary string) rules.Incident {
+func IncidentFor(id rules.ID, host, rule, typ string, sev rules.Severity, ev event.Event, summary string) rules.Incident {
 	return rules.Incident{
 		ID: id, Time: ev.Time, Host: host, Rule: rule, Type: typ, Outcome: ev.Outcome,
-		Severity: sev, Summary: sensor.Text(summary), Status: rules.StatusOpen, Process: ev,
+		Severity: sev, Summary: event.Text(summary), Status: rules.StatusOpen, Process: ev,
 		Count: 1, FirstSeen: ev.Time, LastSeen: ev.Time,
 	}
 }
@@ -138,8 +138,8 @@ func HostileIncidents(host string, t0 time.Time) []rules.Incident {
 	for i, name := range HostileNames {
 		at := t0.Add(time.Duration(i) * time.Second)
 		ev := ExecEvent(at, uint32(7000+i), 1000, name, "--arg\x1b[31m", "\u202eevil")
-		ev.Comm = sensor.Text(path.Base(name))
-		ev.Cwd = sensor.Text("/home/\x1b[1mbold")
+		ev.Comm = event.Text(path.Base(name))
+		ev.Cwd = event.Text("/home/\x1b[1mbold")
 		out[i] = IncidentFor(rules.ID(at.UnixNano()), host, "tmp-exec", rules.TypeBinExecution, rules.SeverityMedium, ev,
 			fmt.Sprintf("%s ran from a world-writable directory", name))
 	}
@@ -149,7 +149,7 @@ func HostileIncidents(host string, t0 time.Time) []rules.Incident {
 // LoadBatch returns n events spread over the three types, starting at pid
 // base, as one update. Every fiftieth event is marked skipped.
 func LoadBatch(at time.Time, base uint32, n int) service.Update {
-	u := service.Update{Events: make([]sensor.Event, 0, n)}
+	u := service.Update{Events: make([]event.Event, 0, n)}
 	for i := range n {
 		pid := base + uint32(i)
 		switch i % 3 {

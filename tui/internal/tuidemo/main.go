@@ -11,8 +11,8 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui"
 	"github.com/procwatch/procwatch/tui/servicetest"
@@ -70,7 +70,7 @@ func runHosts(ctx context.Context, n, rate, rows int) {
 func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	var stats sensor.Stats
+	var stats event.Stats
 	pid := uint32(10000)
 	lastStatus := time.Now()
 	carry := 0.0
@@ -87,11 +87,11 @@ func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
 			pid += uint32(k)
 			for _, ev := range u.Events {
 				switch ev.Type {
-				case sensor.TypeExec:
+				case event.TypeExec:
 					stats.Exec++
-				case sensor.TypeExit:
+				case event.TypeExit:
 					stats.Exit++
-				case sensor.TypeEscalation:
+				case event.TypeEscalation:
 					stats.Escalation++
 				}
 			}

@@ -1,4 +1,4 @@
-package sensor
+package event
 
 // Stats counts what the sensor saw and lost. Every consumer shows it, so a
 // lost event is never silent.

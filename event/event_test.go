@@ -1,4 +1,4 @@
-package sensor
+package event
 
 import (
 	"encoding/json"
@@ -46,7 +46,7 @@ func TestEventJSONContract(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test ./sensor -run JSONContract -update)", err)
+		t.Fatalf("%v (run go test ./event -run JSONContract -update)", err)
 	}
 	if string(got) != string(want) {
 		t.Errorf("event JSON changed:\n got: %s\nwant: %s", got, want)

@@ -1,11 +1,15 @@
-// Package sensor loads procwatch's eBPF programs, decodes what they report
-// and turns it into typed events: every exec (successful or failed), every
-// escalation to root (granted or refused) and every process exit.
+// Package event holds the facts procwatch reports about processes: every
+// exec (successful or failed), every escalation to root (granted or refused)
+// and every process exit, plus the sensor's loss counters and the Text type
+// that keeps a process's bytes exact. The sensor produces these types and
+// every other package consumes them; the package depends on the standard
+// library only, so consumers (the TUI, the CLI on a laptop) never pull in
+// the eBPF loader. A test enforces it.
 //
 // The JSON names of Event are a contract: `procwatch events --json`, the
 // incident export and the agent protocol all use them, and outside tools
 // parse them. Add fields; never rename one.
-package sensor
+package event
 
 import "time"
 
