@@ -70,8 +70,29 @@ type Event struct {
 	// AUID is the login uid (audit uid); 4294967295 when unset.
 	AUID uint32 `json:"auid"`
 	Comm Text   `json:"comm"`
-	// Exe is the absolute, resolved path of the running binary.
+	// Exe is the absolute, resolved path of the running binary, as the
+	// process's own mount namespace shows it. A memory-backed binary reads
+	// "/memfd:NAME (deleted)" and a binary deleted after it started ends in
+	// " (deleted)", the way /proc/PID/exe shows them.
 	Exe Text `json:"exe"`
+
+	// File identity of the running binary, independent of the process's
+	// mount namespace: a path can be faked with a bind mount or a chroot,
+	// these cannot. ExeOrigin is the file's path within its own filesystem
+	// (walked up to that filesystem's root, not the process's root), so a
+	// file bind-mounted from /tmp over /usr/bin/true has origin /tmp/...
+	// on the root filesystem, or /x on a tmpfs; ExeFS names that
+	// filesystem's type ("ext4", "tmpfs", "overlay").
+	ExeDev    uint64  `json:"exe_dev,omitempty"`    // device number (st_dev) of the binary's filesystem
+	ExeIno    uint64  `json:"exe_ino,omitempty"`    // inode number of the binary
+	ExeOwner  *uint32 `json:"exe_owner,omitempty"`  // uid that owns the binary file
+	ExeOrigin Text    `json:"exe_origin,omitempty"` // path within the binary's own filesystem
+	ExeFS     string  `json:"exe_fs,omitempty"`     // type of the binary's filesystem
+	MntNS     uint64  `json:"mnt_ns,omitempty"`     // mount namespace id (inode of /proc/PID/ns/mnt)
+
+	// Script is the absolute path of the script the kernel executed when
+	// the exec'd file was a "#!" script: Exe is then the interpreter.
+	Script Text `json:"script,omitempty"`
 
 	// Exec fields.
 	Filename      Text   `json:"filename,omitempty"` // as requested by the caller
@@ -102,6 +123,17 @@ type Event struct {
 	Signal     string `json:"signal,omitempty"` // e.g. "SIGSEGV" when killed
 	CoreDumped bool   `json:"core_dumped,omitempty"`
 	DurationNS int64  `json:"duration_ns,omitempty"`
+}
+
+// Fate is how a process ended, attached to an incident raised about it
+// earlier (for example a root escalation) once the process exits, so an
+// analyst sees whether the escalated command went on to succeed.
+type Fate struct {
+	Time       time.Time `json:"time"`
+	ExitCode   *int      `json:"exit_code,omitempty"`
+	Signal     string    `json:"signal,omitempty"`
+	CoreDumped bool      `json:"core_dumped,omitempty"`
+	DurationNS int64     `json:"duration_ns,omitempty"`
 }
 
 // Uint32 returns a pointer to v, for the optional id fields of Event.

@@ -20,7 +20,12 @@ func TestEventJSONContract(t *testing.T) {
 			Comm: "bash", Exe: "/usr/bin/bash", Filename: "/bin/bash", Args: []Text{"bash", "-c", "echo \xff"},
 			ArgsTruncated: true, Cwd: "/home/alice", TTY: "pts/0", Cgroup: "/system.slice/docker-abc.scope",
 			ContainerID: "abc", ParentExe: "/usr/sbin/sshd", Ancestors: []Ancestor{{PID: 1, Exe: "/sbin/init"}},
-			Outcome: Success,
+			Outcome: Success, ExeDev: 2049, ExeIno: 1234, ExeOwner: Uint32(0), ExeOrigin: "/usr/bin/bash", ExeFS: "ext4",
+			MntNS: 4026531841,
+		},
+		{
+			Type: TypeExec, Time: at, PID: 104, Comm: "x.sh", Exe: "/usr/bin/dash", Filename: "/tmp/x.sh",
+			Args: []Text{"/bin/sh", "/tmp/x.sh"}, Script: "/tmp/x.sh", Outcome: Success,
 		},
 		{Type: TypeExec, Time: at, PID: 101, Comm: "bash", Exe: "/tmp/x", Filename: "x", Outcome: Failure, Errno: "ENOENT"},
 		{

@@ -31,6 +31,10 @@ type Incident struct {
 	Count     uint64    `json:"count"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+
+	// Fate is how the incident's process ended, once it has: set on a
+	// root-escalation incident when the escalated process exits.
+	Fate *event.Fate `json:"fate,omitempty"`
 }
 
 // Status is where an incident stands in triage.

@@ -37,6 +37,7 @@ const (
 	fIncCount     = 11
 	fIncFirstSeen = 12
 	fIncLastSeen  = 13
+	fIncFate      = 14
 )
 
 // Event field numbers.
@@ -73,6 +74,22 @@ const (
 	fEvSignal        = 30
 	fEvCoreDumped    = 31
 	fEvDurationNS    = 32
+	fEvExeDev        = 33
+	fEvExeIno        = 34
+	fEvExeOwner      = 35
+	fEvExeOrigin     = 36
+	fEvExeFS         = 37
+	fEvMntNS         = 38
+	fEvScript        = 39
+)
+
+// Fate field numbers.
+const (
+	fFateTime       = 1
+	fFateExitCode   = 2
+	fFateSignal     = 3
+	fFateCoreDumped = 4
+	fFateDurationNS = 5
 )
 
 // Ancestor and time field numbers.
@@ -107,6 +124,15 @@ func (e *encoder) encodeIncident(dst []byte, inc *rules.Incident) []byte {
 	dst = appendUint(dst, fIncCount, inc.Count)
 	dst = appendTime(dst, fIncFirstSeen, inc.FirstSeen)
 	dst = appendTime(dst, fIncLastSeen, inc.LastSeen)
+	if f := inc.Fate; f != nil {
+		e.sub = appendTime(e.sub[:0], fFateTime, f.Time)
+		e.sub = appendOptInt(e.sub, fFateExitCode, f.ExitCode)
+		e.sub = appendStr(e.sub, fFateSignal, f.Signal)
+		e.sub = appendBool(e.sub, fFateCoreDumped, f.CoreDumped)
+		e.sub = appendSint(e.sub, fFateDurationNS, f.DurationNS)
+		dst = protowire.AppendTag(dst, fIncFate, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, e.sub)
+	}
 	return dst
 }
 
@@ -123,6 +149,13 @@ func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, fEvAUID, uint64(ev.AUID))
 	dst = appendStr(dst, fEvComm, string(ev.Comm))
 	dst = appendStr(dst, fEvExe, string(ev.Exe))
+	dst = appendUint(dst, fEvExeDev, ev.ExeDev)
+	dst = appendUint(dst, fEvExeIno, ev.ExeIno)
+	dst = appendOptUint(dst, fEvExeOwner, ev.ExeOwner)
+	dst = appendStr(dst, fEvExeOrigin, string(ev.ExeOrigin))
+	dst = appendStr(dst, fEvExeFS, ev.ExeFS)
+	dst = appendUint(dst, fEvMntNS, ev.MntNS)
+	dst = appendStr(dst, fEvScript, string(ev.Script))
 	dst = appendStr(dst, fEvFilename, string(ev.Filename))
 	for _, a := range ev.Args {
 		// Every element is written, even an empty one, so argv keeps its shape.
@@ -150,19 +183,38 @@ func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
 	dst = appendOptUint(dst, fEvOldEUID, ev.OldEUID)
 	dst = appendOptUint(dst, fEvNewUID, ev.NewUID)
 	dst = appendOptUint(dst, fEvNewEUID, ev.NewEUID)
-	if ev.ExitCode != nil {
-		dst = protowire.AppendTag(dst, fEvExitCode, protowire.VarintType)
-		dst = protowire.AppendVarint(dst, protowire.EncodeZigZag(int64(*ev.ExitCode)))
-	}
+	dst = appendOptInt(dst, fEvExitCode, ev.ExitCode)
 	dst = appendStr(dst, fEvSignal, ev.Signal)
-	if ev.CoreDumped {
-		dst = appendUint(dst, fEvCoreDumped, 1)
-	}
-	if ev.DurationNS != 0 {
-		dst = protowire.AppendTag(dst, fEvDurationNS, protowire.VarintType)
-		dst = protowire.AppendVarint(dst, protowire.EncodeZigZag(ev.DurationNS))
-	}
+	dst = appendBool(dst, fEvCoreDumped, ev.CoreDumped)
+	dst = appendSint(dst, fEvDurationNS, ev.DurationNS)
 	return dst
+}
+
+// appendOptInt writes a present pointer even when it points at zero, so
+// that "exit code 0" and "no exit code" stay different.
+func appendOptInt(dst []byte, num protowire.Number, v *int) []byte {
+	if v == nil {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, num, protowire.VarintType)
+	return protowire.AppendVarint(dst, protowire.EncodeZigZag(int64(*v)))
+}
+
+// appendSint writes a non-zero signed value zigzag-encoded.
+func appendSint(dst []byte, num protowire.Number, v int64) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = protowire.AppendTag(dst, num, protowire.VarintType)
+	return protowire.AppendVarint(dst, protowire.EncodeZigZag(v))
+}
+
+// appendBool writes true as 1; false is the default and is left out.
+func appendBool(dst []byte, num protowire.Number, v bool) []byte {
+	if !v {
+		return dst
+	}
+	return appendUint(dst, num, 1)
 }
 
 // appendStr writes a non-empty string field; empty strings are the default.
@@ -249,6 +301,9 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 			inc.FirstSeen, err = decodeTime(b)
 		case fIncLastSeen:
 			inc.LastSeen, err = decodeTime(b)
+		case fIncFate:
+			inc.Fate = &event.Fate{}
+			err = decodeFate(b, inc.Fate)
 		}
 		return err
 	})
@@ -282,6 +337,20 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 			ev.Comm = event.Text(b)
 		case fEvExe:
 			ev.Exe = event.Text(b)
+		case fEvExeDev:
+			ev.ExeDev = v
+		case fEvExeIno:
+			ev.ExeIno = v
+		case fEvExeOwner:
+			ev.ExeOwner = event.Uint32(uint32(v))
+		case fEvExeOrigin:
+			ev.ExeOrigin = event.Text(b)
+		case fEvExeFS:
+			ev.ExeFS = string(b)
+		case fEvMntNS:
+			ev.MntNS = v
+		case fEvScript:
+			ev.Script = event.Text(b)
 		case fEvFilename:
 			ev.Filename = event.Text(b)
 		case fEvArgs:
@@ -332,6 +401,25 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 			ev.CoreDumped = v != 0
 		case fEvDurationNS:
 			ev.DurationNS = protowire.DecodeZigZag(v)
+		}
+		return err
+	})
+}
+
+func decodeFate(buf []byte, f *event.Fate) error {
+	return eachField(buf, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+		var err error
+		switch num {
+		case fFateTime:
+			f.Time, err = decodeTime(b)
+		case fFateExitCode:
+			f.ExitCode = event.Int(int(protowire.DecodeZigZag(v)))
+		case fFateSignal:
+			f.Signal = string(b)
+		case fFateCoreDumped:
+			f.CoreDumped = v != 0
+		case fFateDurationNS:
+			f.DurationNS = protowire.DecodeZigZag(v)
 		}
 		return err
 	})

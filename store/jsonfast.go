@@ -41,6 +41,15 @@ func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 	dst = appendTimeJSON(dst, inc.FirstSeen)
 	dst = append(dst, `,"last_seen":`...)
 	dst = appendTimeJSON(dst, inc.LastSeen)
+	if f := inc.Fate; f != nil {
+		dst = append(dst, `,"fate":{"time":`...)
+		dst = appendTimeJSON(dst, f.Time)
+		dst = appendOptIntField(dst, `,"exit_code":`, f.ExitCode)
+		dst = appendStringField(dst, `,"signal":`, f.Signal)
+		dst = appendBoolField(dst, `,"core_dumped":true`, f.CoreDumped)
+		dst = appendIntField(dst, `,"duration_ns":`, f.DurationNS)
+		dst = append(dst, '}')
+	}
 	return append(dst, '}')
 }
 
@@ -61,6 +70,13 @@ func appendEventJSON(dst []byte, ev *event.Event) []byte {
 	dst = appendTextJSON(dst, ev.Comm)
 	dst = append(dst, `,"exe":`...)
 	dst = appendTextJSON(dst, ev.Exe)
+	dst = appendNonZeroUintField(dst, `,"exe_dev":`, ev.ExeDev)
+	dst = appendNonZeroUintField(dst, `,"exe_ino":`, ev.ExeIno)
+	dst = appendOptUintField(dst, `,"exe_owner":`, ev.ExeOwner)
+	dst = appendTextField(dst, `,"exe_origin":`, ev.ExeOrigin)
+	dst = appendStringField(dst, `,"exe_fs":`, ev.ExeFS)
+	dst = appendNonZeroUintField(dst, `,"mnt_ns":`, ev.MntNS)
+	dst = appendTextField(dst, `,"script":`, ev.Script)
 	dst = appendTextField(dst, `,"filename":`, ev.Filename)
 	if len(ev.Args) > 0 {
 		dst = append(dst, `,"args":[`...)
@@ -105,19 +121,45 @@ func appendEventJSON(dst []byte, ev *event.Event) []byte {
 	dst = appendOptUintField(dst, `,"old_euid":`, ev.OldEUID)
 	dst = appendOptUintField(dst, `,"new_uid":`, ev.NewUID)
 	dst = appendOptUintField(dst, `,"new_euid":`, ev.NewEUID)
-	if ev.ExitCode != nil {
-		dst = append(dst, `,"exit_code":`...)
-		dst = strconv.AppendInt(dst, int64(*ev.ExitCode), 10)
-	}
+	dst = appendOptIntField(dst, `,"exit_code":`, ev.ExitCode)
 	dst = appendStringField(dst, `,"signal":`, ev.Signal)
-	if ev.CoreDumped {
-		dst = append(dst, `,"core_dumped":true`...)
-	}
-	if ev.DurationNS != 0 {
-		dst = append(dst, `,"duration_ns":`...)
-		dst = strconv.AppendInt(dst, ev.DurationNS, 10)
-	}
+	dst = appendBoolField(dst, `,"core_dumped":true`, ev.CoreDumped)
+	dst = appendIntField(dst, `,"duration_ns":`, ev.DurationNS)
 	return append(dst, '}')
+}
+
+// appendNonZeroUintField writes an omitempty unsigned field.
+func appendNonZeroUintField(dst []byte, name string, v uint64) []byte {
+	if v == 0 {
+		return dst
+	}
+	return appendUintField(dst, name, v)
+}
+
+// appendIntField writes an omitempty signed field.
+func appendIntField(dst []byte, name string, v int64) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = append(dst, name...)
+	return strconv.AppendInt(dst, v, 10)
+}
+
+// appendOptIntField writes a present pointer, zero included.
+func appendOptIntField(dst []byte, name string, v *int) []byte {
+	if v == nil {
+		return dst
+	}
+	dst = append(dst, name...)
+	return strconv.AppendInt(dst, int64(*v), 10)
+}
+
+// appendBoolField writes field (name and value) when v is true.
+func appendBoolField(dst []byte, field string, v bool) []byte {
+	if !v {
+		return dst
+	}
+	return append(dst, field...)
 }
 
 func appendUintField(dst []byte, name string, v uint64) []byte {
