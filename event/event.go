@@ -102,7 +102,15 @@ type Event struct {
 	TTY           Text   `json:"tty,omitempty"`
 	Cgroup        Text   `json:"cgroup,omitempty"`
 	ContainerID   string `json:"container_id,omitempty"`
-	ParentExe     Text   `json:"parent_exe,omitempty"`
+	// Container context, looked up from the container runtime's API by the
+	// id taken from the cgroup path (see docs/containers.md). The lookup is
+	// asynchronous: the first events of a new container may lack it. The
+	// name and image are chosen by whoever started the container, so they
+	// are Text (exact bytes, escaped for display) and never trusted alone.
+	ContainerName    Text   `json:"container_name,omitempty"`
+	ContainerImage   Text   `json:"container_image,omitempty"`
+	ContainerRuntime string `json:"container_runtime,omitempty"` // "docker", "podman", "containerd", "cri-o"
+	ParentExe        Text   `json:"parent_exe,omitempty"`
 	// Ancestors is the parent chain, parent first, up to pid 1. Events of
 	// siblings share one slice: treat it as read-only.
 	Ancestors []Ancestor `json:"ancestors,omitempty"`

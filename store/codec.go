@@ -81,6 +81,10 @@ const (
 	fEvExeFS         = 37
 	fEvMntNS         = 38
 	fEvScript        = 39
+	// 50-59: container context.
+	fEvContainerName    = 50
+	fEvContainerImage   = 51
+	fEvContainerRuntime = 52
 )
 
 // Fate field numbers.
@@ -169,6 +173,9 @@ func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
 	dst = appendStr(dst, fEvTTY, string(ev.TTY))
 	dst = appendStr(dst, fEvCgroup, string(ev.Cgroup))
 	dst = appendStr(dst, fEvContainerID, ev.ContainerID)
+	dst = appendStr(dst, fEvContainerName, string(ev.ContainerName))
+	dst = appendStr(dst, fEvContainerImage, string(ev.ContainerImage))
+	dst = appendStr(dst, fEvContainerRuntime, ev.ContainerRuntime)
 	dst = appendStr(dst, fEvParentExe, string(ev.ParentExe))
 	for _, a := range ev.Ancestors {
 		e.sub = appendUint(e.sub[:0], fAncPID, uint64(a.PID))
@@ -365,6 +372,12 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 			ev.Cgroup = event.Text(b)
 		case fEvContainerID:
 			ev.ContainerID = string(b)
+		case fEvContainerName:
+			ev.ContainerName = event.Text(b)
+		case fEvContainerImage:
+			ev.ContainerImage = event.Text(b)
+		case fEvContainerRuntime:
+			ev.ContainerRuntime = string(b)
 		case fEvParentExe:
 			ev.ParentExe = event.Text(b)
 		case fEvAncestors:

@@ -98,6 +98,9 @@ func appendEventJSON(dst []byte, ev *event.Event) []byte {
 		dst = append(dst, `,"container_id":`...)
 		dst = appendStringJSON(dst, ev.ContainerID)
 	}
+	dst = appendTextField(dst, `,"container_name":`, ev.ContainerName)
+	dst = appendTextField(dst, `,"container_image":`, ev.ContainerImage)
+	dst = appendStringField(dst, `,"container_runtime":`, ev.ContainerRuntime)
 	dst = appendTextField(dst, `,"parent_exe":`, ev.ParentExe)
 	if len(ev.Ancestors) > 0 {
 		dst = append(dst, `,"ancestors":[`...)
