@@ -178,6 +178,9 @@ func (r *compiledRule) matches(f *facts) bool {
 	if r.container != nil && *r.container != (f.ev.ContainerID != "") {
 		return false
 	}
+	if r.images != nil && !imageMatches(r.images, f.ev) {
+		return false
+	}
 	if len(r.exitCodes) > 0 || len(r.signals) > 0 {
 		return r.endedAsSelected(f.ev)
 	}

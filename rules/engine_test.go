@@ -223,6 +223,34 @@ func TestJudge(t *testing.T) {
     match: {container: false}
     severity: {success: low}
 `), execEvent("/usr/bin/x", 0), "host:low skipped=0"},
+		{"image glob matches", doc("", `
+  - name: img
+    type: bin-execution
+    match: {images: ["**/nginx:*"]}
+    severity: {success: low}
+`), with(execEvent("/usr/bin/x", 0), func(ev *event.Event) {
+			ev.ContainerID, ev.ContainerImage = "0123abcd", "docker.io/library/nginx:1.27"
+		}), "img:low skipped=0"},
+		{"other image", doc("", `
+  - name: img
+    type: bin-execution
+    match: {images: ["**/nginx:*"]}
+    severity: {success: low}
+`), with(execEvent("/usr/bin/x", 0), func(ev *event.Event) {
+			ev.ContainerID, ev.ContainerImage = "0123abcd", "docker.io/library/redis:7"
+		}), "skipped=0"},
+		{"image not known yet is in scope", doc("", `
+  - name: img
+    type: bin-execution
+    match: {images: ["**/nginx:*"]}
+    severity: {success: low}
+`), with(execEvent("/usr/bin/x", 0), func(ev *event.Event) { ev.ContainerID = "0123abcd" }), "img:low skipped=0"},
+		{"images never match the host", doc("", `
+  - name: img
+    type: bin-execution
+    match: {images: ["**"]}
+    severity: {success: low}
+`), execEvent("/usr/bin/x", 0), "skipped=0"},
 		{"every selector must match", doc("", `
   - name: all
     type: bin-execution

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/bmatcuk/doublestar/v4"
+
+	"github.com/procwatch/procwatch/event"
 )
 
 // commLen is the longest comm the kernel keeps (TASK_COMM_LEN - 1).
@@ -38,6 +40,36 @@ func (g *glob) match(path string) bool {
 	}
 	ok, _ := doublestar.Match(g.pattern, path)
 	return ok
+}
+
+func compileGlobs(list []string) []glob {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make([]glob, len(list))
+	for i, s := range list {
+		out[i] = compileGlob(s)
+	}
+	return out
+}
+
+// imageMatches is the images selector. A process outside any container
+// has no image and never matches. A process in a container whose image is
+// not known yet (the runtime lookup is asynchronous, or failed) is judged
+// in scope: not knowing must not let an event out of a rule.
+func imageMatches(images []glob, ev *event.Event) bool {
+	if ev.ContainerID == "" {
+		return false
+	}
+	if ev.ContainerImage == "" {
+		return true
+	}
+	for i := range images {
+		if images[i].match(string(ev.ContainerImage)) {
+			return true
+		}
+	}
+	return false
 }
 
 // pathSet matches a path against plain paths (by prefix on directory

@@ -20,7 +20,7 @@ import (
 var (
 	topKeys      = []string{"version", "skip", "rules"}
 	ruleKeys     = []string{"name", "type", "description", "match", "severity", "skip"}
-	matchKeys    = []string{"paths", "commands", "users", "parent_commands", "container", "exit_codes", "signals"}
+	matchKeys    = []string{"paths", "commands", "users", "parent_commands", "container", "images", "exit_codes", "signals"}
 	severityKeys = []string{"success", "failure"}
 	skipKeys     = []string{"commands", "paths", "users"}
 	ruleTypes    = []string{TypeBinExecution, TypeRootEscalation, TypeTerminationFailure}
@@ -494,6 +494,9 @@ func (p *parseState) selectors(n ast.Node, ruleType string) Selectors {
 			}
 			v := b.Value
 			out.Container = &v
+		case "images":
+			out.Images = p.strList(f.value, "match.images")
+			p.checkImages(f.value, out.Images)
 		case "exit_codes", "signals":
 			if ruleType != "" && ruleType != TypeTerminationFailure {
 				p.errorf(f.keyN, "exit_codes and signals select how a process ended; use them on a termination-failure rule", "match.%s does not apply to a %s rule", f.key, ruleType)
@@ -507,6 +510,16 @@ func (p *parseState) selectors(n ast.Node, ruleType string) Selectors {
 		}
 	}
 	return out
+}
+
+// checkImages validates the image globs, pointing at the offending entry.
+func (p *parseState) checkImages(n ast.Node, list []string) {
+	seq, _ := unwrap(n).(*ast.SequenceNode)
+	for i, s := range list {
+		if !validGlob(s) {
+			p.errorf(entryNode(seq, s, i), "fix the glob syntax (unbalanced [ or {?)", "match.images: bad glob %q", s)
+		}
+	}
 }
 
 func (p *parseState) exitCodes(n ast.Node) []int {

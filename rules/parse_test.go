@@ -67,6 +67,8 @@ func TestParseErrors(t *testing.T) {
 				`f.yaml:8:25: match.exit_codes entry must be a number, got "x"; exit codes are numbers from 0 to 255`}},
 		{"container not bool", "version: 1\nrules:\n  - name: a\n    type: bin-execution\n    severity: {success: low}\n    match:\n      container: maybe\n",
 			[]string{`f.yaml:7:18: match.container must be true or false, got "maybe"; write container: true or container: false`}},
+		{"bad image glob", "version: 1\nrules:\n  - name: a\n    type: bin-execution\n    severity: {success: low}\n    match:\n      images: [\"x[\"]\n",
+			[]string{`f.yaml:7:16: match.images: bad glob "x["; fix the glob syntax (unbalanced [ or {?)`}},
 		{"alias", "version: 1\nskip: &s {}\nrules:\n  - name: a\n    type: bin-execution\n    severity: {success: low}\n    skip: *s\n",
 			[]string{`f.yaml:7:11: skip: YAML aliases are not supported; write the value out instead of using an alias`}},
 		{"two documents", "version: 1\n---\nversion: 1\n",

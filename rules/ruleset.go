@@ -39,6 +39,7 @@ type compiledRule struct {
 	users     *userSet
 	parents   *commandSet
 	container *bool
+	images    []glob
 	exitCodes []int
 	signals   []string
 	skip      skipIndex
@@ -67,6 +68,7 @@ func (s *RuleSet) compile() error {
 			users:     newUserSet(r.Match.Users),
 			parents:   newCommandSet(r.Match.ParentCommands),
 			container: r.Match.Container,
+			images:    compileGlobs(r.Match.Images),
 			exitCodes: r.Match.ExitCodes,
 			signals:   r.Match.Signals,
 			skip:      newSkipIndex(r.Skip),

@@ -34,6 +34,7 @@ type Selectors struct {
 	Users          []string `json:"users,omitempty"`           // user name or uid
 	ParentCommands []string `json:"parent_commands,omitempty"` // parent's command
 	Container      *bool    `json:"container,omitempty"`       // in a container or not
+	Images         []string `json:"images,omitempty"`          // globs on the container's image
 	ExitCodes      []int    `json:"exit_codes,omitempty"`      // termination-failure only
 	Signals        []string `json:"signals,omitempty"`         // termination-failure only, e.g. SIGSEGV
 }
