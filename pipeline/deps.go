@@ -35,7 +35,7 @@ type Store interface {
 	After(id rules.ID, fn func(*rules.Incident) error) error
 	Noise(since time.Time, limit int) (service.Noise, error)
 	OpenBySeverity() (map[string]int, error)
-	SetStatus(ids []rules.ID, st rules.Status) error
+	SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) error
 	CountCovered(covers func(*rules.Incident) bool) (int, error)
 	AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules.Skip, int, error)
 	RemoveSkip(id string) (int, error)

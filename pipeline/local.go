@@ -492,7 +492,8 @@ func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (service.
 // SetStatus implements service.Service and pushes the changed incidents to
 // subscribers, so every front end sees an acknowledgement at once.
 func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
-	if err := l.cfg.Store.SetStatus(ids, st); err != nil {
+	by := service.Caller(ctx)
+	if err := l.cfg.Store.SetStatusBy(ids, st, &by); err != nil {
 		return err
 	}
 	const maxPushed = 1000
@@ -545,6 +546,7 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 		return rules.Skip{}, 0, fmt.Errorf("add skip: no rule named %q (see procwatch rules)", s.Rule)
 	}
 	s.Source = rules.SourceAdded
+	s.AddedBy = service.Caller(ctx).String() // the kernel's word, not the client's
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
 	added, masked, err := l.cfg.Store.AddSkip(s, s.Coverer())

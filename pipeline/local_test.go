@@ -652,6 +652,42 @@ func TestSetStatusReachesSubscribers(t *testing.T) {
 	}
 }
 
+// TestSetStatusRecordsHistory: every change is kept in the incident's
+// history with the caller the context names (the agent's peer), or this
+// process when it names none.
+func TestSetStatusRecordsHistory(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	h.source.emit(t, execEvent("/tmp/a", "1"))
+	inc := h.incidents(t, service.Query{})[0]
+	peer := rules.Actor{UID: 65534, PID: 4242, User: "nobody", Via: "socket"}
+	steps := []struct {
+		ctx  context.Context
+		to   rules.Status
+		want rules.Actor
+	}{
+		{service.WithCaller(context.Background(), peer), rules.StatusAcknowledged, peer},
+		{context.Background(), rules.StatusMasked, service.Self("local")},
+		{service.WithCaller(context.Background(), peer), rules.StatusOpen, peer},
+	}
+	for _, st := range steps {
+		if err := h.local.SetStatus(st.ctx, []rules.ID{inc.ID}, st.to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := h.incidents(t, service.Query{})[0].History
+	if len(got) != len(steps) {
+		t.Fatalf("history %+v, want %d entries", got, len(steps))
+	}
+	from := rules.StatusOpen
+	for i, st := range steps {
+		if got[i].From != from || got[i].To != st.to || got[i].By != st.want || got[i].Time.IsZero() {
+			t.Errorf("history[%d] = %+v, want %s -> %s by %+v", i, got[i], from, st.to, st.want)
+		}
+		from = st.to
+	}
+}
+
 func TestExportReportsProgressAndStopsWithContext(t *testing.T) {
 	h := newHarness(t, nil)
 	h.waitRunning(t)

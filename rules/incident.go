@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,54 @@ type Incident struct {
 	// Fate is how the incident's process ended, once it has: set on a
 	// root-escalation incident when the escalated process exits.
 	Fate *event.Fate `json:"fate,omitempty"`
+
+	// History is the audit trail of triage: every acknowledge, mask and
+	// re-open, oldest first, with who asked as the kernel reported it.
+	History []Change `json:"history,omitempty"`
+}
+
+// Change is one triage change to an incident: when, from which status to
+// which, and who asked.
+type Change struct {
+	Time time.Time `json:"time"`
+	From Status    `json:"from"`
+	To   Status    `json:"to"`
+	By   Actor     `json:"by"`
+}
+
+// Actor is who asked for a change. UID and PID come from the kernel
+// (SO_PEERCRED on the agent's socket, the process's own ids for a local
+// pipeline or for `serve --stdio`), never from what a client says; User is
+// the uid's name when the agent could look it up. Over `serve --stdio` run
+// by sshd, SSHUser and SSHFrom name the SSH login and the client address
+// taken from the environment sshd set for that session.
+type Actor struct {
+	UID     uint32 `json:"uid"`
+	PID     uint32 `json:"pid,omitempty"`
+	User    string `json:"user,omitempty"`
+	SSHUser string `json:"ssh_user,omitempty"`
+	SSHFrom string `json:"ssh_from,omitempty"`
+	Via     string `json:"via,omitempty"` // socket, stdio or local
+}
+
+// String names the actor for logs and a skip's added_by, e.g.
+// "alice (uid 1000, pid 4242, ssh alice from 10.0.0.5)".
+func (a Actor) String() string {
+	name := a.User
+	if name == "" {
+		name = "uid " + strconv.FormatUint(uint64(a.UID), 10)
+	}
+	s := name + " (uid " + strconv.FormatUint(uint64(a.UID), 10)
+	if a.PID != 0 {
+		s += ", pid " + strconv.FormatUint(uint64(a.PID), 10)
+	}
+	if a.SSHUser != "" {
+		s += ", ssh " + a.SSHUser
+		if a.SSHFrom != "" {
+			s += " from " + a.SSHFrom
+		}
+	}
+	return s + ")"
 }
 
 // Status is where an incident stands in triage.

@@ -38,6 +38,7 @@ const (
 	fIncFirstSeen = 12
 	fIncLastSeen  = 13
 	fIncFate      = 14
+	fIncHistory   = 25
 )
 
 // Event field numbers.
@@ -96,6 +97,21 @@ const (
 	fFateDurationNS = 5
 )
 
+// Change (history entry) and actor field numbers.
+const (
+	fChangeTime = 1
+	fChangeFrom = 2
+	fChangeTo   = 3
+	fChangeBy   = 4
+
+	fActorUID     = 1
+	fActorPID     = 2
+	fActorUser    = 3
+	fActorSSHUser = 4
+	fActorSSHFrom = 5
+	fActorVia     = 6
+)
+
 // Ancestor and time field numbers.
 const (
 	fAncPID = 1
@@ -137,7 +153,28 @@ func (e *encoder) encodeIncident(dst []byte, inc *rules.Incident) []byte {
 		dst = protowire.AppendTag(dst, fIncFate, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, e.sub)
 	}
+	for i := range inc.History {
+		e.sub = appendChange(e.sub[:0], &inc.History[i])
+		dst = protowire.AppendTag(dst, fIncHistory, protowire.BytesType)
+		dst = protowire.AppendBytes(dst, e.sub)
+	}
 	return dst
+}
+
+// appendChange writes one history entry; its actor is a nested message.
+func appendChange(dst []byte, c *rules.Change) []byte {
+	dst = appendTime(dst, fChangeTime, c.Time)
+	dst = appendStr(dst, fChangeFrom, string(c.From))
+	dst = appendStr(dst, fChangeTo, string(c.To))
+	var buf [128]byte
+	a := appendUint(buf[:0], fActorUID, uint64(c.By.UID))
+	a = appendUint(a, fActorPID, uint64(c.By.PID))
+	a = appendStr(a, fActorUser, c.By.User)
+	a = appendStr(a, fActorSSHUser, c.By.SSHUser)
+	a = appendStr(a, fActorSSHFrom, c.By.SSHFrom)
+	a = appendStr(a, fActorVia, c.By.Via)
+	dst = protowire.AppendTag(dst, fChangeBy, protowire.BytesType)
+	return protowire.AppendBytes(dst, a)
 }
 
 func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
@@ -311,6 +348,43 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 		case fIncFate:
 			inc.Fate = &event.Fate{}
 			err = decodeFate(b, inc.Fate)
+		case fIncHistory:
+			var c rules.Change
+			err = decodeChange(b, &c)
+			inc.History = append(inc.History, c)
+		}
+		return err
+	})
+}
+
+func decodeChange(buf []byte, c *rules.Change) error {
+	return eachField(buf, func(num protowire.Number, _ protowire.Type, _ uint64, b []byte) error {
+		var err error
+		switch num {
+		case fChangeTime:
+			c.Time, err = decodeTime(b)
+		case fChangeFrom:
+			c.From = rules.Status(b)
+		case fChangeTo:
+			c.To = rules.Status(b)
+		case fChangeBy:
+			err = eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+				switch num {
+				case fActorUID:
+					c.By.UID = uint32(v)
+				case fActorPID:
+					c.By.PID = uint32(v)
+				case fActorUser:
+					c.By.User = string(b)
+				case fActorSSHUser:
+					c.By.SSHUser = string(b)
+				case fActorSSHFrom:
+					c.By.SSHFrom = string(b)
+				case fActorVia:
+					c.By.Via = string(b)
+				}
+				return nil
+			})
 		}
 		return err
 	})

@@ -50,7 +50,33 @@ func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 		dst = appendIntField(dst, `,"duration_ns":`, f.DurationNS)
 		dst = append(dst, '}')
 	}
+	if len(inc.History) > 0 {
+		dst = append(dst, `,"history":[`...)
+		for i := range inc.History {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendChangeJSON(dst, &inc.History[i])
+		}
+		dst = append(dst, ']')
+	}
 	return append(dst, '}')
+}
+
+func appendChangeJSON(dst []byte, c *rules.Change) []byte {
+	dst = append(dst, `{"time":`...)
+	dst = appendTimeJSON(dst, c.Time)
+	dst = append(dst, `,"from":`...)
+	dst = appendStringJSON(dst, string(c.From))
+	dst = append(dst, `,"to":`...)
+	dst = appendStringJSON(dst, string(c.To))
+	dst = appendUintField(dst, `,"by":{"uid":`, uint64(c.By.UID))
+	dst = appendNonZeroUintField(dst, `,"pid":`, uint64(c.By.PID))
+	dst = appendStringField(dst, `,"user":`, c.By.User)
+	dst = appendStringField(dst, `,"ssh_user":`, c.By.SSHUser)
+	dst = appendStringField(dst, `,"ssh_from":`, c.By.SSHFrom)
+	dst = appendStringField(dst, `,"via":`, c.By.Via)
+	return append(dst, `}}`...)
 }
 
 func appendEventJSON(dst []byte, ev *event.Event) []byte {

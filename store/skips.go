@@ -32,6 +32,13 @@ var ErrSkipExists = errors.New("skip already added")
 // not stored are reported in one error wrapping ErrNoIncident, after the
 // others have been updated.
 func (s *Store) SetStatus(ids []rules.ID, st rules.Status) error {
+	return s.SetStatusBy(ids, st, nil)
+}
+
+// SetStatusBy is SetStatus that also appends a rules.Change naming by to
+// the history of every incident whose status it changes (by nil: no
+// history entry).
+func (s *Store) SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) error {
 	switch st {
 	case rules.StatusOpen, rules.StatusAcknowledged, rules.StatusMasked:
 	default:
@@ -59,6 +66,9 @@ func (s *Store) SetStatus(ids []rules.ID, st rules.Status) error {
 			}
 			if err := w.clearMasks(key); err != nil {
 				return err
+			}
+			if by != nil && inc.Status != st {
+				inc.History = appendHistory(inc.History, rules.Change{Time: time.Now(), From: inc.Status, To: st, By: *by})
 			}
 			if err := w.setStatus(key, &inc, st); err != nil {
 				return err
@@ -291,4 +301,16 @@ func findSkip(b *bolt.Bucket, want rules.Skip) (rules.Skip, bool, error) {
 		err = nil
 	}
 	return found, ok, err
+}
+
+// maxHistory bounds an incident's history, so that flipping its status in a
+// loop cannot grow one record without end. The first entry and the latest
+// ones are kept; every change is also logged by the agent.
+const maxHistory = 64
+
+func appendHistory(h []rules.Change, c rules.Change) []rules.Change {
+	if len(h) >= maxHistory {
+		h = append(h[:1], h[len(h)-maxHistory+2:]...)
+	}
+	return append(h, c)
 }
