@@ -94,6 +94,13 @@ type Event struct {
 	// the exec'd file was a "#!" script: Exe is then the interpreter.
 	Script Text `json:"script,omitempty"`
 
+	// ExeSHA256 is the hex SHA-256 of the running binary's content, as
+	// procwatch read it in user space (cached by device, inode, mtime and
+	// ctime; never read on the event path). Empty when it was not known yet
+	// when the event was judged: the first sighting of a new binary, a file
+	// that changed, one that could not be read. Pinned skips compare it.
+	ExeSHA256 string `json:"exe_sha256,omitempty"`
+
 	// Exec fields.
 	Filename      Text   `json:"filename,omitempty"` // as requested by the caller
 	Args          []Text `json:"args,omitempty"`     // argv, including argv[0]

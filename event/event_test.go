@@ -22,7 +22,7 @@ func TestEventJSONContract(t *testing.T) {
 			ContainerID: "abc", ContainerName: "web-1", ContainerImage: "docker.io/library/nginx:1.27", ContainerRuntime: "docker",
 			ParentExe: "/usr/sbin/sshd", Ancestors: []Ancestor{{PID: 1, Exe: "/sbin/init"}},
 			Outcome: Success, ExeDev: 2049, ExeIno: 1234, ExeOwner: Uint32(0), ExeOrigin: "/usr/bin/bash", ExeFS: "ext4",
-			MntNS: 4026531841,
+			MntNS: 4026531841, ExeSHA256: "b1946ac92492d2347c6235b4d2611184" + "4d8b4e6c1b1b9fd2d1b4a0f5c3d2e1f0",
 		},
 		{
 			Type: TypeExec, Time: at, PID: 104, Comm: "x.sh", Exe: "/usr/bin/dash", Filename: "/tmp/x.sh",

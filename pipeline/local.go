@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
@@ -62,6 +63,11 @@ type Config struct {
 	// Observer, when set, is told what the pipeline does, for metrics.
 	Observer Observer
 
+	// ExeHashes computes binaries' SHA-256 in the background, for pinned
+	// skips and incidents' exe_sha256. Default: a cache with
+	// exehash.Options{}; Run starts its worker.
+	ExeHashes *exehash.Cache
+
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -74,6 +80,7 @@ type Local struct {
 	log    *slog.Logger
 	host   string
 	engine *rules.Engine
+	hashes *exehash.Cache
 	active atomic.Bool // monitoring on; when off, handle raises nothing
 
 	obs      Observer // nil when nobody observes
@@ -123,6 +130,10 @@ func New(cfg Config) (*Local, error) {
 		host:       cfg.Host,
 		subs:       make(map[*subscriber]struct{}),
 		monChanged: make(chan struct{}, 1),
+		hashes:     cfg.ExeHashes,
+	}
+	if l.hashes == nil {
+		l.hashes = exehash.New(exehash.Options{})
 	}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -160,9 +171,17 @@ func (l *Local) Run(ctx context.Context) error {
 		defer close(fanDone)
 		l.fanOut(fanCtx)
 	}()
+	hashStop, hashDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(hashDone)
+		l.hashes.Run(hashStop)
+	}()
+	l.warmPins()
 	err := l.runSource(ctx)
 	stopFan()
 	<-fanDone
+	close(hashStop)
+	<-hashDone
 	l.dropAll()
 	if ferr := l.cfg.Store.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("flush store: %w", ferr)
@@ -224,15 +243,31 @@ func (l *Local) handle(ev *event.Event) {
 	if l.obs != nil {
 		began = time.Now()
 	}
+	// The content hash costs a stat and a map lookup, never a read: only
+	// for binaries a pinned skip names, before judging, and for those that
+	// raise an incident, after.
+	ev.ExeSHA256 = ""
+	if l.engine.PinnedPath(string(ev.Exe)) {
+		ev.ExeSHA256 = l.hashes.Lookup(ev)
+	}
 	v := l.engine.Judge(ev)
 	if l.obs != nil {
 		l.obs.Judged(time.Since(began), v.Incidents)
 	}
 	incs, skipped := v.Incidents, v.Skipped > 0
+	if len(incs) > 0 && ev.ExeSHA256 == "" {
+		ev.ExeSHA256 = l.hashes.Lookup(ev)
+	}
 	for i := range incs {
 		inc := &incs[i]
 		if inc.Host == "" {
 			inc.Host = l.host
+		}
+		// A repeat carries its first event; its hash is this event's only
+		// when both ran the same file.
+		if inc.Process.ExeSHA256 == "" && (inc.Count == 1 ||
+			inc.Process.ExeDev == ev.ExeDev && inc.Process.ExeIno == ev.ExeIno) {
+			inc.Process.ExeSHA256 = ev.ExeSHA256
 		}
 		l.cfg.Store.Put(*inc)
 		if l.cfg.OnIncident != nil {
@@ -553,6 +588,9 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	if err != nil {
 		return rules.Skip{}, 0, err
 	}
+	if s.Pin != "" {
+		l.hashes.Warm(s.Value)
+	}
 	if err := l.pushSkips(); err != nil {
 		return added, masked, err
 	}
@@ -573,6 +611,20 @@ func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
 	}
 	l.statusDue.Store(true)
 	return n, nil
+}
+
+// warmPins queues the pinned files for hashing, so their next run finds
+// the hash known instead of raising one incident first.
+func (l *Local) warmPins() {
+	added, err := l.cfg.Store.Skips()
+	if err != nil {
+		return // pushSkips reported it
+	}
+	for _, s := range added {
+		if s.Pin != "" {
+			l.hashes.Warm(s.Value)
+		}
+	}
 }
 
 // pushSkips gives the engine the stored list of added skips; skipMu held.

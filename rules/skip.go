@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/procwatch/procwatch/event"
@@ -13,6 +14,9 @@ type skipIndex struct {
 	commands *commandSet
 	paths    *pathSet
 	users    *userSet
+	// pins holds pinned path skips: exact path to the content hashes
+	// allowed there.
+	pins map[string][]string
 }
 
 func newSkipIndex(l SkipList) skipIndex {
@@ -27,7 +31,44 @@ func (s *skipIndex) match(f *facts) bool {
 	if s == nil {
 		return false
 	}
-	return s.commands.match(f.base, f.comm) || s.paths.match(f.path) || s.users.match(f)
+	return s.commands.match(f.base, f.comm) || s.paths.match(f.path) || s.users.match(f) ||
+		(len(s.pins) > 0 && s.matchPin(f))
+}
+
+// matchPin: the event's binary is exactly a pinned path and its content
+// hash, attached by the pipeline from its cache, is one pinned there. An
+// unknown hash matches nothing (fail closed), and so does a failed exec,
+// whose subject path is not the binary that was hashed.
+func (s *skipIndex) matchPin(f *facts) bool {
+	sum := f.ev.ExeSHA256
+	if sum == "" || f.path != string(f.ev.Exe) {
+		return false
+	}
+	for _, want := range s.pins[f.path] {
+		if want == sum {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *skipIndex) addPin(path, sum string) {
+	if s.pins == nil {
+		s.pins = map[string][]string{}
+	}
+	s.pins[path] = append(s.pins[path], sum)
+}
+
+// oneSkipIndex compiles a single valid skip.
+func oneSkipIndex(s Skip) skipIndex {
+	if s.Pin != "" {
+		var idx skipIndex
+		idx.addPin(s.Value, s.Pin)
+		return idx
+	}
+	var l SkipList
+	l.add(s.Kind, s.Value)
+	return newSkipIndex(l)
 }
 
 // addedIndex is the compiled form of the skips added at run time: global
@@ -36,12 +77,14 @@ type addedIndex struct {
 	list   []Skip
 	global skipIndex
 	byRule map[string]*skipIndex
+	pinned map[string]struct{} // every pinned path, for PinnedPath
 }
 
 func newAddedIndex(skips []Skip) (*addedIndex, error) {
 	a := &addedIndex{byRule: map[string]*skipIndex{}}
 	global := SkipList{}
 	perRule := map[string]*SkipList{}
+	pins := map[string][]Skip{} // by rule, "" for every rule
 	var bad []error
 	for _, s := range skips {
 		if err := ValidateSkip(s); err != nil {
@@ -52,6 +95,10 @@ func newAddedIndex(skips []Skip) (*addedIndex, error) {
 			s.Source = SourceAdded
 		}
 		a.list = append(a.list, s)
+		if s.Pin != "" {
+			pins[s.Rule] = append(pins[s.Rule], s)
+			continue
+		}
 		l := &global
 		if s.Rule != "" {
 			if perRule[s.Rule] == nil {
@@ -66,10 +113,39 @@ func newAddedIndex(skips []Skip) (*addedIndex, error) {
 		idx := newSkipIndex(*l)
 		a.byRule[name] = &idx
 	}
+	for name, ps := range pins {
+		idx := &a.global
+		if name != "" {
+			if idx = a.byRule[name]; idx == nil {
+				idx = &skipIndex{}
+				a.byRule[name] = idx
+			}
+		}
+		for _, p := range ps {
+			idx.addPin(p.Value, p.Pin)
+			if a.pinned == nil {
+				a.pinned = map[string]struct{}{}
+			}
+			a.pinned[p.Value] = struct{}{}
+		}
+	}
 	if len(bad) > 0 {
 		return a, fmt.Errorf("ignored %d invalid added skips: %w", len(bad), joinErrors(bad))
 	}
 	return a, nil
+}
+
+// PinnedPath reports whether an added skip is pinned to the file at path.
+// The pipeline asks before judging an event, so it looks up the binary's
+// content hash (a stat and a cache lookup) only for the events a pinned
+// skip could silence. Safe from any goroutine.
+func (e *Engine) PinnedPath(path string) bool {
+	a := e.added.Load()
+	if a == nil || len(a.pinned) == 0 {
+		return false
+	}
+	_, ok := a.pinned[path]
+	return ok
 }
 
 func (l *SkipList) add(kind, value string) {
@@ -89,6 +165,9 @@ func (l *SkipList) add(kind, value string) {
 func ValidateSkip(s Skip) error {
 	if s.Value == "" {
 		return fmt.Errorf("skip %s: empty value", s.Kind)
+	}
+	if s.Pin != "" {
+		return validatePin(s)
 	}
 	switch s.Kind {
 	case SkipCommand, SkipUser:
@@ -110,9 +189,7 @@ func (s Skip) Matches(ev *event.Event) bool {
 	if ValidateSkip(s) != nil {
 		return false
 	}
-	var l SkipList
-	l.add(s.Kind, s.Value)
-	idx := newSkipIndex(l)
+	idx := oneSkipIndex(s)
 	var f facts
 	f.init(ev)
 	return idx.match(&f)
@@ -132,9 +209,7 @@ func (s Skip) Coverer() func(*Incident) bool {
 	if ValidateSkip(s) != nil {
 		return func(*Incident) bool { return false }
 	}
-	var l SkipList
-	l.add(s.Kind, s.Value)
-	idx := newSkipIndex(l)
+	idx := oneSkipIndex(s)
 	return func(inc *Incident) bool {
 		if s.Rule != "" {
 			if s.Rule != inc.Rule {
@@ -147,6 +222,33 @@ func (s Skip) Coverer() func(*Incident) bool {
 		f.init(&inc.Process)
 		return idx.match(&f)
 	}
+}
+
+// validatePin checks a pinned skip: a path skip for one exact absolute
+// file (no glob, no directory prefix) and a hex SHA-256.
+func validatePin(s Skip) error {
+	if s.Kind != SkipPath {
+		return fmt.Errorf("skip %s %q: only a path skip can be pinned to a file's SHA-256", s.Kind, s.Value)
+	}
+	if !strings.HasPrefix(s.Value, "/") || isGlob(s.Value) || path.Clean(s.Value) != s.Value || s.Value == "/" {
+		return fmt.Errorf("skip path %q: a pinned skip names one file by its absolute, clean path, without wildcards", s.Value)
+	}
+	if !validSum(s.Pin) {
+		return fmt.Errorf("skip path %q: pin %q is not a SHA-256 (64 lower-case hex digits)", s.Value, s.Pin)
+	}
+	return nil
+}
+
+func validSum(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func joinErrors(errs []error) error {

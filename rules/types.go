@@ -71,4 +71,11 @@ type Skip struct {
 	Note    string    `json:"note,omitempty"`
 	AddedAt time.Time `json:"added_at,omitzero"`
 	AddedBy string    `json:"added_by,omitempty"`
+
+	// Pin, on a path skip, is the hex SHA-256 of the one file the skip is
+	// for: it matches only when the event's exe is exactly Value and its
+	// content hash (event.Event.ExeSHA256) is Pin, so a different file
+	// later put at the same path is not silenced. An event whose hash is
+	// not known is not silenced either (fail closed).
+	Pin string `json:"pin,omitempty"`
 }

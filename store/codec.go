@@ -86,6 +86,8 @@ const (
 	fEvContainerName    = 50
 	fEvContainerImage   = 51
 	fEvContainerRuntime = 52
+	// 60-69: the binary's content.
+	fEvExeSHA256 = 60
 )
 
 // Fate field numbers.
@@ -197,6 +199,7 @@ func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
 	dst = appendStr(dst, fEvExeFS, ev.ExeFS)
 	dst = appendUint(dst, fEvMntNS, ev.MntNS)
 	dst = appendStr(dst, fEvScript, string(ev.Script))
+	dst = appendStr(dst, fEvExeSHA256, ev.ExeSHA256)
 	dst = appendStr(dst, fEvFilename, string(ev.Filename))
 	for _, a := range ev.Args {
 		// Every element is written, even an empty one, so argv keeps its shape.
@@ -432,6 +435,8 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 			ev.MntNS = v
 		case fEvScript:
 			ev.Script = event.Text(b)
+		case fEvExeSHA256:
+			ev.ExeSHA256 = string(b)
 		case fEvFilename:
 			ev.Filename = event.Text(b)
 		case fEvArgs:

@@ -103,6 +103,7 @@ func appendEventJSON(dst []byte, ev *event.Event) []byte {
 	dst = appendStringField(dst, `,"exe_fs":`, ev.ExeFS)
 	dst = appendNonZeroUintField(dst, `,"mnt_ns":`, ev.MntNS)
 	dst = appendTextField(dst, `,"script":`, ev.Script)
+	dst = appendStringField(dst, `,"exe_sha256":`, ev.ExeSHA256)
 	dst = appendTextField(dst, `,"filename":`, ev.Filename)
 	if len(ev.Args) > 0 {
 		dst = append(dst, `,"args":[`...)

@@ -22,8 +22,8 @@ var ErrNoIncident = errors.New("no such incident")
 // ErrNoSkip is wrapped when RemoveSkip names a skip that is not stored.
 var ErrNoSkip = errors.New("no such added skip")
 
-// ErrSkipExists is wrapped when AddSkip is given a skip equal (kind, value
-// and rule) to one already added.
+// ErrSkipExists is wrapped when AddSkip is given a skip equal (kind, value,
+// rule and pin) to one already added.
 var ErrSkipExists = errors.New("skip already added")
 
 // SetStatus sets the status of the given incidents. An explicit status
@@ -282,7 +282,8 @@ func (s *Store) Skips() ([]rules.Skip, error) {
 	return out, nil
 }
 
-// findSkip looks for an added skip with the same kind, value and rule.
+// findSkip looks for an added skip with the same kind, value, rule and
+// pin: two pins on one path (two versions of a file) are two skips.
 func findSkip(b *bolt.Bucket, want rules.Skip) (rules.Skip, bool, error) {
 	var found rules.Skip
 	ok := false
@@ -291,7 +292,7 @@ func findSkip(b *bolt.Bucket, want rules.Skip) (rules.Skip, bool, error) {
 		if err := json.Unmarshal(v, &sk); err != nil {
 			return fmt.Errorf("skip %x: %w", k, err)
 		}
-		if sk.Kind == want.Kind && sk.Value == want.Value && sk.Rule == want.Rule {
+		if sk.Kind == want.Kind && sk.Value == want.Value && sk.Rule == want.Rule && sk.Pin == want.Pin {
 			found, ok = sk, true
 			return errStop
 		}

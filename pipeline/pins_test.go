@@ -1,0 +1,113 @@
+package pipeline
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/exehash"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// fileExec is the exec event the sensor sends for the real file at p: its
+// device and inode. Pid 0, so the cache finds the file by its path.
+func fileExec(t *testing.T, p, arg string) *event.Event {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	ev := execEvent(p, arg)
+	ev.PID, ev.ExeDev, ev.ExeIno = 0, uint64(st.Dev), st.Ino
+	return ev
+}
+
+// waitHashed waits until the pipeline's cache knows the file of ev.
+func waitHashed(t *testing.T, l *Local, ev *event.Event) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if s := l.hashes.Lookup(ev); s != "" {
+			return s
+		}
+	}
+	t.Fatalf("%s never hashed: %+v", ev.Exe, l.hashes.Stats())
+	return ""
+}
+
+// TestPinnedSkipSilencesOnlyThatFile pins a real file, then puts other
+// content at the same path (in place, and as a new file renamed over it):
+// only the pinned content is silenced, and every incident carries the
+// hash of the file that ran.
+func TestPinnedSkipSilencesOnlyThatFile(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	dir, err := os.MkdirTemp("/tmp", "pin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := filepath.Join(dir, "tool")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho good\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good, err := exehash.File(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, _, err := h.local.AddSkip(ctx, rules.Skip{Kind: rules.SkipPath, Value: p, Pin: good}); err != nil {
+		t.Fatal(err)
+	}
+	// AddSkip warms the cache; once it knows the file, its runs are silenced.
+	if got := waitHashed(t, h.local, fileExec(t, p, "probe")); got != good {
+		t.Fatalf("cache hash %s, want %s", got, good)
+	}
+	h.source.emit(t, fileExec(t, p, "1"))
+	if incs := h.incidents(t, service.Query{}); len(incs) != 0 {
+		t.Fatalf("the pinned file raised %d incidents", len(incs))
+	}
+
+	replace := []struct {
+		name  string
+		write func() error
+	}{
+		{"rewritten in place", func() error { return os.WriteFile(p, []byte("#!/bin/sh\necho evil\n"), 0o755) }},
+		{"renamed over", func() error {
+			tmp := p + ".new"
+			if err := os.WriteFile(tmp, []byte("#!/bin/sh\necho worse\n"), 0o755); err != nil {
+				return err
+			}
+			return os.Rename(tmp, p)
+		}},
+	}
+	for i, r := range replace {
+		if err := r.write(); err != nil {
+			t.Fatal(err)
+		}
+		want, err := exehash.File(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Right after the change the hash is not known: fail closed.
+		h.source.emit(t, fileExec(t, p, r.name))
+		incs := h.incidents(t, service.Query{})
+		if len(incs) != 2*i+1 {
+			t.Fatalf("%s: %d incidents after its first run, want %d", r.name, len(incs), 2*i+1)
+		}
+		// Once hashed, the incident carries the new content's hash.
+		waitHashed(t, h.local, fileExec(t, p, "probe"))
+		h.source.emit(t, fileExec(t, p, r.name+" again"))
+		incs = h.incidents(t, service.Query{})
+		if len(incs) != 2*i+2 {
+			t.Fatalf("%s: %d incidents after its second run, want %d", r.name, len(incs), 2*i+2)
+		}
+		if got := incs[0].Process.ExeSHA256; got != want {
+			t.Errorf("%s: incident exe_sha256 %q, want %s", r.name, got, want)
+		}
+	}
+}
