@@ -123,6 +123,11 @@ static __always_inline struct event *new_event(struct task_struct *task, __u32 t
 	else
 		e->h.auid = (__u32)-1;
 	bpf_probe_read_kernel_str(e->h.comm, sizeof(e->h.comm), &task->comm);
+	/* pid plus start time names a process uniquely: the process table
+	 * keys on both, so a reused pid never inherits a dead one's ancestry. */
+	e->h.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->h.pstart_ns = BPF_CORE_READ(task, real_parent, group_leader, start_boottime);
+	e->h.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	return e;
 }
 
@@ -222,6 +227,111 @@ static __always_inline __u32 put_kstr(struct event *e, __u32 off, const char *s,
 		return off;
 	long n = bpf_probe_read_kernel_str(slot(e, off), max, s);
 	return n > 0 ? off + n : off;
+}
+
+/* put_origin writes the path of d within its own filesystem, leaf first
+ * like put_path, walking parents up to the superblock's root and ignoring
+ * mounts: a file bind-mounted from /tmp over /usr/bin/true, or seen through
+ * a chroot, still shows where it really lives. A file whose dentry is its
+ * own root (a memfd) is written as its name. */
+static __always_inline __u32 put_origin(struct event *e, __u32 off, struct dentry *d)
+{
+	for (int i = 0; i < PATH_DEPTH; i++) {
+		off = launder(e, off);
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (d == parent && i > 0)
+			return off;
+		if (off > DATA_MAX - NAME_MAX_READ) {
+			e->h.flags |= F_ORIGIN_TRUNC;
+			return off;
+		}
+		const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+		long n = bpf_probe_read_kernel_str(slot(e, off), NAME_MAX_READ, name);
+		if (n <= 0 || d == parent)
+			return n > 0 ? off + n : off;
+		off += n;
+		d = parent;
+	}
+	e->h.flags |= F_ORIGIN_TRUNC;
+	return off;
+}
+
+/* exe_deleted tells whether /proc would show the exe as " (deleted)": an
+ * unlinked file, or a memory-backed one (a memfd, whose dentry is its own
+ * root inside an internal mount and which the kernel names with that
+ * suffix). */
+static __always_inline int exe_deleted(struct file *exe)
+{
+	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (d == parent)
+		return d != BPF_CORE_READ(exe, f_path.mnt, mnt_root);
+	return BPF_CORE_READ(d, d_hash.pprev) == 0;
+}
+
+/* put_exe writes the sections that name the running binary (exe path,
+ * origin, filesystem type) and its identity (device, inode, owner). */
+static __always_inline __u32 put_exe(struct event *e, __u32 off, struct task_struct *task)
+{
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (!exe)
+		return off;
+	off = launder(e, off);
+	__u32 start = off;
+	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
+	if (exe_deleted(exe))
+		e->h.flags |= F_EXE_DELETED;
+	if (d == BPF_CORE_READ(d, d_parent) && d != BPF_CORE_READ(exe, f_path.mnt, mnt_root))
+		/* A pseudo file such as a memfd: the kernel names it by itself. */
+		off = put_kstr(e, off, (const char *)BPF_CORE_READ(d, d_name.name), NAME_MAX_READ);
+	else
+		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
+	e->h.exe_len = off - start;
+
+	off = launder(e, off);
+	start = off;
+	off = put_origin(e, off, d);
+	e->h.origin_len = off - start;
+
+	struct inode *inode = BPF_CORE_READ(exe, f_inode);
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	e->h.exe_dev = BPF_CORE_READ(sb, s_dev);
+	e->h.exe_ino = BPF_CORE_READ(inode, i_ino);
+	e->h.exe_owner = BPF_CORE_READ(inode, i_uid.val);
+	e->h.flags |= F_EXE_ID;
+	off = launder(e, off);
+	start = off;
+	off = put_kstr(e, off, BPF_CORE_READ(sb, s_type, name), 32);
+	e->h.fs_len = off - start;
+	return off;
+}
+
+/* fd_file returns the file open at fd in task, or 0. */
+static __always_inline struct file *fd_file(struct task_struct *task, __s32 fd)
+{
+	if (fd < 0)
+		return 0;
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* put_dir writes the dir section: the path of the file open at fd, for an
+ * exec relative to a directory fd (or of an fd itself, AT_EMPTY_PATH). */
+static __always_inline __u32 put_dir(struct event *e, __u32 off, struct task_struct *task, __s32 fd)
+{
+	struct file *f = fd_file(task, fd);
+	if (!f)
+		return off;
+	off = launder(e, off);
+	__u32 start = off;
+	off = put_path(e, off, &f->f_path, F_DIR_TRUNC);
+	e->h.dir_len = off - start;
+	return off;
 }
 
 /* put_ustr copies a user string; returns the new offset. */
@@ -355,6 +465,8 @@ static __always_inline int exit_exec(long ret)
 	e->h.args_len = off - start;
 
 	off = put_context(e, off, task);
+	if (call.dirfd != -100 /* AT_FDCWD */)
+		off = put_dir(e, off, task, call.dirfd);
 	submit(e, off);
 	return 0;
 }
@@ -373,7 +485,7 @@ int exit_execveat(struct trace_event_raw_sys_exit *ctx)
 
 /* on_exec runs in the new program's context: current->mm is the new image,
  * current's credentials are the new ones. */
-static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, const char *filename)
+static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, const char *filename, int script)
 {
 	if (BPF_CORE_READ(task, tgid) == self_tgid)
 		return 0;
@@ -381,13 +493,12 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	if (!e)
 		return 0;
 	e->h.old_pid = old_pid;
+	if (script)
+		e->h.flags |= F_SCRIPT;
 
-	__u32 off = 0;
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	if (exe)
-		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
-	e->h.exe_len = off;
+	__u32 off = put_exe(e, 0, task);
 
+	off = launder(e, off);
 	__u32 start = off;
 	off = put_kstr(e, off, filename, NAME_MAX_READ * 16);
 	e->h.filename_len = off - start;
@@ -412,16 +523,23 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	/* Compare with the credentials the caller had before exec. */
 	struct exec_call *c = bpf_map_lookup_elem(&exec_calls, &old_pid);
 	__u32 old_uid = 0, old_euid = 0;
+	__s32 dirfd = -100;
 	int known = 0;
 	if (c) {
 		old_uid = c->uid;
 		old_euid = c->euid;
+		dirfd = c->dirfd;
 		known = 1;
 		bpf_map_delete_elem(&exec_calls, &old_pid);
 		e->h.old_uid = old_uid;
 		e->h.old_euid = old_euid;
 		e->h.flags |= F_OLD_CREDS;
 	}
+	/* A script run through a directory fd: name that directory (the fd
+	 * survives the exec, or the kernel would have refused the script). */
+	e->h.dirfd = dirfd;
+	if (script && dirfd != -100)
+		off = put_dir(e, off, task, dirfd);
 	submit(e, off);
 
 	if (known && !has_root(old_uid, old_euid) && has_root(e->h.uid, e->h.euid)) {
@@ -432,12 +550,15 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 		e->h.old_euid = old_euid;
 		e->h.new_uid = e->h.uid;
 		e->h.new_euid = e->h.euid;
-		/* Keep the exe and filename sections; drop the rest. */
-		__u32 keep = e->h.exe_len + e->h.filename_len;
+		/* Keep the exe and filename sections; drop the rest (the decoder
+		 * fills argv, cwd and tty from the exec it just read). */
+		__u32 keep = e->h.exe_len + e->h.origin_len + e->h.fs_len + e->h.filename_len;
+		e->h.flags &= ~F_SCRIPT;
 		e->h.args_len = 0;
 		e->h.cwd_len = 0;
 		e->h.tty_len = 0;
 		e->h.cgroup_len = 0;
+		e->h.dir_len = 0;
 		submit(e, keep);
 	}
 	return 0;
@@ -446,7 +567,11 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(btf_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	return on_exec(p, old_pid, BPF_CORE_READ(bprm, filename));
+	/* The kernel keeps bprm->interp pointing at bprm->filename unless a
+	 * "#!" script (or binfmt_misc) handler chose an interpreter: then
+	 * filename names the script and the exe is the interpreter. */
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	return on_exec(p, old_pid, filename, BPF_CORE_READ(bprm, interp) != filename);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -454,7 +579,7 @@ int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 loc = ctx->__data_loc_filename;
-	return on_exec(task, ctx->old_pid, (const char *)ctx + (loc & 0xFFFF));
+	return on_exec(task, ctx->old_pid, (const char *)ctx + (loc & 0xFFFF), 0);
 }
 
 /* ---- fork and exit ---- */
@@ -509,6 +634,11 @@ static __always_inline int on_exit(struct task_struct *task)
 	if (!e)
 		return 0;
 	e->h.exit_code = BPF_CORE_READ(task, exit_code);
+	/* The exe may have been deleted since the exec (the mm is still there
+	 * when this tracepoint fires on current kernels). */
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe && exe_deleted(exe))
+		e->h.flags |= F_EXE_DELETED;
 	__u64 start = BPF_CORE_READ(task, group_leader, start_time);
 	e->h.duration_ns = bpf_ktime_get_ns() - start;
 	submit(e, 0);
@@ -595,11 +725,7 @@ static __always_inline int finish_setid(long ret)
 		e->h.new_uid = c.req_uid == (__u32)-1 ? c.old_uid : c.req_uid;
 		e->h.new_euid = c.req_euid == (__u32)-1 ? c.old_euid : c.req_euid;
 	}
-	__u32 off = 0;
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	if (exe)
-		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
-	e->h.exe_len = off;
+	__u32 off = put_exe(e, 0, task);
 	submit(e, off);
 	return 0;
 }

@@ -30,12 +30,21 @@ enum esc_method {
 #define F_ARGS_USER  (1 << 2)  /* args read from the caller's argv array */
 #define F_CWD_TRUNC  (1 << 4)  /* the cwd path lost its top */
 #define F_OLD_CREDS  (1 << 3)  /* exec: old_uid/old_euid hold the caller's ids before exec */
+#define F_EXE_DELETED (1 << 5) /* the exe file is unlinked or memory-backed (memfd): /proc adds " (deleted)" */
+#define F_ORIGIN_TRUNC (1 << 6) /* the exe origin path lost its top */
+#define F_SCRIPT     (1 << 7)  /* exec: the kernel ran filename through an interpreter ("#!" or binfmt_misc) */
+#define F_EXE_ID     (1 << 8)  /* exe_dev, exe_ino and exe_owner are set */
+#define F_DIR_TRUNC  (1 << 9)  /* the dir section lost its top */
 
 /* The data area holds variable sections, in this order, each with its
- * length in the header: exe path, filename, args, cwd path, tty, cgroup path.
+ * length in the header: exe path, exe origin, exe filesystem type, filename,
+ * args, cwd path, tty, cgroup path, dir path.
  * Paths are written leaf first as NUL-terminated components; the decoder
- * reverses them. filename, tty are NUL-terminated strings; args are the
- * NUL-separated argv bytes. */
+ * reverses them. filename, tty, fs type are NUL-terminated strings; args are
+ * the NUL-separated argv bytes. The exe origin is the exe's path within its
+ * own filesystem (the dentry walk up to the superblock's root, ignoring
+ * mounts). The dir path is the file that an execveat dirfd names, when the
+ * exec was relative to one. */
 #define DATA_MAX 16384      /* logical size of the data area (power of two) */
 #define DATA_SLACK 8192     /* room past DATA_MAX so masked writes stay in bounds */
 #define ARGS_MAX 8192       /* bytes of argv captured */
@@ -48,6 +57,12 @@ struct event_hdr {
 	__u64 ts_boot_ns;   /* bpf_ktime_get_boot_ns at the event */
 	__u64 duration_ns;  /* exit: lifetime of the process */
 	__u64 cgroup_id;
+	__u64 start_ns;     /* the process's start (boot-time ns): with pid, its identity */
+	__u64 pstart_ns;    /* the real parent's start (boot-time ns) */
+	__u64 exe_ino;      /* F_EXE_ID: inode number of the exe */
+	__u32 exe_dev;      /* F_EXE_ID: the exe's filesystem device (kernel dev_t) */
+	__u32 exe_owner;    /* F_EXE_ID: uid owning the exe file */
+	__u32 mnt_ns;       /* mount namespace inode number */
 	__u32 type;
 	__u32 pid;          /* thread-group id */
 	__u32 tid;
@@ -68,11 +83,14 @@ struct event_hdr {
 	__u32 flags;
 	__s32 dirfd;        /* failed execveat: the dirfd argument */
 	__u16 exe_len;
+	__u16 origin_len;
+	__u16 fs_len;
 	__u16 filename_len;
 	__u16 args_len;
 	__u16 cwd_len;
 	__u16 tty_len;
 	__u16 cgroup_len;
+	__u16 dir_len;
 	char comm[TASK_COMM_LEN];
 };
 

@@ -26,6 +26,12 @@ type ProcwatchEventHdr struct {
 	TsBootNs    uint64
 	DurationNs  uint64
 	CgroupId    uint64
+	StartNs     uint64
+	PstartNs    uint64
+	ExeIno      uint64
+	ExeDev      uint32
+	ExeOwner    uint32
+	MntNs       uint32
 	Type        uint32
 	Pid         uint32
 	Tid         uint32
@@ -46,12 +52,16 @@ type ProcwatchEventHdr struct {
 	Flags       uint32
 	Dirfd       int32
 	ExeLen      uint16
+	OriginLen   uint16
+	FsLen       uint16
 	FilenameLen uint16
 	ArgsLen     uint16
 	CwdLen      uint16
 	TtyLen      uint16
 	CgroupLen   uint16
+	DirLen      uint16
 	Comm        [16]int8
+	_           [6]byte
 }
 
 type ProcwatchExecCall struct {

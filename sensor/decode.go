@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -26,10 +27,15 @@ const (
 
 // Flags, mirroring bpf/procwatch.h.
 const (
-	flagArgsTrunc = 1 << 0
-	flagExeTrunc  = 1 << 1
-	flagOldCreds  = 1 << 3
-	flagCwdTrunc  = 1 << 4
+	flagArgsTrunc   = 1 << 0
+	flagExeTrunc    = 1 << 1
+	flagOldCreds    = 1 << 3
+	flagCwdTrunc    = 1 << 4
+	flagExeDeleted  = 1 << 5
+	flagOriginTrunc = 1 << 6
+	flagScript      = 1 << 7
+	flagExeID       = 1 << 8
+	flagDirTrunc    = 1 << 9
 )
 
 var methodNames = [...]string{1: event.MethodSuidExec, 2: event.MethodSetuid, 3: event.MethodSetreuid, 4: event.MethodSetresuid, 5: event.MethodSetfsuid}
@@ -53,13 +59,13 @@ func decodeHeader(raw []byte, h *rawHeader) error {
 
 // sections splits the data area by the lengths in the header.
 type sections struct {
-	exe, filename, args, cwd, tty, cgroup []byte
+	exe, origin, fs, filename, args, cwd, tty, cgroup, dir []byte
 }
 
 func splitSections(h *rawHeader, data []byte) (sections, error) {
 	var s sections
-	lens := [...]uint16{h.ExeLen, h.FilenameLen, h.ArgsLen, h.CwdLen, h.TtyLen, h.CgroupLen}
-	dst := [...]*[]byte{&s.exe, &s.filename, &s.args, &s.cwd, &s.tty, &s.cgroup}
+	lens := [...]uint16{h.ExeLen, h.OriginLen, h.FsLen, h.FilenameLen, h.ArgsLen, h.CwdLen, h.TtyLen, h.CgroupLen, h.DirLen}
+	dst := [...]*[]byte{&s.exe, &s.origin, &s.fs, &s.filename, &s.args, &s.cwd, &s.tty, &s.cgroup, &s.dir}
 	off := 0
 	for i, n := range lens {
 		end := off + int(n)
@@ -189,17 +195,59 @@ func signalName(sig int) string {
 	return fmt.Sprintf("SIG%d", sig)
 }
 
-// absPath makes a requested exec path absolute against the caller's cwd,
-// lexically: for a failed exec there is no file to resolve.
-func absPath(filename, cwd event.Text, dirfd int32) event.Text {
-	if filename == "" || strings.HasPrefix(string(filename), "/") {
-		return filename
+// absPath makes a requested exec path absolute, lexically (for a failed
+// exec there is no file to resolve): against dir, the path the BPF side
+// resolved the execveat dirfd to, or else the caller's cwd. An empty
+// filename (execveat with AT_EMPTY_PATH) names dir itself. A dirfd the BPF
+// side could not resolve stays visible as "<fd N>".
+func absPath(filename, cwd, dir event.Text, dirfd int32) event.Text {
+	if strings.HasPrefix(string(filename), "/") {
+		return event.Text(path.Clean(string(filename)))
 	}
+	base := cwd
 	if dirfd != unix.AT_FDCWD {
-		return event.Text(fmt.Sprintf("<fd %d>/%s", dirfd, filename))
+		if dir == "" {
+			if filename == "" {
+				return event.Text(fmt.Sprintf("<fd %d>", dirfd))
+			}
+			return event.Text(fmt.Sprintf("<fd %d>/%s", dirfd, filename))
+		}
+		base = dir
 	}
-	if cwd == "" {
+	if filename == "" {
+		return base
+	}
+	if base == "" {
 		return filename
 	}
-	return event.Text(path.Join(string(cwd), string(filename)))
+	return event.Text(path.Join(string(base), string(filename)))
+}
+
+// scriptPath names the script of a "#!" exec from the kernel's
+// bprm->filename: as requested, made absolute against the cwd, or against
+// the directory fd of an execveat (which the kernel writes as
+// "/dev/fd/N/NAME", or "/dev/fd/N" for the fd itself).
+func scriptPath(filename, cwd, dir event.Text, dirfd int32) event.Text {
+	if dirfd != unix.AT_FDCWD && dir != "" {
+		prefix := "/dev/fd/" + strconv.Itoa(int(dirfd))
+		if rest, ok := strings.CutPrefix(string(filename), prefix); ok && (rest == "" || rest[0] == '/') {
+			return absPath(event.Text(strings.TrimPrefix(rest, "/")), cwd, dir, dirfd)
+		}
+	}
+	return absPath(filename, cwd, "", unix.AT_FDCWD)
+}
+
+// kernelDev converts the kernel's internal dev_t (major << 20 | minor) to
+// the st_dev encoding stat(2) and /proc use.
+func kernelDev(d uint32) uint64 {
+	return unix.Mkdev(d>>20, d&(1<<20-1))
+}
+
+// deleted marks an exe path the way /proc/PID/exe does for a file that is
+// unlinked or memory-backed.
+func deleted(p event.Text, yes bool) event.Text {
+	if !yes || p == "" || strings.HasSuffix(string(p), " (deleted)") {
+		return p
+	}
+	return p + " (deleted)"
 }

@@ -2,9 +2,15 @@ package sensor
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/procwatch/procwatch/event"
 )
@@ -16,6 +22,14 @@ func record(h rawHeader, exe, filename, args, cwd, tty, cgroup []byte) []byte {
 	h.CwdLen, h.TtyLen, h.CgroupLen = uint16(len(cwd)), uint16(len(tty)), uint16(len(cgroup))
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&h)), headerSize)
 	return slices.Concat(raw, exe, filename, args, cwd, tty, cgroup)
+}
+
+// identityRecord builds an exec record with every section, identity included.
+func identityRecord(h rawHeader, exe, origin, fs, filename, args, cwd, dir []byte) []byte {
+	h.ExeLen, h.OriginLen, h.FsLen, h.FilenameLen = uint16(len(exe)), uint16(len(origin)), uint16(len(fs)), uint16(len(filename))
+	h.ArgsLen, h.CwdLen, h.DirLen = uint16(len(args)), uint16(len(cwd)), uint16(len(dir))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&h)), headerSize)
+	return slices.Concat(raw, exe, origin, fs, filename, args, cwd, dir)
 }
 
 func execRecord() []byte {
@@ -186,5 +200,110 @@ func TestUnexplainedEscalation(t *testing.T) {
 	feed(rawHeader{Type: rawExit, Pid: 60, Ppid: 1, Uid: 0, Euid: 0}, "")
 	if len(delivered) != before+1 {
 		t.Fatalf("explained escalation flagged: %+v", delivered[before:])
+	}
+}
+
+func TestBuildIdentityAndScript(t *testing.T) {
+	tests := []struct {
+		name                  string
+		h                     rawHeader
+		exe, origin, filename string
+		cwd, dir              string
+		wantExe, wantOrigin   event.Text
+		wantScript            event.Text
+	}{
+		{"bind mount", rawHeader{Flags: flagExeID}, "true\x00bin\x00usr\x00", "fake\x00tmp\x00", "/usr/bin/true\x00", "", "",
+			"/usr/bin/true", "/tmp/fake", ""},
+		{"memfd", rawHeader{Flags: flagExeID | flagExeDeleted}, "memfd:x\x00", "memfd:x\x00", "\x00", "", "",
+			"/memfd:x (deleted)", "/memfd:x", ""},
+		{"script", rawHeader{Flags: flagExeID | flagScript, Dirfd: -100}, "dash\x00bin\x00usr\x00", "dash\x00bin\x00usr\x00", "./x.sh\x00", "tmp\x00", "",
+			"/usr/bin/dash", "/usr/bin/dash", "/tmp/x.sh"},
+		{"script by dirfd", rawHeader{Flags: flagExeID | flagScript, Dirfd: 3}, "dash\x00bin\x00usr\x00", "dash\x00bin\x00usr\x00", "/dev/fd/3/x.sh\x00", "", "d\x00tmp\x00",
+			"/usr/bin/dash", "/usr/bin/dash", "/tmp/d/x.sh"},
+		{"script by fd", rawHeader{Flags: flagExeID | flagScript, Dirfd: 3}, "dash\x00bin\x00usr\x00", "dash\x00bin\x00usr\x00", "/dev/fd/3\x00", "", "x.sh\x00tmp\x00",
+			"/usr/bin/dash", "/usr/bin/dash", "/tmp/x.sh"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestSensor()
+			h := tt.h
+			h.Type, h.Pid, h.Ppid, h.ExeDev, h.ExeIno, h.ExeOwner, h.MntNs = rawExec, 77, 1, 254<<20|3, 99, 1000, 4026531841
+			raw := identityRecord(h, []byte(tt.exe), []byte(tt.origin), []byte("ext4\x00"), []byte(tt.filename), nil, []byte(tt.cwd), []byte(tt.dir))
+			var hh rawHeader
+			var ev event.Event
+			decodeHeader(raw, &hh)
+			if !s.build(&hh, raw[headerSize:], &ev, clock{}) {
+				t.Fatal("not delivered")
+			}
+			if ev.Exe != tt.wantExe || ev.ExeOrigin != tt.wantOrigin || ev.Script != tt.wantScript {
+				t.Errorf("exe %q origin %q script %q, want %q %q %q", ev.Exe, ev.ExeOrigin, ev.Script, tt.wantExe, tt.wantOrigin, tt.wantScript)
+			}
+			if ev.ExeDev != unix.Mkdev(254, 3) || ev.ExeIno != 99 || ev.ExeOwner == nil || *ev.ExeOwner != 1000 || ev.ExeFS != "ext4" || ev.MntNS != 4026531841 {
+				t.Errorf("identity dev %d ino %d owner %v fs %q ns %d", ev.ExeDev, ev.ExeIno, ev.ExeOwner, ev.ExeFS, ev.MntNS)
+			}
+			// The exit carries what the exec said.
+			raw = record(rawHeader{Type: rawExit, Pid: 77, Ppid: 1}, nil, nil, nil, nil, nil, nil)
+			decodeHeader(raw, &hh)
+			var exit event.Event
+			s.build(&hh, raw[headerSize:], &exit, clock{})
+			if exit.Exe != tt.wantExe || exit.ExeOrigin != tt.wantOrigin || exit.Script != tt.wantScript || exit.ExeIno != 99 {
+				t.Errorf("exit: exe %q origin %q script %q ino %d", exit.Exe, exit.ExeOrigin, exit.Script, exit.ExeIno)
+			}
+		})
+	}
+}
+
+// fakeProc writes a /proc entry with the fields the table reads.
+func fakeProc(t *testing.T, dir string, pid, ppid int, start uint64, exe string) {
+	t.Helper()
+	p := filepath.Join(dir, strconv.Itoa(pid))
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stat := fmt.Sprintf("%d (x) S %d %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0\n", pid, ppid, pid, pid, start)
+	if err := os.WriteFile(filepath.Join(p, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(exe, filepath.Join(p, "exe")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPidReuse: an event of a process that has gone, whose pid now belongs
+// to another, neither removes the new process nor lends it its ancestry.
+func TestPidReuse(t *testing.T) {
+	dir := t.TempDir()
+	fakeProc(t, dir, 1, 0, 1, "/sbin/init")
+	fakeProc(t, dir, 100, 1, 500, "/usr/bin/newcomer")
+	s := &Sensor{table: newProcTable(dir)}
+	s.table.seed()
+	feed := func(h rawHeader) event.Event {
+		raw := record(h, []byte("prog\x00bin\x00"), nil, nil, nil, nil, nil)
+		var hh rawHeader
+		var ev event.Event
+		decodeHeader(raw, &hh)
+		s.build(&hh, raw[headerSize:], &ev, clock{})
+		return ev
+	}
+	const tick = 1e9 / userHZ
+	// The exit of the pid's previous owner (started at tick 400) arrives late.
+	feed(rawHeader{Type: rawExit, Pid: 100, Ppid: 1, StartNs: 400 * tick})
+	if info, ok := s.table.procs[100]; !ok || info.exe != "/usr/bin/newcomer" {
+		t.Fatalf("the exit of an older process removed the new one: %+v %v", info, ok)
+	}
+	// A child of the previous owner gets no ancestry from the newcomer.
+	ev := feed(rawHeader{Type: rawExec, Pid: 300, Ppid: 100, StartNs: 450 * tick, PstartNs: 400 * tick})
+	if len(ev.Ancestors) != 0 || ev.ParentExe != "" {
+		t.Errorf("orphan's ancestry grafted onto the newcomer: %+v", ev.Ancestors)
+	}
+	// A child of the newcomer gets it.
+	ev = feed(rawHeader{Type: rawExec, Pid: 301, Ppid: 100, StartNs: 600 * tick, PstartNs: 500 * tick})
+	if len(ev.Ancestors) != 2 || ev.Ancestors[0].Exe != "/usr/bin/newcomer" || ev.Ancestors[1].PID != 1 {
+		t.Errorf("ancestors = %+v", ev.Ancestors)
+	}
+	// The newcomer's own exit removes it.
+	feed(rawHeader{Type: rawExit, Pid: 100, Ppid: 1, StartNs: 500 * tick})
+	if _, ok := s.table.procs[100]; ok {
+		t.Error("the newcomer's exit did not remove it")
 	}
 }

@@ -8,8 +8,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* memfd_copy copies this program into a new memfd named name. */
+static int memfd_copy(const char *name, unsigned flags)
+{
+	int fd = memfd_create(name, flags);
+	int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || self < 0 || fstat(self, &st) < 0) {
+		perror("memfd");
+		exit(2);
+	}
+	off_t off = 0;
+	while (off < st.st_size)
+		if (sendfile(fd, self, &off, st.st_size - off) <= 0) {
+			perror("sendfile");
+			exit(2);
+		}
+	close(self);
+	return fd;
+}
 
 static void *linger(void *arg)
 {
@@ -70,6 +93,48 @@ int main(int argc, char **argv)
 		char *args[] = {"fexecve-child", "noop", NULL};
 		char *env[] = {NULL};
 		syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH);
+		perror("execveat");
+		return 2;
+	}
+	if (!strcmp(mode, "wait")) {
+		/* Run until stdin closes, so the test can look at /proc. */
+		char buf[64];
+		while (read(0, buf, sizeof(buf)) > 0)
+			;
+		return 0;
+	}
+	/* Fileless execution: the child runs "wait" from an anonymous memory file. */
+	char *wargs[] = {"memfd-child", "wait", NULL};
+	char *noenv[] = {NULL};
+	if (!strcmp(mode, "memfd-execveat") && argc > 2) {
+		int fd = memfd_copy(argv[2], MFD_CLOEXEC);
+		syscall(SYS_execveat, fd, "", wargs, noenv, AT_EMPTY_PATH);
+		perror("execveat");
+		return 2;
+	}
+	if (!strcmp(mode, "memfd-fexecve") && argc > 2) {
+		int fd = memfd_copy(argv[2], MFD_CLOEXEC);
+		fexecve(fd, wargs, noenv);
+		perror("fexecve");
+		return 2;
+	}
+	if (!strcmp(mode, "memfd-proc") && argc > 2) {
+		int fd = memfd_copy(argv[2], 0);
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		execve(path, wargs, noenv);
+		perror("execve");
+		return 2;
+	}
+	if (!strcmp(mode, "execveat-dir") && argc > 3) {
+		/* execveat(dirfd, NAME): the dirfd stays open across the exec. */
+		int dir = open(argv[2], O_PATH | O_DIRECTORY);
+		if (dir < 0) {
+			perror("open");
+			return 2;
+		}
+		char *args[] = {argv[3], "noop", NULL};
+		syscall(SYS_execveat, dir, argv[3], args, noenv, 0);
 		perror("execveat");
 		return 2;
 	}
