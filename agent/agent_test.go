@@ -27,7 +27,7 @@ import (
 func startServer(t *testing.T, srv *Server) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, NoGroups)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestVersionMismatch(t *testing.T) {
 		conn, br := rawConn(t, path, Version+1)
 		m := readMsg(t, br)
 		if m.Type != typeError || m.Error == nil || m.Error.Code != CodeVersionMismatch ||
-			!strings.Contains(m.Error.Message, "agent speaks 1, client speaks 2") {
+			!strings.Contains(m.Error.Message, fmt.Sprintf("agent speaks %d, client speaks %d", Version, Version+1)) {
 			t.Fatalf("got %+v", m)
 		}
 		if _, err := br.ReadByte(); err == nil {
@@ -300,12 +300,12 @@ func TestVersionMismatch(t *testing.T) {
 	t.Run("client rejects a newer server", func(t *testing.T) {
 		a, b := net.Pipe()
 		go func() {
-			b.Write([]byte(`{"type":"hello","version":2,"software":"procwatch","role":"server"}` + "\n"))
+			fmt.Fprintf(b, `{"type":"hello","version":%d,"software":"procwatch","role":"server"}`+"\n", Version+1)
 			bufio.NewReader(b).ReadBytes('\n')
 		}()
 		_, err := NewClient(a)
 		var pe *Error
-		if !errors.As(err, &pe) || pe.Code != CodeVersionMismatch || !strings.Contains(err.Error(), "agent speaks 2, client speaks 1") {
+		if !errors.As(err, &pe) || pe.Code != CodeVersionMismatch || !strings.Contains(err.Error(), fmt.Sprintf("agent speaks %d, client speaks %d", Version+1, Version)) {
 			t.Fatalf("err = %v", err)
 		}
 		b.Close()
@@ -398,7 +398,7 @@ func TestStuckClientIsDisconnectedWithoutBlockingOthers(t *testing.T) {
 func TestListenReplacesStaleSocketAndRefusesLiveOne(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	path := filepath.Join(dir, "procwatch.sock")
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, NoGroups)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +408,7 @@ func TestListenReplacesStaleSocketAndRefusesLiveOne(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v (%v)", p, fi.Mode(), want, err)
 		}
 	}
-	if _, err := Listen(path, -1); !errors.As(err, new(*AlreadyRunningError)) {
+	if _, err := Listen(path, NoGroups); !errors.As(err, new(*AlreadyRunningError)) {
 		t.Fatalf("second Listen: %v, want AlreadyRunningError", err)
 	}
 	// A dead agent leaves its socket file behind.
@@ -417,7 +417,7 @@ func TestListenReplacesStaleSocketAndRefusesLiveOne(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal("socket file gone; the test needs it stale")
 	}
-	ln2, err := Listen(path, -1)
+	ln2, err := Listen(path, NoGroups)
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -425,7 +425,7 @@ func TestListenReplacesStaleSocketAndRefusesLiveOne(t *testing.T) {
 
 	plain := filepath.Join(dir, "file")
 	os.WriteFile(plain, []byte("keep"), 0o600)
-	if _, err := Listen(plain, -1); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := Listen(plain, NoGroups); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("Listen on a plain file: %v", err)
 	}
 	if b, _ := os.ReadFile(plain); string(b) != "keep" {
@@ -436,7 +436,7 @@ func TestListenReplacesStaleSocketAndRefusesLiveOne(t *testing.T) {
 func TestClientFailsPendingCallsWhenConnectionDies(t *testing.T) {
 	a, b := net.Pipe()
 	go func() {
-		b.Write([]byte(`{"type":"hello","version":1,"software":"procwatch","role":"server"}` + "\n"))
+		fmt.Fprintf(b, `{"type":"hello","version":%d,"software":"procwatch","role":"server"}`+"\n", Version)
 		br := bufio.NewReader(b)
 		br.ReadBytes('\n') // hello
 		br.ReadBytes('\n') // the request
@@ -458,7 +458,7 @@ func TestListenWithGroup(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	path := filepath.Join(dir, "procwatch.sock")
 	gid := os.Getgid()
-	ln, err := Listen(path, gid)
+	ln, err := Listen(path, Access{FullGID: gid, ReadGID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

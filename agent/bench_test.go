@@ -42,7 +42,7 @@ func BenchmarkIncidents100(b *testing.B) {
 func dialBench(b *testing.B, svc service.Service) *Client {
 	b.Helper()
 	path := b.TempDir() + "/agent.sock"
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, NoGroups)
 	if err != nil {
 		b.Fatal(err)
 	}

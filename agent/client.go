@@ -26,6 +26,27 @@ var clientHelloTimeout = 10 * time.Second
 // ErrClosed is returned by calls on a client whose connection is gone.
 var ErrClosed = errors.New("connection to the agent is closed")
 
+// Budgets of what one agent may make a client hold; variables so tests can
+// lower them. An agent that breaks them is treated as broken or hostile:
+// the call fails, or for a subscription the excess is counted as dropped.
+var (
+	// MaxAnswerBytes bounds the frames of one incidents answer.
+	MaxAnswerBytes = 256 << 20
+	// MaxPendingBytes bounds the subscription updates received and not yet
+	// taken by the caller.
+	MaxPendingBytes = 64 << 20
+)
+
+// ProtocolError says the agent broke the protocol (a frame too large, not
+// JSON, more incidents than asked, more than the byte budget): the
+// connection is closed with it, and a multi-host front end shows the host
+// failed with this reason.
+type ProtocolError struct{ Reason string }
+
+func (e *ProtocolError) Error() string {
+	return "the agent broke the protocol: " + e.Reason + "; connection closed"
+}
+
 // Client is service.Service over one protocol connection. It is safe for
 // concurrent use; calls are multiplexed by request id.
 type Client struct {
@@ -75,7 +96,7 @@ func NewClient(rwc io.ReadWriteCloser) (*Client, error) {
 		calls: make(map[uint64]*call),
 		done:  make(chan struct{}),
 	}
-	fr := newFrameReader(rwc, MaxFrame)
+	fr := newFrameReader(rwc, MaxFrame, 64<<10)
 	// A stream without deadlines (a pipe, ssh) is closed if the server says
 	// nothing in time, which ends the blocked read below.
 	var helloTimedOut atomic.Bool
@@ -154,23 +175,35 @@ func (c *Client) write(m message) error {
 }
 
 // readLoop dispatches frames to their calls until the connection ends.
+// What the agent sends is bounded: a frame over MaxFrame or one that is not
+// JSON ends the connection (a working agent never sends either), and each
+// call bounds what it keeps.
 func (c *Client) readLoop(fr *frameReader) {
 	var err error
 	for {
 		var frame []byte
 		frame, err = fr.next()
 		if errors.Is(err, errFrameTooLarge) {
-			continue // the server never sends one; skip it if it does
+			err = &ProtocolError{fmt.Sprintf("it sent a frame over %d bytes", MaxFrame)}
+			break
 		}
 		if err != nil {
 			break
 		}
 		var m message
-		if json.Unmarshal(frame, &m) != nil {
-			continue
+		if uerr := json.Unmarshal(frame, &m); uerr != nil {
+			err = &ProtocolError{"it sent a frame that is not a JSON message"}
+			break
+		}
+		m.size = len(frame)
+		if m.Type == typeChunk {
+			if m.Data, err = fr.raw(m.Size); err != nil {
+				err = &ProtocolError{err.Error()}
+				break
+			}
 		}
 		if m.Type == typeError {
-			if m.Error != nil && m.Error.Code == CodeVersionMismatch {
+			if m.Error != nil && (m.Error.Code == CodeVersionMismatch || m.Error.Code == CodeBusy || m.Error.Code == CodeForbidden || m.Error.Code == CodeIdle) {
 				err = m.Error
 				break
 			}
@@ -205,8 +238,13 @@ func (c *Client) readLoop(fr *frameReader) {
 	if err == nil || errors.Is(err, io.EOF) {
 		err = ErrClosed
 	}
+	c.rwc.Close()
 	c.mu.Lock()
-	c.err = err
+	if c.err == nil {
+		c.err = err
+	} else {
+		err = c.err
+	}
 	calls := c.calls
 	c.calls = map[uint64]*call{}
 	c.mu.Unlock()
@@ -220,6 +258,24 @@ func (c *Client) readLoop(fr *frameReader) {
 		default:
 		}
 	}
+}
+
+// Err is why the connection ended, once it has (see Done).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// fail closes the connection because the agent broke a budget or the
+// protocol; every pending call fails with err.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.rwc.Close()
 }
 
 // Close ends the connection; pending calls fail and subscriptions end.
@@ -312,12 +368,21 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 	box := service.NewMailbox(0, 0)
 	ended := make(chan struct{})
 	var endOnce sync.Once
+	// pending counts the bytes of updates put and not yet taken; past
+	// MaxPendingBytes an update is counted as dropped instead of kept.
+	var pending atomic.Int64
 	stream := func(m message) {
 		switch m.Type {
 		case typeUpdate:
-			if m.Update != nil {
-				box.Put(*m.Update)
+			if m.Update == nil {
+				return
 			}
+			if pending.Add(int64(m.size)) > int64(MaxPendingBytes) {
+				pending.Add(-int64(m.size))
+				box.Put(service.Update{Dropped: uint64(max(len(m.Update.Events)+len(m.Update.Incidents), 1)) + m.Update.Dropped})
+				return
+			}
+			box.Put(*m.Update)
 		case typeEnd:
 			endOnce.Do(func() { close(ended) })
 		}
@@ -350,6 +415,7 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 				return
 			}
 			if u, ok := box.Take(); ok {
+				pending.Store(0)
 				select {
 				case out <- u:
 				case <-ctx.Done():
@@ -361,26 +427,55 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 	return out, nil
 }
 
-// Incidents implements service.Service.
+// ErrTruncated is wrapped by the error Incidents returns, with the
+// incidents received, when the agent's per-request cap cut the answer short.
+var ErrTruncated = errors.New("the agent caps one answer; use procwatch export for every incident")
+
+// Incidents implements service.Service. The answer is held to what was
+// asked: an agent that sends more incidents than q.Limit, or more than
+// MaxAnswerBytes of them, is cut off (see ProtocolError).
 func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
 	var got []rules.Incident
 	var mu sync.Mutex
+	var bytes int
+	var broke error
 	id, cl, err := c.start(methodIncidents, incidentsParams{q}, func(m message) {
 		mu.Lock()
-		got = append(got, m.Incidents...)
-		mu.Unlock()
+		defer mu.Unlock()
+		if broke != nil || m.Type != typeIncidents {
+			return
+		}
+		bytes += m.size
+		switch {
+		case q.Limit > 0 && len(got)+len(m.Incidents) > q.Limit:
+			broke = &ProtocolError{fmt.Sprintf("it sent more than the %d incidents asked for", q.Limit)}
+		case bytes > MaxAnswerBytes:
+			broke = &ProtocolError{fmt.Sprintf("its incidents answer passed %d MiB", MaxAnswerBytes>>20)}
+		default:
+			got = append(got, m.Incidents...)
+			return
+		}
+		got = nil
+		c.fail(broke)
 	})
 	if err != nil {
 		return nil, err
 	}
 	var res countResult
-	if err := c.wait(ctx, id, cl, &res); err != nil {
-		return nil, err
-	}
+	err = c.wait(ctx, id, cl, &res)
 	mu.Lock()
 	defer mu.Unlock()
+	if broke != nil {
+		return nil, broke
+	}
+	if err != nil {
+		return nil, err
+	}
 	if len(got) != res.Count {
 		return nil, fmt.Errorf("incidents: agent announced %d, sent %d", res.Count, len(got))
+	}
+	if res.Truncated {
+		return got, fmt.Errorf("incidents: %d returned, more match: %w", len(got), ErrTruncated)
 	}
 	return got, nil
 }
@@ -444,24 +539,34 @@ func (c *Client) Status(ctx context.Context) (service.Status, error) {
 	return st, err
 }
 
-// Export implements service.Service. Chunks are written to w as they
-// arrive; progress goes to the function set with
+// Export implements service.Service. Chunks are written to w by a
+// goroutine of their own, never by the connection's reader, and each is
+// acknowledged once written: the agent sends at most a window of chunks
+// ahead, so a slow w slows the export without filling memory or holding
+// up other calls. Progress goes to the function set with
 // service.WithExportProgress.
 func (c *Client) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
 	progress := service.ExportProgress(ctx)
+	chunks := make(chan []byte, exportWindow)
 	var (
-		mu   sync.Mutex
-		werr error
-		id   atomic.Uint64
+		overflow atomic.Bool
+		idv      atomic.Uint64
+		cmu      sync.Mutex
+		closed   bool
 	)
 	reqID, cl, err := c.start(methodExport, exportParams{q, format}, func(m message) {
 		switch m.Type {
 		case typeChunk:
-			mu.Lock()
-			defer mu.Unlock()
-			if werr == nil {
-				if _, werr = w.Write(m.Data); werr != nil {
-					go c.cancel(id.Load())
+			cmu.Lock()
+			defer cmu.Unlock()
+			if closed {
+				return
+			}
+			select {
+			case chunks <- m.Data:
+			default:
+				if !overflow.Swap(true) {
+					c.fail(&ProtocolError{fmt.Sprintf("it sent more than %d export chunks ahead of the acknowledgements", exportWindow)})
 				}
 			}
 		case typeProgress:
@@ -473,12 +578,31 @@ func (c *Client) Export(ctx context.Context, q service.Query, format string, w i
 	if err != nil {
 		return 0, err
 	}
-	id.Store(reqID)
+	idv.Store(reqID)
+	written := make(chan error, 1)
+	go func() {
+		var werr error
+		for b := range chunks {
+			if werr != nil {
+				continue
+			}
+			if _, werr = w.Write(b); werr != nil {
+				c.cancel(idv.Load())
+				continue
+			}
+			c.write(message{Type: typeAck, ID: idv.Load()})
+		}
+		written <- werr
+	}()
 	var res countResult
 	err = c.wait(ctx, reqID, cl, &res)
-	mu.Lock()
-	defer mu.Unlock()
-	if werr != nil {
+	// The response follows the last chunk on the reader goroutine, so
+	// every chunk is in the channel by now.
+	cmu.Lock()
+	closed = true
+	close(chunks)
+	cmu.Unlock()
+	if werr := <-written; werr != nil {
 		return res.Count, fmt.Errorf("export: write output: %w", werr)
 	}
 	return res.Count, err

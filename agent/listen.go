@@ -11,6 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/procwatch/procwatch/safepath"
+	"github.com/procwatch/procwatch/service"
 )
 
 // DefaultSocket is where the agent listens unless --socket says otherwise.
@@ -24,25 +27,43 @@ func (e *AlreadyRunningError) Error() string {
 	return fmt.Sprintf("a procwatch agent is already running on %s; stop it first or choose another --socket", e.Path)
 }
 
-// Listen creates the agent's unix socket at path. The directory is created
-// 0700 and the socket made 0600, so only root (the agent's user) may
-// connect; with gid >= 0 the directory becomes 0750 and the socket 0660,
-// both owned by that group, to let its members in. A socket file left by a
-// dead agent is replaced; a live agent gives *AlreadyRunningError; any other
-// file at path is left alone and reported.
-func Listen(path string, gid int) (*net.UnixListener, error) {
+// Listen creates the agent's unix socket at path for the callers a
+// allows. With no groups the directory is created 0700 and the socket made
+// 0600, so only root (the agent's user) may connect; with a.FullGID alone
+// the directory becomes 0750 and the socket 0660, both owned by that group,
+// to let its members in. With a.ReadGID the directory is 0711 and the
+// socket 0666: anyone may connect, and the server decides from the
+// kernel's credentials of each caller (root and --socket-group: full
+// control, --socket-read-group: read only, anyone else: refused at once).
+//
+// Every directory on the way must be owned by root and writable by no one
+// else (safepath.CheckDir; group write is allowed for a.FullGID). A socket
+// file left by a dead agent is replaced; a live agent gives
+// *AlreadyRunningError; any other file at path is left alone and reported.
+func Listen(path string, a Access) (*net.UnixListener, error) {
 	dir := filepath.Dir(path)
-	dirMode, sockMode := os.FileMode(0o700), os.FileMode(0o600)
-	if gid >= 0 {
-		dirMode, sockMode = 0o750, 0o660
+	dirMode, sockMode, gid := os.FileMode(0o700), os.FileMode(0o600), -1
+	switch {
+	case a.ReadGID >= 0:
+		dirMode, sockMode = 0o711, 0o666
+	case a.FullGID >= 0:
+		dirMode, sockMode, gid = 0o750, 0o660, a.FullGID
+	}
+	if err := safepath.CheckDir(dir, a.FullGID); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("create socket directory %s: %w", dir, err)
+	}
+	if err := safepath.CheckDir(dir, a.FullGID); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	if gid >= 0 {
 		if err := os.Chown(dir, -1, gid); err != nil {
 			return nil, fmt.Errorf("give group %d the socket directory %s: %w", gid, dir, err)
 		}
+	}
+	if a.FullGID >= 0 || a.ReadGID >= 0 {
 		if err := os.Chmod(dir, dirMode); err != nil {
 			return nil, fmt.Errorf("chmod socket directory %s: %w", dir, err)
 		}
@@ -94,7 +115,12 @@ func removeStale(path string) error {
 }
 
 // ServeListener accepts connections on ln and serves each with s until ctx
-// ends; it then closes ln and every connection and waits for them.
+// ends; it then closes ln and every connection and waits for them. An
+// accept error (EMFILE when the agent is out of file descriptors, say) is
+// logged and retried with a growing pause instead of ending the API. On a
+// unix socket each connection is checked against s.Access with the
+// kernel's credentials of the caller; past MaxConnections one more is told
+// the agent is busy and closed.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	log := s.Logger
 	if log == nil {
@@ -104,24 +130,90 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	maxConns := s.MaxConnections
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
+	slots := make(chan struct{}, maxConns)
+	var backoff time.Duration
+	var lastBusyLog time.Time
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept on agent socket: %w", err)
 			}
-			return fmt.Errorf("accept on agent socket: %w", err)
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("agent socket: accept failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		select {
+		case slots <- struct{}{}:
+		default:
+			if now := time.Now(); now.Sub(lastBusyLog) > 10*time.Second {
+				lastBusyLog = now
+				log.Warn("agent socket: connection limit reached; refusing new connections", "max_connections", maxConns)
+			}
+			go s.refuse(conn, CodeBusy, fmt.Sprintf("the agent already serves %d connections (--max-connections); try again later", maxConns))
+			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Serve(ctx, conn); err != nil {
-				log.Debug("agent connection ended", "err", err)
-			}
+			defer func() { <-slots }()
+			s.serveSocket(ctx, conn, log)
 		}()
+	}
+}
+
+// serveSocket serves one accepted connection as the caller the kernel
+// names, or refuses it.
+func (s *Server) serveSocket(ctx context.Context, conn net.Conn, log *slog.Logger) {
+	actor, role := service.Self("socket"), RoleFull
+	if uc, ok := conn.(*net.UnixConn); ok {
+		p, err := PeerOf(uc)
+		if err != nil {
+			log.Warn("agent socket: refusing a connection without credentials", "err", err)
+			conn.Close()
+			return
+		}
+		if role = s.access().RoleOf(p); role == RoleNone {
+			log.Warn("agent socket: refusing a caller outside the socket groups", "uid", p.UID, "pid", p.PID)
+			s.refuse(conn, CodeForbidden, fmt.Sprintf("uid %d is not allowed to use this agent (root, --socket-group and --socket-read-group are)", p.UID))
+			return
+		}
+		actor = p.Actor()
+	}
+	if err := s.serve(ctx, conn, actor, role); err != nil {
+		log.Debug("agent connection ended", "err", err)
+	}
+}
+
+// access is s.Access, with the zero value meaning no groups.
+func (s *Server) access() Access {
+	if s.Access == (Access{}) {
+		return NoGroups
+	}
+	return s.Access
+}
+
+// refuse tells a caller why it is turned away, in a frame its client can
+// show, and closes the connection. It waits for nothing from the caller.
+func (s *Server) refuse(conn net.Conn, code, msg string) {
+	defer conn.Close()
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	frames, err := encode(message{Type: typeError, Error: &Error{Code: code, Message: msg}}, MaxFrame)
+	if err == nil {
+		b := net.Buffers(frames)
+		b.WriteTo(conn)
 	}
 }

@@ -20,7 +20,11 @@ import (
 // Version is the protocol version this build speaks. Both sides send it in
 // their hello; a difference ends the connection with a clear error, because
 // a silent misreading of incidents would be worse than no connection.
-const Version = 1
+//
+// Version 2: export chunks travel as raw bytes after their frame (no
+// base64) under a credit window the client acknowledges; incidents
+// answers say when the agent's per-request cap cut them short.
+const Version = 2
 
 // MaxFrame is the largest frame either side accepts, newline included.
 // Senders split incident lists and updates to stay below it.
@@ -37,6 +41,7 @@ const (
 	typeChunk     = "chunk"
 	typeProgress  = "progress"
 	typeError     = "error"
+	typeAck       = "ack"
 )
 
 // Methods: one per service.Service method, plus cancel.
@@ -65,6 +70,9 @@ const (
 	CodeBadParams       = "bad_params"
 	CodeFailed          = "failed"
 	CodeCanceled        = "canceled"
+	CodeForbidden       = "forbidden"
+	CodeBusy            = "busy"
+	CodeIdle            = "idle"
 )
 
 // Error is a protocol-level or service error as it travels on the wire. The
@@ -105,7 +113,9 @@ type message struct {
 	// update, incidents, chunk, progress
 	Update    *service.Update  `json:"update,omitempty"`
 	Incidents []rules.Incident `json:"incidents,omitempty"`
-	Data      []byte           `json:"data,omitempty"`
+	Size      int              `json:"size,omitempty"` // chunk: raw bytes that follow the frame
+	Data      []byte           `json:"-"`              // chunk: those bytes, read by the client
+	size      int              // bytes of the frame as received
 	Done      int              `json:"done,omitempty"`
 	Total     int              `json:"total,omitempty"`
 }
@@ -120,6 +130,9 @@ type (
 	}
 	countResult struct {
 		Count int `json:"count"`
+		// Truncated: the agent's per-request cap ended an incidents
+		// answer before every match was sent.
+		Truncated bool `json:"truncated,omitempty"`
 	}
 	noiseParams struct {
 		Since time.Time `json:"since"`
@@ -153,46 +166,69 @@ type (
 
 var errFrameTooLarge = errors.New("frame too large")
 
-// frameReader reads newline-terminated frames of at most max bytes.
+// frameReader reads newline-terminated frames of at most max bytes. A
+// frame interrupted by a read error (a deadline) is kept, and the next
+// call goes on with it.
 type frameReader struct {
-	br  *bufio.Reader
-	max int
+	br       *bufio.Reader
+	max      int
+	buf      []byte
+	tooLarge bool
 }
 
-func newFrameReader(r io.Reader, max int) *frameReader {
-	return &frameReader{br: bufio.NewReaderSize(r, 64<<10), max: max}
+func newFrameReader(r io.Reader, max, bufSize int) *frameReader {
+	return &frameReader{br: bufio.NewReaderSize(r, bufSize), max: max}
 }
 
 // next returns the next frame without its newline. A frame longer than max
 // is consumed up to its newline and reported as errFrameTooLarge, so the
-// stream stays usable. The returned slice is valid until the next call.
+// stream stays usable and costs no more than max bytes of memory. The
+// returned slice is valid until the next call.
 func (f *frameReader) next() ([]byte, error) {
-	var buf []byte
-	tooLarge := false
 	for {
 		chunk, err := f.br.ReadSlice('\n')
-		if !tooLarge {
-			if len(buf)+len(chunk) > f.max {
-				tooLarge = true
-				buf = nil
+		if !f.tooLarge {
+			if len(f.buf)+len(chunk) > f.max {
+				f.tooLarge = true
+				f.buf = nil
 			} else {
-				buf = append(buf, chunk...)
+				f.buf = append(f.buf, chunk...)
 			}
 		}
 		switch {
 		case err == nil:
+			buf, tooLarge := f.buf, f.tooLarge
+			f.buf, f.tooLarge = f.buf[:0], false
+			if cap(f.buf) > 64<<10 {
+				f.buf = nil // do not keep a large frame's buffer
+			}
 			if tooLarge {
 				return nil, errFrameTooLarge
 			}
 			return buf[:len(buf)-1], nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
-		case errors.Is(err, io.EOF) && len(buf) > 0 && !tooLarge:
+		case errors.Is(err, io.EOF) && len(f.buf) > 0 && !f.tooLarge:
 			return nil, fmt.Errorf("connection ended inside a frame: %w", io.ErrUnexpectedEOF)
 		default:
 			return nil, err
 		}
 	}
+}
+
+// partial reports whether a frame has begun but not ended.
+func (f *frameReader) partial() bool { return len(f.buf) > 0 || f.tooLarge }
+
+// raw reads the n bytes that follow a chunk frame.
+func (f *frameReader) raw(n int) ([]byte, error) {
+	if n < 0 || n > f.max {
+		return nil, fmt.Errorf("chunk of %d bytes exceeds the %d-byte limit", n, f.max)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(f.br, b); err != nil {
+		return nil, fmt.Errorf("read chunk: %w", err)
+	}
+	return b, nil
 }
 
 // encode marshals m into frames, splitting an incident list or an update

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -20,9 +21,22 @@ import (
 const (
 	DefaultWriteTimeout   = 10 * time.Second
 	DefaultHelloTimeout   = 10 * time.Second
-	maxRequestsInFlight   = 16
+	DefaultIdleTimeout    = 5 * time.Minute
+	DefaultMaxConnections = 1024
+	// DefaultMaxIncidents caps one incidents answer; export has no cap
+	// (it streams under flow control) and is the way to get everything.
+	DefaultMaxIncidents = 100_000
+	// maxRequestsInFlight bounds the requests one connection runs at once;
+	// further requests wait, unread, so a client pipelining thousands of
+	// them costs the agent no more than this many.
+	maxRequestsInFlight = 16
+	// maxHeavy bounds the scans (incidents, export, noise, skip preview)
+	// running at once across all connections.
+	maxHeavy              = 4
 	incidentsPerFrame     = 256
 	exportChunkBytes      = 256 << 10
+	exportWindow          = 4 // chunks in flight before the client acknowledges
+	readBufferBytes       = 4 << 10
 	progressEveryDuration = 200 * time.Millisecond
 	softwareName          = "procwatch"
 )
@@ -39,8 +53,27 @@ type Server struct {
 	// HelloTimeout bounds the wait for the client's hello on connections
 	// that support read deadlines. Default 10s.
 	HelloTimeout time.Duration
+	// IdleTimeout closes a connection that has sent nothing and has no
+	// request (or subscription) running for this long. Default 5m.
+	IdleTimeout time.Duration
+	// MaxConnections caps concurrent socket connections; one more gets a
+	// "busy" error and is closed. Default 1024.
+	MaxConnections int
+	// MaxIncidents caps the incidents one request returns (limit 0
+	// included); the answer then says it was truncated. Default 100,000.
+	MaxIncidents int
 	// MaxFrame is the largest request accepted; default MaxFrame.
 	MaxFrame int
+	// Access says which local users may connect and what they may do.
+	// The zero value lets only root and the agent's own uid in; see
+	// NoGroups.
+	Access Access
+	// Stdio is who a connection without kernel credentials (stdin and
+	// stdout of `serve --stdio`) answers for; default the process itself.
+	Stdio *rules.Actor
+
+	heavyOnce sync.Once
+	heavy     chan struct{}
 }
 
 // Serve answers the protocol on conn for svc with default settings until
@@ -63,9 +96,10 @@ type serverConn struct {
 	dl     deadliner // nil when the stream has no deadlines (stdio)
 	ctx    context.Context
 	cancel context.CancelFunc
+	actor  rules.Actor
+	role   Role
 
 	wmu    sync.Mutex
-	bw     *bufio.Writer
 	broken error
 
 	rmu     sync.Mutex
@@ -73,10 +107,20 @@ type serverConn struct {
 	wg      sync.WaitGroup
 }
 
-// Serve answers the protocol on conn until the client hangs up, a write
-// times out or ctx ends; it closes conn before returning. Requests run
-// concurrently, so a long export does not hold up a status query.
+// Serve answers the protocol on a stream without kernel credentials (a
+// pipe, stdin and stdout) with full control, as s.Stdio. It returns when
+// the client hangs up, a write times out or ctx ends, and closes rwc.
+// Requests run concurrently, so a long export does not hold up a status
+// query.
 func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
+	a := service.Self("stdio")
+	if s.Stdio != nil {
+		a = *s.Stdio
+	}
+	return s.serve(ctx, rwc, a, RoleFull)
+}
+
+func (s *Server) serve(ctx context.Context, rwc io.ReadWriteCloser, actor rules.Actor, role Role) error {
 	if s.Service == nil {
 		rwc.Close()
 		return errors.New("agent: server has no service")
@@ -85,8 +129,9 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 		s:       s,
 		log:     s.Logger,
 		rwc:     rwc,
-		bw:      bufio.NewWriterSize(rwc, 64<<10),
 		running: make(map[uint64]*inFlight),
+		actor:   actor,
+		role:    role,
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -108,6 +153,26 @@ func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
 	return err
 }
 
+// heavySem returns the server-wide semaphore of scans.
+func (s *Server) heavySem() chan struct{} {
+	s.heavyOnce.Do(func() { s.heavy = make(chan struct{}, maxHeavy) })
+	return s.heavy
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (s *Server) maxIncidents() int {
+	if s.MaxIncidents > 0 {
+		return s.MaxIncidents
+	}
+	return DefaultMaxIncidents
+}
+
 func (s *Server) maxFrame() int {
 	if s.MaxFrame > 0 {
 		return s.MaxFrame
@@ -116,7 +181,7 @@ func (s *Server) maxFrame() int {
 }
 
 func (c *serverConn) run() error {
-	fr := newFrameReader(c.rwc, c.s.maxFrame())
+	fr := newFrameReader(c.rwc, c.s.maxFrame(), readBufferBytes)
 	// Both sides speak first; see NewClient.
 	sent := make(chan error, 1)
 	go func() {
@@ -132,7 +197,7 @@ func (c *serverConn) run() error {
 	}
 	sem := make(chan struct{}, maxRequestsInFlight)
 	for {
-		frame, err := fr.next()
+		frame, err := c.nextFrame(fr)
 		if errors.Is(err, errFrameTooLarge) {
 			c.sendError(0, CodeFrameTooLarge, fmt.Sprintf("frame exceeds %d bytes; it was discarded", c.s.maxFrame()))
 			continue
@@ -149,6 +214,10 @@ func (c *serverConn) run() error {
 			c.sendError(0, CodeBadFrame, "frame is not a JSON message: "+err.Error())
 			continue
 		}
+		if m.Type == typeAck {
+			c.ack(m.ID)
+			continue
+		}
 		if m.Type != typeRequest || m.ID == 0 || m.Method == "" {
 			c.sendError(m.ID, CodeBadFrame, "want a request with an id and a method")
 			continue
@@ -162,32 +231,81 @@ func (c *serverConn) run() error {
 		case <-c.ctx.Done():
 			return c.ctx.Err()
 		}
-		rctx, rcancel := context.WithCancel(c.ctx)
-		c.rmu.Lock()
-		if _, dup := c.running[m.ID]; dup {
-			c.rmu.Unlock()
-			rcancel()
+		if !c.start(m, sem) {
 			<-sem
-			c.sendError(m.ID, CodeBadFrame, fmt.Sprintf("request id %d is already in use", m.ID))
+		}
+	}
+}
+
+// nextFrame reads a frame; on a socket, a connection with nothing running
+// that stays silent for the idle timeout is told so and closed.
+func (c *serverConn) nextFrame(fr *frameReader) ([]byte, error) {
+	for {
+		if c.dl != nil {
+			c.dl.SetReadDeadline(time.Now().Add(c.s.idleTimeout()))
+		}
+		frame, err := fr.next()
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return frame, err
+		}
+		c.rmu.Lock()
+		busy := len(c.running) > 0
+		c.rmu.Unlock()
+		if busy || fr.partial() {
 			continue
 		}
-		req := &inFlight{rcancel, m.Method == methodSubscribe}
-		c.running[m.ID] = req
+		c.log.Debug("closing an idle agent connection", "uid", c.actor.UID, "pid", c.actor.PID, "idle", c.s.idleTimeout())
+		c.sendError(0, CodeIdle, fmt.Sprintf("connection idle for %v; closed", c.s.idleTimeout()))
+		return nil, io.EOF
+	}
+}
+
+// start runs request m on its own goroutine; false when it was refused.
+func (c *serverConn) start(m message, sem chan struct{}) bool {
+	rctx, rcancel := context.WithCancel(service.WithCaller(c.ctx, c.actor))
+	c.rmu.Lock()
+	if _, dup := c.running[m.ID]; dup {
 		c.rmu.Unlock()
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			defer func() { <-sem }()
-			defer func() {
-				c.rmu.Lock()
-				if c.running[m.ID] == req {
-					delete(c.running, m.ID)
-				}
-				c.rmu.Unlock()
-				rcancel()
-			}()
-			c.handle(rctx, m)
+		rcancel()
+		c.sendError(m.ID, CodeBadFrame, fmt.Sprintf("request id %d is already in use", m.ID))
+		return false
+	}
+	req := &inFlight{cancel: rcancel, subscription: m.Method == methodSubscribe}
+	if m.Method == methodExport {
+		req.credits = make(chan struct{}, exportWindow)
+		for range exportWindow {
+			req.credits <- struct{}{}
+		}
+	}
+	c.running[m.ID] = req
+	c.rmu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-sem }()
+		defer func() {
+			c.rmu.Lock()
+			if c.running[m.ID] == req {
+				delete(c.running, m.ID)
+			}
+			c.rmu.Unlock()
+			rcancel()
 		}()
+		c.handle(rctx, m, req)
+	}()
+	return true
+}
+
+// ack gives a running export one more chunk of credit.
+func (c *serverConn) ack(id uint64) {
+	c.rmu.Lock()
+	req := c.running[id]
+	c.rmu.Unlock()
+	if req != nil && req.credits != nil {
+		select {
+		case req.credits <- struct{}{}:
+		default: // more acks than chunks: ignore
+		}
 	}
 }
 
@@ -195,6 +313,7 @@ func (c *serverConn) run() error {
 type inFlight struct {
 	cancel       context.CancelFunc
 	subscription bool
+	credits      chan struct{} // export: chunks the client has room for
 }
 
 // finish runs when the client has closed its side: the requests it sent
@@ -262,6 +381,11 @@ func (c *serverConn) send(m message) error {
 	if err != nil {
 		return err
 	}
+	return c.write(frames)
+}
+
+// write sends frames in one go (a writev on sockets).
+func (c *serverConn) write(frames net.Buffers) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.broken != nil {
@@ -274,12 +398,7 @@ func (c *serverConn) send(m message) error {
 		}
 		c.dl.SetWriteDeadline(time.Now().Add(timeout))
 	}
-	for _, f := range frames {
-		if _, err := c.bw.Write(f); err != nil {
-			return c.breakLocked(err)
-		}
-	}
-	if err := c.bw.Flush(); err != nil {
+	if _, err := frames.WriteTo(c.rwc); err != nil {
 		return c.breakLocked(err)
 	}
 	return nil
@@ -356,8 +475,34 @@ func (c *serverConn) params(m message, p any) bool {
 	return true
 }
 
+// changes are the methods that alter state: only RoleFull may call them,
+// and each is logged with who asked.
+var changes = map[string]bool{
+	methodSetStatus: true, methodAddSkip: true, methodRemoveSkip: true, methodSetMonitoring: true,
+}
+
+// heavy are the methods that scan the database.
+var heavy = map[string]bool{
+	methodIncidents: true, methodExport: true, methodNoise: true, methodPreviewSkip: true,
+}
+
 // handle runs one request.
-func (c *serverConn) handle(ctx context.Context, m message) {
+func (c *serverConn) handle(ctx context.Context, m message, req *inFlight) {
+	if changes[m.Method] && c.role < RoleFull {
+		c.log.Warn("refused a change from a read-only caller", "method", m.Method, "by", c.actor.String())
+		c.fail(m.ID, CodeForbidden, fmt.Sprintf("%s: uid %d may query and subscribe but not change anything (a member of --socket-read-group); ask root or a member of --socket-group", m.Method, c.actor.UID))
+		return
+	}
+	if heavy[m.Method] {
+		sem := c.s.heavySem()
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		case <-ctx.Done():
+			c.respond(m.ID, nil, ctx.Err())
+			return
+		}
+	}
 	svc := c.s.Service
 	switch m.Method {
 	case methodSubscribe:
@@ -367,24 +512,9 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 		}
 	case methodIncidents:
 		var p incidentsParams
-		if !c.params(m, &p) {
-			return
+		if c.params(m, &p) {
+			c.incidents(ctx, m.ID, p.Query)
 		}
-		incs, err := svc.Incidents(ctx, p.Query)
-		if err != nil {
-			c.respond(m.ID, nil, err)
-			return
-		}
-		for i := 0; i < len(incs); i += incidentsPerFrame {
-			end := min(i+incidentsPerFrame, len(incs))
-			if err := c.send(message{Type: typeIncidents, ID: m.ID, Incidents: incs[i:end]}); err != nil {
-				// A broken connection makes this a no-op; an incident
-				// too large for a frame gets the client an answer.
-				c.respond(m.ID, nil, err)
-				return
-			}
-		}
-		c.respond(m.ID, countResult{len(incs)}, nil)
 	case methodNoise:
 		var p noiseParams
 		if c.params(m, &p) {
@@ -394,6 +524,7 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 	case methodSetStatus:
 		var p setStatusParams
 		if c.params(m, &p) {
+			c.audit(m.Method, "status", p.Status, "incidents", len(p.IDs))
 			c.respond(m.ID, struct{}{}, svc.SetStatus(ctx, p.IDs, p.Status))
 		}
 	case methodSkips:
@@ -403,19 +534,21 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 		var p skipParams
 		if c.params(m, &p) {
 			n, err := svc.PreviewSkip(ctx, p.Skip)
-			c.respond(m.ID, countResult{n}, err)
+			c.respond(m.ID, countResult{Count: n}, err)
 		}
 	case methodAddSkip:
 		var p skipParams
 		if c.params(m, &p) {
+			c.audit(m.Method, "kind", p.Skip.Kind, "value", p.Skip.Value, "rule", p.Skip.Rule)
 			sk, n, err := svc.AddSkip(ctx, p.Skip)
 			c.respond(m.ID, addSkipResult{sk, n}, err)
 		}
 	case methodRemoveSkip:
 		var p removeSkipParams
 		if c.params(m, &p) {
+			c.audit(m.Method, "skip", p.ID)
 			n, err := svc.RemoveSkip(ctx, p.ID)
-			c.respond(m.ID, countResult{n}, err)
+			c.respond(m.ID, countResult{Count: n}, err)
 		}
 	case methodRules:
 		r, err := svc.Rules(ctx)
@@ -423,6 +556,7 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 	case methodSetMonitoring:
 		var p monitoringParams
 		if c.params(m, &p) {
+			c.audit(m.Method, "on", p.On)
 			c.respond(m.ID, struct{}{}, svc.SetMonitoring(ctx, p.On))
 		}
 	case methodStatus:
@@ -431,11 +565,70 @@ func (c *serverConn) handle(ctx context.Context, m message) {
 	case methodExport:
 		var p exportParams
 		if c.params(m, &p) {
-			c.export(ctx, m.ID, p)
+			c.export(ctx, m.ID, p, req.credits)
 		}
 	default:
 		c.fail(m.ID, CodeUnknownMethod, fmt.Sprintf("unknown method %q", m.Method))
 	}
+}
+
+// audit logs a change with the caller the kernel reported.
+func (c *serverConn) audit(method string, args ...any) {
+	a := c.actor
+	attrs := append([]any{"method", method, "by", a.String(), "uid", a.UID, "pid", a.PID, "via", a.Via}, args...)
+	if a.SSHUser != "" {
+		attrs = append(attrs, "ssh_user", a.SSHUser, "ssh_from", a.SSHFrom)
+	}
+	c.log.Info("change requested", attrs...)
+}
+
+// errCapped stops the walk at the per-request cap.
+var errCapped = errors.New("incidents cap reached")
+
+// incidents streams the answer in frames as the store reads it, so a
+// request for every incident costs one batch of memory, not the database.
+// At most MaxIncidents are sent; the answer then says it was truncated.
+func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) {
+	capN := c.s.maxIncidents()
+	truncated := false
+	if q.Limit <= 0 || q.Limit > capN {
+		q.Limit = capN + 1 // one more tells whether the cap cut it short
+	}
+	batch := make([]rules.Incident, 0, incidentsPerFrame)
+	n := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.send(message{Type: typeIncidents, ID: id, Incidents: batch})
+		n += len(batch)
+		clear(batch)
+		batch = batch[:0]
+		return err
+	}
+	err := service.EachIncident(ctx, c.s.Service, q, func(inc *rules.Incident) error {
+		if n+len(batch) == capN {
+			truncated = true
+			return errCapped
+		}
+		batch = append(batch, *inc)
+		if len(batch) == incidentsPerFrame {
+			return flush()
+		}
+		return nil
+	})
+	if errors.Is(err, errCapped) {
+		err = nil
+	}
+	if err == nil {
+		err = flush()
+	}
+	if truncated {
+		c.log.Info("an incidents answer reached the per-request cap", "cap", capN, "by", c.actor.String())
+	}
+	// A broken connection makes this a no-op; an incident too large for a
+	// frame gets the client an answer.
+	c.respond(id, countResult{Count: n, Truncated: truncated}, err)
 }
 
 // subscribe answers at once, then streams updates until the service ends
@@ -465,21 +658,53 @@ func (c *serverConn) subscribe(ctx context.Context, id uint64, after rules.ID) {
 	c.final(end)
 }
 
-// chunkWriter turns the export stream into chunk frames.
+// chunkWriter turns the export stream into chunk frames: a small JSON
+// frame giving the size, then the bytes as they are. It waits for the
+// client's credit before each chunk, so a client writing slowly to its
+// disk slows the export instead of filling its memory.
 type chunkWriter struct {
-	c  *serverConn
-	id uint64
+	c       *serverConn
+	ctx     context.Context
+	id      uint64
+	credits chan struct{}
 }
 
 func (w chunkWriter) Write(p []byte) (int, error) {
-	if err := w.c.send(message{Type: typeChunk, ID: w.id, Data: p}); err != nil {
-		return 0, err
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), exportChunkBytes)
+		if err := w.chunk(p[:k]); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
 	}
-	return len(p), nil
+	return n, nil
 }
 
-func (c *serverConn) export(ctx context.Context, id uint64, p exportParams) {
-	bw := bufio.NewWriterSize(chunkWriter{c, id}, exportChunkBytes)
+func (w chunkWriter) chunk(p []byte) error {
+	timeout := w.c.s.WriteTimeout
+	if timeout <= 0 {
+		timeout = DefaultWriteTimeout
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-w.credits:
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("the client acknowledged no export chunk for %v", timeout)
+	}
+	head, err := encode(message{Type: typeChunk, ID: w.id, Size: len(p)}, w.c.s.maxFrame())
+	if err != nil {
+		return err
+	}
+	return w.c.write(append(head, p))
+}
+
+func (c *serverConn) export(ctx context.Context, id uint64, p exportParams, credits chan struct{}) {
+	bw := bufio.NewWriterSize(chunkWriter{c, ctx, id, credits}, exportChunkBytes)
 	var last time.Time
 	progress := func(done, total int) {
 		if now := time.Now(); now.Sub(last) >= progressEveryDuration || done == total {
@@ -493,5 +718,5 @@ func (c *serverConn) export(ctx context.Context, id uint64, p exportParams) {
 			err = fmt.Errorf("export: %w", ferr)
 		}
 	}
-	c.respond(id, countResult{n}, err)
+	c.respond(id, countResult{Count: n}, err)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/safepath"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
@@ -45,6 +46,9 @@ var newEventSource = func(ringBytes int, attached func()) (pipeline.EventSource,
 type agentFlags struct {
 	output        string
 	group         string
+	readGroup     string
+	maxConns      int
+	idleTimeout   time.Duration
 	ringMiB       int
 	metricsAddr   string
 	metricsRemote bool
@@ -82,6 +86,9 @@ is given too.`,
 	}
 	cmd.Flags().StringVar(&f.output, "output", "", "also write every incident as NDJSON to FILE, or - for stdout")
 	cmd.Flags().StringVar(&f.group, "socket-group", "", "let members of this group use the socket (directory 0750, socket 0660)")
+	cmd.Flags().StringVar(&f.readGroup, "socket-read-group", "", "let members of this group query and subscribe, but change nothing (socket 0666, callers checked by their kernel credentials)")
+	cmd.Flags().IntVar(&f.maxConns, "max-connections", agent.DefaultMaxConnections, "serve at most this many socket connections at once; more are told the agent is busy")
+	cmd.Flags().DurationVar(&f.idleTimeout, "idle-timeout", agent.DefaultIdleTimeout, "close a socket connection that sends nothing and has nothing running for this long")
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
 	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
@@ -90,15 +97,19 @@ is given too.`,
 
 func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	gid := -1
-	if f.group != "" {
-		g, err := user.LookupGroup(f.group)
-		if err != nil {
-			return usageError("--socket-group %q: %v", f.group, err)
-		}
-		if gid, err = strconv.Atoi(g.Gid); err != nil {
-			return fmt.Errorf("group %s has a non-numeric id %q", f.group, g.Gid)
-		}
+	access := agent.NoGroups
+	var err error
+	if access.FullGID, err = lookupGroup("--socket-group", f.group); err != nil {
+		return err
+	}
+	if access.ReadGID, err = lookupGroup("--socket-read-group", f.readGroup); err != nil {
+		return err
+	}
+	if f.maxConns <= 0 {
+		return usageError("--max-connections %d: want 1 or more", f.maxConns)
+	}
+	if f.idleTimeout <= 0 {
+		return usageError("--idle-timeout %v: want a positive duration such as 5m", f.idleTimeout)
 	}
 	if f.metricsAddr != "" {
 		if err := checkMetricsAddr(f.metricsAddr, f.metricsRemote); err != nil {
@@ -106,7 +117,7 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		}
 	}
 	sock := socketPath(opts)
-	ln, err := agent.Listen(sock, gid)
+	ln, err := agent.Listen(sock, access)
 	if err != nil {
 		return err
 	}
@@ -163,7 +174,7 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
 	go func() {
-		srv := &agent.Server{Service: p.local, Logger: log}
+		srv := &agent.Server{Service: p.local, Logger: log, Access: access, MaxConnections: f.maxConns, IdleTimeout: f.idleTimeout}
 		srvDone <- srv.ServeListener(srvCtx, ln)
 	}()
 	runErr := p.local.Run(ctx)
@@ -185,6 +196,25 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	}
 	log.Info("agent stopped; database flushed")
 	return nil
+}
+
+// lookupGroup resolves a group flag's name (or number) to its gid; an
+// empty value gives -1.
+func lookupGroup(flag, name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if g, err = user.LookupGroupId(name); err != nil {
+			return -1, usageError("%s %q: no such group", flag, name)
+		}
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("group %s has a non-numeric id %q", name, g.Gid)
+	}
+	return gid, nil
 }
 
 // checkMetricsAddr turns a --metrics-addr that cannot or may not be served
@@ -320,9 +350,9 @@ func newIncidentOutput(path string, stdout io.Writer, log *slog.Logger) (*incide
 		closer = func() error { return nil }
 	)
 	if path != "-" {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		f, err := safepath.CreateOutput(path)
 		if err != nil {
-			return nil, fmt.Errorf("open --output file: %w", err)
+			return nil, fmt.Errorf("--output: %w", err)
 		}
 		w, closer = f, f.Close
 	}

@@ -68,7 +68,11 @@ func runServe(ctx context.Context, opts *Options, conn io.ReadWriteCloser, stder
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
 	go func() { runDone <- p.local.Run(runCtx) }()
-	serveErr := agent.Serve(runCtx, p.local, conn)
+	// Changes are recorded as this process's uid, with the SSH login and
+	// client address sshd put in its environment.
+	who := agent.SSHActor()
+	srv := &agent.Server{Service: p.local, Logger: log, Stdio: &who}
+	serveErr := srv.Serve(runCtx, conn)
 	stopRun()
 	runErr := <-runDone
 	return errors.Join(serveErr, runErr, p.close())

@@ -149,7 +149,7 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	defer logs.writeTo(os.Stderr)
 
-	ln, err := agent.Listen(sock, -1)
+	ln, err := agent.Listen(sock, agent.NoGroups)
 	if err != nil {
 		return err
 	}

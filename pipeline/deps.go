@@ -32,6 +32,7 @@ type Store interface {
 	Flush() error
 	Get(id rules.ID) (rules.Incident, bool, error)
 	Query(q service.Query) ([]rules.Incident, error)
+	Each(q service.Query, fn func(*rules.Incident) error) error
 	After(id rules.ID, fn func(*rules.Incident) error) error
 	Noise(since time.Time, limit int) (service.Noise, error)
 	OpenBySeverity() (map[string]int, error)

@@ -506,6 +506,20 @@ func (l *Local) Incidents(ctx context.Context, q service.Query) ([]rules.Inciden
 	return l.cfg.Store.Query(q)
 }
 
+// EachIncident implements service.IncidentStreamer: incidents are read in
+// short transactions of a bounded batch and handed to fn one at a time.
+func (l *Local) EachIncident(ctx context.Context, q service.Query, fn func(*rules.Incident) error) error {
+	if err := l.flush(); err != nil {
+		return err
+	}
+	return l.cfg.Store.Each(q, func(inc *rules.Incident) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(inc)
+	})
+}
+
 // flush commits queued incidents before a read, so a front end sees what
 // was raised before it asked (the store commits on its own within its
 // batch interval; a flush with nothing queued costs nothing).

@@ -29,6 +29,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/safepath"
 )
 
 // Defaults for Options, chosen so that a month of a busy host fits in well
@@ -189,7 +190,10 @@ func Open(path string, opts Options) (s *Store, err error) {
 		}
 	}()
 
-	info, statErr := os.Stat(path)
+	if err := safepath.CheckParent(path, safepath.NoGroup); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	info, statErr := os.Lstat(path) // a symbolic link is not a regular file: refused
 	switch {
 	case statErr == nil && !info.Mode().IsRegular():
 		return nil, fmt.Errorf("open store %s: %w: not a regular file", path, ErrNotProcwatch)
@@ -205,6 +209,9 @@ func Open(path string, opts Options) (s *Store, err error) {
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("open store %s: create directory: %w", path, err)
+		}
+		if err := safepath.CheckParent(path, safepath.NoGroup); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", path, err)
 		}
 	case statErr != nil:
 		return nil, fmt.Errorf("open store %s: %w", path, statErr)
@@ -263,6 +270,7 @@ func openBolt(path string, readOnly bool) (*bolt.DB, error) {
 		Timeout:      openTimeout,
 		ReadOnly:     readOnly,
 		FreelistType: bolt.FreelistMapType,
+		OpenFile:     safepath.OpenFile, // O_NOFOLLOW
 	})
 	if err == nil {
 		return db, nil

@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// Peer is the other end of a socket connection as the kernel reports it
+// (SO_PEERCRED and SO_PEERGROUPS): the credentials the client had when it
+// connected. Nothing in it comes from what the client sends.
+type Peer struct {
+	UID, GID, PID uint32
+	Groups        []uint32 // supplementary groups
+}
+
+// Role is what a caller may do.
+type Role int
+
+// Roles, from none to everything.
+const (
+	RoleNone Role = iota
+	RoleRead      // query and subscribe
+	RoleFull      // also change: statuses, skips, monitoring
+)
+
+// Access says who may use the socket. Root and the agent's own uid always
+// have full control; members of FullGID (primary or supplementary group)
+// too; members of ReadGID may query and subscribe only. A negative gid
+// names no group.
+type Access struct {
+	FullGID int
+	ReadGID int
+}
+
+// NoGroups is the Access of a socket only root may use.
+var NoGroups = Access{FullGID: -1, ReadGID: -1}
+
+// RoleOf decides what p may do.
+func (a Access) RoleOf(p Peer) Role {
+	if p.UID == 0 || p.UID == uint32(os.Geteuid()) {
+		return RoleFull
+	}
+	in := func(gid int) bool {
+		return gid >= 0 && (p.GID == uint32(gid) || slices.Contains(p.Groups, uint32(gid)))
+	}
+	switch {
+	case in(a.FullGID):
+		return RoleFull
+	case in(a.ReadGID):
+		return RoleRead
+	}
+	return RoleNone
+}
+
+// PeerOf asks the kernel who is at the other end of a unix socket.
+func PeerOf(conn *net.UnixConn) (Peer, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	var (
+		p    Peer
+		cerr error
+	)
+	err = raw.Control(func(fd uintptr) {
+		cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil {
+			cerr = err
+			return
+		}
+		p = Peer{UID: cred.Uid, GID: cred.Gid, PID: uint32(cred.Pid)}
+		p.Groups, cerr = peerGroups(int(fd))
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	return p, nil
+}
+
+// peerGroups reads SO_PEERGROUPS, growing the buffer when the kernel says
+// it is too small.
+func peerGroups(fd int) ([]uint32, error) {
+	buf := make([]uint32, 64)
+	for {
+		size := uint32(len(buf) * 4)
+		_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_PEERGROUPS,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		switch {
+		case errno == 0:
+			return buf[:size/4], nil
+		case errno == syscall.ERANGE && int(size/4) > len(buf):
+			buf = make([]uint32, size/4)
+		case errno == syscall.ENOPROTOOPT:
+			return nil, nil // kernel before 4.13: primary group only
+		default:
+			return nil, errno
+		}
+	}
+}
+
+// Actor turns p into the rules.Actor recorded with the changes it makes.
+// When the peer runs in an SSH session (its environment, read from /proc
+// while it is connected, has SSH_CONNECTION: `serve --stdio` relaying for
+// a remote front end), the SSH login and client address are added; they
+// describe the session and are informative, the uid is authoritative.
+func (p Peer) Actor() rules.Actor {
+	a := rules.Actor{UID: p.UID, PID: p.PID, User: service.UserName(p.UID), Via: "socket"}
+	if p.PID != 0 {
+		env, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(p.PID), 10) + "/environ")
+		if err == nil {
+			a.SSHUser, a.SSHFrom = sshSession(func(k string) string { return envValue(env, k) })
+		}
+	}
+	return a
+}
+
+// SSHActor is who a `serve --stdio` process answers for: its own uid and
+// pid, with the SSH login and client address when sshd started it.
+func SSHActor() rules.Actor {
+	a := service.Self("stdio")
+	a.SSHUser, a.SSHFrom = sshSession(os.Getenv)
+	return a
+}
+
+// sshSession reads the variables sshd sets for a session: SSH_CONNECTION
+// ("client-ip client-port server-ip server-port") and USER.
+func sshSession(getenv func(string) string) (user, from string) {
+	conn := strings.Fields(getenv("SSH_CONNECTION"))
+	if len(conn) < 2 {
+		return "", ""
+	}
+	user = getenv("USER")
+	if user == "" {
+		user = getenv("LOGNAME")
+	}
+	return user, net.JoinHostPort(conn[0], conn[1])
+}
+
+func envValue(env []byte, key string) string {
+	for kv := range bytes.SplitSeq(env, []byte{0}) {
+		if k, v, ok := bytes.Cut(kv, []byte{'='}); ok && string(k) == key {
+			return string(v)
+		}
+	}
+	return ""
+}
+
+var errNotPermitted = errors.New("not permitted")
