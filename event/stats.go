@@ -16,3 +16,27 @@ type Stats struct {
 	// Mode names the hooks in use, e.g. "tp_btf+tracepoint".
 	Mode string `json:"mode"`
 }
+
+// ContainerStats counts the container lookups behind the container_name,
+// container_image and container_runtime fields, so an event that lacks
+// them says why: not asked yet, not found, failed, or not verified.
+type ContainerStats struct {
+	// Sources are the runtime API sockets asked, in order.
+	Sources []string `json:"sources"`
+	// Cached is how many containers (found or not) the cache holds now.
+	Cached int `json:"cached"`
+	// Lookups counts questions sent to the runtimes; Found, NotFound and
+	// Failed (error or timeout) split their answers.
+	Lookups  uint64 `json:"lookups"`
+	Found    uint64 `json:"found"`
+	NotFound uint64 `json:"not_found"`
+	Failed   uint64 `json:"failed"`
+	// Dropped counts misses not looked up because every worker was busy
+	// and the queue full; a later event of the container asks again.
+	Dropped uint64 `json:"dropped"`
+	// Evicted counts cache entries dropped to stay within the bound.
+	Evicted uint64 `json:"evicted"`
+	// Unverified counts events not enriched because their cgroup is not
+	// under the container's own (see docs/containers.md).
+	Unverified uint64 `json:"unverified"`
+}

@@ -1,0 +1,210 @@
+package containers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrNotFound is what a source answers for a container it does not run.
+var ErrNotFound = errors.New("no such container")
+
+// maxBody bounds how much of an API answer is read: an inspect carries the
+// container's environment and labels, which its creator chooses.
+const maxBody = 1 << 20
+
+// Container is what a runtime says about one container.
+type Container struct {
+	Name    string // without Docker's leading "/"
+	Image   string // the reference it was started from, normalised (see NormalizeImage)
+	Runtime string // "docker" or "podman"
+	// InitPID is the container's first process on the host, 0 when the
+	// container is not running. Its cgroup anchors the cgroup check.
+	InitPID int
+}
+
+// Source answers container lookups. DockerAPI is the implementation; the
+// cache's tests use others to count and delay calls.
+type Source interface {
+	Inspect(ctx context.Context, id string) (Container, error)
+	String() string // for logs and status: the socket path
+}
+
+// DockerAPI is a Docker Engine API client over a unix socket. Podman serves
+// the same API, and says so in /version, which is how Runtime is told.
+type DockerAPI struct {
+	socket string
+	client *http.Client
+
+	mu      sync.Mutex
+	runtime string // learnt from /version on the first success
+}
+
+// NewDockerAPI returns a client for the API socket at path. Nothing is
+// dialled until the first Inspect.
+func NewDockerAPI(path string) *DockerAPI {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConns:          4,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		DisableCompression:    true,
+	}
+	return &DockerAPI{socket: path, client: &http.Client{Transport: tr}}
+}
+
+func (d *DockerAPI) String() string { return d.socket }
+
+// inspectReply is the part of GET /containers/{id}/json used here.
+type inspectReply struct {
+	ID     string `json:"Id"`
+	Name   string `json:"Name"`
+	Config struct {
+		Image string `json:"Image"`
+	} `json:"Config"`
+	Image     string `json:"Image"`     // the image id
+	ImageName string `json:"ImageName"` // Podman only
+	State     struct {
+		Pid int `json:"Pid"`
+	} `json:"State"`
+}
+
+// Inspect asks the runtime about the container with the given full id.
+func (d *DockerAPI) Inspect(ctx context.Context, id string) (Container, error) {
+	if !ValidID(id) {
+		return Container{}, fmt.Errorf("inspect %.80q: not a 64-hex container id", id)
+	}
+	var r inspectReply
+	if err := d.get(ctx, "/containers/"+id+"/json", &r); err != nil {
+		return Container{}, err
+	}
+	if r.ID != id {
+		return Container{}, fmt.Errorf("inspect %s on %s: the answer is about container %.80q", id, d.socket, r.ID)
+	}
+	rt, err := d.runtimeName(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	image := r.Config.Image
+	if image == "" {
+		image = r.ImageName
+	}
+	if image == "" {
+		image = r.Image
+	}
+	return Container{
+		Name:    strings.TrimPrefix(r.Name, "/"),
+		Image:   NormalizeImage(image),
+		Runtime: rt,
+		InitPID: r.State.Pid,
+	}, nil
+}
+
+// runtimeName asks /version once which engine serves the socket.
+func (d *DockerAPI) runtimeName(ctx context.Context) (string, error) {
+	d.mu.Lock()
+	rt := d.runtime
+	d.mu.Unlock()
+	if rt != "" {
+		return rt, nil
+	}
+	var v struct {
+		Components []struct {
+			Name string `json:"Name"`
+		} `json:"Components"`
+	}
+	if err := d.get(ctx, "/version", &v); err != nil {
+		return "", err
+	}
+	rt = "docker"
+	for _, c := range v.Components {
+		if strings.Contains(strings.ToLower(c.Name), "podman") {
+			rt = "podman"
+		}
+	}
+	d.mu.Lock()
+	d.runtime = rt
+	d.mu.Unlock()
+	return rt, nil
+}
+
+// get fetches path and decodes its JSON into out. 404 is ErrNotFound.
+func (d *DockerAPI) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://container-runtime"+path, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s on %s: %w", path, d.socket, err)
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s on %s: %w", path, d.socket, err)
+	}
+	defer resp.Body.Close()
+	body := io.LimitReader(resp.Body, maxBody)
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		io.Copy(io.Discard, body)
+		return ErrNotFound
+	case resp.StatusCode != http.StatusOK:
+		msg, _ := io.ReadAll(io.LimitReader(body, 512))
+		return fmt.Errorf("GET %s on %s: %s: %s", path, d.socket, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(body).Decode(out); err != nil {
+		return fmt.Errorf("GET %s on %s: decode the answer: %w", path, d.socket, err)
+	}
+	return nil
+}
+
+// ValidID reports whether id is a full container id: 64 lowercase hex
+// digits, the only form the sensor takes from a cgroup path. Anything
+// else is refused before it reaches a URL.
+func ValidID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeImage writes an image reference the way Podman already reports
+// it, so one `images` glob fits both runtimes: Docker reports what the
+// user typed ("nginx", "nginx:1.27", "me/app"), which becomes
+// "docker.io/library/nginx:latest", "docker.io/library/nginx:1.27",
+// "docker.io/me/app:latest". A reference that names a registry (a first
+// component with a "." or ":", or "localhost") keeps it; an image id
+// ("sha256:...", or 64 hex digits) is left as it is.
+func NormalizeImage(ref string) string {
+	if ref == "" || strings.HasPrefix(ref, "sha256:") || ValidID(ref) {
+		return ref
+	}
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	first, _, hasSlash := strings.Cut(name, "/")
+	if !hasSlash || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+		if !hasSlash {
+			name = "library/" + name
+		}
+		name = "docker.io/" + name
+	}
+	if hasDigest {
+		return name + "@" + digest
+	}
+	last := name[strings.LastIndexByte(name, '/')+1:]
+	if !strings.Contains(last, ":") {
+		name += ":latest"
+	}
+	return name
+}
