@@ -267,6 +267,11 @@ func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSe
 		p.source = src
 		p.closers = append(p.closers, closeSrc)
 	}
+	var namer pipeline.ContainerNamer
+	if c := openContainers(opts, log, withSensor); c != nil {
+		namer = c
+		p.closers = append(p.closers, func() error { c.Close(); return nil })
+	}
 	p.local, err = pipeline.New(pipeline.Config{
 		Host:       host,
 		Store:      st,
@@ -276,6 +281,7 @@ func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSe
 		OnIncident: onIncident,
 		Observer:   obs,
 		Logger:     log,
+		Containers: namer,
 	})
 	if err != nil {
 		p.close()

@@ -82,6 +82,10 @@ func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJ
 	} else {
 		fmt.Fprintf(w, "sensor:      not running here (no agent, or monitoring off)\n")
 	}
+	if c := st.Containers; c != nil {
+		fmt.Fprintf(w, "containers:  %d named, %d unknown, %d failed, %d unverified, %d dropped, %d evicted; %d cached\n",
+			c.Found, c.NotFound, c.Failed, c.Unverified, c.Dropped, c.Evicted, c.Cached)
+	}
 	fmt.Fprintf(w, "rules:       %s\n", cell(st.RulesPath))
 	if st.RulesError != "" {
 		fmt.Fprintf(w, "rules error: %s (the previous rules stay active)\n", cell(st.RulesError))

@@ -21,6 +21,8 @@ type Options struct {
 	Hosts []string
 	// HostsFile is --hosts-file; empty means the default hosts file.
 	HostsFile string
+	// ContainerSockets are the --container-socket flags (cli/containers.go).
+	ContainerSockets []string
 }
 
 // ExitError carries a specific exit code out of a command, for commands

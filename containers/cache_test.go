@@ -3,6 +3,7 @@ package containers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -340,31 +341,38 @@ func TestNormalizeImage(t *testing.T) {
 	}
 }
 
-func TestProbe(t *testing.T) {
+func TestSources(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "a.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	link := filepath.Join(dir, "link.sock")
-	os.Symlink(sock, link)
+	f := newFakeEngine(t, "Engine")
+	os.Rename(f.socket, sock)
+	linkDir := filepath.Join(t.TempDir(), "run")
+	os.Symlink(dir, linkDir)
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
+	id := testID(600)
 
-	got, refused := Probe([]string{filepath.Join(dir, "missing"), sock, link, file}, false)
-	if len(got) != 1 || got[0].String() != sock {
-		t.Errorf("sources %v, want only %s (the link leads to the same socket)", got, sock)
+	srcs := Sources([]string{sock, filepath.Join(linkDir, "a.sock"), filepath.Join(dir, "missing"), file}, false)
+	if len(srcs) != 3 || srcs[0].String() != sock {
+		t.Fatalf("sources %v, want 3 (the linked directory leads to the same socket)", srcs)
 	}
-	if len(refused) != 1 || !strings.Contains(refused[0], "not a unix socket") {
-		t.Errorf("refused %q", refused)
+	if _, err := srcs[1].Inspect(context.Background(), id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a socket that is not there: %v, want not found", err)
+	}
+	if _, err := srcs[2].Inspect(context.Background(), id); err == nil || !strings.Contains(err.Error(), "not a unix socket") {
+		t.Errorf("a regular file: %v", err)
+	}
+	if _, err := srcs[0].Inspect(context.Background(), id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a live engine that does not know the id: %v", err)
 	}
 	if os.Getuid() == 0 {
 		os.Chown(sock, 1000, 1000)
-		got, refused = Probe([]string{sock}, true)
-		if len(got) != 0 || len(refused) != 1 || !strings.Contains(refused[0], "not root") {
-			t.Errorf("a socket owned by uid 1000 was accepted: %v %q", got, refused)
+		_, err := Sources([]string{sock}, true)[0].Inspect(context.Background(), id)
+		if err == nil || !strings.Contains(err.Error(), "not root") {
+			t.Errorf("a socket owned by uid 1000 was asked: %v", err)
+		}
+		if n := f.count(id); n != 1 {
+			t.Errorf("engine asked %d times, want 1 (only by the unchecked source)", n)
 		}
 	}
 }

@@ -40,8 +40,9 @@ type Source interface {
 // DockerAPI is a Docker Engine API client over a unix socket. Podman serves
 // the same API, and says so in /version, which is how Runtime is told.
 type DockerAPI struct {
-	socket string
-	client *http.Client
+	socket      string
+	client      *http.Client
+	requireRoot bool // see Sources
 
 	mu      sync.Mutex
 	runtime string // learnt from /version on the first success
@@ -50,17 +51,22 @@ type DockerAPI struct {
 // NewDockerAPI returns a client for the API socket at path. Nothing is
 // dialled until the first Inspect.
 func NewDockerAPI(path string) *DockerAPI {
+	d := &DockerAPI{socket: path}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			if err := checkSocket(path, d.requireRoot); err != nil {
+				return nil, err
+			}
+			var nd net.Dialer
+			return nd.DialContext(ctx, "unix", path)
 		},
 		MaxIdleConns:          4,
 		IdleConnTimeout:       30 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
 		DisableCompression:    true,
 	}
-	return &DockerAPI{socket: path, client: &http.Client{Transport: tr}}
+	d.client = &http.Client{Transport: tr}
+	return d
 }
 
 func (d *DockerAPI) String() string { return d.socket }
@@ -145,6 +151,9 @@ func (d *DockerAPI) get(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("GET %s on %s: %w", path, d.socket, err)
 	}
 	resp, err := d.client.Do(req)
+	if errors.Is(err, errNoSocket) {
+		return errNoSocket
+	}
 	if err != nil {
 		return fmt.Errorf("GET %s on %s: %w", path, d.socket, err)
 	}

@@ -64,3 +64,12 @@ type Observer interface {
 	// rules stay active.
 	RulesReloadFailed()
 }
+
+// ContainerNamer fills an event's container name, image and runtime from
+// what the container runtime said about its id. *containers.Cache
+// satisfies it. Enrich runs on the sensor's goroutine for every event in a
+// container, before the rules: it must never wait for the runtime.
+type ContainerNamer interface {
+	Enrich(ev *event.Event)
+	Stats() event.ContainerStats
+}

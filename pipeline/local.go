@@ -68,6 +68,11 @@ type Config struct {
 	// exehash.Options{}; Run starts its worker.
 	ExeHashes *exehash.Cache
 
+	// Containers, when set, names the container of every event that has a
+	// container id before the rules judge it (so `images` selectors see
+	// the image), and its counters appear in Status.
+	Containers ContainerNamer
+
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -238,6 +243,9 @@ func (l *Local) runSource(ctx context.Context) error {
 func (l *Local) handle(ev *event.Event) {
 	if !l.active.Load() {
 		return
+	}
+	if ev.ContainerID != "" && l.cfg.Containers != nil {
+		l.cfg.Containers.Enrich(ev)
 	}
 	var began time.Time
 	if l.obs != nil {
@@ -726,6 +734,10 @@ func (l *Local) status() (service.Status, error) {
 	}
 	if l.cfg.Source != nil {
 		st.Sensor = l.cfg.Source.Stats()
+	}
+	if l.cfg.Containers != nil {
+		cs := l.cfg.Containers.Stats()
+		st.Containers = &cs
 	}
 	if msg := l.rulesErr.Load(); msg != nil {
 		st.RulesError = *msg

@@ -109,13 +109,15 @@ type Update struct {
 
 // Status is a snapshot of one host.
 type Status struct {
-	Host       string         `json:"host"`
-	Monitoring bool           `json:"monitoring"`
-	Sensor     event.Stats    `json:"sensor"`
-	RulesPath  string         `json:"rules_path"`
-	RulesError string         `json:"rules_error,omitempty"` // last reload error; old rules stay active
-	OpenBySev  map[string]int `json:"open_by_severity"`
-	Time       time.Time      `json:"time"`
+	Host       string      `json:"host"`
+	Monitoring bool        `json:"monitoring"`
+	Sensor     event.Stats `json:"sensor"`
+	// Containers counts the container-name lookups; nil when none are made.
+	Containers *event.ContainerStats `json:"containers,omitempty"`
+	RulesPath  string                `json:"rules_path"`
+	RulesError string                `json:"rules_error,omitempty"` // last reload error; old rules stay active
+	OpenBySev  map[string]int        `json:"open_by_severity"`
+	Time       time.Time             `json:"time"`
 }
 
 // Noise answers "why am I seeing so many incidents": counts by command and by

@@ -166,6 +166,10 @@ func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Lo
 	opt("TTY", ev.TTY)
 	if ev.ContainerID != "" {
 		w.line("Container", event.DisplayString(ev.ContainerID))
+		// Name and image are chosen by whoever started the container.
+		opt("  name", ev.ContainerName)
+		opt("  image", ev.ContainerImage)
+		opt("  runtime", event.Text(ev.ContainerRuntime))
 	}
 	opt("Cgroup", ev.Cgroup)
 	if ev.Errno != "" {
