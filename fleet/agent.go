@@ -1,0 +1,163 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
+)
+
+// AgentConfig assembles an Agent.
+type AgentConfig struct {
+	Host    string          // the fleet host name: one subject token (CheckHost)
+	Service service.Service // the local pipeline, which stays the host's source of truth
+	// OutboxPath is the bbolt file queuing incidents until JetStream
+	// acknowledges them.
+	OutboxPath string
+	// NoSync skips fsync on the outbox (replayed load tests); the local
+	// database still holds every incident.
+	NoSync  bool
+	Version string // reported in status and by the micro service
+	// StatusEvery is how often the status goes out; default 1s.
+	StatusEvery time.Duration
+	Logger      *slog.Logger
+}
+
+// Agent publishes one host to the fleet and serves its control service.
+type Agent struct {
+	cfg AgentConfig
+	log *slog.Logger
+	nc  *nats.Conn
+	pub *publisher
+
+	svc    micro.Service
+	lease  *lease
+	skips  *skipWatcher
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewAgent opens the outbox. Put may be called from then on; nothing is
+// sent before Start.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if err := CheckHost(cfg.Host); err != nil {
+		return nil, err
+	}
+	if cfg.Service == nil {
+		return nil, errors.New("fleet agent: no service")
+	}
+	if cfg.StatusEvery <= 0 {
+		cfg.StatusEvery = time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	box, err := openOutbox(cfg.OutboxPath, cfg.NoSync)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log}
+	a.pub = &publisher{host: cfg.Host, box: box, log: log,
+		queue: make(chan rules.Incident, queueLen), kick: make(chan struct{}, 1)}
+	return a, nil
+}
+
+// Put queues an incident (new or updated) for the fleet. It never blocks:
+// it is called on the sensor's goroutine.
+func (a *Agent) Put(inc rules.Incident) { a.pub.put(inc) }
+
+// Start publishes over nc until Close: the outbox, the status every
+// second, the control service, live events under lease and the fleet's
+// skips. The stream and the bucket need not exist yet (the outbox waits
+// and the watcher retries).
+func (a *Agent) Start(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	a.nc, a.pub.nc, a.pub.js = nc, nc, js
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.lease = &lease{a: a}
+	if err := a.startControl(); err != nil {
+		a.cancel()
+		return err
+	}
+	a.skips = &skipWatcher{host: a.cfg.Host, svc: a.cfg.Service, js: js, log: a.log}
+	for _, run := range []func(context.Context){a.pub.fill, a.pub.send, a.statusLoop, a.lease.run, a.skips.run} {
+		a.wg.Go(func() { run(ctx) })
+	}
+	return nil
+}
+
+// Close stops the loops and the control service and closes the outbox;
+// what was not acknowledged stays queued for the next start.
+func (a *Agent) Close() error {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	var errs []error
+	if a.svc != nil {
+		errs = append(errs, a.svc.Stop())
+	}
+	a.wg.Wait()
+	errs = append(errs, a.pub.box.close())
+	return errors.Join(errs...)
+}
+
+// Stats reports the publisher's progress.
+func (a *Agent) Stats() PublishStats { return a.pub.stats() }
+
+// StatusMsg is what an agent publishes once a second on
+// procwatch.v1.<host>.status.
+type StatusMsg struct {
+	service.Status
+	FleetHost string       `json:"fleet_host"`
+	Version   string       `json:"version"`
+	Publish   PublishStats `json:"publish"`
+	// Skips counts the fleet skips applied here, and says why one could not be.
+	Skips SkipsState `json:"skips"`
+}
+
+func (a *Agent) statusLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.StatusEvery)
+	defer t.Stop()
+	for {
+		a.publishStatus(ctx)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (a *Agent) publishStatus(ctx context.Context) {
+	st, err := a.cfg.Service.Status(ctx)
+	if err != nil {
+		a.log.Warn("fleet status: read local status", "err", err)
+		return
+	}
+	msg := StatusMsg{Status: st, FleetHost: a.cfg.Host, Version: a.cfg.Version, Publish: a.pub.stats(), Skips: a.skips.state()}
+	b, err := json.Marshal(&msg)
+	if err != nil {
+		a.log.Warn("fleet status: encode", "err", err)
+		return
+	}
+	if err := a.nc.Publish(StatusSubject(a.cfg.Host), b); err != nil && !errors.Is(err, nats.ErrConnectionReconnecting) {
+		a.log.Debug("fleet status not sent", "err", err)
+	}
+}
