@@ -23,9 +23,13 @@ const (
 	Connecting State = iota
 	Connected
 	Unreachable
+	// Failed: the host's agent broke the protocol or a client budget (a
+	// frame too large, more incidents than asked, an endless stream); the
+	// connection was cut and the next attempt waits the longest backoff.
+	Failed
 )
 
-var stateNames = [...]string{"connecting", "connected", "unreachable"}
+var stateNames = [...]string{"connecting", "connected", "unreachable", "failed"}
 
 // String returns the word the Hosts screen shows.
 func (s State) String() string {
@@ -216,12 +220,16 @@ func (h *Host) run(ctx context.Context) {
 			h.setState(Unreachable, "closed", nil, time.Time{})
 			return
 		}
+		state := Unreachable
 		if err == nil {
 			h.setState(Connected, "", c, time.Time{})
 			select {
 			case <-c.Done():
 				reason = "connection lost"
-				if why, _ := explain(); why != "" {
+				var pe *agent.ProtocolError
+				if errors.As(c.Err(), &pe) {
+					state, reason = Failed, pe.Error()
+				} else if why, _ := explain(); why != "" {
 					reason += ": " + why
 				}
 			case <-ctx.Done():
@@ -234,7 +242,10 @@ func (h *Host) run(ctx context.Context) {
 			reason = err.Error()
 		}
 		wait := h.opts.backoff(h.Conn().Failures + 1)
-		h.setState(Unreachable, reason, nil, h.opts.Now().Add(wait))
+		if state == Failed {
+			wait = h.opts.MaxBackoff
+		}
+		h.setState(state, reason, nil, h.opts.Now().Add(wait))
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
