@@ -64,6 +64,7 @@ func runServe(ctx context.Context, opts *Options, conn io.ReadWriteCloser, stder
 			return err
 		}
 		log.Warn("running without the sensor: queries and changes only", "reason", sensorErr)
+		p.local.SetSourceError(sensorErr)
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan error, 1)

@@ -161,6 +161,7 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 			return err
 		}
 		uiOpts.Notice = fmt.Sprintf("running without the sensor (%v): stored incidents and skips only", sensorErr)
+		p.local.SetSourceError(sensorErr)
 		log.Warn("running without the sensor", "reason", sensorErr)
 	}
 

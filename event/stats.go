@@ -1,8 +1,27 @@
 package event
 
+// Sensor states, for Stats.State: what the sensor really does, so that no
+// screen or status says "monitoring" when nothing is watched.
+const (
+	// SensorAttached: the BPF programs are attached and events flow.
+	SensorAttached = "attached"
+	// SensorOff: no programs attached, by choice (monitoring switched
+	// off, or a pipeline that runs without a sensor for queries only).
+	SensorOff = "off"
+	// SensorFailed: a sensor was wanted but could not load, attach or
+	// keep reading; Stats.Error says why and what to do.
+	SensorFailed = "failed"
+)
+
 // Stats counts what the sensor saw and lost. Every consumer shows it, so a
 // lost event is never silent.
 type Stats struct {
+	// State is SensorAttached, SensorOff or SensorFailed.
+	State string `json:"state"`
+	// Error is why the sensor failed (State SensorFailed): one line saying
+	// what failed and what to do.
+	Error string `json:"error,omitempty"`
+
 	Exec       uint64 `json:"exec"`
 	Escalation uint64 `json:"escalation"`
 	Exit       uint64 `json:"exit"`

@@ -90,7 +90,9 @@ type Local struct {
 
 	obs      Observer // nil when nobody observes
 	rulesErr atomic.Pointer[string]
-	skipMu   sync.Mutex // serialises skip changes, so the engine gets the latest list
+	// sourceErr is why the wanted sensor could not start (SetSourceError).
+	sourceErr atomic.Pointer[string]
+	skipMu    sync.Mutex // serialises skip changes, so the engine gets the latest list
 
 	pendMu      sync.Mutex
 	pending     service.Update
@@ -717,6 +719,18 @@ func (l *Local) Status(ctx context.Context) (service.Status, error) {
 	return l.status()
 }
 
+// SetSourceError records why the sensor that was wanted could not start,
+// for a Local running without a Source: Status then reports the sensor
+// "failed" with this reason instead of merely "off".
+func (l *Local) SetSourceError(err error) {
+	if err == nil {
+		l.sourceErr.Store(nil)
+		return
+	}
+	msg := err.Error()
+	l.sourceErr.Store(&msg)
+}
+
 // Snapshot is Status without committing the store's queue first, for
 // frequent pollers such as a metrics scrape that must not force commits:
 // its open counts cover committed incidents, at most one batch interval
@@ -732,8 +746,13 @@ func (l *Local) status() (service.Status, error) {
 		RulesPath:  l.cfg.RulesPath,
 		Time:       time.Now(),
 	}
-	if l.cfg.Source != nil {
+	switch {
+	case l.cfg.Source != nil:
 		st.Sensor = l.cfg.Source.Stats()
+	case l.sourceErr.Load() != nil:
+		st.Sensor = event.Stats{State: event.SensorFailed, Error: *l.sourceErr.Load()}
+	default:
+		st.Sensor = event.Stats{State: event.SensorOff}
 	}
 	if l.cfg.Containers != nil {
 		cs := l.cfg.Containers.Stats()

@@ -40,6 +40,9 @@ type Config struct {
 	// Attached, when set, is called by Run once the programs are attached,
 	// so a caller can say "watching" only when it is true.
 	Attached func()
+	// Logger receives the sensor's rare notices (such as mounting
+	// tracefs); default slog.Default().
+	Logger *slog.Logger
 }
 
 // Sensor owns the loaded BPF programs and turns their ring buffer records
@@ -59,6 +62,8 @@ type Sensor struct {
 
 	mu      sync.Mutex // serialises Run
 	running atomic.Bool
+	// failure is why the last Run failed (a *string), nil when it did not.
+	failure atomic.Pointer[string]
 
 	exec, escalation, exit, fork, malformed atomic.Uint64
 	drops                                   *ebpf.Map
@@ -81,6 +86,13 @@ func New(cfg Config) (*Sensor, error) {
 	page := os.Getpagesize()
 	if ring < page || ring&(ring-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d bytes", ring, page)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := ensureTracefs(log); err != nil {
+		return nil, err
 	}
 	coll, mode, err := open(ring, cfg.Mode)
 	if err != nil {
@@ -143,7 +155,15 @@ func (s *Sensor) Running() bool { return s.running.Load() }
 
 // Stats returns counts of events by type and of drops. Safe from any goroutine.
 func (s *Sensor) Stats() event.Stats {
+	state, msg := event.SensorOff, ""
+	if s.running.Load() {
+		state = event.SensorAttached
+	} else if p := s.failure.Load(); p != nil {
+		state, msg = event.SensorFailed, *p
+	}
 	return event.Stats{
+		State:       state,
+		Error:       msg,
 		Exec:        s.exec.Load(),
 		Escalation:  s.escalation.Load(),
 		Exit:        s.exit.Load(),
@@ -180,9 +200,16 @@ func (s *Sensor) Close() error {
 // the ring buffer and returns. handle must not keep the *Event after it
 // returns. An error means the programs could not be attached or the ring
 // buffer failed.
-func (s *Sensor) Run(ctx context.Context, handle func(*event.Event)) error {
+func (s *Sensor) Run(ctx context.Context, handle func(*event.Event)) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.failure.Store(nil)
+	defer func() {
+		if err != nil {
+			msg := err.Error()
+			s.failure.Store(&msg)
+		}
+	}()
 
 	// Attach first, then seed: a process started in between is then in
 	// /proc or in the ring buffer (or both; the events apply on top).
