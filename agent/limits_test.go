@@ -1,0 +1,177 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// eventually polls cond for up to 20 s: the machine may be slow, and what
+// is asserted is that it happens, not how fast.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAcceptSurvivesFdExhaustion runs a server in a child process whose
+// file descriptor limit leaves room for only a few connections, opens many
+// more, and checks that the server logs the accept errors, keeps going,
+// and answers once the connections are gone.
+func TestAcceptSurvivesFdExhaustion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperLowFdServer$")
+	child.Env = append(os.Environ(), "PROCWATCH_HELPER_SOCKET="+path)
+	var stderr syncBuffer
+	child.Stderr = &stderr
+	stdin, err := child.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		child.Process.Kill()
+		child.Wait()
+	})
+	eventually(t, "the child listens", func() bool { return strings.Contains(stderr.String(), "listening") })
+
+	var conns []net.Conn
+	for range 40 {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			break // the backlog is full: enough
+		}
+		conns = append(conns, c)
+	}
+	eventually(t, "the server logs an accept error:\n"+stderr.String(), func() bool {
+		return strings.Contains(stderr.String(), "accept failed; retrying")
+	})
+	if !strings.Contains(stderr.String(), "too many open files") {
+		t.Errorf("the log does not name EMFILE:\n%s", stderr.String())
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	eventually(t, "the server answers again", func() bool {
+		c, err := Dial(path)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = c.Status(context.Background())
+		return err == nil
+	})
+}
+
+// TestHelperLowFdServer is the child of TestAcceptSurvivesFdExhaustion; it
+// does nothing in a normal run.
+func TestHelperLowFdServer(t *testing.T) {
+	path := os.Getenv("PROCWATCH_HELPER_SOCKET")
+	if path == "" {
+		return
+	}
+	ln, err := Listen(path, NoGroups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	lim := syscall.Rlimit{Cur: uint64(len(fds) + 4), Max: uint64(len(fds) + 4)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { // ends when the parent closes stdin
+		os.Stdin.Read(make([]byte, 1))
+		cancel()
+	}()
+	log.Info("listening", "fd_limit", lim.Cur)
+	srv := &Server{Service: newRecordingService(), Logger: log, HelloTimeout: time.Minute}
+	if err := srv.ServeListener(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	path := startServer(t, &Server{Service: newRecordingService(), MaxConnections: 2})
+	a, b := dial(t, path), dial(t, path)
+	_, err := Dial(path)
+	if err == nil || !strings.Contains(err.Error(), "--max-connections") {
+		t.Fatalf("third connection: %v, want a busy refusal", err)
+	}
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Code != CodeBusy {
+		t.Errorf("error %v, want code %s", err, CodeBusy)
+	}
+	if _, err := b.Status(context.Background()); err != nil {
+		t.Errorf("a held connection stopped working: %v", err)
+	}
+	a.Close()
+	eventually(t, "a slot frees when a client leaves", func() bool {
+		c, err := Dial(path)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	svc := newRecordingService()
+	path := startServer(t, &Server{Service: svc, IdleTimeout: 300 * time.Millisecond})
+	idle := dial(t, path)
+	busy := dial(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := busy.Subscribe(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idle.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("an idle connection stayed open")
+	}
+	if err := idle.Err(); err == nil || !strings.Contains(err.Error(), "idle") {
+		t.Errorf("idle connection ended with %v, want the idle reason", err)
+	}
+	time.Sleep(time.Second) // several idle timeouts
+	if _, err := busy.Status(context.Background()); err != nil {
+		t.Errorf("a connection with a subscription running was closed: %v", err)
+	}
+}
