@@ -1,17 +1,22 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/user"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/suggest"
 )
 
 func init() { commands = append(commands, newSkipCmd) }
@@ -34,33 +39,231 @@ file.`,
 }
 
 func newSkipAddCmd(opts *Options) *cobra.Command {
-	var rule, note string
+	var f skipAddFlags
 	cmd := &cobra.Command{
 		Use:   "add command|path|user VALUE",
 		Short: "Add a skip and mask the open incidents it covers",
+		Long: `Add a skip and mask the open incidents it covers.
+
+With --pin, a path skip is for one exact file: procwatch hashes it now
+(SHA-256) and the skip silences only that content at that path, so a
+different file later put there still raises incidents. A pinned skip does
+not silence a run whose binary's hash procwatch does not know yet.
+
+--dry-run prints what the skip would mask and stores nothing. A skip that
+would mask more than 100 open incidents asks first on a terminal, and needs
+--yes otherwise.`,
 		Example: `  procwatch skip add command backup.sh --note "nightly backup"
-  procwatch skip add --rule suid-exec path '/opt/vendor/bin/*'
-  procwatch skip add user deploy`,
-		Args: cobra.ExactArgs(2),
+  procwatch skip add --rule exec-from-writable-dir path /usr/local/bin/deploy --pin
+  procwatch skip add --rule suid-exec path '/opt/vendor/bin/*' --dry-run
+  procwatch skip add user deploy --dry-run`,
+		Args: skipAddArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s := rules.Skip{Kind: args[0], Value: args[1], Rule: rule, Note: note, AddedBy: whoami()}
-			if err := rules.ValidateSkip(s); err != nil {
-				return usageError("%v", err)
+			s, exact, err := f.skip(cmd, args)
+			if err != nil {
+				return err
 			}
 			return withService(cmd.Context(), opts, func(svc service.Service) error {
-				added, masked, err := svc.AddSkip(cmd.Context(), s)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "added skip %s (%s); masked %s\n",
-					added.ID, describeSkip(added), nounCount(masked, "open incident"))
-				return nil
+				return runSkipAdd(cmd, svc, f, s, exact)
 			})
 		},
 	}
-	cmd.Flags().StringVar(&rule, "rule", "", "only for this rule (default: every rule)")
-	cmd.Flags().StringVar(&note, "note", "", "why the skip exists, for whoever reads the list later")
+	fl := cmd.Flags()
+	fl.StringVar(&f.rule, "rule", "", "only for this rule (default: every rule but root escalations)")
+	fl.StringVar(&f.note, "note", "", "why the skip exists, for whoever reads the list later")
+	fl.BoolVar(&f.pin, "pin", false, "path skips: only this exact file, by the SHA-256 of its content now")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print what the skip would mask; store nothing")
+	fl.BoolVarP(&f.yes, "yes", "y", false, "add it even when it masks more than 100 open incidents")
 	return cmd
+}
+
+// skipAddArgs names what is missing, instead of cobra's "accepts 2 arg(s)".
+func skipAddArgs(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 0:
+		return fmt.Errorf("skip add: missing the kind (command, path or user) and the value; e.g. procwatch skip add path /usr/local/bin/tool")
+	case 1:
+		return fmt.Errorf("skip add %s: missing the value to skip; e.g. procwatch skip add %s %s", cell(args[0]), cell(args[0]), kindExample(args[0]))
+	case 2:
+		return nil
+	}
+	return fmt.Errorf("skip add: %d arguments, want 2 (KIND VALUE); quote a value that holds spaces or wildcards", len(args))
+}
+
+func kindExample(kind string) string {
+	switch kind {
+	case rules.SkipCommand:
+		return "backup.sh"
+	case rules.SkipUser:
+		return "deploy"
+	}
+	return "/usr/local/bin/tool"
+}
+
+type skipAddFlags struct {
+	rule, note       string
+	pin, dryRun, yes bool
+}
+
+// skip builds the skip from the arguments; exact says the value names one
+// regular file (pinned, or found on this machine), for the warnings.
+func (f skipAddFlags) skip(cmd *cobra.Command, args []string) (rules.Skip, bool, error) {
+	s := rules.Skip{Kind: args[0], Value: args[1], Rule: f.rule, Note: f.note}
+	switch s.Kind {
+	case rules.SkipCommand, rules.SkipPath, rules.SkipUser:
+	default:
+		return s, false, usageError("skip add: unknown kind %q: want command, path or user", cell(s.Kind))
+	}
+	exact := false
+	if f.pin {
+		if s.Kind != rules.SkipPath {
+			return s, false, usageError("skip add --pin: only a path can be pinned (this is a %s skip)", s.Kind)
+		}
+		resolved, sum, err := pinFile(s.Value)
+		if err != nil {
+			return s, false, &ExitError{Code: 1, Err: err}
+		}
+		if resolved != s.Value {
+			fmt.Fprintf(cmd.ErrOrStderr(), "procwatch: %s resolves to %s; pinning that, the path the sensor reports\n", cell(s.Value), cell(resolved))
+		}
+		s.Value, s.Pin, exact = resolved, sum, true
+	} else if s.Kind == rules.SkipPath {
+		if fi, err := os.Stat(s.Value); err == nil && fi.Mode().IsRegular() {
+			exact = true
+		}
+	}
+	if err := rules.ValidateSkip(s); err != nil {
+		return s, false, usageError("%v", err)
+	}
+	return s, exact, nil
+}
+
+// pinFile resolves path as the kernel would report the binary (absolute,
+// symlinks followed) and hashes the regular file there.
+func pinFile(p string) (string, string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", "", fmt.Errorf("skip add --pin: %w", err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", "", fmt.Errorf("skip add --pin: %w (a pin hashes the file now: it must exist on this machine)", err)
+	}
+	fi, err := os.Stat(resolved)
+	if err != nil {
+		return "", "", fmt.Errorf("skip add --pin: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", "", fmt.Errorf("skip add --pin: %s is not a regular file; a pin is for one file (drop --pin to skip a directory)", cell(resolved))
+	}
+	sum, err := exehash.File(resolved)
+	if err != nil {
+		return "", "", fmt.Errorf("skip add --pin: %w", err)
+	}
+	return resolved, sum, nil
+}
+
+// runSkipAdd previews the skip, warns, asks when it masks many, and adds it
+// unless this is a dry run.
+func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules.Skip, exact bool) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	n, err := svc.PreviewSkip(ctx, s)
+	if err != nil {
+		return err
+	}
+	check := suggest.Check{Skip: s, Masked: n, ExactFile: exact}
+	if s.Rule != "" {
+		if rs, err := svc.Rules(ctx); err == nil {
+			for i := range rs {
+				if rs[i].Name == s.Rule {
+					check.Rule = &rs[i]
+				}
+			}
+		}
+	}
+	warnings := suggest.Warnings(check)
+	if f.dryRun {
+		return printDryRun(cmd, svc, s, n, warnings)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Text)
+	}
+	if n > suggest.ManyIncidents && !f.yes {
+		if !isTerminal(cmd.InOrStdin()) {
+			return &ExitError{Code: 1, Err: fmt.Errorf("skip add: %s would mask %d open incidents (more than %d); add --yes to confirm, or --dry-run to see them",
+				describeSkip(s), n, suggest.ManyIncidents)}
+		}
+		ok, err := confirm(cmd, fmt.Sprintf("Mask %d open incidents with skip %s? [y/N] ", n, describeSkip(s)))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &ExitError{Code: 1, Err: fmt.Errorf("skip add: not confirmed; nothing added")}
+		}
+	}
+	added, masked, err := svc.AddSkip(ctx, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "added skip %s (%s); masked %s\n", added.ID, describeSkip(added), nounCount(masked, "open incident"))
+	return nil
+}
+
+// dryRunList is how many of the incidents a dry run would mask it lists.
+const dryRunList = 20
+
+func printDryRun(cmd *cobra.Command, svc service.Service, s rules.Skip, n int, warnings []suggest.Warning) error {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "dry run: skip %s would mask %s; nothing stored\n", describeSkip(s), nounCount(n, "open incident"))
+	for _, w := range warnings {
+		fmt.Fprintf(out, "warning: %s\n", w.Text)
+	}
+	if n == 0 {
+		return nil
+	}
+	incs, err := svc.Incidents(cmd.Context(), service.Query{Status: rules.StatusOpen})
+	if err != nil {
+		return err
+	}
+	covers := s.Coverer()
+	var hit []rules.Incident
+	for i := range incs {
+		if covers(&incs[i]) {
+			hit = append(hit, incs[i])
+		}
+	}
+	shown := hit[:min(len(hit), dryRunList)]
+	fmt.Fprintf(out, rowFormat, "ID", "TIME", "SEVERITY", "STATUS", "COUNT", "RULE", "SUMMARY")
+	for i := range shown {
+		if err := writeIncident(out, &shown[i], false); err != nil {
+			return err
+		}
+	}
+	if len(hit) > len(shown) {
+		fmt.Fprintf(out, "… and %d more\n", len(hit)-len(shown))
+	}
+	return nil
+}
+
+// isTerminal reports whether r is a terminal a person can answer on.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// confirm asks question on stderr and reads a yes from stdin.
+func confirm(cmd *cobra.Command, question string) (bool, error) {
+	fmt.Fprint(cmd.ErrOrStderr(), question)
+	line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+	if err != nil && line == "" {
+		return false, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
 }
 
 func newSkipRmCmd(opts *Options) *cobra.Command {
@@ -149,7 +352,7 @@ func writeSkips(w io.Writer, skips []rules.Skip, asJSON bool) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSOURCE\tKIND\tVALUE\tRULE\tADDED\tBY\tNOTE")
+	fmt.Fprintln(tw, "ID\tSOURCE\tKIND\tVALUE\tPIN\tRULE\tADDED\tBY\tNOTE")
 	for _, s := range skips {
 		id, added, rule := s.ID, "", s.Rule
 		if id == "" {
@@ -161,14 +364,27 @@ func writeSkips(w io.Writer, skips []rules.Skip, asJSON bool) error {
 		if !s.AddedAt.IsZero() {
 			added = s.AddedAt.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(id), s.Source, cell(s.Kind), cell(s.Value),
-			cell(rule), added, cell(s.AddedBy), cell(s.Note))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(id), s.Source, cell(s.Kind), cell(s.Value),
+			pinCell(s.Pin), cell(rule), added, cell(s.AddedBy), cell(s.Note))
 	}
 	return tw.Flush()
 }
 
+// pinCell shows a pin as sha256: and its first 16 hex digits, enough to
+// tell versions apart in a table; --json has all 64.
+func pinCell(pin string) string {
+	if pin == "" {
+		return "-"
+	}
+	return "sha256:" + cell(pin[:min(len(pin), 16)]) + "…"
+}
+
 func describeSkip(s rules.Skip) string {
-	return fmt.Sprintf("%s %s%s", s.Kind, cell(s.Value), forRule(s.Rule))
+	pinned := ""
+	if s.Pin != "" {
+		pinned = " pinned to " + pinCell(s.Pin)
+	}
+	return fmt.Sprintf("%s %s%s%s", s.Kind, cell(s.Value), pinned, forRule(s.Rule))
 }
 
 func forRule(rule string) string {
@@ -176,16 +392,4 @@ func forRule(rule string) string {
 		return " for every rule"
 	}
 	return " for rule " + cell(rule)
-}
-
-// whoami names the operator for a skip's AddedBy: the sudo caller when
-// there is one, since "root" says little about who decided.
-func whoami() string {
-	if u := os.Getenv("SUDO_USER"); u != "" {
-		return u
-	}
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return fmt.Sprintf("uid %d", os.Getuid())
 }
