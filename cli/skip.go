@@ -186,13 +186,13 @@ func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules
 	if f.dryRun {
 		return printDryRun(cmd, svc, s, n, warnings)
 	}
-	for _, w := range warnings {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Text)
-	}
 	if n > suggest.ManyIncidents && !f.yes {
 		if !isTerminal(cmd.InOrStdin()) {
 			return &ExitError{Code: 1, Err: fmt.Errorf("skip add: %s would mask %d open incidents (more than %d); add --yes to confirm, or --dry-run to see them",
 				describeSkip(s), n, suggest.ManyIncidents)}
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Text)
 		}
 		ok, err := confirm(cmd, fmt.Sprintf("Mask %d open incidents with skip %s? [y/N] ", n, describeSkip(s)))
 		if err != nil {
@@ -207,6 +207,9 @@ func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules
 		return err
 	}
 	fmt.Fprintf(out, "added skip %s (%s); masked %s\n", added.ID, describeSkip(added), nounCount(masked, "open incident"))
+	for _, w := range warnings {
+		fmt.Fprintf(out, "warning: %s\n", w.Text)
+	}
 	return nil
 }
 
