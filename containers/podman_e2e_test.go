@@ -199,7 +199,7 @@ func TestPodmanContainerIsNamed(t *testing.T) {
 	}
 
 	name := "procwatch-e2e-" + tag
-	id := podman(t, "run", "-d", "--name", name, image, "/bin/sleep", "600")
+	id := podman(t, "run", "-d", "--network", "none", "--name", name, image, "/bin/sleep", "600")
 	t.Cleanup(func() { exec.Command("podman", "rm", "-f", "-t", "0", name).Run() })
 
 	// Exec the probe until an exec of it arrives named: the first one only
