@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/sensor"
 )
 
@@ -41,7 +43,12 @@ On exit, event and drop counts are printed to stderr.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runEvents(ctx, os.Stdout, os.Stderr, asJSON, ringMiB)
+			var namer pipeline.ContainerNamer
+			if c := openContainers(opts, slog.New(slog.DiscardHandler), true); c != nil {
+				defer c.Close()
+				namer = c
+			}
+			return runEventsNamed(ctx, os.Stdout, os.Stderr, asJSON, ringMiB, namer)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "write NDJSON, one event per line")
@@ -50,6 +57,12 @@ On exit, event and drop counts are printed to stderr.`,
 }
 
 func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int) error {
+	return runEventsNamed(ctx, stdout, stderr, asJSON, ringMiB, nil)
+}
+
+// runEventsNamed is runEvents with events in containers named by namer
+// (nil: not named), as the pipeline names them.
+func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int, namer pipeline.ContainerNamer) error {
 	var s *sensor.Sensor
 	s, err := sensor.New(sensor.Config{
 		RingBufferBytes: ringMiB << 20,
@@ -91,6 +104,9 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 		fmt.Fprintln(w, eventHeader)
 	}
 	err = s.Run(ctx, func(ev *event.Event) {
+		if namer != nil && ev.ContainerID != "" {
+			namer.Enrich(ev)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if writeErr != nil {

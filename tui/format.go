@@ -381,7 +381,7 @@ func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *t
 		cells: cells,
 		sev:   it.sev,
 		dim:   it.skipped,
-		hay:   hay(append(cells, ev.Cwd.Display(), ev.TTY.Display(), ev.ContainerID)...),
+		hay:   hay(append(cells, ev.Cwd.Display(), ev.TTY.Display(), ev.ContainerID, ev.ContainerName.Display(), ev.ContainerImage.Display())...),
 		item:  it,
 		host:  it.host,
 	}
