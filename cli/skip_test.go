@@ -2,8 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,5 +152,108 @@ func TestSkipAddNamesWhatIsMissing(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d, %q; want exit 2 and %q", tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// TestPinnedSkipWithRealSensor pins a binary under the real sensor: its
+// runs are silenced; after a different file is put at the same path, its
+// runs raise incidents again, carrying the new content's SHA-256.
+func TestPinnedSkipWithRealSensor(t *testing.T) {
+	e := newTestEnv(t)
+	bin := filepath.Join(e.dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	rulesYAML := strings.Replace(agentTestRules, `"/tmp/**"`, fmt.Sprintf("%q", bin+"/**"), 1)
+	os.WriteFile(e.rules, []byte(rulesYAML), 0o600)
+	_, closeProbe, err := newEventSource(1<<20, nil)
+	if err != nil {
+		if os.Getenv("PROCWATCH_REQUIRE_BPF") == "1" {
+			t.Fatalf("sensor cannot load and PROCWATCH_REQUIRE_BPF=1: %v", err)
+		}
+		t.Skipf("sensor cannot load: %v", err)
+	}
+	closeProbe()
+	startAgent(t, e)
+	install := func(name, from string) string {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(bin, name)
+		tmp := p + ".new"
+		if err := os.WriteFile(tmp, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pinned := install("pinned", "/bin/true")
+	control := install("control", "/bin/true")
+	mustRun(t, e, "skip", "add", "--rule", "tmp-exec", "path", pinned, "--pin")
+
+	n := 0
+	// run executes exe with a fresh argument (so dedup never folds runs)
+	// and returns it.
+	run := func(exe string) string {
+		n++
+		arg := fmt.Sprintf("run-%d", n)
+		var exitErr *exec.ExitError
+		if err := exec.Command(exe, arg).Run(); err != nil && !errors.As(err, &exitErr) {
+			t.Fatal(err)
+		}
+		return arg
+	}
+	find := func(exe, arg string) *rules.Incident {
+		for _, inc := range parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--limit", "0")) {
+			if string(inc.Process.Exe) == exe && len(inc.Process.Args) > 1 && string(inc.Process.Args[1]) == arg {
+				return &inc
+			}
+		}
+		return nil
+	}
+	// waitFor runs exe until one of its incidents satisfies ok.
+	waitFor := func(exe string, ok func(*rules.Incident) bool) *rules.Incident {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			arg := run(exe)
+			for i := 0; i < 20; i++ {
+				if inc := find(exe, arg); inc != nil {
+					if ok(inc) {
+						return inc
+					}
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		t.Fatalf("no incident of %s as wanted", exe)
+		return nil
+	}
+	// Once a control binary's incident carries its hash, the worker has
+	// served the pin's warm-up request queued before it.
+	waitFor(control, func(inc *rules.Incident) bool { return inc.Process.ExeSHA256 != "" })
+
+	arg := run(pinned)
+	waitFor(control, func(*rules.Incident) bool { return true }) // the pinned run's event was judged before this one
+	if inc := find(pinned, arg); inc != nil {
+		t.Fatalf("the pinned file raised %+v", inc)
+	}
+
+	// Another file at the same path: raised at once (its hash unknown or
+	// different), then with its own hash once known.
+	install("pinned", "/bin/false")
+	want, err := exehash.File(pinned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arg = run(pinned)
+	waitFor(control, func(*rules.Incident) bool { return true })
+	if find(pinned, arg) == nil {
+		t.Fatal("a different file at the pinned path raised no incident")
+	}
+	inc := waitFor(pinned, func(inc *rules.Incident) bool { return inc.Process.ExeSHA256 != "" })
+	if inc.Process.ExeSHA256 != want {
+		t.Errorf("incident exe_sha256 %s, want %s", inc.Process.ExeSHA256, want)
 	}
 }
