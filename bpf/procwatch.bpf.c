@@ -619,6 +619,10 @@ int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 	e->h.ppid = e->h.pid;
 	e->h.pid = child_pid;
 	e->h.tid = child_pid;
+	/* The child's start time is not at hand: unknown (0), and the
+	 * parent's is the current task's. */
+	e->h.pstart_ns = e->h.start_ns;
+	e->h.start_ns = 0;
 	submit(e, 0);
 	return 0;
 }
