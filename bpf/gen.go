@@ -13,4 +13,4 @@
 // layout at load time, so vmlinux.h need not match the target kernel.
 package bpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target amd64 -type event_hdr Procwatch procwatch.bpf.c -- -I. -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -target bpfel -type event_hdr -type event_type -type esc_method -type event_flag Procwatch procwatch.bpf.c -- -I. -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror

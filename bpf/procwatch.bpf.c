@@ -14,6 +14,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Never used: they put the record's enums in the object's BTF, from which
+ * bpf2go (-type) generates the Go constants the decoder uses. */
+const enum event_type *unused_event_type __attribute__((unused));
+const enum esc_method *unused_esc_method __attribute__((unused));
+const enum event_flag *unused_event_flag __attribute__((unused));
+
 /* Longest time the writer lets pass without waking the reader, and the
  * shortest between two wakeups when the ring fills up. */
 #define WAKEUP_NS (10 * 1000 * 1000ULL)

@@ -24,17 +24,19 @@ enum esc_method {
 	M_SETFSUID = 5,
 };
 
-/* Flags. */
-#define F_ARGS_TRUNC (1 << 0)  /* argv longer than captured */
-#define F_EXE_TRUNC  (1 << 1)  /* the exe path lost its top (too deep or no room) */
-#define F_ARGS_USER  (1 << 2)  /* args read from the caller's argv array */
-#define F_CWD_TRUNC  (1 << 4)  /* the cwd path lost its top */
-#define F_OLD_CREDS  (1 << 3)  /* exec: old_uid/old_euid hold the caller's ids before exec */
-#define F_EXE_DELETED (1 << 5) /* the exe file is unlinked or memory-backed (memfd): /proc adds " (deleted)" */
-#define F_ORIGIN_TRUNC (1 << 6) /* the exe origin path lost its top */
-#define F_SCRIPT     (1 << 7)  /* exec: the kernel ran filename through an interpreter ("#!" or binfmt_misc) */
-#define F_EXE_ID     (1 << 8)  /* exe_dev, exe_ino and exe_owner are set */
-#define F_DIR_TRUNC  (1 << 9)  /* the dir section lost its top */
+/* Flags, a bit set in event_hdr.flags. */
+enum event_flag {
+	F_ARGS_TRUNC = 1 << 0, /* argv longer than captured */
+	F_EXE_TRUNC = 1 << 1, /* the exe path lost its top (too deep or no room) */
+	F_ARGS_USER = 1 << 2, /* args read from the caller's argv array */
+	F_OLD_CREDS = 1 << 3, /* exec: old_uid/old_euid hold the caller's ids before exec */
+	F_CWD_TRUNC = 1 << 4, /* the cwd path lost its top */
+	F_EXE_DELETED = 1 << 5, /* the exe file is unlinked or memory-backed (memfd): /proc adds " (deleted)" */
+	F_ORIGIN_TRUNC = 1 << 6, /* the exe origin path lost its top */
+	F_SCRIPT = 1 << 7, /* exec: the kernel ran filename through an interpreter ("#!" or binfmt_misc) */
+	F_EXE_ID = 1 << 8, /* exe_dev, exe_ino and exe_owner are set */
+	F_DIR_TRUNC = 1 << 9, /* the dir section lost its top */
+};
 
 /* The data area holds variable sections, in this order, each with its
  * length in the header: exe path, exe origin, exe filesystem type, filename,
