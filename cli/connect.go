@@ -50,7 +50,36 @@ func connectService(ctx context.Context, opts *Options) (svc service.Service, cl
 		}
 		return nil, nil, err
 	}
-	return openOffline(ctx, opts, slog.New(slog.DiscardHandler))
+	if opts.Socket != "" && opts.DBPath == "" {
+		// The operator named an agent; reading the default database
+		// instead would show another state as if it were that agent's.
+		return nil, nil, &ExitError{Code: 1, Err: fmt.Errorf("no agent answers on %s (%v); start one with `sudo procwatch agent --socket %s`, or add --db PATH to read a database directly",
+			sock, dialReason(err), sock)}
+	}
+	svc, closeFn, err := openOffline(ctx, opts, slog.New(slog.DiscardHandler))
+	var locked *store.LockedError
+	if errors.As(err, &locked) {
+		return nil, nil, fmt.Errorf("no agent answers on %s, and %w; quit it, or run `sudo procwatch agent` so that commands reach the database through the socket", sock, err)
+	}
+	return svc, closeFn, err
+}
+
+// dialReason says in a few words why nobody answered on the socket.
+func dialReason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENOTDIR):
+		return "no such socket"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: a socket left by an agent that is gone"
+	}
+	return err.Error()
+}
+
+// noAgentHint names the socket tried and the database used instead, for
+// commands that need a live agent.
+func noAgentHint(opts *Options) string {
+	return fmt.Sprintf("no agent answers on %s (the database %s was read directly, and without an agent nothing new is raised); start one with `sudo procwatch agent`",
+		socketPath(opts), dbPath(opts))
 }
 
 // noAgent reports whether a dial error means that nobody listens on the

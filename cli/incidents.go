@@ -162,7 +162,7 @@ incident raised while following (its count and last_seen move on).`,
 				if _, offline := svc.(*pipeline.Local); offline && follow {
 					// Without an agent nothing new is raised, and holding
 					// the database would keep an agent from starting.
-					return fmt.Errorf("--follow needs a running agent and none answers on %s; start one with `procwatch agent`", socketPath(opts))
+					return fmt.Errorf("--follow needs a running agent: %s", noAgentHint(opts))
 				}
 				return runIncidents(ctx, svc, cmd.OutOrStdout(), q, asJSON, follow)
 			})
