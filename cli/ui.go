@@ -97,6 +97,7 @@ func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
 	sock := socketPath(opts)
 	c, err := agent.Dial(sock)
 	if err == nil {
+		uiOpts.Agent = sock
 		runErr := tui.Run(ctx, c, uiOpts)
 		return errors.Join(runErr, c.Close())
 	}
@@ -160,10 +161,10 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 		if p, err = openPipeline(opts, log, 0, false, nil); err != nil {
 			return err
 		}
-		uiOpts.Notice = fmt.Sprintf("running without the sensor (%v): stored incidents and skips only", sensorErr)
 		p.local.SetSourceError(sensorErr)
 		log.Warn("running without the sensor", "reason", sensorErr)
 	}
+	uiOpts.OwnPipeline, uiOpts.OwnSocket = true, sock
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()

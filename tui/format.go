@@ -274,10 +274,12 @@ func incidentColumns(multi bool) ([]column, int) {
 		{title: "TIME", min: 8, max: 8},
 		{title: "SEV", min: 8, max: 8},
 		{title: "STATE", min: 5, max: 5, drop: 2},
-		{title: "RULE", min: 14, max: 24, drop: 1},
+		{title: "RULE", min: 12, max: 24, drop: 1},
 		{title: "USER", min: 8, max: 12, drop: 3},
 		{title: "COUNT", min: 5, max: 7, drop: 4},
-		{title: "SUMMARY", flex: true},
+		// The summary says what happened: it keeps 32 cells before
+		// COUNT and then USER give way.
+		{title: "SUMMARY", min: 32, flex: true},
 	}
 	if multi {
 		return slices.Insert(cols, 1, hostColumn), 2

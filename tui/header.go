@@ -28,8 +28,15 @@ type header struct {
 	uiDropped uint64     // events the UI itself lost (slow subscriber)
 	connErr   string
 	// who replaces the host and monitoring part of line 1 when the UI
-	// shows several hosts.
-	who string
+	// shows several hosts; multiAlerts then holds the hosts' alerts.
+	who         string
+	multiAlerts []alert
+	// source says where the data comes from ("agent /run/….sock"), in
+	// full and short; empty says nothing.
+	source, sourceShort string
+	// sensorErr is why the sensor could not start, when this process
+	// knows it (its own pipeline) and the status does not say.
+	sensorErr string
 }
 
 // observe takes a new status snapshot and updates the rates.
@@ -119,48 +126,196 @@ func compact(v float64) string {
 	return fmt.Sprintf("%.1fM", v/1_000_000)
 }
 
-// View renders the three header lines; tabs is how many screens exist.
-func (h *header) View(th theme, width int, active screen, tabs int) string {
+// alert is a state the operator must see in full: it gets banner lines
+// under the header, wrapped, never cut to fit a line.
+type alert struct {
+	text string // escaped
+	err  bool   // red; otherwise a warning colour
+}
+
+// Sensor states as the header tells them.
+const (
+	sensorUnknown  = "unknown" // no status yet
+	sensorAttached = "attached"
+	sensorOff      = "off"
+	sensorFailed   = "failed"
+)
+
+// sensorState says whether the sensor really runs and, when it does not
+// although monitoring is wanted, why. It goes by what the status reports,
+// never by the monitoring setting alone.
+func (h *header) sensorState() (state, reason string) {
+	switch {
+	case !h.have:
+		return sensorUnknown, ""
+	case !h.st.Monitoring:
+		return sensorOff, ""
+	case h.st.Sensor.Mode == "":
+		// Monitoring is wanted but no sensor reports: it failed to load
+		// or stopped.
+		reason := h.sensorErr
+		if reason == "" {
+			reason = "the sensor is not running"
+		}
+		return sensorFailed, reason
+	}
+	return sensorAttached, ""
+}
+
+// monitoringWord is the short form of the sensor's state for line 1.
+func (h *header) monitoringWord(th theme) string {
+	switch state, _ := h.sensorState(); state {
+	case sensorUnknown:
+		return th.dim.Render("monitoring ?")
+	case sensorOff:
+		return th.warn.Render("○ monitoring OFF")
+	case sensorFailed:
+		return th.errText.Render("✖ NOT MONITORING")
+	}
+	return th.ok.Render("● monitoring")
+}
+
+// alerts lists what the operator must see in full: a sensor that does not
+// run, monitoring switched off, a lost connection, a rules file that
+// failed to load, and events lost.
+func (h *header) alerts() []alert {
+	if h.connErr != "" {
+		return []alert{{text: "✖ disconnected: " + h.connErr, err: true}}
+	}
+	var out []alert
+	if h.multiAlerts != nil {
+		out = append(out, h.multiAlerts...)
+	} else {
+		switch state, reason := h.sensorState(); state {
+		case sensorFailed:
+			out = append(out, alert{text: "✖ not monitoring: " + event.DisplayString(reason), err: true})
+		case sensorOff:
+			out = append(out, alert{text: "○ monitoring is off: the sensor is detached and no events are seen · m on the Rules screen (7) switches it on"})
+		}
+		if h.st.RulesError != "" {
+			out = append(out, alert{text: "✖ rules error: " + event.DisplayString(h.st.RulesError) + " (the previous rules stay active)", err: true})
+		}
+	}
+	return out
+}
+
+// bannerLines renders the alerts wrapped to width, each continuation
+// indented under its text, at most maxLines in all.
+func (h *header) bannerLines(th theme, width, maxLines int) []string {
+	var out []string
+	for _, a := range h.alerts() {
+		style := th.warn
+		if a.err {
+			style = th.errText
+		}
+		wrapped := strings.Split(ansi.Wrap(a.text, width-2, " "), "\n")
+		for i, l := range wrapped {
+			if i > 0 {
+				l = "  " + l
+			}
+			out = append(out, style.Render(l))
+		}
+	}
+	if len(out) > maxLines {
+		out = out[:maxLines]
+		last := ansi.Strip(out[maxLines-1])
+		out[maxLines-1] = th.errText.Render(ansi.Truncate(last, width-1, "") + "…")
+	}
+	return out
+}
+
+// seg is one part of a header line: a full and a short form, and how
+// readily it gives way when the line is too narrow (0: never; higher
+// values are shortened, then dropped, first).
+type seg struct {
+	full, short string
+	give        int
+}
+
+// fitSegs joins segments with sep within width: first the segments that
+// give way most are shortened, then dropped, so what must be seen stays
+// whole.
+func fitSegs(segs []seg, sep string, width int) string {
+	cur := make([]string, len(segs))
+	for i, s := range segs {
+		cur[i] = s.full
+	}
+	join := func() string {
+		var parts []string
+		for _, c := range cur {
+			if c != "" {
+				parts = append(parts, c)
+			}
+		}
+		return strings.Join(parts, sep)
+	}
+	maxGive := 0
+	for _, s := range segs {
+		maxGive = max(maxGive, s.give)
+	}
+	for _, drop := range []bool{false, true} {
+		for g := maxGive; g >= 1; g-- {
+			for i := len(segs) - 1; i >= 0; i-- {
+				if ansi.StringWidth(join()) <= width {
+					return join()
+				}
+				if segs[i].give != g {
+					continue
+				}
+				if drop {
+					cur[i] = ""
+				} else if segs[i].short != "" {
+					cur[i] = segs[i].short
+				}
+			}
+		}
+	}
+	return ansi.Truncate(join(), width, "…")
+}
+
+// View renders the header: three lines, then a banner line for each state
+// the operator must see in full; tabs is how many screens exist.
+func (h *header) View(th theme, width int, active screen, tabs int, maxBanner int) string {
 	sep := th.dim.Render(" │ ")
-	// Line 1: who and what.
+	// Line 1: who, the sensor's real state, open incidents, where the data
+	// comes from.
 	host := "connecting…"
 	if h.have {
 		host = event.DisplayString(h.st.Host)
 	}
-	var mon string
-	switch {
-	case !h.have:
-		mon = th.dim.Render("monitoring ?")
-	case h.st.Monitoring:
-		mon = th.ok.Render("● monitoring")
-	default:
-		mon = th.warn.Render("○ monitoring OFF")
-	}
-	open := []string{th.bold.Render("open")}
+	var full, short []string
+	total := 0
 	for s := rules.SeverityCritical; s >= rules.SeverityInfo; s-- {
 		n := h.st.OpenBySev[s.String()]
-		txt := fmt.Sprintf("%s %d", s, n)
+		total += n
+		style := th.dim
 		if n > 0 {
-			txt = th.sevStyle(s).Render(txt)
-		} else {
-			txt = th.dim.Render(txt)
+			style = th.sevStyle(s)
+			short = append(short, style.Render(fmt.Sprintf("%c%d", s.String()[0], n)))
 		}
-		open = append(open, txt)
+		full = append(full, style.Render(fmt.Sprintf("%s %d", s, n)))
 	}
-	l1 := th.title.Render("procwatch") + sep + th.bold.Render(host) + sep + mon + sep + strings.Join(open, " ")
+	open := seg{full: th.bold.Render("open") + " " + strings.Join(full, " "),
+		short: th.bold.Render(fmt.Sprintf("open %d", total)), give: 2}
+	if len(short) > 0 {
+		open.short += " " + strings.Join(short, " ")
+	}
+	segs := []seg{{full: th.title.Render("procwatch"), give: 4}}
 	if h.who != "" {
-		l1 = h.who + sep + strings.Join(open, " ")
+		segs = append(segs, seg{full: h.who}, open)
+	} else {
+		segs = append(segs, seg{full: th.bold.Render(host), give: 1}, seg{full: h.monitoringWord(th)}, open)
+	}
+	if h.source != "" {
+		segs = append(segs, seg{full: th.dim.Render(h.source), short: th.dim.Render(h.sourceShort), give: 3})
 	}
 	if h.connErr != "" {
-		l1 = th.title.Render("procwatch") + sep + th.errText.Render("disconnected: "+h.connErr)
+		segs = []seg{{full: th.title.Render("procwatch"), give: 1}, {full: th.errText.Render("✖ disconnected")}}
 	}
+	l1 := fitSegs(segs, sep, width)
 
-	// Line 2: rates, drops, rules.
-	sw := 16
-	if width >= 140 {
-		sw = sparkSamples
-	}
-	rates := fmt.Sprintf("exec %s/s  esc %s/s  exit %s/s ", compact(h.rates[0]), compact(h.rates[1]), compact(h.rates[2]))
+	// Line 2: drops and rules status first, as they must not be cut, then
+	// the rates.
 	drops := h.st.Sensor.Drops + h.uiDropped
 	dropTxt := th.dim.Render("drops 0")
 	if drops > 0 {
@@ -169,11 +324,24 @@ func (h *header) View(th theme, width int, active screen, tabs int) string {
 			dropTxt += th.errText.Render(fmt.Sprintf(" (ui %s)", groupDigits(h.uiDropped)))
 		}
 	}
-	rulesTxt := th.ok.Render("rules ok") + " " + th.dim.Render(event.DisplayString(h.st.RulesPath))
-	if h.st.RulesError != "" {
-		rulesTxt = th.errText.Render("rules error: " + event.DisplayString(h.st.RulesError))
+	rulesSeg := seg{full: th.ok.Render("rules ok") + " " + th.dim.Render(event.DisplayString(h.st.RulesPath)), short: th.ok.Render("rules ok"), give: 2}
+	if h.st.RulesPath == "" {
+		rulesSeg.full = rulesSeg.short
 	}
-	l2 := rates + th.title.Render(sparkline(h.spark, sw)) + sep + dropTxt + sep + rulesTxt
+	if h.st.RulesError != "" {
+		rulesSeg = seg{full: th.errText.Render("✖ rules error")}
+	}
+	sw := 16
+	if width >= 140 {
+		sw = sparkSamples
+	}
+	rates := fmt.Sprintf("exec %s/s  esc %s/s  exit %s/s", compact(h.rates[0]), compact(h.rates[1]), compact(h.rates[2]))
+	spark := th.title.Render(sparkline(h.spark, sw))
+	l2 := fitSegs([]seg{
+		{full: rates + " " + spark, short: rates, give: 1},
+		{full: dropTxt},
+		rulesSeg,
+	}, sep, width)
 
 	// Line 3: tabs.
 	// Padded tabs when they fit; on narrow terminals (eight tabs on 80
@@ -195,9 +363,9 @@ func (h *header) View(th theme, width int, active screen, tabs int) string {
 			labels[i] = idle.Render(label)
 		}
 	}
-	l3 := strings.Join(labels, join)
-	fit := func(s string) string { return ansi.Truncate(s, width, "…") }
-	return lipgloss.JoinVertical(lipgloss.Left, fit(l1), fit(l2), fit(l3))
+	l3 := ansi.Truncate(strings.Join(labels, join), width, "…")
+	lines := append([]string{l1, l2}, h.bannerLines(th, width, maxBanner)...)
+	return lipgloss.JoinVertical(lipgloss.Left, append(lines, l3)...)
 }
 
 // statusPollEvery is how often the header asks for a fresh status.

@@ -123,9 +123,13 @@ func (m *Model) refreshHosts() {
 		st := h.connState()
 		mon, rate, drops, open := "?", "-", "-", "-"
 		if h.hdr.have && st == hosts.Connected {
-			mon = "off"
-			if h.hdr.st.Monitoring {
+			switch state, _ := h.hdr.sensorState(); state {
+			case sensorAttached:
 				mon = "on"
+			case sensorFailed:
+				mon = "FAIL"
+			default:
+				mon = "off"
 			}
 			rate = compact(h.hdr.rates[0] + h.hdr.rates[1] + h.hdr.rates[2])
 			drops = groupDigits(h.hdr.st.Sensor.Drops + h.hdr.uiDropped)
@@ -178,7 +182,8 @@ func (m *Model) mergeHeader() {
 	var rates [3]float64
 	var uiDropped uint64
 	connected, monitoring := 0, 0
-	var rulesErrs []string
+	var rulesErrs, off []string
+	var alerts []alert
 	for _, h := range m.hosts {
 		if h.connState() == hosts.Connected {
 			connected++
@@ -186,8 +191,17 @@ func (m *Model) mergeHeader() {
 		if !h.hdr.have || h.connState() != hosts.Connected {
 			continue
 		}
-		if h.hdr.st.Monitoring {
+		name := event.DisplayString(h.name)
+		switch state, reason := h.hdr.sensorState(); state {
+		case sensorAttached:
 			monitoring++
+		case sensorFailed:
+			alerts = append(alerts, alert{text: "✖ " + name + " not monitoring: " + event.DisplayString(reason), err: true})
+		case sensorOff:
+			off = append(off, name)
+		}
+		if h.hdr.st.RulesError != "" {
+			alerts = append(alerts, alert{text: "✖ " + name + " rules error: " + event.DisplayString(h.hdr.st.RulesError) + " (the previous rules stay active)", err: true})
 		}
 		for k, n := range h.hdr.st.OpenBySev {
 			st.OpenBySev[k] += n
@@ -200,6 +214,13 @@ func (m *Model) mergeHeader() {
 		if h.hdr.st.RulesError != "" {
 			rulesErrs = append(rulesErrs, h.name+": "+h.hdr.st.RulesError)
 		}
+	}
+	if len(off) > 0 {
+		alerts = append(alerts, alert{text: "○ monitoring is off on " + strings.Join(off, ", ") + " (Hosts screen: a switches it on)"})
+	}
+	m.hdr.multiAlerts = alerts
+	if alerts == nil {
+		m.hdr.multiAlerts = []alert{} // several hosts: never the single-host alerts
 	}
 	st.RulesError = strings.Join(rulesErrs, "; ")
 	st.RulesPath = "" // each host has its own; the Rules screen shows the focused one
@@ -214,6 +235,12 @@ func (m *Model) mergeHeader() {
 	mon := th.ok.Render(fmt.Sprintf("● mon %d/%d", monitoring, len(m.hosts)))
 	if monitoring < len(m.hosts) {
 		mon = th.warn.Render(fmt.Sprintf("○ mon %d/%d", monitoring, len(m.hosts)))
+	}
+	for _, a := range alerts {
+		if a.err && strings.Contains(a.text, "not monitoring") {
+			mon = th.errText.Render(fmt.Sprintf("✖ mon %d/%d", monitoring, len(m.hosts)))
+			break
+		}
 	}
 	m.hdr.who = who + th.dim.Render(" │ ") + mon
 }
@@ -426,7 +453,7 @@ func (m *Model) cycleHostFilter() tea.Cmd {
 		return nil
 	}
 	m.focus = next
-	m.setMsg("Incidents of host %s only · h for the next host", event.DisplayString(m.hosts[next].name))
+	m.setMsg("Incidents of host %s only · H for the next host", event.DisplayString(m.hosts[next].name))
 	return tea.Batch(loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
 }
 

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"strings"
 
 	"charm.land/bubbles/v2/table"
@@ -12,7 +13,7 @@ import (
 // column describes one column of a list. Fixed columns get min cells, or
 // max on wide terminals; the flexible column takes what is left. Columns
 // with a drop rank are hidden, highest rank first, when the flexible column
-// would get narrower than flexMin.
+// would get narrower than its min (flexMin when it sets none).
 type column struct {
 	title    string
 	min, max int
@@ -104,7 +105,7 @@ func layoutColumns(cols []column, w int) []int {
 	hidden := make([]bool, len(cols))
 	wide := w >= 140
 	for {
-		used, flexCols := 0, 0
+		used, flexCols, flexWant := 0, 0, 0
 		for i, c := range cols {
 			if hidden[i] {
 				continue
@@ -112,6 +113,7 @@ func layoutColumns(cols []column, w int) []int {
 			used++ // padding
 			if c.flex {
 				flexCols++
+				flexWant += cmp.Or(c.min, flexMin)
 				continue
 			}
 			widths[i] = c.min
@@ -121,7 +123,7 @@ func layoutColumns(cols []column, w int) []int {
 			used += widths[i]
 		}
 		rest := w - used
-		if rest >= flexMin*max(flexCols, 1) || !hideOne(cols, hidden) {
+		if rest >= max(flexWant, flexMin) || !hideOne(cols, hidden) {
 			// Spare room beyond what the flexible column needs widens
 			// the fixed columns towards their max.
 			for i, c := range cols {

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
+	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -51,6 +53,16 @@ type Options struct {
 	// Notice is shown on the message line at start, e.g. that the
 	// pipeline runs without its sensor.
 	Notice string
+	// Agent is the socket of the agent this UI is a client of; OwnSocket,
+	// when the UI runs its own pipeline instead, is the socket it serves
+	// to the other commands. The header names the one that is set.
+	Agent, OwnSocket string
+	// OwnPipeline says the UI runs the pipeline itself (OwnSocket may
+	// still be empty when it serves none).
+	OwnPipeline bool
+	// SensorError is why the sensor of the UI's own pipeline could not
+	// start; the header shows it until the status says otherwise.
+	SensorError string
 	// NoStatusPoll disables the once-a-second status request; tests that
 	// compare screens use it so the header does not change under them.
 	NoStatusPoll bool
@@ -101,6 +113,7 @@ type Model struct {
 	users *userCache
 
 	width, height int
+	hdrH          int // header height with its banner, as laid out
 	active        screen
 
 	// hosts holds one entry per host: exactly one when the UI shows a
@@ -124,6 +137,7 @@ type Model struct {
 	ruleByName map[string]*rules.Rule
 	detail     detailPane
 	showHelp   bool
+	helpVP     viewport.Model
 
 	input    textinput.Model
 	mode     inputMode
@@ -133,6 +147,11 @@ type Model struct {
 	undo     [][]hostResult // each entry: the skips one action added
 	msg      string
 	msgErr   bool
+	// msgSeq counts messages; a message expires msgTTL after it was set
+	// unless a newer one replaced it. A sticky message ("working…")
+	// stays until the result replaces it.
+	msgSeq    uint64
+	msgSticky bool
 }
 
 // New builds the UI on svc. ctx bounds every service call and the
@@ -167,6 +186,7 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 		ruleByName: map[string]*rules.Rule{},
 		detail:     newDetailPane(),
 		input:      textinput.New(),
+		helpVP:     viewport.New(),
 		width:      80,
 		height:     24,
 	}
@@ -182,7 +202,17 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	m.help.Styles = m.th.help
 	m.resize(m.width, m.height)
 	if opts.Notice != "" {
-		m.msg, m.msgErr = event.DisplayString(opts.Notice), true
+		m.setErrText(event.DisplayString(opts.Notice))
+	}
+	m.hdr.sensorErr = opts.SensorError
+	switch {
+	case multi:
+	case opts.Agent != "":
+		m.hdr.source, m.hdr.sourceShort = "agent "+event.DisplayString(opts.Agent), "agent"
+	case opts.OwnPipeline && opts.OwnSocket != "":
+		m.hdr.source, m.hdr.sourceShort = "own pipeline, serving "+event.DisplayString(opts.OwnSocket), "own pipeline"
+	case opts.OwnPipeline:
+		m.hdr.source, m.hdr.sourceShort = "own pipeline", "own pipeline"
 	}
 	return m
 }
@@ -233,13 +263,28 @@ func (m *Model) loadStatus(i int, poll bool) tea.Cmd {
 }
 
 const (
-	headerLines = 3
+	headerLines = 3 // without banner lines
 	footerLines = 2
 )
 
+// maxBanner is how many banner lines the header may take: enough for a
+// full reason on 80×24, more on a tall terminal.
+func (m *Model) maxBanner() int {
+	if m.height >= 40 {
+		return 8
+	}
+	return 4
+}
+
+// headerHeight is the header's height now: its three lines and the banner.
+func (m *Model) headerHeight() int {
+	return headerLines + len(m.hdr.bannerLines(m.th, m.width, m.maxBanner()))
+}
+
 func (m *Model) resize(w, h int) {
 	m.width, m.height = max(w, 20), max(h, headerLines+footerLines+4)
-	body := m.height - headerLines - footerLines - 1 // one title line
+	m.hdrH = m.headerHeight()
+	body := m.height - m.hdrH - footerLines - 1 // one title line
 	for _, l := range m.lists() {
 		l.SetSize(m.width, body)
 	}
@@ -248,6 +293,11 @@ func (m *Model) resize(w, h int) {
 	m.hostsList.SetSize(m.width, max(min(body/2, len(m.hosts)+1), min(body, 3)))
 	m.detail.SetSize(m.width, body+1)
 	m.help.SetWidth(m.width)
+	m.helpVP.SetWidth(m.width)
+	m.helpVP.SetHeight(body)
+	if m.showHelp {
+		m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.multi), m.width))
+	}
 	m.input.SetWidth(max(m.width-20, 10))
 }
 
@@ -282,13 +332,13 @@ func (m *Model) activeStream() *streamScreen {
 // View renders the whole screen.
 func (m *Model) View() tea.View {
 	var b strings.Builder
-	b.WriteString(m.hdr.View(m.th, m.width, m.active, int(m.screenCount())))
+	b.WriteString(m.hdr.View(m.th, m.width, m.active, int(m.screenCount()), m.maxBanner()))
 	b.WriteByte('\n')
-	bodyH := m.height - headerLines - footerLines
+	bodyH := m.height - m.hdrH - footerLines
 	var body string
 	switch {
 	case m.showHelp:
-		body = m.th.title.Render("Keys") + "\n" + m.help.FullHelpView(screenHelp{km: &m.keys, screen: m.active, multi: m.multi}.FullHelp())
+		body = m.helpTitle() + "\n" + m.helpVP.View()
 	case m.detail.open:
 		body = m.detail.View(m.th)
 	case m.active == screenHosts:
@@ -303,8 +353,7 @@ func (m *Model) View() tea.View {
 	b.WriteByte('\n')
 	b.WriteString(ansi.Truncate(m.messageLine(), m.width, "…"))
 	b.WriteByte('\n')
-	hint := screenHelp{km: &m.keys, screen: m.active, detail: m.detail.open, multi: m.multi}
-	b.WriteString(m.help.ShortHelpView(hint.ShortHelp()))
+	b.WriteString(m.hintLine())
 
 	v := tea.NewView(b.String())
 	v.AltScreen = true
@@ -390,10 +439,80 @@ func (m *Model) messageLine() string {
 	return m.msg
 }
 
+// hintLine is the last line: the keys that matter most where the
+// operator is, whole ones only.
+func (m *Model) hintLine() string {
+	var keys []key.Binding
+	switch {
+	case m.mode != inputNone:
+		keys = []key.Binding{m.keys.Apply, m.keys.CancelInput}
+	case m.confirm != nil:
+		keys = []key.Binding{m.keys.Yes, m.keys.No}
+	case m.showHelp:
+		keys = []key.Binding{with(m.keys.Close, "esc/q/?", "close help"), with(m.keys.Down, "↑↓ pgup pgdn", "scroll")}
+	default:
+		keys = m.keys.hint(m.keyContext())
+	}
+	return fitHint(m.th, keys, m.width)
+}
+
+func (m *Model) keyContext() keyContext {
+	return keyContext{screen: m.active, detail: m.detail.open, multi: m.multi}
+}
+
+// helpTitle names the help screen and how far it is scrolled.
+func (m *Model) helpTitle() string {
+	t := m.th.title.Render("Keys") + m.th.dim.Render(" · every screen · esc, q or ? closes")
+	if !m.helpVP.AtTop() || !m.helpVP.AtBottom() {
+		t += m.th.dim.Render(fmt.Sprintf(" · %3.0f%% (↓ scrolls)", m.helpVP.ScrollPercent()*100))
+	}
+	return ansi.Truncate(t, m.width, "…")
+}
+
+// Message lifetimes: results fade after a few seconds, errors stay a bit
+// longer so they can be read.
+const (
+	msgTTL    = 5 * time.Second
+	errMsgTTL = 10 * time.Second
+)
+
 func (m *Model) setMsg(format string, args ...any) {
-	m.msg, m.msgErr = fmt.Sprintf(format, args...), false
+	m.msg, m.msgErr, m.msgSticky = fmt.Sprintf(format, args...), false, false
+	m.msgSeq++
 }
 
 func (m *Model) setErr(what string, err error) {
-	m.msg, m.msgErr = what+": "+event.DisplayString(err.Error()), true
+	m.setErrText(what + ": " + event.DisplayString(err.Error()))
+}
+
+// setErrText shows an error that is already escaped.
+func (m *Model) setErrText(s string) {
+	m.msg, m.msgErr, m.msgSticky = s, true, false
+	m.msgSeq++
+}
+
+// setWorking shows that an action is on its way; it stays until its
+// result replaces it.
+func (m *Model) setWorking() {
+	m.setMsg("working…")
+	m.msgSticky = true
+}
+
+func (m *Model) clearMsg() {
+	m.msg, m.msgErr, m.msgSticky = "", false, false
+	m.msgSeq++
+}
+
+// msgExpiry returns the command that clears the current message when its
+// time is up, or nil when it does not expire.
+func (m *Model) msgExpiry() tea.Cmd {
+	if m.msg == "" || m.msgSticky {
+		return nil
+	}
+	ttl := msgTTL
+	if m.msgErr {
+		ttl = errMsgTTL
+	}
+	seq := m.msgSeq
+	return tea.Tick(ttl, func(time.Time) tea.Msg { return msgExpiredMsg{seq: seq} })
 }

@@ -22,10 +22,14 @@ func TestLayoutColumns(t *testing.T) {
 		width int
 		want  []int
 	}{
-		// 80 columns: every column at its minimum, the summary takes the rest.
-		{80, []int{8, 8, 5, 14, 8, 5, 25}},
-		// 60: optional columns go, highest drop rank first (COUNT, USER).
-		{60, []int{8, 8, 5, 14, 0, 0, 20}},
+		// 80 columns: the summary keeps its 32 cells; COUNT gives way
+		// (the detail pane shows it).
+		{80, []int{8, 8, 5, 12, 8, 0, 33}},
+		// 90: everything fits at its minimum.
+		{90, []int{8, 8, 5, 12, 8, 5, 37}},
+		// 60: optional columns go, highest drop rank first (COUNT,
+		// USER, STATE, RULE), until the summary has its room.
+		{60, []int{8, 8, 0, 0, 0, 0, 41}},
 		// 160: wide, fixed columns at their max.
 		{160, []int{8, 8, 5, 24, 12, 7, 89}},
 	} {
@@ -123,7 +127,7 @@ func TestHeaderRates(t *testing.T) {
 	if h.rates != [3]float64{5000, 2, 4000} {
 		t.Errorf("rates = %v", h.rates)
 	}
-	out := ansi.Strip(h.View(newTheme(true), 160, screenIncidents, int(screenCount-1)))
+	out := ansi.Strip(h.View(newTheme(true), 160, screenIncidents, int(screenCount-1), 4))
 	if !strings.Contains(out, "exec 5.0k/s  esc 2/s  exit 4.0k/s") {
 		t.Errorf("header:\n%s", out)
 	}
@@ -138,7 +142,7 @@ func TestHeaderDropsAndRulesError(t *testing.T) {
 	var h header
 	h.observe(service.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
 	h.uiDropped = 2
-	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1)))
+	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1), 4))
 	for _, want := range []string{"drops 1,502 (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("header lacks %q:\n%s", want, out)

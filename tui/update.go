@@ -26,10 +26,33 @@ func resubscribeLater(host int, d time.Duration) tea.Cmd {
 	return tea.Tick(d, func(time.Time) tea.Msg { return resubscribeMsg{host: host} })
 }
 
+// msgExpiredMsg clears the message line if message seq is still shown.
+type msgExpiredMsg struct{ seq uint64 }
+
 // Update handles one message. It never does I/O: service calls are
-// returned as commands.
+// returned as commands. A message set while handling msg gets its expiry
+// timer here, in one place.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	seq := m.msgSeq
+	_, cmd := m.update(msg)
+	if m.headerHeight() != m.hdrH {
+		m.resize(m.width, m.height) // a banner line came or went
+	}
+	if m.msgSeq != seq {
+		if exp := m.msgExpiry(); exp != nil {
+			cmd = tea.Batch(cmd, exp)
+		}
+	}
+	return m, cmd
+}
+
+func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
+	case msgExpiredMsg:
+		if msg.seq == m.msgSeq {
+			m.msg, m.msgErr = "", false
+		}
+		return m, nil
 	case tea.WindowSizeMsg:
 		m.resize(msg.Width, msg.Height)
 		return m, nil
@@ -331,7 +354,7 @@ func (m *Model) monitoringResult(msg monitoringMsg) tea.Cmd {
 	case len(ok) == 0:
 		m.setErr(m.onHosts("switch monitoring "+word, bad), bad[0].err)
 	case len(bad) > 0:
-		m.msg, m.msgErr = fmt.Sprintf("Monitoring %s: done on %d of %d host(s)%s", word, len(ok), len(msg.results), m.failures(bad)), true
+		m.setErrText(fmt.Sprintf("Monitoring %s: done on %d of %d host(s)%s", word, len(ok), len(msg.results), m.failures(bad)))
 	default:
 		m.setMsg("Monitoring %s%s", word, m.onWhat(ok))
 	}
@@ -410,36 +433,33 @@ func describeSkip(s rules.Skip) string {
 
 func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := &m.keys
-	if msg.String() == "ctrl+c" {
+	if key.Matches(msg, k.ForceQuit) {
 		return tea.Quit
 	}
 	if m.mode != inputNone {
 		return m.handleInputKey(msg)
 	}
 	if m.confirm != nil {
-		c := m.confirm
-		switch {
-		case key.Matches(msg, k.Yes):
-			m.confirm = nil
-			m.setMsg("working…")
-			return c.yes
-		case key.Matches(msg, k.No):
-			m.confirm = nil
-			m.setMsg("cancelled")
-		}
-		return nil
+		return m.handleConfirmKey(msg)
 	}
 	if m.showHelp {
-		if key.Matches(msg, k.Help, k.Close, k.Quit) {
-			m.showHelp = false
-		}
+		return m.handleHelpKey(msg)
+	}
+	ctx := m.keyContext()
+	if !key.Matches(msg, k.active(ctx)...) {
+		m.unknownKey(msg)
 		return nil
 	}
 	switch {
 	case key.Matches(msg, k.Quit):
+		// q backs out of a pane first; only the top level quits.
+		if m.detail.open {
+			m.detail.Close()
+			return nil
+		}
 		return tea.Quit
 	case key.Matches(msg, k.Help):
-		m.showHelp = true
+		m.openHelp()
 		return nil
 	case key.Matches(msg, k.Next):
 		return m.switchTo((m.active + 1) % m.screenCount())
@@ -455,6 +475,76 @@ func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.handleDetailKey(msg)
 	}
 	return m.handleListKey(msg)
+}
+
+// handleConfirmKey answers a pending confirmation: y or enter runs it, n,
+// esc or q cancels it, anything else reminds what is asked.
+func (m *Model) handleConfirmKey(msg tea.KeyPressMsg) tea.Cmd {
+	k := &m.keys
+	c := m.confirm
+	switch {
+	case key.Matches(msg, k.Yes):
+		m.confirm = nil
+		m.setWorking()
+		return c.yes
+	case key.Matches(msg, k.No):
+		m.confirm = nil
+		m.setMsg("cancelled")
+	default:
+		m.setMsg("answer the question: y or enter confirms, n, esc or q cancels")
+	}
+	return nil
+}
+
+func (m *Model) openHelp() {
+	m.showHelp = true
+	m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.multi), m.width))
+	m.helpVP.GotoTop()
+}
+
+// handleHelpKey scrolls or closes the help screen.
+func (m *Model) handleHelpKey(msg tea.KeyPressMsg) tea.Cmd {
+	k := &m.keys
+	vp := &m.helpVP
+	switch {
+	case key.Matches(msg, k.Help, k.Close, k.Quit):
+		m.showHelp = false
+	case key.Matches(msg, k.Up):
+		vp.ScrollUp(1)
+	case key.Matches(msg, k.Down):
+		vp.ScrollDown(1)
+	case key.Matches(msg, k.PageUp):
+		vp.PageUp()
+	case key.Matches(msg, k.PageDown):
+		vp.PageDown()
+	case key.Matches(msg, k.Home):
+		vp.GotoTop()
+	case key.Matches(msg, k.End):
+		vp.GotoBottom()
+	default:
+		m.setMsg("keys here: ↑/↓ or pgup/pgdn scroll the help; esc, q or ? close it")
+	}
+	return nil
+}
+
+// unknownKey tells the operator, briefly, that a key does nothing here,
+// and where it does something when it does.
+func (m *Model) unknownKey(msg tea.KeyPressMsg) {
+	name := msg.String()
+	switch name {
+	case "shift", "ctrl", "alt", "super", "meta", "hyper", "capslock", "numlock", "scrolllock":
+		return // a modifier on its own
+	}
+	name = event.DisplayString(name)
+	if where, b, ok := m.keys.knownElsewhere(msg, m.multi); ok {
+		if m.detail.open {
+			m.setMsg("%s (%s) works in %s, not in the detail pane · esc closes it · ? lists every key", name, b.Help().Desc, where)
+			return
+		}
+		m.setMsg("%s (%s) works in %s, not here · ? lists every key", name, b.Help().Desc, where)
+		return
+	}
+	m.setMsg("unknown key %s · ? lists every key", name)
 }
 
 func (m *Model) switchTo(s screen) tea.Cmd {
@@ -553,7 +643,7 @@ func (m *Model) handleListKey(msg tea.KeyPressMsg) tea.Cmd {
 		if l.Filter() != "" {
 			l.SetFilter("")
 		} else {
-			m.msg, m.msgErr = "", false
+			m.clearMsg()
 		}
 		return nil
 	case key.Matches(msg, k.Undo):

@@ -34,6 +34,7 @@ type Fake struct {
 	calls      []string
 	now        func() time.Time
 	subBuffer  int
+	sensorDown bool // monitoring wanted but the sensor does not run
 }
 
 // New returns an empty fake for host. now supplies the time used for added
@@ -69,6 +70,14 @@ func (f *Fake) SetStats(st event.Stats, at time.Time) {
 	defer f.mu.Unlock()
 	f.status.Sensor = st
 	f.status.Time = at
+}
+
+// SetSensorFailed makes Status report a sensor that does not run although
+// monitoring is on, as a pipeline whose sensor failed to load does.
+func (f *Fake) SetSensorFailed(failed bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sensorDown = failed
 }
 
 // AddRulesFileSkip adds a skip as if it were written in rules.yaml.
@@ -351,6 +360,12 @@ func (f *Fake) Status(context.Context) (service.Status, error) {
 	}
 	if st.Time.IsZero() {
 		st.Time = f.now()
+	}
+	switch {
+	case !st.Monitoring || f.sensorDown:
+		st.Sensor.Mode = "" // detached or failed: no hooks in use
+	case st.Sensor.Mode == "":
+		st.Sensor.Mode = "tp_btf+tracepoint"
 	}
 	return st, nil
 }
