@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
@@ -44,11 +47,22 @@ the database, so it holds across agent restarts.`,
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show monitoring, sensor counters, rules and open incidents",
-		Args:  cobra.NoArgs,
+		Short: "Show monitoring, the sensor's real state, counters, rules and open incidents",
+		Long: `Shows whether monitoring is wanted (the stored setting) and what the sensor
+really does: "attached" (its programs are attached and events flow), "off"
+(nothing attached: monitoring is off, or no agent runs), or "failed" (it
+could not load, attach or keep reading; the error says why and what to do).
+With --json the same is the "sensor" object, with "state" and "error".
+
+Exits 1 when monitoring is wanted but no sensor watches: the sensor failed,
+or no agent is running. Scripts and health checks can rely on that.`,
+		Example: `  procwatch monitor status
+  procwatch monitor status --json | jq .sensor`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withService(cmd.Context(), opts, func(svc service.Service) error {
-				return runMonitorStatus(cmd.Context(), svc, cmd.OutOrStdout(), asJSON)
+				_, isAgent := svc.(*agent.Client)
+				return runMonitorStatus(cmd.Context(), svc, cmd.OutOrStdout(), asJSON, !isAgent, socketPath(opts))
 			})
 		},
 	}
@@ -57,30 +71,63 @@ the database, so it holds across agent restarts.`,
 	return cmd
 }
 
-func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJSON bool) error {
+// runMonitorStatus writes the status. offline says no agent answered on
+// sock, so the status comes from the database alone and nothing runs a
+// sensor: the sensor is reported off, with that as its error.
+func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJSON, offline bool, sock string) error {
 	st, err := svc.Status(ctx)
 	if err != nil {
 		return err
+	}
+	if st.Sensor.State == "" && st.Sensor.Mode != "" {
+		st.Sensor.State = event.SensorAttached // an agent older than Stats.State
+	}
+	if offline && st.Sensor.State != event.SensorFailed {
+		st.Sensor.State = event.SensorOff
+		st.Sensor.Error = fmt.Sprintf("no agent is running (nothing answers on %s): nothing monitors this host; start one with `procwatch agent` or `systemctl start procwatch`", sock)
 	}
 	if asJSON {
 		b, err := json.MarshalIndent(st, "", "  ")
 		if err != nil {
 			return fmt.Errorf("encode status: %w", err)
 		}
-		_, err = w.Write(append(b, '\n'))
-		return err
+		if _, err := w.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	} else {
+		writeStatusText(w, st)
 	}
+	if st.Monitoring && st.Sensor.State != event.SensorAttached {
+		why := st.Sensor.Error
+		if why == "" {
+			why = "the sensor is " + cmp.Or(st.Sensor.State, "not reporting a state")
+		}
+		return &ExitError{Code: 1, Err: fmt.Errorf("monitoring is on but nothing monitors: %s", why)}
+	}
+	return nil
+}
+
+// writeStatusText writes the status for a person, one fact a line.
+func writeStatusText(w io.Writer, st service.Status) {
 	on := "off"
 	if st.Monitoring {
 		on = "on"
 	}
+	s := st.Sensor
 	fmt.Fprintf(w, "host:        %s\n", cell(st.Host))
 	fmt.Fprintf(w, "monitoring:  %s\n", on)
-	if st.Sensor.Mode != "" {
-		s := st.Sensor
-		fmt.Fprintf(w, "sensor:      %s; exec %d, escalation %d, exit %d, dropped %d\n", s.Mode, s.Exec, s.Escalation, s.Exit, s.Drops)
-	} else {
-		fmt.Fprintf(w, "sensor:      not running here (no agent, or monitoring off)\n")
+	switch s.State {
+	case event.SensorAttached:
+		fmt.Fprintf(w, "sensor:      attached (%s); exec %d, escalation %d, exit %d, dropped %d\n", cell(s.Mode), s.Exec, s.Escalation, s.Exit, s.Drops)
+	case event.SensorFailed:
+		fmt.Fprintf(w, "sensor:      FAILED: %s\n", cell(s.Error))
+	default:
+		state := cmp.Or(s.State, "unknown")
+		if s.Error != "" {
+			fmt.Fprintf(w, "sensor:      %s: %s\n", cell(state), cell(s.Error))
+		} else {
+			fmt.Fprintf(w, "sensor:      %s\n", cell(state))
+		}
 	}
 	if c := st.Containers; c != nil {
 		fmt.Fprintf(w, "containers:  %d named, %d unknown, %d failed, %d unverified, %d dropped, %d evicted; %d cached\n",
@@ -91,7 +138,6 @@ func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJ
 		fmt.Fprintf(w, "rules error: %s (the previous rules stay active)\n", cell(st.RulesError))
 	}
 	fmt.Fprintf(w, "open:        %s\n", formatOpen(st.OpenBySev))
-	return nil
 }
 
 // formatOpen lists open incident counts from critical down.

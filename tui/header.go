@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -34,9 +35,6 @@ type header struct {
 	// source says where the data comes from ("agent /run/….sock"), in
 	// full and short; empty says nothing.
 	source, sourceShort string
-	// sensorErr is why the sensor could not start, when this process
-	// knows it (its own pipeline) and the status does not say.
-	sensorErr string
 }
 
 // observe takes a new status snapshot and updates the rates.
@@ -142,24 +140,22 @@ const (
 )
 
 // sensorState says whether the sensor really runs and, when it does not
-// although monitoring is wanted, why. It goes by what the status reports,
-// never by the monitoring setting alone.
+// although monitoring is wanted, why. It goes by the state the pipeline
+// reports for its sensor, never by the monitoring setting alone.
 func (h *header) sensorState() (state, reason string) {
+	sn := h.st.Sensor
 	switch {
 	case !h.have:
 		return sensorUnknown, ""
+	case sn.State == event.SensorFailed:
+		return sensorFailed, cmp.Or(sn.Error, "the sensor failed (no reason given)")
 	case !h.st.Monitoring:
 		return sensorOff, ""
-	case h.st.Sensor.Mode == "":
-		// Monitoring is wanted but no sensor reports: it failed to load
-		// or stopped.
-		reason := h.sensorErr
-		if reason == "" {
-			reason = "the sensor is not running"
-		}
-		return sensorFailed, reason
+	case sn.State == event.SensorAttached, sn.State == "" && sn.Mode != "":
+		// (An agent older than Stats.State reports only the hooks.)
+		return sensorAttached, ""
 	}
-	return sensorAttached, ""
+	return sensorFailed, "monitoring is on but no sensor runs in this pipeline"
 }
 
 // monitoringWord is the short form of the sensor's state for line 1.

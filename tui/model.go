@@ -60,9 +60,6 @@ type Options struct {
 	// OwnPipeline says the UI runs the pipeline itself (OwnSocket may
 	// still be empty when it serves none).
 	OwnPipeline bool
-	// SensorError is why the sensor of the UI's own pipeline could not
-	// start; the header shows it until the status says otherwise.
-	SensorError string
 	// NoStatusPoll disables the once-a-second status request; tests that
 	// compare screens use it so the header does not change under them.
 	NoStatusPoll bool
@@ -204,7 +201,6 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	if opts.Notice != "" {
 		m.setErrText(event.DisplayString(opts.Notice))
 	}
-	m.hdr.sensorErr = opts.SensorError
 	switch {
 	case multi:
 	case opts.Agent != "":

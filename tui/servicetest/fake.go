@@ -34,7 +34,7 @@ type Fake struct {
 	calls      []string
 	now        func() time.Time
 	subBuffer  int
-	sensorDown bool // monitoring wanted but the sensor does not run
+	sensorErr  string // why the sensor failed; "" when it runs
 }
 
 // New returns an empty fake for host. now supplies the time used for added
@@ -72,12 +72,12 @@ func (f *Fake) SetStats(st event.Stats, at time.Time) {
 	f.status.Time = at
 }
 
-// SetSensorFailed makes Status report a sensor that does not run although
-// monitoring is on, as a pipeline whose sensor failed to load does.
-func (f *Fake) SetSensorFailed(failed bool) {
+// SetSensorFailed makes Status report a sensor that failed for reason, as
+// a pipeline whose sensor could not load does; "" makes it run again.
+func (f *Fake) SetSensorFailed(reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sensorDown = failed
+	f.sensorErr = reason
 }
 
 // AddRulesFileSkip adds a skip as if it were written in rules.yaml.
@@ -362,10 +362,15 @@ func (f *Fake) Status(context.Context) (service.Status, error) {
 		st.Time = f.now()
 	}
 	switch {
-	case !st.Monitoring || f.sensorDown:
-		st.Sensor.Mode = "" // detached or failed: no hooks in use
-	case st.Sensor.Mode == "":
-		st.Sensor.Mode = "tp_btf+tracepoint"
+	case f.sensorErr != "":
+		st.Sensor.State, st.Sensor.Error, st.Sensor.Mode = event.SensorFailed, f.sensorErr, ""
+	case !st.Monitoring:
+		st.Sensor.State, st.Sensor.Mode = event.SensorOff, ""
+	default:
+		st.Sensor.State = event.SensorAttached
+		if st.Sensor.Mode == "" {
+			st.Sensor.Mode = "tp_btf+tracepoint"
+		}
 	}
 	return st, nil
 }

@@ -1,0 +1,100 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/service"
+)
+
+// tracefsErr is the reason a sensor gives when tracefs is missing and it
+// cannot mount it, as sensor.ensureTracefs words it.
+const tracefsErr = "sensor: tracefs is not mounted and mounting it at /sys/kernel/tracing failed: operation not permitted; mount it with: mount -t tracefs tracefs /sys/kernel/tracing"
+
+// TestNotMonitoringBanner checks that a sensor that failed is never shown
+// as monitoring: the header says NOT MONITORING and the banner gives the
+// whole reason, wrapped, at 80×24 and 160×48.
+func TestNotMonitoringBanner(t *testing.T) {
+	for _, sz := range sizes {
+		t.Run(sz.name, func(t *testing.T) {
+			f := newFake()
+			f.SetSensorFailed(tracefsErr)
+			opts := testOptions()
+			opts.OwnPipeline, opts.OwnSocket = true, "/run/procwatch/procwatch.sock"
+			h := start(t, f, sz.w, sz.h, opts)
+			s := h.waitFor("5 shown", "✖ NOT MONITORING", "✖ not monitoring: sensor: tracefs")
+			if strings.Contains(s, "● monitoring") {
+				t.Errorf("a failed sensor is shown as monitoring:\n%s", s)
+			}
+			// The whole reason is on screen, over as many lines as it takes.
+			flat := strings.Join(strings.Fields(s), " ")
+			if !strings.Contains(flat, strings.Join(strings.Fields(tracefsErr), " ")) {
+				t.Errorf("banner does not hold the whole reason:\n%s", s)
+			}
+			for i, l := range strings.Split(s, "\n") {
+				if w := ansi.StringWidth(l); w > sz.w {
+					t.Errorf("line %d is %d wide: %q", i, w, l)
+				}
+			}
+			if sz.w >= 140 && !strings.Contains(s, "own pipeline, serving /run/procwatch/procwatch.sock") {
+				t.Errorf("header does not say the UI runs its own pipeline:\n%s", s)
+			}
+			h.golden(s)
+
+			// The sensor comes back: the banner goes, the header says so.
+			f.SetSensorFailed("")
+			h.with(func(m *Model) { m.Update(m.loadStatus(0, false)()) })
+			s = h.waitFor("● monitoring")
+			if strings.Contains(s, "not monitoring") {
+				t.Errorf("banner stayed after the sensor attached:\n%s", s)
+			}
+		})
+	}
+}
+
+func TestHeaderSaysAgent(t *testing.T) {
+	opts := testOptions()
+	opts.Agent = "/run/procwatch/procwatch.sock"
+	h := start(t, newFake(), 160, 48, opts)
+	h.waitFor("agent /run/procwatch/procwatch.sock")
+	// On 80 columns the socket gives way before the sensor state.
+	h2 := start(t, newFake(), 80, 24, opts)
+	s := h2.waitFor("● monitoring")
+	if first := strings.Split(s, "\n")[0]; strings.Contains(first, "…") {
+		t.Errorf("header line cut: %q", first)
+	}
+}
+
+// TestSensorStates checks what line 1 says for every state a status can
+// report, including an agent too old to report a state.
+func TestSensorStates(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   service.Status
+		want string
+	}{
+		{"attached", service.Status{Monitoring: true, Sensor: sensorStats("attached", "", "tp_btf+tracepoint")}, "● monitoring"},
+		{"off", service.Status{Monitoring: false, Sensor: sensorStats("off", "", "")}, "○ monitoring OFF"},
+		{"failed", service.Status{Monitoring: true, Sensor: sensorStats("failed", "load BPF programs: permission denied", "")}, "✖ NOT MONITORING"},
+		{"on without a sensor", service.Status{Monitoring: true, Sensor: sensorStats("off", "", "")}, "✖ NOT MONITORING"},
+		{"old agent", service.Status{Monitoring: true, Sensor: sensorStats("", "", "tracepoint")}, "● monitoring"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h header
+			tc.st.Time = t0
+			h.observe(tc.st)
+			out := ansi.Strip(h.View(newTheme(true), 80, screenIncidents, 7, 4))
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("header:\n%s\nwant %q", out, tc.want)
+			}
+		})
+	}
+}
+
+func sensorStats(state, err, mode string) (s event.Stats) {
+	s.State, s.Error, s.Mode = state, err, mode
+	return s
+}
