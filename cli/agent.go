@@ -52,6 +52,7 @@ type agentFlags struct {
 	ringMiB       int
 	metricsAddr   string
 	metricsRemote bool
+	fleet         fleetFlags // --nats, --replay and friends (fleet.go)
 }
 
 func newAgentCmd(opts *Options) *cobra.Command {
@@ -92,6 +93,7 @@ is given too.`,
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
 	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
+	f.fleet.register(cmd)
 	return cmd
 }
 
@@ -116,6 +118,11 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 			return err
 		}
 	}
+	fl, err := f.fleet.open(opts, log)
+	if err != nil {
+		return err
+	}
+	defer fl.close()
 	sock := socketPath(opts)
 	ln, err := agent.Listen(sock, access)
 	if err != nil {
@@ -154,9 +161,14 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		}
 		obs = mx
 	}
-	p, err = openPipelineObserved(opts, log, f.ringMiB<<20, true, out.put, obs)
+	p, err = openPipelineObserved(opts, log, f.ringMiB<<20, true, fl.chain(out.put), obs)
 	if err != nil {
 		out.close()
+		return err
+	}
+	if err := fl.start(ctx, p.local); err != nil {
+		out.close()
+		p.close()
 		return err
 	}
 	log.Info("agent started", "socket", sock, "db", p.store.Path(), "rules", rulesLabel(opts), "sensor", p.sensorMode())
@@ -174,7 +186,7 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
 	go func() {
-		srv := &agent.Server{Service: p.local, Logger: log, Access: access, MaxConnections: f.maxConns, IdleTimeout: f.idleTimeout}
+		srv := &agent.Server{Service: fl.serve(p.local), Logger: log, Access: access, MaxConnections: f.maxConns, IdleTimeout: f.idleTimeout}
 		srvDone <- srv.ServeListener(srvCtx, ln)
 	}()
 	runErr := p.local.Run(ctx)
@@ -187,6 +199,7 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		log.Warn("metrics server", "err", err)
 	}
 	out.close()
+	fl.close()
 	if err := p.close(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -258,7 +271,12 @@ func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSe
 	}
 	p := &runningPipeline{store: st}
 	host, _ := os.Hostname()
-	if withSensor {
+	if opts.agentHost != "" {
+		host = opts.agentHost
+	}
+	if withSensor && opts.agentSource != nil {
+		p.source = opts.agentSource
+	} else if withSensor {
 		src, closeSrc, err := newEventSource(ringBytes, func() { log.Info("sensor attached: watching") })
 		if err != nil {
 			st.Close()

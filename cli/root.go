@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/procwatch/procwatch/pipeline"
 )
 
 // Options are the global flags every command can read.
@@ -23,7 +25,16 @@ type Options struct {
 	HostsFile string
 	// ContainerSockets are the --container-socket flags (cli/containers.go).
 	ContainerSockets []string
+
+	// agentHost and agentSource let the agent's fleet flags (fleet.go)
+	// name the host and replace the sensor with a replayed capture.
+	agentHost   string
+	agentSource pipeline.EventSource
 }
+
+// Version is procwatch's version, printed by --version and sent in fleet
+// status messages. Packaging sets it with -ldflags "-X ...cli.Version=...".
+var Version = "0.1.0"
 
 // ExitError carries a specific exit code out of a command, for commands
 // whose contract names one (for example `rules check` exits 1 on a bad file).
@@ -48,6 +59,10 @@ var commands []func(*Options) *cobra.Command
 // --host), so that file keeps its flags next to the code that reads them.
 var rootFlags []func(root *cobra.Command, opts *Options)
 
+// rootHooks run once the whole command tree is built, so a file can add
+// flags to other files' commands (fleet.go adds --nats to several).
+var rootHooks []func(root *cobra.Command, opts *Options)
+
 // rootRun runs when procwatch is started without a subcommand. The TUI's
 // file sets it; until then the root command prints help.
 var rootRun func(opts *Options, cmd *cobra.Command, args []string) error
@@ -61,6 +76,7 @@ func NewRoot() *cobra.Command {
 		Long: `procwatch watches every process on this host with an eBPF sensor:
 each execution (and each failed one), each escalation to root (and each
 refused attempt), and each exit. Rules turn events into incidents.`,
+		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -76,6 +92,9 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	}
 	for _, c := range commands {
 		root.AddCommand(c(opts))
+	}
+	for _, h := range rootHooks {
+		h(root, opts)
 	}
 	markUsageErrors(root)
 	return root

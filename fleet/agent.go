@@ -53,9 +53,6 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if err := CheckHost(cfg.Host); err != nil {
 		return nil, err
 	}
-	if cfg.Service == nil {
-		return nil, errors.New("fleet agent: no service")
-	}
 	if cfg.StatusEvery <= 0 {
 		cfg.StatusEvery = time.Second
 	}
@@ -71,10 +68,24 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log}
+	if cfg.Service != nil {
+		a.cfg.Service = a.Publishing(cfg.Service)
+	}
 	a.pub = &publisher{host: cfg.Host, box: box, log: log,
 		queue: make(chan rules.Incident, queueLen), kick: make(chan struct{}, 1)}
 	return a, nil
 }
+
+// SetService names the local pipeline when it is built after the agent
+// (its incidents are queued from the start). Call it before Start.
+func (a *Agent) SetService(s service.Service) { a.cfg.Service = a.Publishing(s) }
+
+// Service is the pipeline the agent works on, wrapped so that status
+// changes are published (see Publishing).
+func (a *Agent) Service() service.Service { return a.cfg.Service }
+
+// Host is the agent's fleet host name.
+func (a *Agent) Host() string { return a.cfg.Host }
 
 // Put queues an incident (new or updated) for the fleet. It never blocks:
 // it is called on the sensor's goroutine.
@@ -85,6 +96,9 @@ func (a *Agent) Put(inc rules.Incident) { a.pub.put(inc) }
 // skips. The stream and the bucket need not exist yet (the outbox waits
 // and the watcher retries).
 func (a *Agent) Start(ctx context.Context, nc *nats.Conn) error {
+	if a.cfg.Service == nil {
+		return errors.New("fleet agent: no service")
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)

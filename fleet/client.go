@@ -49,9 +49,14 @@ type Client struct {
 	mu    sync.Mutex
 	hosts map[string]*hostState
 
-	cancel context.CancelFunc
-	subs   []*nats.Subscription
-	cons   jetstream.ConsumeContext
+	// caughtUp closes once the stream's history (up to its last message
+	// when the client started) has been read.
+	caughtUp   chan struct{}
+	upTo       uint64
+	caughtOnce sync.Once
+
+	subs []*nats.Subscription
+	cons jetstream.ConsumeContext
 }
 
 // hostState is what the client knows about one host.
@@ -83,7 +88,7 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts ClientOptions) (*Client,
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c := &Client{nc: nc, js: js, opts: opts, log: opts.Logger, hosts: map[string]*hostState{}}
+	c := &Client{nc: nc, js: js, opts: opts, log: opts.Logger, hosts: map[string]*hostState{}, caughtUp: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -111,6 +116,10 @@ func (c *Client) follow(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", StreamName, err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{IncidentsWildcard}}
+	c.upTo = s.CachedInfo().State.LastSeq
+	if c.opts.NoHistory || c.upTo == 0 {
+		c.caughtOnce.Do(func() { close(c.caughtUp) })
+	}
 	if c.opts.NoHistory {
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
@@ -172,6 +181,9 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	if !ok || CheckHost(name) != nil {
 		return
 	}
+	if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= c.upTo {
+		defer c.caughtOnce.Do(func() { close(c.caughtUp) })
+	}
 	rev, _ := strconv.ParseUint(m.Headers().Get(HeaderRevision), 10, 64)
 	var inc rules.Incident
 	if err := json.Unmarshal(m.Data(), &inc); err != nil {
@@ -192,6 +204,19 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	c.mu.Unlock()
 	if c.opts.OnIncident != nil {
 		c.opts.OnIncident(name, &inc, rev, dup)
+	}
+}
+
+// WaitCaughtUp waits until the stream's history has been read, so a
+// listing includes what happened while no viewer ran.
+func (c *Client) WaitCaughtUp(ctx context.Context, d time.Duration) error {
+	select {
+	case <-c.caughtUp:
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("reading %s: history not read within %s", StreamName, d)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

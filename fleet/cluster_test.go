@@ -68,6 +68,9 @@ func startCluster(t testing.TB, n int) *cluster {
 			NoLog:      true,
 			NoSigs:     true,
 		}
+		if n == 1 {
+			o.Cluster, o.Routes = server.ClusterOpts{}, nil
+		}
 		c.opts = append(c.opts, o)
 		c.servers = append(c.servers, c.start(o))
 	}

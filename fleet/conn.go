@@ -26,6 +26,9 @@ type ConnOptions struct {
 	Name  string // connection name shown by the server
 	// Logger hears about disconnects and reconnects; nil is slog.Default.
 	Logger *slog.Logger
+	// FailFast makes Connect fail when no server answers now (front ends);
+	// an agent instead keeps trying in the background.
+	FailFast bool
 	// OnlyListed keeps to the URLs given, ignoring the servers the cluster
 	// announces (tests cut one agent off behind a proxy with it).
 	OnlyListed bool
@@ -46,7 +49,7 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
-		nats.RetryOnFailedConnect(true),
+		nats.RetryOnFailedConnect(!o.FailFast),
 		nats.ReconnectBufSize(-1), // never buffer while down: the outbox does
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -75,7 +78,7 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(o.URLs, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", redactURLs(o.URLs), err)
+		return nil, fmt.Errorf("connect to NATS %s: %w", RedactURLs(o.URLs), err)
 	}
 	return nc, nil
 }
@@ -130,8 +133,8 @@ func credsIdentity(path string) string {
 	return claims.Sub
 }
 
-// redactURLs hides passwords in URLs for error messages.
-func redactURLs(urls string) string {
+// RedactURLs hides passwords in URLs for error messages.
+func RedactURLs(urls string) string {
 	var out []string
 	for _, u := range strings.Split(urls, ",") {
 		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -132,6 +133,9 @@ func (a *Agent) wrap(op string, h handlerFunc) micro.HandlerFunc {
 		caller := subj[strings.LastIndexByte(subj, '.')+1:]
 		ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 		defer cancel()
+		// The pipeline records changes (status history, a skip's
+		// added_by) as this caller.
+		ctx = service.WithCaller(ctx, NATSActor(caller))
 		v, err := h(ctx, caller, req.Data())
 		if err != nil {
 			code := "500"
@@ -145,6 +149,14 @@ func (a *Agent) wrap(op string, h handlerFunc) micro.HandlerFunc {
 			a.log.Warn("control reply not sent", "op", op, "err", err)
 		}
 	}
+}
+
+// NATSActor is how a change made over NATS is recorded: the NATS user
+// from the control subject, which the account layout of docs/fleet.md lets
+// no other user publish with. NATS users have no uid here, so UID is the
+// "unset" value 4294967295.
+func NATSActor(user string) rules.Actor {
+	return rules.Actor{UID: math.MaxUint32, User: "nats:" + user, Via: "nats"}
 }
 
 // badRequest marks a request the agent could not decode.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -123,7 +124,9 @@ func (w *skipWatcher) watch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kw, err := kv.WatchFiltered(ctx, []string{"fleet.>", "host." + w.host + ".>"})
+	// One watch of the whole bucket, filtered here: two filter subjects
+	// need nats-server 2.10, and Debian ships 2.9.
+	kw, err := kv.WatchAll(ctx)
 	if err != nil {
 		return err
 	}
@@ -145,6 +148,9 @@ func (w *skipWatcher) watch(ctx context.Context) error {
 				w.reconcile(ctx, initial)
 				continue
 			}
+			if !w.mine(e.Key()) {
+				continue
+			}
 			sk, live := w.parse(e)
 			if !loaded {
 				if live {
@@ -162,6 +168,11 @@ func (w *skipWatcher) watch(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// mine reports whether key is a skip for this host: the fleet's, or its own.
+func (w *skipWatcher) mine(key string) bool {
+	return strings.HasPrefix(key, "fleet.") || strings.HasPrefix(key, "host."+w.host+".")
 }
 
 // parse reads an entry: live is false for a deletion or a removal record.
@@ -215,7 +226,8 @@ func (w *skipWatcher) reconcile(ctx context.Context, want map[string]rules.Skip)
 func (w *skipWatcher) add(ctx context.Context, key string, sk rules.Skip) {
 	sk.ID = ""
 	sk.Note = localNote(key, sk.Note)
-	added, masked, err := w.svc.AddSkip(ctx, sk)
+	actor := rules.Actor{UID: math.MaxUint32, User: "fleet-skip:" + sk.AddedBy, Via: "nats-kv"}
+	added, masked, err := w.svc.AddSkip(service.WithCaller(ctx, actor), sk)
 	if err != nil {
 		w.setErr(fmt.Errorf("fleet skip %s: %w", key, err))
 		w.log.Warn("fleet skip not applied", "key", key, "err", err)
