@@ -35,6 +35,10 @@ var (
 	// MaxPendingBytes bounds the subscription updates received and not yet
 	// taken by the caller.
 	MaxPendingBytes = 64 << 20
+	// MaxStrayBytes bounds, per minute, the frames for requests that have
+	// ended or never were (a few arrive after a cancel; a stream of them
+	// is an agent flooding the client).
+	MaxStrayBytes = 16 << 20
 )
 
 // ProtocolError says the agent broke the protocol (a frame too large, not
@@ -180,6 +184,7 @@ func (c *Client) write(m message) error {
 // call bounds what it keeps.
 func (c *Client) readLoop(fr *frameReader) {
 	var err error
+	stray, strayFrom := 0, time.Now()
 	for {
 		var frame []byte
 		frame, err = fr.next()
@@ -213,6 +218,13 @@ func (c *Client) readLoop(fr *frameReader) {
 		cl := c.calls[m.ID]
 		c.mu.Unlock()
 		if cl == nil {
+			if now := time.Now(); now.Sub(strayFrom) > time.Minute {
+				stray, strayFrom = 0, now
+			}
+			if stray += len(frame) + m.Size; stray > MaxStrayBytes {
+				err = &ProtocolError{fmt.Sprintf("it sent over %d MiB in a minute for requests that had ended or never were", MaxStrayBytes>>20)}
+				break
+			}
 			continue
 		}
 		switch m.Type {

@@ -1,19 +1,24 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/procwatch/procwatch/service"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
@@ -173,5 +178,86 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	time.Sleep(time.Second) // several idle timeouts
 	if _, err := busy.Status(context.Background()); err != nil {
 		t.Errorf("a connection with a subscription running was closed: %v", err)
+	}
+}
+
+// TestSubscriptionFloodIsBounded: an agent that pushes updates faster
+// than the caller takes them costs the client at most MaxPendingBytes;
+// the rest is counted as dropped, and the caller learns how much.
+func TestSubscriptionFloodIsBounded(t *testing.T) {
+	old := MaxPendingBytes
+	MaxPendingBytes = 1 << 20
+	defer func() { MaxPendingBytes = old }()
+	a, b := net.Pipe()
+	defer b.Close()
+	const floods = 2000
+	go func() {
+		fmt.Fprintf(b, `{"type":"hello","version":%d,"software":"procwatch","role":"server"}`+"\n", Version)
+		br := bufio.NewReader(b)
+		br.ReadBytes('\n') // hello
+		br.ReadBytes('\n') // subscribe, id 1
+		fmt.Fprintln(b, `{"type":"response","id":1,"result":{}}`)
+		big := strings.Repeat("y", 60<<10)
+		for i := range floods {
+			// Distinct incidents, so the mailbox cannot merge them.
+			if _, err := fmt.Fprintf(b, `{"type":"update","id":1,"update":{"incidents":[{"id":"%016x","summary":"%s"}]}}`+"\n", i+1, big); err != nil {
+				return
+			}
+		}
+		fmt.Fprintln(b, `{"type":"end","id":1}`)
+	}()
+	c, err := NewClient(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	ch, err := c.Subscribe(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Take nothing until the flood (about 120 MB) has been read.
+	time.Sleep(100 * time.Millisecond)
+	eventually(t, "the flood is read", func() bool {
+		runtime.ReadMemStats(&ms)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, open := c.calls[1]
+		return !open
+	})
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	if grew := int64(ms.HeapInuse) - int64(base); grew > 16<<20 {
+		t.Errorf("heap grew by %d MiB while the caller took nothing", grew>>20)
+	}
+	var kept, dropped uint64
+	for u := range ch {
+		kept += uint64(len(u.Incidents))
+		dropped += u.Dropped
+	}
+	if kept+dropped != floods || dropped == 0 {
+		t.Errorf("kept %d and dropped %d of %d updates", kept, dropped, floods)
+	}
+}
+
+// TestIncidentsCapPerRequest: an answer stops at the server's cap and says
+// so; the client returns what came with ErrTruncated.
+func TestIncidentsCapPerRequest(t *testing.T) {
+	svc := newRecordingService()
+	for i := range 5 {
+		svc.incidents = append(svc.incidents, sampleIncident(i, 10))
+	}
+	c := dial(t, startServer(t, &Server{Service: svc, MaxIncidents: 3}))
+	for _, limit := range []int{0, 4} {
+		got, err := c.Incidents(context.Background(), service.Query{Limit: limit})
+		if len(got) != 3 || !errors.Is(err, ErrTruncated) {
+			t.Errorf("limit %d: %d incidents, %v; want 3 and ErrTruncated", limit, len(got), err)
+		}
+	}
+	if got, err := c.Incidents(context.Background(), service.Query{Limit: 2}); len(got) != 2 || err != nil {
+		t.Errorf("limit 2 under the cap: %d incidents, %v", len(got), err)
 	}
 }

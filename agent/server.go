@@ -591,7 +591,9 @@ var errCapped = errors.New("incidents cap reached")
 func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) {
 	capN := c.s.maxIncidents()
 	truncated := false
-	if q.Limit <= 0 || q.Limit > capN {
+	if q.Limit > 0 && q.Limit <= capN {
+		capN = q.Limit // the limit asked for, held to even if the service is not
+	} else {
 		q.Limit = capN + 1 // one more tells whether the cap cut it short
 	}
 	batch := make([]rules.Incident, 0, incidentsPerFrame)
@@ -608,7 +610,7 @@ func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) 
 	}
 	err := service.EachIncident(ctx, c.s.Service, q, func(inc *rules.Incident) error {
 		if n+len(batch) == capN {
-			truncated = true
+			truncated = capN != q.Limit
 			return errCapped
 		}
 		batch = append(batch, *inc)
