@@ -38,7 +38,7 @@ func filledStore(t *testing.T, n int) *store.Store {
 			Status: rules.StatusOpen, Outcome: event.Success, Summary: exe + " executed by uid 1000",
 			Process: event.Event{Type: event.TypeExec, Time: at, PID: uint32(i), UID: 1000, Exe: exe, Comm: "configure",
 				Args: []event.Text{exe, "--prefix=/usr/local", "--enable-shared", "--with-pic", "CFLAGS=-O2 -g -pipe -fstack-protector-strong"},
-				Cwd: "/tmp/build", ParentExe: "/usr/bin/make"},
+				Cwd:  "/tmp/build", ParentExe: "/usr/bin/make"},
 		})
 	}
 	if err := st.Flush(); err != nil {
