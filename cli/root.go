@@ -97,6 +97,7 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 		h(root, opts)
 	}
 	markUsageErrors(root)
+	registerCompletions(root, opts)
 	return root
 }
 
@@ -104,21 +105,34 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 // flag, a bad flag value, wrong arguments, an unknown subcommand) exit with
 // code 2, as usage errors conventionally do; other failures exit with 1.
 func markUsageErrors(cmd *cobra.Command) {
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &ExitError{Code: 2, Err: err} })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &ExitError{Code: 2, Err: flagError(c, err)} })
+	cmd.SuggestionsMinimumDistance = suggestDistance
 	switch args := cmd.Args; {
 	case cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil:
 		// A group command such as `skip` or `rules`: an unknown subcommand.
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if len(a) > 0 {
-				return &ExitError{Code: 2, Err: fmt.Errorf("unknown command %q for %q", a[0], c.CommandPath())}
+				return unknownCommand(c, a[0])
 			}
 			return nil
 		}
 		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	case cmd.HasSubCommands() && args != nil:
+		// The root runs the TUI: an argument is a mistyped command.
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if len(a) > 0 {
+				return unknownCommand(c, a[0])
+			}
+			return nil
+		}
 	case args != nil:
 		cmd.Args = func(c *cobra.Command, a []string) error {
 			if err := args(c, a); err != nil {
-				return &ExitError{Code: 2, Err: err}
+				var ee *ExitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return &ExitError{Code: 2, Err: argsError(c, a, err)}
 			}
 			return nil
 		}

@@ -58,6 +58,15 @@ would mask more than 100 open incidents asks first on a terminal, and needs
   procwatch skip add --rule suid-exec path '/opt/vendor/bin/*' --dry-run
   procwatch skip add user deploy --dry-run`,
 		Args: skipAddArgs,
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return skipKinds, cobra.ShellCompDirectiveNoFileComp
+			}
+			if len(args) == 1 && args[0] == rules.SkipPath {
+				return nil, cobra.ShellCompDirectiveDefault
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, exact, err := f.skip(cmd, args)
 			if err != nil {
@@ -99,6 +108,9 @@ func kindExample(kind string) string {
 	}
 	return "/usr/local/bin/tool"
 }
+
+// skipKinds complete a skip's kind argument.
+var skipKinds = []string{rules.SkipCommand + "\tby command name", rules.SkipPath + "\tby binary path", rules.SkipUser + "\tby user"}
 
 type skipAddFlags struct {
 	rule, note       string
@@ -278,6 +290,15 @@ func newSkipRmCmd(opts *Options) *cobra.Command {
 its kind and value (with --rule if it was added for one rule). The
 incidents it masked become open again.`,
 		Args: cobra.RangeArgs(1, 2),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return append(skipIDs(opts), skipKinds...), cobra.ShellCompDirectiveNoFileComp
+			}
+			if len(args) == 1 && args[0] == rules.SkipPath {
+				return nil, cobra.ShellCompDirectiveDefault
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withService(cmd.Context(), opts, func(svc service.Service) error {
 				id := args[0]
