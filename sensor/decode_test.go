@@ -44,6 +44,25 @@ func execRecord() []byte {
 		[]byte("docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope\x00system.slice\x00"))
 }
 
+// decodeRaw decodes one record as the reader does and returns its events.
+func decodeRaw(s *Sensor, raw []byte) []event.Event {
+	var h rawHeader
+	if decodeHeader(raw, &h) != nil {
+		return nil
+	}
+	return s.decode(&h, raw[headerSize:], clock{}, nil)
+}
+
+// decodeOne decodes a record that must make exactly one event.
+func decodeOne(t *testing.T, s *Sensor, raw []byte) event.Event {
+	t.Helper()
+	evs := decodeRaw(s, raw)
+	if len(evs) != 1 {
+		t.Fatalf("record made %d events, want 1: %+v", len(evs), evs)
+	}
+	return evs[0]
+}
+
 func newTestSensor() *Sensor {
 	s := &Sensor{table: newProcTable("/nonexistent")}
 	s.table.procs[1] = procInfo{ppid: 0, exe: "/sbin/init"}
@@ -52,15 +71,7 @@ func newTestSensor() *Sensor {
 
 func TestBuildExec(t *testing.T) {
 	s := newTestSensor()
-	raw := execRecord()
-	var h rawHeader
-	if err := decodeHeader(raw, &h); err != nil {
-		t.Fatal(err)
-	}
-	var ev event.Event
-	if !s.build(&h, raw[headerSize:], &ev, clock{}) {
-		t.Fatal("exec record not delivered")
-	}
+	ev := decodeOne(t, s, execRecord())
 	want := event.Event{
 		Type: event.TypeExec, PID: 4242, TID: 4242, PPID: 1, UID: 1000, EUID: 1000, Comm: "curl",
 		Exe: "/usr/bin/curl", Filename: "/usr/bin/curl", Args: []event.Text{"curl", "-s", "https://example.com/"},
@@ -103,10 +114,8 @@ func TestMalformedRecords(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newTestSensor()
-			var h rawHeader
-			var ev event.Event
-			if decodeHeader(tt.raw, &h) == nil && s.build(&h, tt.raw[headerSize:], &ev, clock{}) {
-				t.Fatal("malformed record delivered")
+			if evs := decodeRaw(s, tt.raw); len(evs) != 0 {
+				t.Fatalf("malformed record delivered: %+v", evs)
 			}
 		})
 	}
@@ -116,11 +125,7 @@ func FuzzBuild(f *testing.F) {
 	f.Add(execRecord())
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		s := newTestSensor()
-		var h rawHeader
-		var ev event.Event
-		if decodeHeader(raw, &h) == nil {
-			s.build(&h, raw[headerSize:], &ev, clock{})
-		}
+		decodeRaw(s, raw)
 	})
 }
 
@@ -144,13 +149,17 @@ func TestJoinPathAndArgs(t *testing.T) {
 
 func BenchmarkBuildExec(b *testing.B) {
 	s := newTestSensor()
-	raw := execRecord()
+	rh := rawHeader{Type: rawExec, Pid: 4242, Tid: 4242, Ppid: 1, Uid: 1000, Euid: 1000, TsBootNs: 1e9,
+		Flags: flagExeID, ExeDev: 254 << 20, ExeIno: 1234, MntNs: 4026531841}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&rh.Comm[0])), 16), "curl")
+	raw := identityRecord(rh, []byte("curl\x00bin\x00usr\x00"), []byte("curl\x00bin\x00usr\x00"), []byte("ext4\x00"),
+		[]byte("/usr/bin/curl\x00"), []byte("curl\x00-s\x00https://example.com/\x00"), []byte("alice\x00home\x00"), nil)
 	var h rawHeader
-	var ev event.Event
+	var out []event.Event
 	b.ReportAllocs()
 	for b.Loop() {
 		decodeHeader(raw, &h)
-		s.build(&h, raw[headerSize:], &ev, clock{})
+		out = s.decode(&h, raw[headerSize:], clock{}, out[:0])
 	}
 }
 
@@ -162,16 +171,7 @@ func TestUnexplainedEscalation(t *testing.T) {
 	var delivered []event.Event
 	feed := func(h rawHeader, exe string) {
 		raw := record(h, []byte(exe), nil, nil, nil, nil, nil)
-		var hh rawHeader
-		var ev event.Event
-		decodeHeader(raw, &hh)
-		if s.build(&hh, raw[headerSize:], &ev, clock{}) {
-			delivered = append(delivered, ev)
-		}
-		if s.haveExtra {
-			s.haveExtra = false
-			delivered = append(delivered, s.extra)
-		}
+		delivered = append(delivered, decodeRaw(s, raw)...)
 	}
 	// Fork and exec as uid 1000: explained, nothing raised.
 	feed(rawHeader{Type: rawFork, Pid: 50, Ppid: 1, Uid: 1000, Euid: 1000}, "")
@@ -229,12 +229,7 @@ func TestBuildIdentityAndScript(t *testing.T) {
 			h := tt.h
 			h.Type, h.Pid, h.Ppid, h.ExeDev, h.ExeIno, h.ExeOwner, h.MntNs = rawExec, 77, 1, 254<<20|3, 99, 1000, 4026531841
 			raw := identityRecord(h, []byte(tt.exe), []byte(tt.origin), []byte("ext4\x00"), []byte(tt.filename), nil, []byte(tt.cwd), []byte(tt.dir))
-			var hh rawHeader
-			var ev event.Event
-			decodeHeader(raw, &hh)
-			if !s.build(&hh, raw[headerSize:], &ev, clock{}) {
-				t.Fatal("not delivered")
-			}
+			ev := decodeOne(t, s, raw)
 			if ev.Exe != tt.wantExe || ev.ExeOrigin != tt.wantOrigin || ev.Script != tt.wantScript {
 				t.Errorf("exe %q origin %q script %q, want %q %q %q", ev.Exe, ev.ExeOrigin, ev.Script, tt.wantExe, tt.wantOrigin, tt.wantScript)
 			}
@@ -243,9 +238,7 @@ func TestBuildIdentityAndScript(t *testing.T) {
 			}
 			// The exit carries what the exec said.
 			raw = record(rawHeader{Type: rawExit, Pid: 77, Ppid: 1}, nil, nil, nil, nil, nil, nil)
-			decodeHeader(raw, &hh)
-			var exit event.Event
-			s.build(&hh, raw[headerSize:], &exit, clock{})
+			exit := decodeOne(t, s, raw)
 			if exit.Exe != tt.wantExe || exit.ExeOrigin != tt.wantOrigin || exit.Script != tt.wantScript || exit.ExeIno != 99 {
 				t.Errorf("exit: exe %q origin %q script %q ino %d", exit.Exe, exit.ExeOrigin, exit.Script, exit.ExeIno)
 			}
@@ -279,11 +272,7 @@ func TestPidReuse(t *testing.T) {
 	s.table.seed()
 	feed := func(h rawHeader) event.Event {
 		raw := record(h, []byte("prog\x00bin\x00"), nil, nil, nil, nil, nil)
-		var hh rawHeader
-		var ev event.Event
-		decodeHeader(raw, &hh)
-		s.build(&hh, raw[headerSize:], &ev, clock{})
-		return ev
+		return decodeOne(t, s, raw)
 	}
 	const tick = 1e9 / userHZ
 	// The exit of the pid's previous owner (started at tick 400) arrives late.

@@ -68,12 +68,8 @@ type Sensor struct {
 	exec, escalation, exit, fork, malformed atomic.Uint64
 	drops                                   *ebpf.Map
 
-	// extra holds an "unexplained" escalation that build found alongside
-	// the event it decoded; Run delivers it right after. Reader goroutine only.
-	extra     event.Event
-	haveExtra bool
-
 	comms commCache
+	ids   map[idKey]cachedID // interned binary identities; reader goroutine only
 }
 
 // New loads the BPF programs (root or CAP_BPF+CAP_PERFMON needed) without
@@ -288,7 +284,7 @@ const (
 // reading is the reader goroutine's state between drains.
 type reading struct {
 	rec       ringbuf.Record
-	ev        event.Event
+	out       []event.Event // the events of one record, reused
 	h         rawHeader
 	clock     clock
 	lastSweep time.Time
@@ -318,230 +314,11 @@ func (s *Sensor) drain(r *reading, handle func(*event.Event)) (int, error) {
 			s.malformed.Add(1)
 			continue
 		}
-		if s.build(&r.h, r.rec.RawSample[headerSize:], &r.ev, r.clock) {
-			handle(&r.ev)
-		}
-		if s.haveExtra {
-			s.haveExtra = false
-			handle(&s.extra)
+		r.out = s.decode(&r.h, r.rec.RawSample[headerSize:], r.clock, r.out[:0])
+		for i := range r.out {
+			handle(&r.out[i])
 		}
 	}
-}
-
-// build fills ev from a decoded record and keeps the process table current.
-// It reports whether ev should be delivered (fork records are internal).
-func (s *Sensor) build(h *rawHeader, data []byte, ev *event.Event, clock clock) bool {
-	start, pstart := ticks(h.StartNs), ticks(h.PstartNs)
-	if h.Type == rawFork {
-		// The most frequent record and internal only: keep it cheap.
-		s.fork.Add(1)
-		s.table.fork(h.Pid, start, h.Ppid, pstart, h.Uid, h.Euid)
-		return false
-	}
-	sec, err := splitSections(h, data)
-	if err != nil {
-		s.malformed.Add(1)
-		slog.Debug("dropping malformed sensor record", "err", err)
-		return false
-	}
-	*ev = event.Event{
-		Time:  clock.wall(h.TsBootNs),
-		PID:   h.Pid,
-		TID:   h.Tid,
-		PPID:  h.Ppid,
-		UID:   h.Uid,
-		EUID:  h.Euid,
-		GID:   h.Gid,
-		EGID:  h.Egid,
-		AUID:  h.Auid,
-		Comm:  s.comms.text(&h.Comm),
-		MntNS: uint64(h.MntNs),
-	}
-	switch h.Type {
-	case rawExec, rawExecFail:
-		s.buildExec(h, &sec, ev, start, pstart)
-	case rawEscalation:
-		s.buildEscalation(h, &sec, ev, start, pstart)
-	case rawExit:
-		s.buildExit(h, ev, start, pstart)
-	default:
-		s.malformed.Add(1)
-		return false
-	}
-	return true
-}
-
-// exeIdentity decodes the running binary's identity from a record that has
-// one (exec, escalation).
-func exeIdentityOf(h *rawHeader, sec *sections, mntNS uint64) *exeIdentity {
-	if h.Flags&flagExeID == 0 {
-		return nil
-	}
-	return &exeIdentity{
-		dev:    kernelDev(h.ExeDev),
-		ino:    h.ExeIno,
-		owner:  ownerPtr(h.ExeOwner),
-		origin: truncatedPath(joinPath(sec.origin), h.Flags&flagOriginTrunc != 0),
-		fs:     string(cstr(sec.fs)),
-		mntNS:  mntNS,
-	}
-}
-
-// setIdentity copies a binary's identity into ev.
-func setIdentity(ev *event.Event, id *exeIdentity) {
-	if id == nil {
-		return
-	}
-	ev.ExeDev, ev.ExeIno, ev.ExeOwner = id.dev, id.ino, id.owner
-	ev.ExeOrigin, ev.ExeFS = id.origin, id.fs
-	if ev.MntNS == 0 {
-		ev.MntNS = id.mntNS
-	}
-}
-
-// recordedExe decodes the exe path of an exec or escalation record.
-func recordedExe(h *rawHeader, sec *sections) event.Text {
-	exe := truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
-	return deleted(exe, h.Flags&flagExeDeleted != 0)
-}
-
-func (s *Sensor) buildExec(h *rawHeader, sec *sections, ev *event.Event, start, pstart uint64) {
-	ev.Type = event.TypeExec
-	ev.Filename = event.Text(cstr(sec.filename))
-	ev.Args = splitArgs(sec.args)
-	ev.ArgsTruncated = h.Flags&flagArgsTrunc != 0
-	ev.Cwd = truncatedPath(joinPath(sec.cwd), h.Flags&flagCwdTrunc != 0)
-	ev.TTY = ttyName(sec.tty)
-	ev.Cgroup = joinPath(sec.cgroup)
-	ev.ContainerID = containerID(ev.Cgroup)
-	dir := truncatedPath(joinPath(sec.dir), h.Flags&flagDirTrunc != 0)
-	if h.Type == rawExec {
-		ev.Outcome = event.Success
-		ev.Exe = recordedExe(h, sec)
-		id := exeIdentityOf(h, sec, ev.MntNS)
-		setIdentity(ev, id)
-		if h.Flags&flagScript != 0 {
-			ev.Script = scriptPath(ev.Filename, ev.Cwd, dir, h.Dirfd)
-		}
-		if h.Flags&flagOldCreds != 0 {
-			s.checkUnexplained(ev, start, pstart, h.OldUid, h.OldEuid)
-		}
-		s.table.exec(h.Pid, procInfo{
-			start: start, ppid: h.Ppid, pstart: pstart,
-			exe: ev.Exe, id: id, script: ev.Script,
-			args: ev.Args, cwd: ev.Cwd, tty: ev.TTY,
-			uid: h.Uid, euid: h.Euid,
-		})
-	} else {
-		ev.Outcome = event.Failure
-		ev.Errno = errnoName(h.Retval)
-		ev.Exe = absPath(ev.Filename, ev.Cwd, dir, h.Dirfd)
-	}
-	s.withAncestry(ev, pstart)
-	s.exec.Add(1)
-}
-
-func (s *Sensor) buildEscalation(h *rawHeader, sec *sections, ev *event.Event, start, pstart uint64) {
-	ev.Type = event.TypeEscalation
-	ev.Exe = recordedExe(h, sec)
-	setIdentity(ev, exeIdentityOf(h, sec, ev.MntNS))
-	ev.Filename = event.Text(cstr(sec.filename))
-	s.withProcess(ev, start)
-	if int(h.Method) < len(methodNames) {
-		ev.Method = methodNames[h.Method]
-	}
-	ev.OldUID, ev.OldEUID = event.Uint32(h.OldUid), event.Uint32(h.OldEuid)
-	ev.NewUID, ev.NewEUID = event.Uint32(h.NewUid), event.Uint32(h.NewEuid)
-	if h.Retval == 0 {
-		ev.Outcome = event.Success
-		s.table.setCreds(h.Pid, start, h.NewUid, h.NewEuid)
-	} else {
-		ev.Outcome = event.Failure
-		ev.Errno = errnoName(h.Retval)
-	}
-	s.withAncestry(ev, pstart)
-	s.escalation.Add(1)
-}
-
-func (s *Sensor) buildExit(h *rawHeader, ev *event.Event, start, pstart uint64) {
-	ev.Type = event.TypeExit
-	s.withProcess(ev, start)
-	ev.Exe = deleted(ev.Exe, h.Flags&flagExeDeleted != 0)
-	status := int(h.ExitCode)
-	code := status >> 8 & 0xff
-	sig := status & 0x7f
-	ev.ExitCode = event.Int(code)
-	if sig != 0 {
-		ev.Signal = signalName(sig)
-	}
-	ev.CoreDumped = status&0x80 != 0
-	ev.DurationNS = int64(h.DurationNs)
-	if code == 0 && sig == 0 {
-		ev.Outcome = event.Success
-	} else {
-		ev.Outcome = event.Failure
-	}
-	ev.ParentExe = s.parentExe(h.Ppid, pstart)
-	s.checkUnexplained(ev, start, pstart, h.Uid, h.Euid)
-	s.table.exit(h.Pid, start)
-	s.exit.Add(1)
-}
-
-// withProcess fills what the process table knows of ev's process and the
-// record did not carry: the exe and its identity, the script, and the
-// argv, cwd and tty of its last exec.
-func (s *Sensor) withProcess(ev *event.Event, start uint64) {
-	info, ok := s.table.procs[ev.PID]
-	if !ok || !sameProcess(info.start, start) {
-		return
-	}
-	if ev.Exe == "" {
-		ev.Exe = info.exe
-		setIdentity(ev, info.id)
-	}
-	if ev.Script == "" && ev.Exe == info.exe {
-		ev.Script = info.script
-	}
-	ev.Args, ev.Cwd, ev.TTY = info.args, info.cwd, info.tty
-}
-
-// checkUnexplained raises an "unexplained" escalation when ev's process,
-// last known without any root id, is seen holding one (uid, euid) that no
-// suid exec or set*uid call explains: the mark of a kernel exploit that
-// swapped the process's credentials.
-func (s *Sensor) checkUnexplained(ev *event.Event, start, pstart uint64, uid, euid uint32) {
-	info, ok := s.table.procs[ev.PID]
-	if !ok || !sameProcess(info.start, start) || !info.rootless() || (uid != 0 && euid != 0) {
-		return
-	}
-	x := &s.extra
-	*x = event.Event{
-		Type: event.TypeEscalation, Time: ev.Time, PID: ev.PID, TID: ev.TID, PPID: ev.PPID,
-		UID: uid, EUID: euid, GID: ev.GID, EGID: ev.EGID, AUID: ev.AUID, Comm: ev.Comm,
-		Exe: info.exe, Script: info.script, Args: info.args, Cwd: info.cwd, TTY: info.tty, MntNS: ev.MntNS,
-		Outcome: event.Success, Method: event.MethodUnexplained,
-		OldUID: event.Uint32(info.uid), OldEUID: event.Uint32(info.euid), NewUID: event.Uint32(uid), NewEUID: event.Uint32(euid),
-	}
-	setIdentity(x, info.id)
-	x.Ancestors = s.table.ancestors(ev.PPID, pstart)
-	if len(x.Ancestors) > 0 {
-		x.ParentExe = x.Ancestors[0].Exe
-	}
-	s.haveExtra = true
-	s.escalation.Add(1)
-	s.table.setCreds(ev.PID, start, uid, euid)
-}
-
-func (s *Sensor) withAncestry(ev *event.Event, pstart uint64) {
-	ev.Ancestors = s.table.ancestors(ev.PPID, pstart)
-	if len(ev.Ancestors) > 0 {
-		ev.ParentExe = ev.Ancestors[0].Exe
-	}
-}
-
-func (s *Sensor) parentExe(ppid uint32, pstart uint64) event.Text {
-	info, _ := s.table.lookup(ppid, pstart)
-	return info.exe
 }
 
 // commBytes views the header's comm as bytes, without copying.
