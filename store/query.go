@@ -220,19 +220,21 @@ func timeBound(t time.Time) uint64 {
 
 // scanner yields incident records newest first with ids <= hi: straight
 // from the incidents bucket, or, for a severity floor above info, by
-// merging the severity index's per-severity runs (each in id order).
+// merging the index's runs (each in id order): one per class and severity
+// at or above the floor in the class index, one per severity in schema 2's
+// severity index.
 type scanner struct {
 	incs *bolt.Bucket
 	full *bolt.Cursor
 	hi   []byte
-	// index mode: one cursor and current id per severity
+	// index mode: one cursor and current id per run
 	runs []sevRun
 }
 
 type sevRun struct {
-	sev byte
-	c   *bolt.Cursor
-	id  []byte // nil when the run is exhausted
+	prefix []byte
+	c      *bolt.Cursor
+	id     []byte // nil when the run is exhausted
 }
 
 func newScanner(tx *bolt.Tx, minSev rules.Severity, hi uint64) *scanner {
@@ -240,12 +242,25 @@ func newScanner(tx *bolt.Tx, minSev rules.Severity, hi uint64) *scanner {
 	if minSev <= rules.SeverityInfo {
 		return sc
 	}
-	idx := tx.Bucket(bucketBySev)
+	var prefixes [][]byte
+	idx := tx.Bucket(bucketByClass)
+	if idx != nil {
+		for class := classMasked; class <= classOpen; class++ {
+			for sev := minSev; sev <= rules.SeverityCritical; sev++ {
+				prefixes = append(prefixes, []byte{class, byte(sev)})
+			}
+		}
+	} else {
+		idx = tx.Bucket(bucketBySev) // schema 2, opened read-only
+		for sev := minSev; sev <= rules.SeverityCritical; sev++ {
+			prefixes = append(prefixes, []byte{byte(sev)})
+		}
+	}
 	sc.runs = []sevRun{}
-	for sev := minSev; sev <= rules.SeverityCritical; sev++ {
-		run := sevRun{sev: byte(sev), c: idx.Cursor()}
-		if k, _ := lastAtOrBelow(run.c, append([]byte{byte(sev)}, sc.hi...), 1); k != nil {
-			run.id = k[1:]
+	for _, p := range prefixes {
+		run := sevRun{prefix: p, c: idx.Cursor()}
+		if k, _ := lastAtOrBelow(run.c, append(bytes.Clone(p), sc.hi...), len(p)); k != nil {
+			run.id = k[len(p):]
 			sc.runs = append(sc.runs, run)
 		}
 	}
@@ -288,8 +303,8 @@ func (sc *scanner) next() (key, val []byte) {
 		run := &sc.runs[best]
 		key = bytes.Clone(run.id)
 		k, _ := run.c.Prev()
-		if k != nil && len(k) == 9 && k[0] == run.sev {
-			run.id = k[1:]
+		if n := len(run.prefix); k != nil && len(k) == n+8 && bytes.HasPrefix(k, run.prefix) {
+			run.id = k[n:]
 		} else {
 			run.id = nil
 		}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,13 +58,18 @@ func (s *Store) enforceRetention(now time.Time) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.update(func(tx *bolt.Tx) error {
-		w := s.newWriteTx(tx)
+	var w *writeTx
+	err := s.update(func(tx *bolt.Tx) error {
+		w = s.newWriteTx(tx)
 		if err := s.trimToCount(w); err != nil {
 			return err
 		}
 		return w.finish()
 	})
+	if err == nil {
+		s.noteEvictions(w)
+	}
+	return err
 }
 
 // trimByAge deletes, oldest first, incidents raised and last seen before
@@ -106,8 +113,12 @@ func (s *Store) trimByAge(cutoff time.Time) (more bool, err error) {
 	return more, nil
 }
 
-// trimToCount deletes the oldest incidents beyond the count limit, inside
-// the caller's transaction.
+// trimToCount deletes incidents beyond the count limit inside the caller's
+// transaction, in the class index's order: masked, then acknowledged, then
+// open incidents; within each the lowest severity and then the oldest id
+// first. An open high or critical incident therefore goes only when
+// nothing of a lower rank is left. The walk reads only the index's first
+// entries, however large the database.
 func (s *Store) trimToCount(w *writeTx) error {
 	limit := s.retCount.Load()
 	if limit < 0 {
@@ -117,18 +128,47 @@ func (s *Store) trimToCount(w *writeTx) error {
 	if excess <= 0 {
 		return nil
 	}
-	var keys [][]byte
-	var incs []rules.Incident
-	c := w.incs.Cursor()
-	for k, v := c.First(); k != nil && int64(len(keys)) < excess; k, v = c.Next() {
-		inc, _ := s.decodeForRemoval(k, v)
-		keys = append(keys, bytes.Clone(k))
-		incs = append(incs, inc)
+	type victim struct {
+		idxKey []byte
+		inc    rules.Incident
+		ok     bool // the record exists and matches its index entry
 	}
-	for i := range keys {
-		if err := w.remove(keys[i], &incs[i]); err != nil {
+	var victims []victim
+	c := w.byClass.Cursor()
+	for k, _ := c.First(); k != nil && int64(len(victims)) < excess; k, _ = c.Next() {
+		v := victim{idxKey: bytes.Clone(k)}
+		if len(k) == 10 {
+			if rec := w.incs.Get(k[2:]); rec != nil {
+				var ok bool
+				v.inc, ok = s.decodeForRemoval(k[2:], rec)
+				v.ok = !ok || bytes.Equal(classKey(&v.inc, k[2:]), k)
+			}
+		}
+		victims = append(victims, v)
+	}
+	var evicted, worst int64
+	for _, v := range victims {
+		if !v.ok {
+			// A stale entry (damage, or a replaced damaged record):
+			// drop it; the incident it named is gone or indexed again.
+			if err := w.byClass.Delete(v.idxKey); err != nil {
+				return fmt.Errorf("count retention: %w", err)
+			}
+			continue
+		}
+		if err := w.byClass.Delete(v.idxKey); err != nil {
 			return fmt.Errorf("count retention: %w", err)
 		}
+		if err := w.remove(v.idxKey[2:], &v.inc); err != nil {
+			return fmt.Errorf("count retention: %w", err)
+		}
+		evicted++
+		worst = int64(v.idxKey[0])<<8 | int64(v.idxKey[1])
+	}
+	if evicted > 0 {
+		w.countDelta[string(keyEvicted)] += evicted
+		w.evicted += evicted
+		w.evictedRank = worst
 	}
 	return nil
 }
@@ -142,4 +182,45 @@ func (s *Store) decodeForRemoval(k, v []byte) (inc rules.Incident, ok bool) {
 		return rules.Incident{ID: idFromKey(k)}, false
 	}
 	return inc, true
+}
+
+// evictLogEvery limits the count-retention log to one line a minute, however
+// many commits delete incidents.
+const evictLogEvery = time.Minute
+
+// noteEvictions records what a committed transaction's count retention
+// deleted: the in-memory total behind Status and the metrics, and a log
+// line at the first eviction and then at most once a minute (a flood
+// evicting on every commit must not flood the log as well).
+func (s *Store) noteEvictions(w *writeTx) {
+	if w.evicted == 0 {
+		return
+	}
+	total := s.evicted.Add(uint64(w.evicted))
+	s.emu.Lock()
+	defer s.emu.Unlock()
+	s.evictPending += w.evicted
+	s.evictRank = max(s.evictRank, w.evictedRank)
+	now := time.Now()
+	if !s.evictLogged.IsZero() && now.Sub(s.evictLogged) < evictLogEvery {
+		return
+	}
+	class, sev := rankName(s.evictRank)
+	level := slog.LevelWarn
+	if class == "open" && rules.Severity(s.evictRank&0xff) >= rules.SeverityHigh {
+		level = slog.LevelError
+	}
+	msg := "store: count limit reached; deleting masked, acknowledged, then the lowest-severity incidents to make room"
+	if !s.evictLogged.IsZero() {
+		msg = "store: count retention still deleting incidents"
+	}
+	s.log.Log(context.Background(), level, msg, "path", s.path, "limit", s.retCount.Load(),
+		"evicted", s.evictPending, "evicted_total", total, "up_to_class", class, "up_to_severity", sev)
+	s.evictLogged, s.evictPending, s.evictRank = now, 0, 0
+}
+
+// rankName spells a class<<8|severity rank for logs and status.
+func rankName(rank int64) (class, severity string) {
+	class = map[byte]string{classMasked: "masked", classAcknowledged: "acknowledged", classOpen: "open"}[byte(rank>>8)]
+	return class, rules.Severity(rank & 0xff).String()
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,28 +12,62 @@ import (
 	"github.com/procwatch/procwatch/service"
 )
 
+// TestRetentionByCount fills a store past its count limit with incidents
+// of every severity and status, some masked by a skip, and checks that
+// what is kept is exactly the reference order's best: open before
+// acknowledged before masked, then higher severity, then newer.
 func TestRetentionByCount(t *testing.T) {
 	s, _ := openTemp(t, Options{RetentionAge: -1, RetentionCount: 100})
 	all := fixtures(baseTime, 250)
 	// Mask some of the oldest through a skip so that deletion must clean
-	// mask links too.
-	putAll(t, s, all[:50])
+	// mask links too, and acknowledge others by hand.
+	putAll(t, s, all[:80])
 	wget := rules.Skip{Kind: rules.SkipCommand, Value: "wget", Rule: "shell-from-service"}
 	if _, n, err := s.AddSkip(wget, coveredBy(wget)); err != nil || n == 0 {
 		t.Fatalf("AddSkip: %d, %v", n, err)
 	}
-	putAll(t, s, all[50:])
+	var acked []rules.ID
+	for i := 0; i < 80; i += 4 {
+		acked = append(acked, all[i].ID)
+	}
+	if err := s.SetStatus(acked, rules.StatusAcknowledged); err != nil {
+		t.Fatal(err)
+	}
+	for i := range all[:80] {
+		got, _, err := s.Get(all[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all[i].Status = got.Status
+	}
+	putAll(t, s, all[80:])
 	got, err := s.Query(service.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(idsOf(got), bruteQuery(all[150:], service.Query{})) {
-		t.Errorf("kept %d incidents, want the newest 100", len(got))
+	want := keepByRank(all, 100)
+	if !slices.Equal(idsOf(got), want) {
+		t.Errorf("kept %v\nwant %v", idsOf(got), want)
 	}
 	checkCounters(t, s)
 	if n, _ := s.Count(); n != 100 {
 		t.Errorf("Count = %d, want 100", n)
 	}
+	if st := s.Stats(); st.Evicted != 150 {
+		t.Errorf("Stats().Evicted = %d, want 150", st.Evicted)
+	}
+}
+
+// keepByRank is the reference for count retention: the n incidents that
+// rank highest by (status class, severity, id), newest first.
+func keepByRank(all []rules.Incident, n int) []rules.ID {
+	rank := func(inc *rules.Incident) string { return string(classKey(inc, inc.ID.Bytes())) }
+	sorted := slices.Clone(all)
+	slices.SortFunc(sorted, func(a, b rules.Incident) int { return strings.Compare(rank(&b), rank(&a)) })
+	if len(sorted) > n {
+		sorted = sorted[:n]
+	}
+	return bruteQuery(sorted, service.Query{})
 }
 
 func TestRetentionByAge(t *testing.T) {

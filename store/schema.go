@@ -11,12 +11,13 @@ import (
 	"github.com/procwatch/procwatch/rules"
 )
 
-// Layout of the file (schema version 2). Every key and value format is
+// Layout of the file (schema version 3). Every key and value format is
 // documented in docs/store.md; change it only with a migration.
 var (
 	bucketMeta      = []byte("meta")       // magic, schema version
 	bucketIncidents = []byte("incidents")  // id (8 bytes, big-endian) -> record (codec.go)
-	bucketBySev     = []byte("by_sev")     // severity (1) + id (8) -> empty
+	bucketByClass   = []byte("by_class")   // eviction class (1) + severity (1) + id (8) -> empty
+	bucketBySev     = []byte("by_sev")     // schema 2 only: severity (1) + id (8) -> empty
 	bucketCounts    = []byte("counts")     // counter name -> uint64
 	bucketNoise     = []byte("noise")      // noise counter key (noise.go) -> uint64
 	bucketSkips     = []byte("skips")      // skip seq (8) -> rules.Skip as JSON
@@ -30,11 +31,17 @@ var (
 )
 
 // schemaVersion is the layout this code writes. Version 1 stored incidents
-// as encoding/json documents and had no index or counter buckets.
-const schemaVersion = 2
+// as encoding/json documents and had no index or counter buckets; version
+// 2 indexed incidents by severity alone (by_sev), version 3 by eviction
+// class and severity (by_class), which count retention walks.
+const schemaVersion = 3
+
+// minReadableVersion is the oldest layout a read-only open can query
+// without migrating: schema 2 differs only in its index.
+const minReadableVersion = 2
 
 // allBuckets lists the buckets of the current schema.
-var allBuckets = [][]byte{bucketMeta, bucketIncidents, bucketBySev, bucketCounts, bucketNoise,
+var allBuckets = [][]byte{bucketMeta, bucketIncidents, bucketByClass, bucketCounts, bucketNoise,
 	bucketSkips, bucketMasks, bucketSkipMasks, bucketSettings}
 
 // ErrSchemaTooNew is wrapped when the file was written by a newer procwatch
@@ -91,11 +98,17 @@ func (s *Store) prepare() error {
 		if err := meta.Put(keyMagic, magic); err != nil {
 			return err
 		}
-		if version == 1 {
-			if err := s.migrateV1(tx); err != nil {
-				return fmt.Errorf("open store %s: migrate schema 1 to %d: %w", s.path, schemaVersion, err)
-			}
-			s.log.Info("store migrated", "path", s.path, "from", 1, "to", schemaVersion)
+		switch version {
+		case 1:
+			err = s.migrateV1(tx)
+		case 2:
+			err = s.migrateV2(tx)
+		}
+		if err != nil {
+			return fmt.Errorf("open store %s: migrate schema %d to %d: %w", s.path, version, schemaVersion, err)
+		}
+		if version != 0 {
+			s.log.Info("store migrated", "path", s.path, "from", version, "to", schemaVersion)
 		}
 		return meta.Put(keyVersion, binary.BigEndian.AppendUint32(nil, schemaVersion))
 	})
@@ -111,7 +124,7 @@ func (s *Store) checkReadable() error {
 			return err
 		case version == 0:
 			return fmt.Errorf("open store %s: the database is still being created; try again", s.path)
-		case version < schemaVersion:
+		case version < minReadableVersion:
 			return fmt.Errorf("open store %s: schema version %d needs an upgrade to %d; run `procwatch agent` once to migrate it",
 				s.path, version, schemaVersion)
 		}
@@ -154,6 +167,30 @@ func (s *Store) migrateV1(tx *bolt.Tx) error {
 		w.account(&recs[i].inc, +1)
 	}
 	return w.finish()
+}
+
+// migrateV2 replaces schema 2's severity index by the eviction-class index:
+// every record is read once for its status and severity. Records that do
+// not decode are indexed as open info, the first to go when the count
+// limit is reached; they stay readable by their id.
+func (s *Store) migrateV2(tx *bolt.Tx) error {
+	idx := tx.Bucket(bucketByClass)
+	idx.FillPercent = appendFill
+	err := tx.Bucket(bucketIncidents).ForEach(func(k, v []byte) error {
+		var inc rules.Incident
+		if err := decodeIncident(k, v, &inc); err != nil {
+			s.log.Warn("store: migrating an unreadable incident", "id", fmt.Sprintf("%x", k), "err", err)
+			inc.Status, inc.Severity = rules.StatusOpen, rules.SeverityInfo
+		}
+		return idx.Put(classKey(&inc, k), nil)
+	})
+	if err != nil {
+		return err
+	}
+	if tx.Bucket(bucketBySev) != nil {
+		return tx.DeleteBucket(bucketBySev)
+	}
+	return nil
 }
 
 // idFromKey reads an incident key; a key of the wrong length (damage) reads

@@ -54,11 +54,29 @@ func (s *Store) Retention() (age time.Duration, count int) {
 // a limit off) and applies them at once. Options given to Open still take
 // precedence in the process that gave them.
 func (s *Store) SetRetention(age time.Duration, count int) error {
-	if err := s.putSetting(keyRetentionAge, binary.BigEndian.AppendUint64(nil, uint64(age))); err != nil {
-		return fmt.Errorf("store retention setting: %w", err)
+	return s.setRetention(&age, &count)
+}
+
+// SetRetentionAge stores and applies a new age limit, leaving the count
+// limit as it is (0 restores the default; <0 keeps incidents forever).
+func (s *Store) SetRetentionAge(age time.Duration) error { return s.setRetention(&age, nil) }
+
+// SetRetentionCount stores and applies a new count limit, leaving the age
+// limit as it is (0 restores the default; <0 is unlimited).
+func (s *Store) SetRetentionCount(count int) error { return s.setRetention(nil, &count) }
+
+// setRetention stores the limits given (nil leaves one as stored), then
+// applies what is now in force.
+func (s *Store) setRetention(age *time.Duration, count *int) error {
+	if age != nil {
+		if err := s.putSetting(keyRetentionAge, binary.BigEndian.AppendUint64(nil, uint64(*age))); err != nil {
+			return fmt.Errorf("store retention setting: %w", err)
+		}
 	}
-	if err := s.putSetting(keyRetentionCount, binary.BigEndian.AppendUint64(nil, uint64(int64(count)))); err != nil {
-		return fmt.Errorf("store retention setting: %w", err)
+	if count != nil {
+		if err := s.putSetting(keyRetentionCount, binary.BigEndian.AppendUint64(nil, uint64(int64(*count)))); err != nil {
+			return fmt.Errorf("store retention setting: %w", err)
+		}
 	}
 	if err := s.resolveRetention(); err != nil {
 		return err

@@ -30,6 +30,7 @@ import (
 
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/safepath"
+	"github.com/procwatch/procwatch/service"
 )
 
 // Defaults for Options, chosen so that a month of a busy host fits in well
@@ -108,6 +109,13 @@ type Stats struct {
 	Blocked   uint64 // Put calls that had to wait for room in the queue
 	Dropped   uint64 // incidents given up on: queue full while commits fail, or read-only store
 	LastError string // the last commit error, empty after a successful commit
+	// FailingSince is when commits started failing; zero while they work.
+	FailingSince time.Time
+	// Evicted counts incidents deleted by count retention since the
+	// database was created.
+	Evicted uint64
+	// Unreadable counts damaged records reads skipped since Open.
+	Unreadable uint64
 }
 
 // Store is an open incident database. Its methods are safe for concurrent
@@ -120,18 +128,32 @@ type Store struct {
 	retAge   atomic.Int64 // resolved, nanoseconds: <0 forever
 	retCount atomic.Int64 // resolved: <0 unlimited
 
-	qmu      sync.Mutex
-	queue    []rules.Incident
-	drained  chan struct{} // closed whenever the queue is taken for a commit
-	failing  bool          // the last commit failed
-	closing  bool
-	kick     chan struct{}
-	stop     chan struct{}
-	loopDone chan struct{}
+	qmu     sync.Mutex
+	queue   []rules.Incident
+	drained chan struct{} // closed whenever the queue is taken for a commit
+	failing bool          // the last commit failed
+	// While failing: since when, how many failures, when the next retry
+	// is due and its delay, and when the next log line may be written.
+	failSince, retryAt, failLogAt time.Time
+	retryDelay, failLogEvery      time.Duration
+	failures                      int
+	closing                       bool
+	kick                          chan struct{}
+	stop                          chan struct{}
+	loopDone                      chan struct{}
 
 	wmu sync.Mutex // serialises write transactions
 	enc encoder
 	buf []byte
+
+	evicted      atomic.Uint64 // incidents deleted by count retention, ever (counts/evicted_by_count)
+	emu          sync.Mutex    // guards the eviction log's state below
+	evictLogged  time.Time
+	evictPending int64
+	evictRank    int64
+
+	unreadable atomic.Uint64 // damaged records skipped by reads
+	checkErr   atomic.Pointer[string]
 
 	committed atomic.Uint64
 	batches   atomic.Uint64
@@ -252,6 +274,13 @@ func Open(path string, opts Options) (s *Store, err error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.view(func(tx *bolt.Tx) error {
+		s.evicted.Store(readUint64(tx.Bucket(bucketCounts), keyEvicted))
+		return nil
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	if opts.ReadOnly {
 		close(s.loopDone)
 		return s, nil
@@ -331,19 +360,19 @@ func (s *Store) Close() error {
 // Stats returns the write queue's counters.
 func (s *Store) Stats() Stats {
 	s.qmu.Lock()
-	queued := len(s.queue)
+	queued, since := len(s.queue), s.failSince
 	s.qmu.Unlock()
-	st := Stats{
-		Queued:    queued,
-		Committed: s.committed.Load(),
-		Batches:   s.batches.Load(),
-		Blocked:   s.blocked.Load(),
-		Dropped:   s.dropped.Load(),
+	return Stats{
+		Queued:       queued,
+		Committed:    s.committed.Load(),
+		Batches:      s.batches.Load(),
+		Blocked:      s.blocked.Load(),
+		Dropped:      s.dropped.Load(),
+		LastError:    s.lastError(),
+		FailingSince: since,
+		Evicted:      s.evicted.Load(),
+		Unreadable:   s.unreadable.Load(),
 	}
-	if p := s.lastErr.Load(); p != nil {
-		st.LastError = *p
-	}
-	return st
 }
 
 // view runs fn in a read transaction, turning a panic from a corrupt page
@@ -368,4 +397,36 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 		}
 	}()
 	return s.db.Update(fn)
+}
+
+// Status describes the database for `monitor status`, the metrics and the
+// TUI header: size and limits, what count retention deleted, and what is
+// pending or failing. It reads one counter and takes no write lock, so it
+// answers while commits fail.
+func (s *Store) Status() service.StoreStatus {
+	st := s.Stats()
+	age, count := s.Retention()
+	out := service.StoreStatus{
+		Path:           s.path,
+		ReadOnly:       s.opts.ReadOnly,
+		RetentionCount: max(count, 0),
+		EvictedByCount: st.Evicted,
+		Pending:        st.Queued,
+		CommitError:    st.LastError,
+		Dropped:        st.Dropped,
+		Unreadable:     st.Unreadable,
+	}
+	if age > 0 {
+		out.RetentionAgeSeconds = int64(age / time.Second)
+	}
+	if !st.FailingSince.IsZero() {
+		out.FailingSince = &st.FailingSince
+	}
+	if p := s.checkErr.Load(); p != nil {
+		out.CheckError = *p
+	}
+	if n, err := s.Count(); err == nil {
+		out.Incidents = n
+	}
+	return out
 }

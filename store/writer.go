@@ -86,11 +86,77 @@ func (s *Store) drop(n uint64, why error) {
 }
 
 // Flush commits every queued incident now and returns the commit's error.
+// While commits are failing it does not hammer the disk: until the next
+// retry is due it returns at once with an error wrapping ErrCommitsFailing
+// and the last commit error, and the incidents stay queued. Readers can go
+// on with what is committed (Status shows what is pending).
 func (s *Store) Flush() error {
 	if s.opts.ReadOnly {
 		return nil
 	}
+	s.qmu.Lock()
+	wait := s.failing && time.Now().Before(s.retryAt)
+	pending := len(s.queue)
+	s.qmu.Unlock()
+	if wait {
+		return fmt.Errorf("%d incidents pending in %s: %w: %s", pending, s.path, ErrCommitsFailing, s.lastError())
+	}
 	return s.flushQueued()
+}
+
+// ErrCommitsFailing is wrapped by Flush's error while commits fail and the
+// next retry is not yet due.
+var ErrCommitsFailing = errors.New("commits are failing; retrying with backoff")
+
+// Retry backoff after a failed commit: the delay doubles from the batch
+// interval up to maxRetryDelay, so a full disk is retried every few seconds
+// and its incidents commit soon after space returns. The log doubles its
+// interval from firstFailLog up to maxFailLog.
+const (
+	maxRetryDelay = 5 * time.Second
+	firstFailLog  = time.Second
+	maxFailLog    = time.Minute
+)
+
+func (s *Store) lastError() string {
+	if p := s.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// commitFailed records a failed commit; callers hold s.qmu. It schedules
+// the next retry and logs at the first failure and then at doubling
+// intervals, never more than once a minute once failures last.
+func (s *Store) commitFailed(err error) {
+	now := time.Now()
+	if !s.failing {
+		s.failing, s.failSince = true, now
+		s.retryDelay, s.failLogEvery, s.failLogAt = 0, firstFailLog, time.Time{}
+		s.failures = 0
+	}
+	s.failures++
+	s.retryDelay = min(max(2*s.retryDelay, s.opts.BatchInterval), maxRetryDelay)
+	s.retryAt = now.Add(s.retryDelay)
+	if now.Before(s.failLogAt) {
+		return
+	}
+	s.log.Error("store: commit failed; incidents kept in memory and retried with backoff", "path", s.path,
+		"err", err, "pending", len(s.queue), "failures", s.failures, "failing_for", now.Sub(s.failSince).Round(time.Millisecond),
+		"next_retry_in", s.retryDelay)
+	s.failLogAt = now.Add(s.failLogEvery)
+	s.failLogEvery = min(2*s.failLogEvery, maxFailLog)
+}
+
+// commitRecovered ends a failing spell; callers hold s.qmu.
+func (s *Store) commitRecovered() {
+	if !s.failing {
+		return
+	}
+	s.log.Info("store: commits resumed", "path", s.path, "failed_for", time.Since(s.failSince).Round(time.Millisecond),
+		"failures", s.failures, "pending", len(s.queue))
+	s.failing = false
+	s.failSince, s.retryAt = time.Time{}, time.Time{}
 }
 
 // loop is the commit goroutine: it commits the queue every BatchInterval,
@@ -113,13 +179,16 @@ func (s *Store) loop() {
 			}
 			continue
 		}
+		s.qmu.Lock()
+		backoff := s.failing && time.Now().Before(s.retryAt)
+		s.qmu.Unlock()
+		if backoff {
+			continue
+		}
 		for {
+			// A failure is logged, with backoff, by commitBatch.
 			more, err := s.commitBatch()
-			if err != nil {
-				s.log.Error("store: commit failed; will retry", "path", s.path, "err", err)
-				break
-			}
-			if more < batchSize {
+			if err != nil || more < batchSize {
 				break
 			}
 		}
@@ -163,8 +232,9 @@ func (s *Store) commitBatch() (left int, err error) {
 	if n == 0 {
 		return 0, nil
 	}
+	var w *writeTx
 	err = s.update(func(tx *bolt.Tx) error {
-		w := s.newWriteTx(tx)
+		w = s.newWriteTx(tx)
 		for i := range batch {
 			if err := w.upsert(&batch[i]); err != nil {
 				return err
@@ -178,7 +248,6 @@ func (s *Store) commitBatch() (left int, err error) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	if err != nil {
-		s.failing = true
 		msg := err.Error()
 		s.lastErr.Store(&msg)
 		// Put the batch back in front of what arrived meanwhile, within
@@ -186,12 +255,14 @@ func (s *Store) commitBatch() (left int, err error) {
 		merged := append(batch, s.queue...)
 		if over := len(merged) - queueLimit; over > 0 {
 			merged = merged[over:]
-			s.dropped.Add(uint64(over))
+			s.drop(uint64(over), errors.New("queue full while commits fail"))
 		}
 		s.queue = merged
+		s.commitFailed(err)
 		return len(s.queue), fmt.Errorf("commit %d incidents to %s: %w", len(batch), s.path, err)
 	}
-	s.failing = false
+	s.noteEvictions(w)
+	s.commitRecovered()
 	s.lastErr.Store(nil)
 	s.committed.Add(uint64(n))
 	s.batches.Add(1)

@@ -24,6 +24,9 @@ var (
 	// a while. Queries with Until widen their id bound by this much, so
 	// they stay exact; it never shrinks, which only costs speed.
 	keyMaxSkew = []byte("max_skew")
+	// keyEvicted counts the incidents count retention has deleted since
+	// the database was created (never decreases).
+	keyEvicted = []byte("evicted_by_count")
 )
 
 // openKey names the counter of open incidents of one severity.
@@ -34,12 +37,16 @@ func openKey(sev rules.Severity) []byte { return []byte{'o', 'p', 'e', 'n', '/',
 // end, so a batch of thousands of incidents with the same command touches
 // each counter key once.
 type writeTx struct {
-	s                                                *Store
-	tx                                               *bolt.Tx
-	incs, bySev, counts, noise, masks, skips, skipMs *bolt.Bucket
-	countDelta                                       map[string]int64
-	noiseDelta                                       map[string]int64
-	maxSkew                                          uint64
+	s                                                  *Store
+	tx                                                 *bolt.Tx
+	incs, byClass, counts, noise, masks, skips, skipMs *bolt.Bucket
+	countDelta                                         map[string]int64
+	noiseDelta                                         map[string]int64
+	maxSkew                                            uint64
+	// evicted and evictedRank say what count retention deleted in this
+	// transaction: how many, and the class<<8|severity of the last one
+	// (the highest rank reached).
+	evicted, evictedRank int64
 }
 
 func (s *Store) newWriteTx(tx *bolt.Tx) *writeTx {
@@ -47,7 +54,7 @@ func (s *Store) newWriteTx(tx *bolt.Tx) *writeTx {
 		s:          s,
 		tx:         tx,
 		incs:       tx.Bucket(bucketIncidents),
-		bySev:      tx.Bucket(bucketBySev),
+		byClass:    tx.Bucket(bucketByClass),
 		counts:     tx.Bucket(bucketCounts),
 		noise:      tx.Bucket(bucketNoise),
 		masks:      tx.Bucket(bucketMasks),
@@ -57,7 +64,7 @@ func (s *Store) newWriteTx(tx *bolt.Tx) *writeTx {
 		noiseDelta: map[string]int64{},
 	}
 	w.incs.FillPercent = appendFill
-	w.bySev.FillPercent = appendFill
+	w.byClass.FillPercent = appendFill
 	// Noise keys start with their period, so new ones land at the end of
 	// each resolution's range: nearly append-only as well.
 	w.noise.FillPercent = appendFill
@@ -80,7 +87,7 @@ func (w *writeTx) upsert(inc *rules.Incident) error {
 			inc.Status = prev.Status
 			w.account(&prev, -1)
 			if prev.Severity != inc.Severity {
-				if err := w.bySev.Delete(sevKey(prev.Severity, key)); err != nil {
+				if err := w.byClass.Delete(classKey(&prev, key)); err != nil {
 					return err
 				}
 			}
@@ -99,7 +106,7 @@ func (w *writeTx) upsert(inc *rules.Incident) error {
 	return nil
 }
 
-// putRecord writes the record and its severity index entry, without
+// putRecord writes the record and its class index entry, without
 // touching counters. bbolt keeps references to keys and values until the
 // commit, so each gets its own allocation.
 func (w *writeTx) putRecord(key []byte, inc *rules.Incident) error {
@@ -108,7 +115,7 @@ func (w *writeTx) putRecord(key []byte, inc *rules.Incident) error {
 	if err := w.incs.Put(key, val); err != nil {
 		return fmt.Errorf("put incident %s: %w", inc.ID, err)
 	}
-	if err := w.bySev.Put(sevKey(inc.Severity, key), nil); err != nil {
+	if err := w.byClass.Put(classKey(inc, key), nil); err != nil {
 		return fmt.Errorf("index incident %s: %w", inc.ID, err)
 	}
 	return nil
@@ -120,6 +127,9 @@ func (w *writeTx) setStatus(key []byte, inc *rules.Incident, st rules.Status) er
 		return nil
 	}
 	w.account(inc, -1)
+	if err := w.byClass.Delete(classKey(inc, key)); err != nil {
+		return err
+	}
 	inc.Status = st
 	if err := w.putRecord(key, inc); err != nil {
 		return err
@@ -133,7 +143,7 @@ func (w *writeTx) remove(key []byte, inc *rules.Incident) error {
 	if err := w.incs.Delete(key); err != nil {
 		return err
 	}
-	if err := w.bySev.Delete(sevKey(inc.Severity, key)); err != nil {
+	if err := w.byClass.Delete(classKey(inc, key)); err != nil {
 		return err
 	}
 	if err := w.clearMasks(key); err != nil {
@@ -241,8 +251,32 @@ func readUint64(b *bolt.Bucket, key []byte) uint64 {
 // counter reads a counter as a signed number, so deltas can be added to it.
 func counter(b *bolt.Bucket, key []byte) int64 { return int64(readUint64(b, key)) }
 
-func sevKey(sev rules.Severity, id []byte) []byte {
-	k := make([]byte, 0, 9)
-	k = append(k, byte(sev))
+// Eviction classes, in the order count retention deletes them: masked
+// incidents first, then acknowledged ones, then open ones. Within a class
+// the lower severity goes first, and within a severity the older id.
+const (
+	classMasked byte = iota
+	classAcknowledged
+	classOpen
+)
+
+// evictionClass ranks a status; an unknown status counts as open, so it is
+// kept as long as an open incident of its severity would be.
+func evictionClass(st rules.Status) byte {
+	switch st {
+	case rules.StatusMasked:
+		return classMasked
+	case rules.StatusAcknowledged:
+		return classAcknowledged
+	}
+	return classOpen
+}
+
+// classKey is an incident's key in the class index: class, severity, id.
+// Sorted, the index lists incidents in the order count retention deletes
+// them.
+func classKey(inc *rules.Incident, id []byte) []byte {
+	k := make([]byte, 0, 10)
+	k = append(k, evictionClass(inc.Status), byte(inc.Severity))
 	return append(k, id...)
 }
