@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -138,6 +140,78 @@ func writeStatusText(w io.Writer, st service.Status) {
 		fmt.Fprintf(w, "rules error: %s (the previous rules stay active)\n", cell(st.RulesError))
 	}
 	fmt.Fprintf(w, "open:        %s\n", formatOpen(st.OpenBySev))
+	if st.Store != nil {
+		writeStoreStatus(w, st.Store, st.Time)
+	}
+}
+
+// writeStoreStatus adds the database lines: size and limits, what count
+// retention deleted, and anything pending, failing, dropped or damaged.
+func writeStoreStatus(w io.Writer, db *service.StoreStatus, now time.Time) {
+	mode := ""
+	if db.ReadOnly {
+		mode = " (read-only)"
+	}
+	fmt.Fprintf(w, "database:    %s%s: %s incidents\n", cell(db.Path), mode, thousands(uint64(db.Incidents)))
+	fmt.Fprintf(w, "retention:   %s\n", formatRetention(db.RetentionCount, db.RetentionAgeSeconds))
+	evicted := "none"
+	if db.EvictedByCount > 0 {
+		evicted = thousands(db.EvictedByCount) + " deleted by the count limit (masked, acknowledged, then the lowest severities first)"
+	}
+	fmt.Fprintf(w, "evicted:     %s\n", evicted)
+	if db.Pending > 0 || db.CommitError != "" {
+		line := thousands(uint64(db.Pending)) + " incidents not yet committed"
+		if db.CommitError != "" {
+			line += "; commits failing"
+			if db.FailingSince != nil {
+				line += fmt.Sprintf(" for %s", now.Sub(*db.FailingSince).Round(time.Second))
+			}
+			line += ", retried with backoff: " + cell(db.CommitError)
+		}
+		fmt.Fprintf(w, "pending:     %s\n", line)
+	}
+	if db.Dropped > 0 {
+		fmt.Fprintf(w, "dropped:     %s incidents given up on (see the agent's log)\n", thousands(db.Dropped))
+	}
+	if db.Unreadable > 0 {
+		fmt.Fprintf(w, "unreadable:  %s damaged records skipped by reads\n", thousands(db.Unreadable))
+	}
+	if db.CheckError != "" {
+		fmt.Fprintf(w, "check:       %s\n", cell(db.CheckError))
+	}
+}
+
+// formatRetention says what the limits keep; 0 means no limit.
+func formatRetention(count int, ageSeconds int64) string {
+	keep := "all incidents"
+	if count > 0 {
+		keep = "at most " + thousands(uint64(count)) + " incidents"
+	}
+	if ageSeconds > 0 {
+		return keep + ", for " + formatAge(time.Duration(ageSeconds)*time.Second)
+	}
+	return keep + ", forever"
+}
+
+// formatAge writes whole days as days ("30 days"), else as a duration.
+func formatAge(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d%day == 0 {
+		if d == day {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
+
+// thousands writes n with comma separators: 1,000,000.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // formatOpen lists open incident counts from critical down.

@@ -82,7 +82,7 @@ func boolValue(b bool) float64 {
 type storeCollector struct {
 	stats func() store.Stats
 
-	queued, committed, commits, blocked, dropped, failing *prometheus.Desc
+	queued, committed, commits, blocked, dropped, failing, evicted, unreadable *prometheus.Desc
 }
 
 func newStoreCollector(stats func() store.Stats) *storeCollector {
@@ -100,12 +100,16 @@ func newStoreCollector(stats func() store.Stats) *storeCollector {
 			"Incidents the store gave up on (queue full while commits failed or lagged); each is also logged.", nil, nil),
 		failing: prometheus.NewDesc("procwatch_store_commit_failing",
 			"1 while the last commit failed (disk full, I/O error); its incidents are retried.", nil, nil),
+		evicted: prometheus.NewDesc("procwatch_store_evicted_incidents_total",
+			"Incidents the count limit deleted to make room (masked, acknowledged, then the lowest severities first), since the database was created.", nil, nil),
+		unreadable: prometheus.NewDesc("procwatch_store_unreadable_records_total",
+			"Damaged incident records reads skipped since the agent started.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queued, c.committed, c.commits, c.blocked, c.dropped, c.failing} {
+	for _, d := range []*prometheus.Desc{c.queued, c.committed, c.commits, c.blocked, c.dropped, c.failing, c.evicted, c.unreadable} {
 		ch <- d
 	}
 }
@@ -119,4 +123,6 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.CounterValue, float64(st.Blocked))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, boolValue(st.LastError != ""))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evicted))
+	ch <- prometheus.MustNewConstMetric(c.unreadable, prometheus.CounterValue, float64(st.Unreadable))
 }

@@ -62,7 +62,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 		Sensor:     event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
 		OpenBySev:  map[string]int{"high": 3, "critical": 1},
 	}, nil)
-	storeStats := store.Stats{Queued: 7, Committed: 120, Batches: 4, Blocked: 2, Dropped: 1, LastError: "disk full"}
+	storeStats := store.Stats{Queued: 7, Committed: 120, Batches: 4, Blocked: 2, Dropped: 1, LastError: "disk full", Evicted: 11, Unreadable: 3}
 	m, err := New(Sources{Status: box.get, Store: func() store.Stats { return storeStats }})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +105,8 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	want(t, f, 2, "procwatch_store_put_blocked_total")
 	want(t, f, 1, "procwatch_store_dropped_incidents_total")
 	want(t, f, 1, "procwatch_store_commit_failing")
+	want(t, f, 11, "procwatch_store_evicted_incidents_total")
+	want(t, f, 3, "procwatch_store_unreadable_records_total")
 
 	h := f["procwatch_rule_evaluation_seconds"].GetMetric()[0].GetHistogram()
 	if sum := h.GetSampleSum(); sum < 0.001 || sum > 0.0011 {

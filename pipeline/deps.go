@@ -36,6 +36,9 @@ type Store interface {
 	After(id rules.ID, fn func(*rules.Incident) error) error
 	Noise(since time.Time, limit int) (service.Noise, error)
 	OpenBySeverity() (map[string]int, error)
+	// Status describes the database (size, limits, evictions, pending
+	// and failing commits) without waiting for a commit.
+	Status() service.StoreStatus
 	SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) error
 	CountCovered(covers func(*rules.Incident) bool) (int, error)
 	AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules.Skip, int, error)

@@ -474,9 +474,7 @@ func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- service.U
 // the versions of the recently seen ones, against which live duplicates
 // are checked.
 func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Update, after rules.ID, start time.Time) (map[rules.ID]incidentVersion, error) {
-	if err := l.cfg.Store.Flush(); err != nil {
-		return nil, fmt.Errorf("flush store: %w", err)
-	}
+	l.flush()
 	recent := make(map[rules.ID]incidentVersion)
 	batch := make([]rules.Incident, 0, replayBatch)
 	send := func() error {
@@ -510,18 +508,14 @@ func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Up
 
 // Incidents implements service.Service.
 func (l *Local) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
-	if err := l.flush(); err != nil {
-		return nil, err
-	}
+	l.flush()
 	return l.cfg.Store.Query(q)
 }
 
 // EachIncident implements service.IncidentStreamer: incidents are read in
 // short transactions of a bounded batch and handed to fn one at a time.
 func (l *Local) EachIncident(ctx context.Context, q service.Query, fn func(*rules.Incident) error) error {
-	if err := l.flush(); err != nil {
-		return err
-	}
+	l.flush()
 	return l.cfg.Store.Each(q, func(inc *rules.Incident) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -532,19 +526,19 @@ func (l *Local) EachIncident(ctx context.Context, q service.Query, fn func(*rule
 
 // flush commits queued incidents before a read, so a front end sees what
 // was raised before it asked (the store commits on its own within its
-// batch interval; a flush with nothing queued costs nothing).
-func (l *Local) flush() error {
+// batch interval; a flush with nothing queued costs nothing). A commit that
+// fails (a full disk) does not fail the read: it is served from what is
+// committed, and Status shows the pending incidents and the error, while
+// the store retries with backoff and logs the failure.
+func (l *Local) flush() {
 	if err := l.cfg.Store.Flush(); err != nil {
-		return fmt.Errorf("commit queued incidents: %w", err)
+		l.log.Debug("read served from committed incidents; commit pending", "err", err)
 	}
-	return nil
 }
 
 // Noise implements service.Service.
 func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
-	if err := l.flush(); err != nil {
-		return service.Noise{}, err
-	}
+	l.flush()
 	return l.cfg.Store.Noise(since, limit)
 }
 
@@ -713,9 +707,7 @@ func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
 
 // Status implements service.Service.
 func (l *Local) Status(ctx context.Context) (service.Status, error) {
-	if err := l.flush(); err != nil {
-		return service.Status{}, err
-	}
+	l.flush()
 	return l.status()
 }
 
@@ -761,6 +753,8 @@ func (l *Local) status() (service.Status, error) {
 	if msg := l.rulesErr.Load(); msg != nil {
 		st.RulesError = *msg
 	}
+	db := l.cfg.Store.Status()
+	st.Store = &db
 	open, err := l.cfg.Store.OpenBySeverity()
 	if err != nil {
 		return st, fmt.Errorf("status: count open incidents: %w", err)
@@ -772,9 +766,7 @@ func (l *Local) status() (service.Status, error) {
 // Export implements service.Service. Progress goes to the function set
 // with service.WithExportProgress, and the export stops when ctx ends.
 func (l *Local) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
-	if err := l.flush(); err != nil {
-		return 0, fmt.Errorf("export: %w", err)
-	}
+	l.flush()
 	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, service.ExportProgress(ctx))
 }
 

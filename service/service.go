@@ -117,7 +117,39 @@ type Status struct {
 	RulesPath  string                `json:"rules_path"`
 	RulesError string                `json:"rules_error,omitempty"` // last reload error; old rules stay active
 	OpenBySev  map[string]int        `json:"open_by_severity"`
-	Time       time.Time             `json:"time"`
+	// Store is the incident database's state; nil from an agent too old
+	// to report it.
+	Store *StoreStatus `json:"store,omitempty"`
+	Time  time.Time    `json:"time"`
+}
+
+// StoreStatus says what the incident database keeps, deletes and fails to
+// write, so that nothing is lost without it showing.
+type StoreStatus struct {
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"read_only,omitempty"` // opened read-only (read-only file or filesystem)
+	// Incidents is how many are stored (committed).
+	Incidents int `json:"incidents"`
+	// RetentionCount and RetentionAgeSeconds are the limits in force; 0
+	// means no limit.
+	RetentionCount      int   `json:"retention_count"`
+	RetentionAgeSeconds int64 `json:"retention_age_seconds"`
+	// EvictedByCount counts the incidents the count limit has deleted
+	// since the database was created.
+	EvictedByCount uint64 `json:"evicted_by_count"`
+	// Pending incidents wait in memory for their commit; while commits
+	// fail (a full disk) they pile up here and CommitError says why.
+	Pending      int        `json:"pending"`
+	CommitError  string     `json:"commit_error,omitempty"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	// Dropped incidents were given up on (queue full while commits
+	// failed); each is also logged.
+	Dropped uint64 `json:"dropped"`
+	// Unreadable counts damaged records reads have skipped since the
+	// database was opened, and CheckError is the consistency check's
+	// finding at start (empty when it passed or did not run).
+	Unreadable uint64 `json:"unreadable,omitempty"`
+	CheckError string `json:"check_error,omitempty"`
 }
 
 // Noise answers "why am I seeing so many incidents": counts by command and by

@@ -336,6 +336,7 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	l2 := fitSegs([]seg{
 		{full: rates + " " + spark, short: rates, give: 1},
 		{full: dropTxt},
+		storeNotice(th, h.st.Store),
 		rulesSeg,
 	}, sep, width)
 
@@ -362,6 +363,22 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	l3 := ansi.Truncate(strings.Join(labels, join), width, "…")
 	lines := append([]string{l1, l2}, h.bannerLines(th, width, maxBanner)...)
 	return lipgloss.JoinVertical(lipgloss.Left, append(lines, l3)...)
+}
+
+// storeNotice says what the database is losing or failing to write (an
+// empty segment while all is well): failing commits with their pending
+// count first, then evictions by the count limit.
+func storeNotice(th theme, db *service.StoreStatus) seg {
+	switch {
+	case db == nil:
+		return seg{}
+	case db.CommitError != "":
+		short := fmt.Sprintf("db: %s pending, commits failing", groupDigits(uint64(db.Pending)))
+		return seg{full: th.errText.Render(short + ": " + event.DisplayString(db.CommitError)), short: th.errText.Render(short), give: 1}
+	case db.EvictedByCount > 0:
+		return seg{full: th.warn.Render(fmt.Sprintf("db full: %s evicted", groupDigits(db.EvictedByCount)))}
+	}
+	return seg{}
 }
 
 // statusPollEvery is how often the header asks for a fresh status.
