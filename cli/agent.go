@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,54 @@ type agentFlags struct {
 	metricsAddr   string
 	metricsRemote bool
 	fleet         fleetFlags // --nats, --replay and friends (fleet.go)
+	// Retention flags; set only when given on the command line.
+	retCount    int
+	retAge      retentionAge
+	setRetCount bool
+	setRetAge   bool
+}
+
+// retentionAge is --retention-age: a Go duration (720h, 90m) or a number of
+// days (30d).
+type retentionAge time.Duration
+
+func (a *retentionAge) String() string { return time.Duration(*a).String() }
+func (a *retentionAge) Type() string   { return "duration" }
+
+func (a *retentionAge) Set(v string) error {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 30d, 720h or 90m")
+		}
+		*a = retentionAge(n * float64(24*time.Hour))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30d, 720h or 90m")
+	}
+	*a = retentionAge(d)
+	return nil
+}
+
+// storeOptions turns the retention flags into store options for this
+// process: a value of 0 or less means keep forever (the store's -1).
+func (f agentFlags) storeOptions(log *slog.Logger) store.Options {
+	o := store.Options{Logger: log}
+	if f.setRetCount {
+		o.RetentionCount = -1
+		if f.retCount > 0 {
+			o.RetentionCount = f.retCount
+		}
+	}
+	if f.setRetAge {
+		o.RetentionAge = -1
+		if f.retAge > 0 {
+			o.RetentionAge = time.Duration(f.retAge)
+		}
+	}
+	return o
 }
 
 func newAgentCmd(opts *Options) *cobra.Command {
@@ -74,12 +123,23 @@ broken file keeps the previous rules and is reported in the log and in
 incident, new ones and their updates, as one JSON object per line, for log
 shippers such as Vector, Fluent Bit or Loki.
 
+--retention-count N keeps at most N incidents: when more arrive, masked
+ones go first, then acknowledged ones, then open ones of the lowest
+severity, oldest first, so an open high or critical incident goes only when
+nothing lower is left. --retention-age DURATION (30d, 720h) deletes
+incidents raised and last seen longer ago. 0 or a negative value keeps
+forever. Both are stored in the database and stay in force for later runs
+until changed; "procwatch monitor status" shows them. Defaults: 1,000,000
+incidents, 30 days.
+
 --metrics-addr ADDR serves Prometheus metrics at http://ADDR/metrics (off by
 default). A bare port (:9464) listens on 127.0.0.1 only; a host that is not
 loopback (0.0.0.0, a LAN address) is refused unless --metrics-allow-remote
 is given too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f.setRetCount = cmd.Flags().Changed("retention-count")
+			f.setRetAge = cmd.Flags().Changed("retention-age")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runAgent(ctx, opts, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -94,6 +154,8 @@ is given too.`,
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
 	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
 	f.fleet.register(cmd)
+	cmd.Flags().IntVar(&f.retCount, "retention-count", 0, "keep at most N incidents, evicting masked, acknowledged, then the lowest severities first; 0 or less keeps all (stored; default 1000000)")
+	cmd.Flags().Var(&f.retAge, "retention-age", "delete incidents older than DURATION (30d, 720h); 0 or less keeps them forever (stored; default 30d)")
 	return cmd
 }
 
@@ -161,9 +223,14 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		}
 		obs = mx
 	}
-	p, err = openPipelineObserved(opts, log, f.ringMiB<<20, true, fl.chain(out.put), obs)
+	p, err = openPipelineObserved(opts, log, f.storeOptions(log), f.ringMiB<<20, true, fl.chain(out.put), obs)
 	if err != nil {
 		out.close()
+		return err
+	}
+	if err := f.storeRetention(p.store); err != nil {
+		out.close()
+		p.close()
 		return err
 	}
 	if err := fl.start(ctx, p.local); err != nil {
@@ -255,17 +322,33 @@ type runningPipeline struct {
 // come from a file) and, with withSensor, the sensor; a sensor that does
 // not load is an error. onIncident may be nil.
 func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident)) (*runningPipeline, error) {
-	return openPipelineObserved(opts, log, ringBytes, withSensor, onIncident, nil)
+	return openPipelineObserved(opts, log, store.Options{Logger: log}, ringBytes, withSensor, onIncident, nil)
+}
+
+// storeRetention stores the retention flags given, so later runs keep them.
+func (f agentFlags) storeRetention(st *store.Store) error {
+	o := f.storeOptions(nil)
+	if f.setRetCount {
+		if err := st.SetRetentionCount(o.RetentionCount); err != nil {
+			return err
+		}
+	}
+	if f.setRetAge {
+		if err := st.SetRetentionAge(o.RetentionAge); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openPipelineObserved is openPipeline with an observer (the agent's
 // metrics) told what the pipeline does; obs may be nil.
-func openPipelineObserved(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident), obs pipeline.Observer) (*runningPipeline, error) {
+func openPipelineObserved(opts *Options, log *slog.Logger, storeOpts store.Options, ringBytes int, withSensor bool, onIncident func(rules.Incident), obs pipeline.Observer) (*runningPipeline, error) {
 	set, err := rules.Load(opts.RulesPath)
 	if err != nil {
 		return nil, fmt.Errorf("load rules %s: %w", rulesLabel(opts), err)
 	}
-	st, err := store.Open(dbPath(opts), store.Options{})
+	st, err := store.Open(dbPath(opts), storeOpts)
 	if err != nil {
 		return nil, err
 	}
