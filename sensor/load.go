@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -63,29 +62,20 @@ func (h hook) usedIn(mode string) bool {
 	return !h.btf
 }
 
-// checkHost explains, before any BPF call, what this host lacks.
+// checkHost explains, before loading, what this host lacks: kernel BTF
+// (for CO-RE) and the BPF ring buffer (Linux 5.8). The ring buffer is
+// probed with cilium/ebpf's features package rather than guessed from the
+// kernel version, which distributions backport around.
 func checkHost() error {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return errors.New("kernel BTF not found at /sys/kernel/btf/vmlinux: procwatch needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or later; most distribution kernels have it)")
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err == nil {
-		rel := unix.ByteSliceToString(uts.Release[:])
-		if major, minor, ok := kernelVersion(rel); ok && (major < 5 || major == 5 && minor < 8) {
-			return fmt.Errorf("kernel %s is too old: procwatch needs Linux 5.8 or later (BPF ring buffer)", rel)
-		}
+	if err := features.HaveMapType(ebpf.RingBuf); errors.Is(err, ebpf.ErrNotSupported) {
+		return errors.New("this kernel has no BPF ring buffer: procwatch needs Linux 5.8 or later")
 	}
+	// Any other probe error (no permission, say) surfaces, explained, when
+	// the programs load.
 	return nil
-}
-
-func kernelVersion(release string) (major, minor int, ok bool) {
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	return major, minor, err1 == nil && err2 == nil
 }
 
 // loadCollection loads the BPF objects for one mode.
@@ -129,11 +119,11 @@ func explainLoadError(err error) error {
 // open loads the programs, preferring BTF raw tracepoints and falling back
 // to classic tracepoints when the kernel refuses them.
 func open(ringBytes int, force string) (*ebpf.Collection, string, error) {
-	if err := checkHost(); err != nil {
-		return nil, "", err
-	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, "", fmt.Errorf("raise the locked-memory limit for BPF maps: %w (run as root)", err)
+	}
+	if err := checkHost(); err != nil {
+		return nil, "", err
 	}
 	switch force {
 	case "":
