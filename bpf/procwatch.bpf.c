@@ -326,6 +326,28 @@ static __always_inline struct file *fd_file(struct task_struct *task, __s32 fd)
 	return f;
 }
 
+/* put_root writes the dir section with the task's root directory, flagged
+ * F_DIR_ROOT, when the task is chrooted (its root is not its mount
+ * namespace's root): a filename it passes as absolute is relative to it. */
+static __always_inline __u32 put_root(struct event *e, __u32 off, struct task_struct *task)
+{
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct mount *nsroot = BPF_CORE_READ(task, nsproxy, mnt_ns, root);
+	if (!fs || !nsroot)
+		return off;
+	struct vfsmount *mnt = BPF_CORE_READ(fs, root.mnt);
+	struct dentry *d = BPF_CORE_READ(fs, root.dentry);
+	if (mnt == &nsroot->mnt && d == BPF_CORE_READ(nsroot, mnt.mnt_root))
+		return off;
+	off = launder(e, off);
+	__u32 start = off;
+	off = put_path(e, off, &fs->root, F_DIR_TRUNC);
+	e->h.dir_len = off - start;
+	if (e->h.dir_len)
+		e->h.flags |= F_DIR_ROOT;
+	return off;
+}
+
 /* put_dir writes the dir section: the path of the file open at fd, for an
  * exec relative to a directory fd (or of an fd itself, AT_EMPTY_PATH). */
 static __always_inline __u32 put_dir(struct event *e, __u32 off, struct task_struct *task, __s32 fd)
@@ -473,6 +495,8 @@ static __always_inline int exit_exec(long ret)
 	off = put_context(e, off, task);
 	if (call.dirfd != -100 /* AT_FDCWD */)
 		off = put_dir(e, off, task, call.dirfd);
+	else
+		off = put_root(e, off, task);
 	submit(e, off);
 	return 0;
 }
@@ -546,6 +570,8 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	e->h.dirfd = dirfd;
 	if (script && dirfd != -100)
 		off = put_dir(e, off, task, dirfd);
+	else if (script)
+		off = put_root(e, off, task);
 	submit(e, off);
 
 	if (known && !has_root(old_uid, old_euid) && has_root(e->h.uid, e->h.euid)) {

@@ -36,6 +36,7 @@ enum event_flag {
 	F_SCRIPT = 1 << 7, /* exec: the kernel ran filename through an interpreter ("#!" or binfmt_misc) */
 	F_EXE_ID = 1 << 8, /* exe_dev, exe_ino and exe_owner are set */
 	F_DIR_TRUNC = 1 << 9, /* the dir section lost its top */
+	F_DIR_ROOT = 1 << 10, /* the dir section is the caller's chroot, for an absolute filename */
 };
 
 /* The data area holds variable sections, in this order, each with its
@@ -46,7 +47,9 @@ enum event_flag {
  * the NUL-separated argv bytes. The exe origin is the exe's path within its
  * own filesystem (the dentry walk up to the superblock's root, ignoring
  * mounts). The dir path is the file that an execveat dirfd names, when the
- * exec was relative to one. */
+ * exec was relative to one, or (F_DIR_ROOT) the caller's root directory when
+ * it is chrooted, so that an absolute filename can be placed in the mount
+ * namespace like every other path. */
 #define DATA_MAX 16384      /* logical size of the data area (power of two) */
 #define DATA_SLACK 8192     /* room past DATA_MAX so masked writes stay in bounds */
 #define ARGS_MAX 8192       /* bytes of argv captured */

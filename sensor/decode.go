@@ -34,6 +34,7 @@ const (
 	flagScript      = uint32(bpf.ProcwatchEventFlagF_SCRIPT)
 	flagExeID       = uint32(bpf.ProcwatchEventFlagF_EXE_ID)
 	flagDirTrunc    = uint32(bpf.ProcwatchEventFlagF_DIR_TRUNC)
+	flagDirRoot     = uint32(bpf.ProcwatchEventFlagF_DIR_ROOT)
 )
 
 var methodNames = [...]string{
@@ -228,17 +229,35 @@ func absPath(filename, cwd, dir event.Text, dirfd int32) event.Text {
 }
 
 // scriptPath names the script of a "#!" exec from the kernel's
-// bprm->filename: as requested, made absolute against the cwd, or against
-// the directory fd of an execveat (which the kernel writes as
-// "/dev/fd/N/NAME", or "/dev/fd/N" for the fd itself).
-func scriptPath(filename, cwd, dir event.Text, dirfd int32) event.Text {
-	if dirfd != unix.AT_FDCWD && dir != "" {
-		prefix := "/dev/fd/" + strconv.Itoa(int(dirfd))
+// bprm->filename: as requested, made absolute against the cwd, against the
+// caller's chroot, or against the directory fd of an execveat (which the
+// kernel writes as "/dev/fd/N/NAME", or "/dev/fd/N" for the fd itself).
+func scriptPath(h *rawHeader, sec *sections, filename, cwd event.Text) event.Text {
+	if dir := dirPath(h, sec); h.Dirfd != unix.AT_FDCWD && dir != "" {
+		prefix := "/dev/fd/" + strconv.Itoa(int(h.Dirfd))
 		if rest, ok := strings.CutPrefix(string(filename), prefix); ok && (rest == "" || rest[0] == '/') {
-			return absPath(event.Text(strings.TrimPrefix(rest, "/")), cwd, dir, dirfd)
+			return absPath(event.Text(strings.TrimPrefix(rest, "/")), cwd, dir, h.Dirfd)
 		}
 	}
-	return absPath(filename, cwd, "", unix.AT_FDCWD)
+	return requestedPath(h, sec, filename, cwd)
+}
+
+// requestedPath makes a path the caller passed absolute in its mount
+// namespace, the way every other path is reported: against its cwd,
+// against the directory its execveat dirfd names, or, for an absolute
+// path in a chroot, against the chroot (flag F_DIR_ROOT).
+func requestedPath(h *rawHeader, sec *sections, filename, cwd event.Text) event.Text {
+	dir := dirPath(h, sec)
+	if h.Flags&flagDirRoot != 0 && strings.HasPrefix(string(filename), "/") {
+		return event.Text(path.Join(string(dir), path.Clean(string(filename))))
+	}
+	return absPath(filename, cwd, dir, h.Dirfd)
+}
+
+// dirPath is the dir section: the directory an execveat dirfd named, or
+// the caller's chroot; "" when none.
+func dirPath(h *rawHeader, sec *sections) event.Text {
+	return truncatedPath(joinPath(sec.dir), h.Flags&flagDirTrunc != 0)
 }
 
 // kernelDev converts the kernel's internal dev_t (major << 20 | minor) to

@@ -273,6 +273,36 @@ func TestChroot(t *testing.T) {
 	if ev.Filename != "/bin/prog" {
 		t.Errorf("filename = %q, want what the caller asked for", ev.Filename)
 	}
+
+	// A script the chrooted process runs by its absolute name inside the
+	// chroot is named by its real path, and so is a failed exec.
+	script := filepath.Join(root, "bin", "s.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/prog\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, path string
+		outcome    event.Outcome
+	}{{"script", "/bin/s.sh", event.Success}, {"failed exec", "/bin/../../missing", event.Failure}} {
+		cmd := exec.Command(tt.path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		pid := 0
+		if err := cmd.Start(); err == nil {
+			pid = cmd.Process.Pid
+			cmd.Wait()
+		}
+		ev := c.waitFor(t, tt.name+" in the chroot", func(ev *event.Event) bool {
+			return ev.Type == event.TypeExec && ev.Outcome == tt.outcome && string(ev.Filename) == tt.path &&
+				(pid == 0 || ev.PID == uint32(pid))
+		})
+		got, want := ev.Script, event.Text(script)
+		if tt.outcome == event.Failure {
+			got, want = ev.Exe, event.Text(filepath.Join(root, "missing"))
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", tt.name, got, want)
+		}
+	}
 }
 
 // TestDeletedExe: a binary deleted while it runs is marked " (deleted)" in

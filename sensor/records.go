@@ -81,7 +81,7 @@ func (s *Sensor) decodeExec(h *rawHeader, data []byte, c clock, out []event.Even
 	id := s.exeIdentityOf(h, &sec, ev.Exe, ev.MntNS)
 	setIdentity(ev, id)
 	if h.Flags&flagScript != 0 {
-		ev.Script = scriptPath(ev.Filename, ev.Cwd, dirPath(h, &sec), h.Dirfd)
+		ev.Script = scriptPath(h, &sec, ev.Filename, ev.Cwd)
 	}
 	var x event.Event
 	raised := h.Flags&flagOldCreds != 0 && s.unexplained(ev, start, pstart, h.OldUid, h.OldEuid, &x)
@@ -110,7 +110,7 @@ func (s *Sensor) decodeExecFail(h *rawHeader, data []byte, c clock, out []event.
 	execContext(h, &sec, ev)
 	ev.Outcome = event.Failure
 	ev.Errno = errnoName(h.Retval)
-	ev.Exe = absPath(ev.Filename, ev.Cwd, dirPath(h, &sec), h.Dirfd)
+	ev.Exe = requestedPath(h, &sec, ev.Filename, ev.Cwd)
 	s.withAncestry(ev, ticks(h.PstartNs))
 	s.exec.Add(1)
 	return out
@@ -126,11 +126,6 @@ func execContext(h *rawHeader, sec *sections, ev *event.Event) {
 	ev.TTY = ttyName(sec.tty)
 	ev.Cgroup = joinPath(sec.cgroup)
 	ev.ContainerID = containerID(ev.Cgroup)
-}
-
-// dirPath is the directory an execveat dirfd named, "" when none.
-func dirPath(h *rawHeader, sec *sections) event.Text {
-	return truncatedPath(joinPath(sec.dir), h.Flags&flagDirTrunc != 0)
 }
 
 // decodeEscalation makes the event of a suid exec or a set*uid call that
