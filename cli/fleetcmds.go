@@ -306,7 +306,7 @@ func runFleetMonitor(cmd *cobra.Command, nf *natsFlags, word string, hostList []
 			if i > 0 && !asJSON {
 				fmt.Fprintln(w)
 			}
-			if err := runMonitorStatus(ctx, s.c.Host(h, false), w, asJSON); err != nil {
+			if err := runMonitorStatus(ctx, s.c.Host(h, false), w, asJSON, false, ""); err != nil {
 				fmt.Fprintf(w, "host:        %s\nerror:       %s\n", cell(h), cell(err.Error()))
 				failed++
 			}
