@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -259,5 +260,46 @@ func TestIncidentsCapPerRequest(t *testing.T) {
 	}
 	if got, err := c.Incidents(context.Background(), service.Query{Limit: 2}); len(got) != 2 || err != nil {
 		t.Errorf("limit 2 under the cap: %d incidents, %v", len(got), err)
+	}
+}
+
+// gateWriter blocks every Write until the test opens the gate.
+type gateWriter struct {
+	gate chan struct{}
+	n    atomic.Int64
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	<-g.gate
+	g.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestSlowExportWriterHoldsUpNothing: the export's output is written off
+// the connection's reader, under a window of acknowledged chunks, so a
+// stalled output neither stops other calls on the connection nor makes
+// the client buffer the export; the bytes arrive raw and complete.
+func TestSlowExportWriterHoldsUpNothing(t *testing.T) {
+	svc := newRecordingService()
+	svc.export = bytes.Repeat([]byte(`{"id":"0000000000000001","rule":"r"}`+"\n"), 200_000) // about 7 MB
+	c := dial(t, startServer(t, &Server{Service: svc}))
+	w := &gateWriter{gate: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Export(context.Background(), service.Query{}, "ndjson", w)
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the export is under way, its output stalled
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Status(ctx); err != nil {
+		t.Fatalf("status while an export's output is stalled: %v", err)
+	}
+	close(w.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if w.n.Load() != int64(len(svc.export)) {
+		t.Errorf("wrote %d bytes, want %d", w.n.Load(), len(svc.export))
 	}
 }

@@ -36,7 +36,7 @@ const (
 	incidentsPerFrame     = 256
 	exportChunkBytes      = 256 << 10
 	exportWindow          = 4 // chunks in flight before the client acknowledges
-	readBufferBytes       = 4 << 10
+	readBufferBytes       = 1 << 10
 	progressEveryDuration = 200 * time.Millisecond
 	softwareName          = "procwatch"
 )

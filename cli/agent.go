@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,8 +160,17 @@ is given too.`,
 	return cmd
 }
 
+// agentMemoryLimit is the agent's soft memory limit (the Go runtime's
+// GOMEMLIMIT) unless the environment sets one: the collector works harder
+// as the heap nears it, which keeps the daemon's footprint small under a
+// burst of connections or requests (see "Memory" in the README).
+const agentMemoryLimit = 96 << 20
+
 func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if os.Getenv("GOMEMLIMIT") == "" {
+		defer debug.SetMemoryLimit(debug.SetMemoryLimit(agentMemoryLimit))
+	}
 	access := agent.NoGroups
 	var err error
 	if access.FullGID, err = lookupGroup("--socket-group", f.group); err != nil {

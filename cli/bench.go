@@ -63,6 +63,6 @@ sensor's user+system CPU per event and its peak RSS. Needs root and gcc.`,
 	execCmd.Flags().IntVar(&cfg.Rounds, "rounds", 2, "without/with pairs, alternated to even out noise")
 	execCmd.Flags().IntVar(&ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB")
 	execCmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
-	cmd.AddCommand(execCmd)
+	cmd.AddCommand(execCmd, newBenchMemoryCmd())
 	return cmd
 }
