@@ -132,8 +132,8 @@ func writeStatusText(w io.Writer, st service.Status) {
 		}
 	}
 	if c := st.Containers; c != nil {
-		fmt.Fprintf(w, "containers:  %d named, %d unknown, %d failed, %d unverified, %d dropped, %d evicted; %d cached\n",
-			c.Found, c.NotFound, c.Failed, c.Unverified, c.Dropped, c.Evicted, c.Cached)
+		fmt.Fprintf(w, "containers:  %d named, %d unknown, %d not running, %d failed, %d unverified, %d dropped, %d evicted; %d cached\n",
+			c.Found, c.NotFound, c.NotRunning, c.Failed, c.Unverified, c.Dropped, c.Evicted, c.Cached)
 	}
 	fmt.Fprintf(w, "rules:       %s\n", cell(st.RulesPath))
 	if st.RulesError != "" {

@@ -21,7 +21,17 @@ const (
 	DefaultQueue       = 256
 	DefaultTimeout     = 3 * time.Second
 	DefaultNegativeTTL = 30 * time.Second
+	// notRunningRetry is how soon a container that is not running (yet) is
+	// asked about again: its first process is seen while it is being
+	// created, before the runtime reports an init pid.
+	notRunningRetry = time.Second
+	// maxRechecks bounds how often a container that is not running is
+	// asked about again without an event to prompt it.
+	maxRechecks = 5
 )
+
+// errNotRunning is a container with no init process to check against.
+var errNotRunning = errors.New("not running")
 
 // Config sets up a Cache. Sources is required; the rest have defaults.
 type Config struct {
@@ -38,14 +48,15 @@ type Config struct {
 
 // entry is one container in the cache. state says which fields hold.
 type entry struct {
-	id      string
-	state   int
-	info    Container
-	name    event.Text
-	image   event.Text
-	cgroup  string    // the container's cgroup, events must lie under it
-	retryAt time.Time // for stateAbsent
-	elem    *list.Element
+	id       string
+	state    int
+	info     Container
+	name     event.Text
+	image    event.Text
+	cgroup   string    // the container's cgroup, events must lie under it
+	retryAt  time.Time // for stateAbsent
+	rechecks int       // proactive re-asks of a container not running yet
+	elem     *list.Element
 }
 
 const (
@@ -187,6 +198,16 @@ func (c *Cache) ask(e *entry) {
 	}
 }
 
+// recheck asks again about a container that was not running yet, so that
+// it is named before its next event rather than after it.
+func (c *Cache) recheck(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID[e.id] == e && e.state == stateAbsent {
+		c.ask(e)
+	}
+}
+
 func (c *Cache) work(ctx context.Context) {
 	defer c.wg.Done()
 	for {
@@ -230,6 +251,8 @@ func (c *Cache) lookup(ctx context.Context, id string) {
 		c.stats.Found++
 	case errors.Is(err, ErrNotFound) && len(failed) == 0:
 		c.stats.NotFound++
+	case errors.Is(err, errNotRunning):
+		c.stats.NotRunning++
 	default:
 		c.stats.Failed++
 		if len(failed) > 0 {
@@ -241,7 +264,15 @@ func (c *Cache) lookup(ctx context.Context, id string) {
 		return // evicted while we asked
 	}
 	if err != nil {
-		e.state, e.retryAt = stateAbsent, time.Now().Add(c.cfg.NegativeTTL)
+		ttl := c.cfg.NegativeTTL
+		if errors.Is(err, errNotRunning) {
+			ttl = min(ttl, notRunningRetry)
+			if e.rechecks < maxRechecks {
+				e.rechecks++
+				time.AfterFunc(ttl, func() { c.recheck(e) })
+			}
+		}
+		e.state, e.retryAt = stateAbsent, time.Now().Add(ttl)
 		return
 	}
 	e.state, e.info, e.cgroup = stateFound, info, cgroup
@@ -253,7 +284,7 @@ func (c *Cache) lookup(ctx context.Context, id string) {
 // the container's own cgroup, under which every process of it lies.
 func (c *Cache) containerCgroup(id string, pid int) (string, error) {
 	if pid <= 0 {
-		return "", fmt.Errorf("container %.12s is not running: its cgroup cannot be checked", id)
+		return "", fmt.Errorf("container %.12s: %w, so its cgroup cannot be checked", id, errNotRunning)
 	}
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", c.cfg.ProcRoot, pid))
 	if err != nil {

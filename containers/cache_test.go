@@ -54,9 +54,11 @@ func newFakeEngine(t *testing.T, engine string) *fakeEngine {
 }
 
 func (f *fakeEngine) serve(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/version" {
-		fmt.Fprintf(w, `{"Components":[{"Name":%q}]}`, f.engine)
-		return
+	if f.engine == "Podman Engine" {
+		w.Header().Set("Libpod-Api-Version", "4.3.1")
+		w.Header().Set("Server", "Libpod/4.3.1 (linux)")
+	} else {
+		w.Header().Set("Server", "Docker/27.0.1 (linux)")
 	}
 	id, ok := strings.CutPrefix(r.URL.Path, "/containers/")
 	id, ok2 := strings.CutSuffix(id, "/json")
@@ -300,10 +302,19 @@ func TestNotRunningIsNotTrusted(t *testing.T) {
 	c := newTestCache(t, f, proc, nil)
 	ev := &event.Event{ContainerID: id, Cgroup: "/libpod_parent/libpod-" + event.Text(id)}
 	c.Enrich(ev)
-	waitFor(t, "the answer", func() bool { return c.Stats().Failed == 1 })
+	waitFor(t, "the answer", func() bool { return c.Stats().NotRunning == 1 })
 	c.Enrich(ev)
 	if ev.ContainerName != "" {
 		t.Errorf("a container whose cgroup could not be checked was named %q", ev.ContainerName)
+	}
+	// Once it runs, it is named: "not running" is remembered for a second
+	// only, since a container's first process is seen while it is created.
+	// It is asked again without waiting for an event.
+	f.addContainer(proc, id, "started", "alpine", 4343)
+	waitFor(t, "the recheck", func() bool { return c.Stats().Found == 1 })
+	c.Enrich(ev)
+	if ev.ContainerName != "started" {
+		t.Errorf("after the recheck: name %q", ev.ContainerName)
 	}
 }
 

@@ -50,6 +50,10 @@ type ContainerStats struct {
 	Found    uint64 `json:"found"`
 	NotFound uint64 `json:"not_found"`
 	Failed   uint64 `json:"failed"`
+	// NotRunning counts answers about a container with no running init
+	// (being created, or stopped): it cannot be checked, so it is not
+	// named, and it is asked about again a second later.
+	NotRunning uint64 `json:"not_running"`
 	// Dropped counts misses not looked up because every worker was busy
 	// and the queue full; a later event of the container asks again.
 	Dropped uint64 `json:"dropped"`
