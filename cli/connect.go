@@ -93,7 +93,9 @@ func noAgent(err error) bool {
 // skip) must never delete incidents; the agent that owns the database
 // applies the retention policy when it runs.
 func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.Service, func() error, error) {
-	st, err := store.Open(dbPath(opts), store.Options{RetentionAge: -1, RetentionCount: -1})
+	// A database on a read-only file or filesystem is opened read-only:
+	// it can still be read (monitor status says so); changes fail.
+	st, err := store.Open(dbPath(opts), store.Options{RetentionAge: -1, RetentionCount: -1, ReadOnlyFallback: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -70,6 +71,11 @@ type Options struct {
 	// ReadOnly opens the file with a shared lock and refuses writes; the
 	// CLI uses it to read while no agent runs.
 	ReadOnly bool
+	// ReadOnlyFallback opens an existing database read-only when it
+	// cannot be opened for writing (a read-only file or filesystem), so
+	// that offline commands can still read it; writes then fail with
+	// ErrReadOnly and Status().ReadOnly says so.
+	ReadOnlyFallback bool
 	// Logger receives warnings about failed commits and dropped incidents.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -240,6 +246,11 @@ func Open(path string, opts Options) (s *Store, err error) {
 	}
 
 	db, err = openBolt(path, opts.ReadOnly)
+	if err != nil && !opts.ReadOnly && opts.ReadOnlyFallback && statErr == nil && notWritable(err) {
+		opts.Logger.Warn("store: the database cannot be written; opened read-only", "path", path, "why", err)
+		opts.ReadOnly = true
+		db, err = openBolt(path, true)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +323,12 @@ func openBolt(path string, readOnly bool) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open store %s: %w (%v); move it away or pass another --db", path, ErrNotProcwatch, err)
 	}
 	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// notWritable reports whether an open for writing failed because the file
+// or its filesystem is read-only (root gets EROFS; others also EACCES).
+func notWritable(err error) bool {
+	return errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
 }
 
 // precheck opens an existing file read-only and checks that it is a
