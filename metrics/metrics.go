@@ -107,6 +107,7 @@ func New(src Sources) (*Metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eval, m.raised, m.repeat, m.lost, m.kicked, m.reload,
 		newStatusCollector(src.Status),
+		newContainerCollector(src.Status),
 	}
 	if src.Store != nil {
 		cs = append(cs, newStoreCollector(src.Store))
