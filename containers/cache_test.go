@@ -22,7 +22,7 @@ import (
 // Docker Engine API calls the client makes. It counts inspects and can hold
 // them until released, which is how the tests see that Enrich never waits.
 type fakeEngine struct {
-	t      *testing.T
+	t      testing.TB
 	socket string
 	engine string // "Engine" (Docker) or "Podman Engine"
 
@@ -33,7 +33,7 @@ type fakeEngine struct {
 	arrived  chan string   // each inspect's id, as it arrives
 }
 
-func newFakeEngine(t *testing.T, engine string) *fakeEngine {
+func newFakeEngine(t testing.TB, engine string) *fakeEngine {
 	f := &fakeEngine{
 		t: t, engine: engine, known: map[string]inspectReply{}, inspects: map[string]int{},
 		arrived: make(chan string, 100),
