@@ -46,6 +46,7 @@ func (f *natsFlags) conn(name string, log *slog.Logger) fleet.ConnOptions {
 func (f *natsFlags) connect(name string) (*nats.Conn, error) {
 	o := f.conn(name, slog.New(slog.DiscardHandler))
 	o.FailFast = true
+	o.InboxPrefix = fleet.InboxFor(fleet.Identity(o))
 	return fleet.Connect(o)
 }
 
@@ -134,7 +135,9 @@ func (fa *fleetAgent) start(ctx context.Context, local *pipeline.Local) error {
 	if fa == nil {
 		return nil
 	}
-	nc, err := fleet.Connect(fa.f.conn("procwatch agent "+fa.agent.Host(), fa.log))
+	o := fa.f.conn("procwatch agent "+fa.agent.Host(), fa.log)
+	o.InboxPrefix = fleet.InboxFor(fa.agent.Host())
+	nc, err := fleet.Connect(o)
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,24 @@ func addFleetFrontEnds(root *cobra.Command, opts *Options) {
 		cmd.Flags().BoolVar(&history, "history", false, "with --nats: every change of the fleet skips (who added or removed what, and when)")
 		withNATS(cmd, &nf, []string{"history"}, func(c *cobra.Command, _ []string) error { return runFleetSkipList(c, &nf, history) })
 	}
+	if cmd, _, err := root.Find([]string{"skip", "rm"}); err == nil && cmd.Name() == "rm" {
+		var nf natsFlags
+		withNATS(cmd, &nf, nil, func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError("with --nats give the key of the fleet skip (see procwatch skip list --nats URL)")
+			}
+			s, err := nf.session(c.Context(), false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			if err := s.c.RemoveFleetSkip(c.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "removed fleet skip %s; agents remove their copy within a second\n", args[0])
+			return nil
+		})
+	}
 	for _, word := range []string{"on", "off", "status"} {
 		if cmd, _, err := root.Find([]string{"monitor", word}); err == nil && cmd.Name() == word {
 			var nf natsFlags
@@ -275,8 +293,12 @@ func runFleetSkipList(cmd *cobra.Command, nf *natsFlags, history bool) error {
 		case e.Skip.Removed:
 			change, by = "removed", e.Skip.RemovedBy
 		}
+		what := "-"
+		if !e.Deleted {
+			what = describeSkip(e.Skip.Skip)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Key, scope, change, e.Time.Local().Format("2006-01-02 15:04:05"),
-			cell(by), cell(describeSkip(e.Skip.Skip)), cell(e.Skip.Skip.Note))
+			cell(by), cell(what), cell(e.Skip.Skip.Note))
 	}
 	return tw.Flush()
 }

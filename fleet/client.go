@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,6 +57,10 @@ type Client struct {
 	upTo       uint64
 	caughtOnce sync.Once
 
+	// permErr is the last permission violation the server reported, so a
+	// call that times out because of it can say why.
+	permErr atomic.Pointer[string]
+
 	subs []*nats.Subscription
 	cons jetstream.ConsumeContext
 }
@@ -92,6 +98,17 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts ClientOptions) (*Client,
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	prev := nc.ErrorHandler()
+	nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(err.Error(), "Permissions Violation") {
+			msg := err.Error()
+			c.permErr.Store(&msg)
+			return
+		}
+		if prev != nil {
+			prev(nc, sub, err)
+		}
+	})
 	sub, err := nc.Subscribe(StatusWildcard, c.onStatus)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", StatusWildcard, err)
@@ -332,6 +349,9 @@ func (c *Client) Call(ctx context.Context, host, op string, req, resp any) error
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("host %s does not answer: no procwatch agent serves it (is it running with --nats?)", host)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		if p := c.permErr.Load(); p != nil && strings.Contains(*p, ControlSubject(host, op, c.opts.Caller)) {
+			return fmt.Errorf("host %s: %s refused by the NATS server: %s", host, op, *p)
+		}
 		return fmt.Errorf("host %s: %s timed out", host, op)
 	case err != nil:
 		return fmt.Errorf("host %s: %s: %w", host, op, err)

@@ -265,7 +265,7 @@ func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate f
 	if err != nil {
 		t.Fatal(err)
 	}
-	ra.nc, err = Connect(ConnOptions{URLs: urls, Name: host, Logger: log, OnlyListed: true})
+	ra.nc, err = Connect(ConnOptions{URLs: urls, Name: host, Logger: log, OnlyListed: true, InboxPrefix: InboxFor(host)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,10 @@ type ConnOptions struct {
 	Name  string // connection name shown by the server
 	// Logger hears about disconnects and reconnects; nil is slog.Default.
 	Logger *slog.Logger
+	// InboxPrefix replaces _INBOX for reply subjects, so that permissions
+	// can give each user only its own replies: agents use _INBOX.<host>,
+	// front ends _INBOX.<user> (docs/fleet.md). Empty keeps _INBOX.
+	InboxPrefix string
 	// FailFast makes Connect fail when no server answers now (front ends);
 	// an agent instead keeps trying in the background.
 	FailFast bool
@@ -58,6 +62,9 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted()) }),
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	if o.OnlyListed {
 		opts = append(opts, nats.IgnoreDiscoveredServers())
 	}
@@ -82,6 +89,10 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	return nc, nil
 }
+
+// InboxFor is the reply-subject prefix of a connection used by name (a
+// host or a user), matching the permissions of docs/fleet.md.
+func InboxFor(name string) string { return "_INBOX." + callerToken(name) }
 
 // Identity names the user a connection authenticates as: the user of the
 // URL, or the name (else the public key) in the credentials' JWT. Callers
