@@ -133,7 +133,6 @@ static __always_inline struct event *new_event(struct task_struct *task, __u32 t
 	 * keys on both, so a reused pid never inherits a dead one's ancestry. */
 	e->h.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
 	e->h.pstart_ns = BPF_CORE_READ(task, real_parent, group_leader, start_boottime);
-	e->h.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	return e;
 }
 
@@ -279,28 +278,45 @@ static __always_inline int exe_deleted(struct file *exe)
  * origin, filesystem type) and its identity (device, inode, owner). */
 static __always_inline __u32 put_exe(struct event *e, __u32 off, struct task_struct *task)
 {
+	struct mnt_namespace *ns = BPF_CORE_READ(task, nsproxy, mnt_ns);
+	e->h.mnt_ns = BPF_CORE_READ(ns, ns.inum);
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
 	if (!exe)
 		return off;
 	off = launder(e, off);
 	__u32 start = off;
 	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
-	if (exe_deleted(exe))
+	struct vfsmount *vm = BPF_CORE_READ(exe, f_path.mnt);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct dentry *mnt_root = BPF_CORE_READ(vm, mnt_root);
+	if (d == parent && d != mnt_root) {
+		/* A pseudo file such as a memfd: the kernel names it by itself,
+		 * always with " (deleted)" (see exe_deleted). */
 		e->h.flags |= F_EXE_DELETED;
-	if (d == BPF_CORE_READ(d, d_parent) && d != BPF_CORE_READ(exe, f_path.mnt, mnt_root))
-		/* A pseudo file such as a memfd: the kernel names it by itself. */
 		off = put_kstr(e, off, (const char *)BPF_CORE_READ(d, d_name.name), NAME_MAX_READ);
-	else
+	} else {
+		if (d != parent && !BPF_CORE_READ(d, d_hash.pprev))
+			e->h.flags |= F_EXE_DELETED;
 		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
+	}
 	e->h.exe_len = off - start;
-
-	off = launder(e, off);
-	start = off;
-	off = put_origin(e, off, d);
-	e->h.origin_len = off - start;
 
 	struct inode *inode = BPF_CORE_READ(exe, f_inode);
 	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	/* The usual case costs no second walk: a binary on the namespace's
+	 * root mount, when that mount shows its filesystem from the top, has
+	 * the same path within the filesystem as in the namespace. */
+	struct mount *nsroot = BPF_CORE_READ(ns, root);
+	if (nsroot && vm == &nsroot->mnt && mnt_root == BPF_CORE_READ(sb, s_root) &&
+	    d != parent && !(e->h.flags & F_EXE_TRUNC)) {
+		e->h.flags |= F_ORIGIN_SAME;
+	} else {
+		off = launder(e, off);
+		start = off;
+		off = put_origin(e, off, d);
+		e->h.origin_len = off - start;
+	}
+
 	e->h.exe_dev = BPF_CORE_READ(sb, s_dev);
 	e->h.exe_ino = BPF_CORE_READ(inode, i_ino);
 	e->h.exe_owner = BPF_CORE_READ(inode, i_uid.val);
@@ -464,6 +480,7 @@ static __always_inline int exit_exec(long ret)
 	if (!e)
 		return 0;
 	e->h.retval = (__s32)ret;
+	e->h.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	e->h.dirfd = call.dirfd;
 	e->h.flags |= F_ARGS_USER;
 
@@ -622,10 +639,11 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 	__u32 tgid = BPF_CORE_READ(child, tgid);
 	if (pid != tgid)
 		return 0; /* a new thread, not a process */
+	/* new_event names the child's real parent (for CLONE_PARENT, the
+	 * forking task's own parent), with its start time. */
 	struct event *e = new_event(child, EV_FORK);
 	if (!e)
 		return 0;
-	e->h.ppid = BPF_CORE_READ(parent, tgid);
 	submit(e, 0);
 	return 0;
 }

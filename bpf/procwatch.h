@@ -36,6 +36,7 @@ enum event_flag {
 	F_SCRIPT = 1 << 7, /* exec: the kernel ran filename through an interpreter ("#!" or binfmt_misc) */
 	F_EXE_ID = 1 << 8, /* exe_dev, exe_ino and exe_owner are set */
 	F_DIR_TRUNC = 1 << 9, /* the dir section lost its top */
+	F_ORIGIN_SAME = 1 << 11, /* the exe origin equals the exe path (the exe is on the namespace's root mount, which shows its whole filesystem); the origin section is empty */
 	F_DIR_ROOT = 1 << 10, /* the dir section is the caller's chroot, for an absolute filename */
 };
 

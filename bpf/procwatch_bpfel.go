@@ -44,6 +44,7 @@ const (
 	ProcwatchEventFlagF_SCRIPT       ProcwatchEventFlag = 128
 	ProcwatchEventFlagF_EXE_ID       ProcwatchEventFlag = 256
 	ProcwatchEventFlagF_DIR_TRUNC    ProcwatchEventFlag = 512
+	ProcwatchEventFlagF_ORIGIN_SAME  ProcwatchEventFlag = 2048
 	ProcwatchEventFlagF_DIR_ROOT     ProcwatchEventFlag = 1024
 )
 

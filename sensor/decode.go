@@ -35,6 +35,7 @@ const (
 	flagExeID       = uint32(bpf.ProcwatchEventFlagF_EXE_ID)
 	flagDirTrunc    = uint32(bpf.ProcwatchEventFlagF_DIR_TRUNC)
 	flagDirRoot     = uint32(bpf.ProcwatchEventFlagF_DIR_ROOT)
+	flagOriginSame  = uint32(bpf.ProcwatchEventFlagF_ORIGIN_SAME)
 )
 
 var methodNames = [...]string{

@@ -214,6 +214,8 @@ func TestBuildIdentityAndScript(t *testing.T) {
 	}{
 		{"bind mount", rawHeader{Flags: flagExeID}, "true\x00bin\x00usr\x00", "fake\x00tmp\x00", "/usr/bin/true\x00", "", "",
 			"/usr/bin/true", "/tmp/fake", ""},
+		{"origin same as exe", rawHeader{Flags: flagExeID | flagOriginSame | flagExeDeleted}, "x\x00tmp\x00", "", "/tmp/x\x00", "", "",
+			"/tmp/x (deleted)", "/tmp/x", ""},
 		{"memfd", rawHeader{Flags: flagExeID | flagExeDeleted}, "memfd:x\x00", "memfd:x\x00", "\x00", "", "",
 			"/memfd:x (deleted)", "/memfd:x", ""},
 		{"script", rawHeader{Flags: flagExeID | flagScript, Dirfd: -100}, "dash\x00bin\x00usr\x00", "dash\x00bin\x00usr\x00", "./x.sh\x00", "tmp\x00", "",

@@ -206,7 +206,12 @@ func (s *Sensor) exeIdentityOf(h *rawHeader, sec *sections, exe event.Text, mntN
 		return nil
 	}
 	key := idKey{dev: h.ExeDev, ino: h.ExeIno, owner: h.ExeOwner, mntNS: mntNS, trunc: h.Flags&flagOriginTrunc != 0}
-	if c, ok := s.ids[key]; ok && c.rawOrigin == string(sec.origin) && c.id.fs == string(cstr(sec.fs)) {
+	same := h.Flags&flagOriginSame != 0 || bytes.Equal(sec.origin, sec.exe) && h.Flags&(flagOriginTrunc|flagExeTrunc) == 0
+	rawOrigin := sec.origin
+	if same {
+		rawOrigin = sec.exe
+	}
+	if c, ok := s.ids[key]; ok && c.rawOrigin == string(rawOrigin) && c.id.fs == string(cstr(sec.fs)) {
 		return c.id
 	}
 	id := &exeIdentity{
@@ -216,7 +221,7 @@ func (s *Sensor) exeIdentityOf(h *rawHeader, sec *sections, exe event.Text, mntN
 		fs:    string(cstr(sec.fs)),
 		mntNS: mntNS,
 	}
-	if bytes.Equal(sec.origin, sec.exe) && h.Flags&(flagOriginTrunc|flagExeTrunc) == 0 {
+	if same {
 		// The usual case: the path within the filesystem is the path.
 		id.origin = event.Text(strings.TrimSuffix(string(exe), " (deleted)"))
 	} else {
@@ -225,7 +230,7 @@ func (s *Sensor) exeIdentityOf(h *rawHeader, sec *sections, exe event.Text, mntN
 	if s.ids == nil || len(s.ids) >= maxIDs {
 		s.ids = make(map[idKey]cachedID, 256)
 	}
-	s.ids[key] = cachedID{id: id, rawOrigin: string(sec.origin)}
+	s.ids[key] = cachedID{id: id, rawOrigin: string(rawOrigin)}
 	return id
 }
 
@@ -238,7 +243,7 @@ type idKey struct {
 
 type cachedID struct {
 	id        *exeIdentity
-	rawOrigin string // the origin section as the BPF side wrote it
+	rawOrigin string // the origin section as the BPF side wrote it (the exe's, when the same)
 }
 
 // maxIDs bounds the identity cache.
