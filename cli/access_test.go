@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +20,20 @@ const nobody = 65534
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
 	binErr  error
 )
+
+// TestMain removes the binary built for the tests that run it as another
+// user.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // procwatchBinary builds the real procwatch binary once per test run, in a
 // directory every user may enter, so that steps run as uid 65534 can use it.
@@ -34,6 +46,7 @@ func procwatchBinary(t *testing.T) string {
 			return
 		}
 		os.Chmod(dir, 0o755)
+		binDir = dir
 		binPath = filepath.Join(dir, "procwatch")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/procwatch/procwatch").CombinedOutput()
 		if err != nil {
@@ -245,5 +258,39 @@ func mkdirOwned(t *testing.T, dir string, uid int, mode os.FileMode) {
 	}
 	if err := os.Chmod(dir, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestServeStdioRecordsTheSSHUser: a change made through `serve --stdio`
+// (what sshd runs for a remote front end) relayed to the agent is recorded
+// with the relaying process's uid from the kernel and the SSH login and
+// client address sshd put in its environment.
+func TestServeStdioRecordsTheSSHUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run steps as uid 65534")
+	}
+	src := useFakeSensor(t)
+	e := newTestEnv(t)
+	openForOthers(t, e)
+	startAgent(t, e, "--socket-group", "users")
+	src.emit(t, tmpExec("/tmp/backup.sh", "a"))
+	inc := waitIncidents(t, e, 1)[0]
+
+	cmd := exec.Command("setpriv", "--reuid", "65534", "--regid", "65534", "--groups", "100",
+		procwatchBinary(t), "--socket", e.sock, "serve", "--stdio")
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "USER=alice", "SSH_CONNECTION=203.0.113.7 52144 10.0.0.1 22"}
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`{"type":"hello","version":%d,"software":"test","role":"client"}`+"\n"+
+		`{"type":"request","id":1,"method":"set_status","params":{"ids":["%s"],"status":"masked"}}`+"\n", agent.Version, inc.ID))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"type":"response","id":1,"result"`) {
+		t.Fatalf("serve --stdio: %v\n%s", err, out)
+	}
+	got := waitIncidents(t, e, 1)[0]
+	if len(got.History) != 1 {
+		t.Fatalf("history %+v, want one change", got.History)
+	}
+	by := got.History[0].By
+	if by.UID != nobody || by.SSHUser != "alice" || by.SSHFrom != "203.0.113.7:52144" || by.PID == 0 {
+		t.Errorf("recorded %+v, want uid 65534, ssh alice from 203.0.113.7:52144", by)
 	}
 }
