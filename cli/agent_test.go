@@ -248,7 +248,8 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	// Skips reach the running agent: mask, filter, undo.
-	out := mustRun(t, e, "skip", "add", "--rule", "tmp-exec", "command", "backup.sh", "--note", "nightly")
+	// (A path skip: a command skip never silences a binary in /tmp.)
+	out := mustRun(t, e, "skip", "add", "--rule", "tmp-exec", "path", "/tmp/backup.sh", "--note", "nightly")
 	if !strings.Contains(out, "masked 1 open incident\n") {
 		t.Errorf("skip add said %q", out)
 	}
@@ -262,7 +263,7 @@ func TestAgentEndToEnd(t *testing.T) {
 			added = s
 		}
 	}
-	if added.ID == "" || added.Value != "backup.sh" || added.Note != "nightly" || added.Rule != "tmp-exec" {
+	if added.ID == "" || added.Value != "/tmp/backup.sh" || added.Note != "nightly" || added.Rule != "tmp-exec" {
 		t.Fatalf("skip list: %+v", skips)
 	}
 	if got := parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--status", "masked")); len(got) != 1 {
@@ -276,7 +277,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if got := parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--status", "open")); len(got) != 2 {
 		t.Errorf("%d open incidents after undo, want 2", len(got))
 	}
-	_, errOut, code = runCLI(t, "", e.args("skip", "rm", "command", "backup.sh", "--rule", "tmp-exec")...)
+	_, errOut, code = runCLI(t, "", e.args("skip", "rm", "path", "/tmp/backup.sh", "--rule", "tmp-exec")...)
 	if code != 1 || !strings.Contains(errOut, "no added skip") {
 		t.Errorf("rm of a removed skip: exit %d, %q", code, errOut)
 	}

@@ -167,6 +167,9 @@ func writeRuleList(w io.Writer, set *rules.RuleSet) error {
 		if s.Rule != "" {
 			scope = "rule " + s.Rule
 		}
+		if len(s.Owners) > 0 {
+			scope += ", files owned by " + strings.Join(s.Owners, ",")
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Kind, event.DisplayString(s.Value), scope, s.Source)
 	}
 	return tw.Flush()
@@ -180,7 +183,10 @@ func describeSelectors(m rules.Selectors) string {
 		}
 	}
 	add("paths", m.Paths)
+	add("filesystems", m.Filesystems)
 	add("commands", m.Commands)
+	add("args", m.Args)
+	add("owners", m.Owners)
 	add("users", m.Users)
 	add("parent_commands", m.ParentCommands)
 	if m.Container != nil {

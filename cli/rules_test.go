@@ -54,11 +54,11 @@ func golden(t *testing.T, name, got string) {
 
 func TestRulesCheck(t *testing.T) {
 	out, errOut, code := runCLI(t, "", "rules", "check")
-	if code != 0 || out != "rules.yaml (built in): ok: 4 rules (bin-execution 2, root-escalation 1, termination-failure 1), 7 skips\n" || errOut != "" {
+	if code != 0 || out != "rules.yaml (built in): ok: 5 rules (bin-execution 3, root-escalation 1, termination-failure 1), 7 skips\n" || errOut != "" {
 		t.Errorf("built-in: code %d\n%s%s", code, out, errOut)
 	}
 	out, _, code = runCLI(t, "", "rules", "check", "../rules.yaml")
-	if code != 0 || !strings.HasPrefix(out, "../rules.yaml: ok: 4 rules") {
+	if code != 0 || !strings.HasPrefix(out, "../rules.yaml: ok: 5 rules") {
 		t.Errorf("path: code %d %s", code, out)
 	}
 	out, _, code = runCLI(t, "", "--rules", "../rules/testdata/deepfence.golden.yaml", "rules", "check")

@@ -412,10 +412,11 @@ type incidentVersion struct {
 	count    uint64
 	status   rules.Status
 	lastSeen time.Time
+	ended    bool // the process's fate is attached
 }
 
 func versionOf(inc *rules.Incident) incidentVersion {
-	return incidentVersion{inc.Count, inc.Status, inc.LastSeen}
+	return incidentVersion{inc.Count, inc.Status, inc.LastSeen, inc.Fate != nil}
 }
 
 // deliver replays, then forwards the mailbox to out until ctx ends or the

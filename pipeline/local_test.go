@@ -475,7 +475,8 @@ func TestSkipMasksFiltersAndUndoes(t *testing.T) {
 	h.source.emit(t, execEvent("/tmp/evil", "1"))
 	h.store.Flush()
 
-	sk := rules.Skip{Kind: rules.SkipCommand, Value: "backup.sh", Rule: "tmp-exec", Note: "nightly"}
+	// A path skip: a command skip never silences a binary in /tmp.
+	sk := rules.Skip{Kind: rules.SkipPath, Value: "/tmp/backup.sh", Rule: "tmp-exec", Note: "nightly"}
 	if n, err := h.local.PreviewSkip(ctx, sk); err != nil || n != 3 {
 		t.Fatalf("preview = %d, %v; want 3", n, err)
 	}

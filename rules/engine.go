@@ -21,12 +21,15 @@ const maxDedupEntries = 1 << 16
 type EngineOptions struct {
 	// Host names the machine in incidents; default os.Hostname().
 	Host string
-	// DedupWindow: repeats of the same rule, exe, args, uid and outcome
-	// within this long of the incident's first sighting update it instead of
-	// raising another. Default DefaultDedupWindow; negative disables dedup.
+	// DedupWindow: repeats of an incident within this long of its first
+	// sighting update it instead of raising another (see dedupKey).
+	// Default DefaultDedupWindow; negative disables dedup.
 	DedupWindow time.Duration
 	// Now is the clock for events without a time; default time.Now.
 	Now func() time.Time
+	// Mounts is this host's mount identity, against which events' file
+	// identities are checked; zero fields are read with DetectHostMounts.
+	Mounts HostMounts
 }
 
 // Engine judges events against a RuleSet. Evaluate must be called from one
@@ -36,31 +39,67 @@ type Engine struct {
 	host   string
 	window time.Duration
 	now    func() time.Time
+	mounts HostMounts
 
 	set   atomic.Pointer[RuleSet]
 	added atomic.Pointer[addedIndex]
 
 	// Owned by the Evaluate goroutine.
-	dedup     map[dedupKey]*Incident
+	dedup     map[dedupKey]*tracked
+	fates     map[uint32][]*tracked // escalation incidents by pid, awaiting the exit
 	seed      maphash.Seed
 	lastSweep time.Time
 	facts     facts
+	argBuf    []byte
+
+	fatesLost atomic.Uint64
+}
+
+// tracked is an incident the engine may update: by a repeat, by another
+// binary of a flood it aggregates, or by its process's exit.
+type tracked struct {
+	inc   Incident
+	names map[uint64]struct{} // aggregates only: hashes of the distinct binaries
 }
 
 // dedupKey identifies repeats of one incident. The arguments are kept as a
 // keyed 64-bit hash: a repeat in a flood then costs no allocation, and with
 // a random per-engine seed a process cannot choose arguments that collide.
+//
+// A rule with aggregate (a bin-execution rule selecting by where the
+// binary lives) is keyed by scope instead of exe and args: the root of the rule's path entry that
+// matched (/tmp for "/tmp/**"), which the rules file fixes and the process
+// cannot choose, so a new directory or name per exec still lands in one
+// incident per user. Escalations keep the method in the key, exits their
+// exit code and signal: those are the facts an analyst triages by.
 type dedupKey struct {
 	rule    string
 	exe     string
+	scope   string
 	args    uint64
 	uid     uint32
 	outcome event.Outcome
+	method  string
+	code    int32
+	signal  string
 }
+
+// Bounds of an aggregated incident: how many distinct binaries it counts
+// (past it, Distinct stops growing while Count goes on) and how many of
+// their names it keeps as a sample.
+const (
+	maxDistinct = 1 << 14
+	sampleSize  = 10
+)
+
+// maxFates bounds the escalation incidents awaiting their process's exit;
+// past it the oldest-looking is forgotten and counted (FatesLost).
+const maxFates = 1 << 14
 
 // NewEngine returns an engine for set (nil means no rules).
 func NewEngine(set *RuleSet, opts EngineOptions) *Engine {
-	e := &Engine{host: opts.Host, window: opts.DedupWindow, now: opts.Now, dedup: map[dedupKey]*Incident{}, seed: maphash.MakeSeed()}
+	e := &Engine{host: opts.Host, window: opts.DedupWindow, now: opts.Now, mounts: opts.Mounts,
+		dedup: map[dedupKey]*tracked{}, fates: map[uint32][]*tracked{}, seed: maphash.MakeSeed()}
 	if e.host == "" {
 		e.host, _ = os.Hostname()
 	}
@@ -70,6 +109,9 @@ func NewEngine(set *RuleSet, opts EngineOptions) *Engine {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if e.mounts.MntNS == 0 && e.mounts.RootDev == 0 {
+		e.mounts = *hostMounts()
+	}
 	if set == nil {
 		set = &RuleSet{Version: 1}
 	}
@@ -77,6 +119,10 @@ func NewEngine(set *RuleSet, opts EngineOptions) *Engine {
 	e.added.Store(&addedIndex{})
 	return e
 }
+
+// FatesLost counts escalation incidents whose process's end was not
+// attached because too many escalated processes were still running.
+func (e *Engine) FatesLost() uint64 { return e.fatesLost.Load() }
 
 // SetRules replaces the active rules, as a hot reload does. Dedup state is
 // kept, so a reload does not re-raise incidents that are still aggregating.
@@ -110,8 +156,13 @@ func (e *Engine) Skips() []Skip {
 // Verdict is the full judgement of one event.
 type Verdict struct {
 	// Incidents raised or updated by the event: a new incident, or a copy of
-	// an earlier one with the same ID, Count+1 and LastSeen moved on.
+	// an earlier one with the same ID, Count+1 and LastSeen moved on, and
+	// last the escalation incidents whose process this exit event ended,
+	// with their Fate set.
 	Incidents []Incident
+	// Fated says how many of Incidents (at the end) are such fate updates
+	// rather than sightings.
+	Fated int
 	// Skipped counts rules that would have raised an incident had a skip
 	// not suppressed it, so front ends can show suppressed events dimmed.
 	Skipped int
@@ -128,12 +179,13 @@ func (e *Engine) Evaluate(ev *event.Event) []Incident { return e.Judge(ev).Incid
 // own skips (from the file and added for it) always apply. Global skips
 // apply to every rule except root-escalation rules: an escalation to root
 // is too important for a broad global skip to hide, so only a skip written
-// on the escalation rule silences it.
+// on the escalation rule silences it. An exit event also ends the wait of
+// the escalation incidents of its process (see Incident.Fate).
 func (e *Engine) Judge(ev *event.Event) Verdict {
 	set := e.set.Load()
 	added := e.added.Load()
 	f := &e.facts
-	f.init(ev)
+	f.init(ev, &e.mounts)
 	var v Verdict
 	for i := range set.compiled {
 		r := &set.compiled[i]
@@ -144,48 +196,96 @@ func (e *Engine) Judge(ev *event.Event) Verdict {
 		if f.outcome == event.Failure {
 			sev = r.rule.Severity.Failure
 		}
-		if sev == SeverityNone || !r.matches(f) {
+		if sev == SeverityNone {
 			continue
 		}
-		if r.skip.match(f) || added.byRule[r.rule.Name].match(f) ||
-			(r.rule.Type != TypeRootEscalation && (set.global.match(f) || added.global.match(f))) {
+		scope, ok := e.matches(r, f)
+		if !ok {
+			continue
+		}
+		global := r.rule.Type != TypeRootEscalation
+		if r.skip.match(f) || added.matchRule(r.rule.Name, global, f) || (global && set.global.match(f)) {
 			v.Skipped++
 			continue
 		}
-		v.Incidents = append(v.Incidents, e.raise(r.rule, sev, ev, f))
+		v.Incidents = append(v.Incidents, e.raise(r.rule, sev, ev, f, scope))
+	}
+	if ev.Type == event.TypeExit {
+		n := len(v.Incidents)
+		v.Incidents = e.attachFate(ev, v.Incidents)
+		v.Fated = len(v.Incidents) - n
 	}
 	f.ev = nil
 	return v
 }
 
-// matches checks every selector the rule gives.
-func (r *compiledRule) matches(f *facts) bool {
-	// A truncated path's top is unknown, so it may lie under any selected
-	// directory; a path nested deep enough to hide its top is itself
-	// suspicious, so it is judged as in scope rather than let through.
-	if r.paths != nil && !f.truncated && !r.paths.match(f.path) {
-		return false
+// matches checks every selector the rule gives. scope is the root of the
+// path entry that placed the binary, for aggregation; empty when the rule
+// does not select by location.
+func (e *Engine) matches(r *compiledRule, f *facts) (scope string, ok bool) {
+	if r.paths != nil || len(r.fs) > 0 {
+		if scope, ok = r.located(f); !ok {
+			return "", false
+		}
 	}
-	if r.commands != nil && !r.commands.match(f.base, f.comm) {
-		return false
+	if r.commands != nil && !r.commands.match(f.base, f.comm) &&
+		(f.script == "" || !r.commands.match(baseName(f.script), "")) {
+		return "", false
+	}
+	if r.args != nil {
+		var hit bool
+		hit, e.argBuf = r.args.match(f.ev.Args, string(f.ev.Cwd), e.argBuf)
+		if !hit {
+			return "", false
+		}
+	}
+	if r.owners != nil && !r.owners.matchOwner(f) {
+		return "", false
 	}
 	if r.users != nil && !r.users.match(f) {
-		return false
+		return "", false
 	}
 	if r.parents != nil && !r.parents.matchName(f.parent) {
-		return false
+		return "", false
 	}
 	if r.container != nil && *r.container != (f.ev.ContainerID != "") {
-		return false
+		return "", false
 	}
 	if r.images != nil && !imageMatches(r.images, f.ev) {
-		return false
+		return "", false
 	}
 	if len(r.exitCodes) > 0 || len(r.signals) > 0 {
-		return r.endedAsSelected(f.ev)
+		return scope, r.endedAsSelected(f.ev)
 	}
-	return true
+	return scope, true
 }
+
+// located is the paths and filesystems selectors: the binary, the script
+// the kernel ran, or the binary's origin within its own filesystem under a
+// selected path, or the binary on a selected filesystem type. Every name
+// counts, so none of them hides the binary. A truncated path's top is
+// unknown, so it may lie under any selected directory; a path nested deep
+// enough to hide its top is itself suspicious, so it is judged as in scope
+// rather than let through.
+func (r *compiledRule) located(f *facts) (string, bool) {
+	if r.paths != nil {
+		if f.truncated {
+			return truncatedMark, true
+		}
+		for _, p := range [...]string{f.path, f.script, f.origin} {
+			if root, ok := r.paths.matchRoot(p); ok {
+				return root, true
+			}
+		}
+	}
+	if fs := f.ev.ExeFS; fs != "" && !isFailedExec(f.ev) && slices.Contains(r.fs, fs) {
+		return fsScope + fs, true
+	}
+	return "", false
+}
+
+// fsScope starts the scope of an incident placed by its filesystem type.
+const fsScope = "fs:"
 
 // endedAsSelected is the exit_codes and signals selector. The two lists
 // describe one thing, how the process ended, so the process matches if it
@@ -197,27 +297,55 @@ func (r *compiledRule) endedAsSelected(ev *event.Event) bool {
 	return ev.ExitCode != nil && slices.Contains(r.exitCodes, *ev.ExitCode)
 }
 
+// key builds the dedup key of an event for rule (see dedupKey).
+func (e *Engine) key(rule *Rule, ev *event.Event, f *facts, scope string) dedupKey {
+	k := dedupKey{rule: rule.Name, uid: f.uid, outcome: f.outcome, code: -1}
+	if rule.Aggregate && scope != "" {
+		k.scope = scope
+		return k
+	}
+	k.exe = f.path
+	if f.script != "" {
+		k.scope = f.script
+	}
+	k.args = e.hashArgs(ev.Args)
+	switch ev.Type {
+	case event.TypeEscalation:
+		k.method = ev.Method
+	case event.TypeExit:
+		if ev.ExitCode != nil {
+			k.code = int32(*ev.ExitCode)
+		}
+		k.signal = ev.Signal
+	}
+	return k
+}
+
 // raise builds a new incident or updates the one it repeats.
-func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts) Incident {
+func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts, scope string) Incident {
 	t := ev.Time
 	if t.IsZero() {
 		t = e.now()
 	}
+	aggregate := rule.Aggregate && scope != ""
 	var key dedupKey
 	if e.window > 0 {
-		key = dedupKey{rule: rule.Name, exe: f.path, args: e.hashArgs(ev.Args), uid: f.uid, outcome: f.outcome}
-		if inc, ok := e.dedup[key]; ok {
-			if age := t.Sub(inc.FirstSeen); age < e.window && age > -e.window {
-				inc.Count++
-				if t.After(inc.LastSeen) {
-					inc.LastSeen = t
+		key = e.key(rule, ev, f, scope)
+		if tr, ok := e.dedup[key]; ok {
+			if age := t.Sub(tr.inc.FirstSeen); age < e.window && age > -e.window {
+				tr.inc.Count++
+				if t.After(tr.inc.LastSeen) {
+					tr.inc.LastSeen = t
 				}
-				return *inc
+				if aggregate && e.addName(tr, f) {
+					tr.inc.Summary = event.Text(summarizeAggregate(&tr.inc))
+				}
+				return tr.inc
 			}
 		}
 		e.sweep(t)
 	}
-	inc := Incident{
+	tr := &tracked{inc: Incident{
 		ID:        NewID(t),
 		Time:      t,
 		Host:      e.host,
@@ -231,12 +359,89 @@ func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts) Inci
 		Count:     1,
 		FirstSeen: t,
 		LastSeen:  t,
+	}}
+	if aggregate {
+		tr.inc.Scope = scope
+		tr.names = map[uint64]struct{}{}
+		e.addName(tr, f)
 	}
 	if e.window > 0 {
-		stored := inc
-		e.dedup[key] = &stored
+		e.dedup[key] = tr
 	}
-	return inc
+	if rule.Type == TypeRootEscalation && ev.PID != 0 {
+		e.awaitFate(ev.PID, tr)
+	}
+	return tr.inc
+}
+
+// addName counts the event's binary (or script) in an aggregated
+// incident, keeping the first sampleSize names. It reports whether the
+// incident changed.
+func (e *Engine) addName(tr *tracked, f *facts) bool {
+	name := f.path
+	if f.script != "" {
+		name = f.script
+	}
+	if len(tr.names) >= maxDistinct {
+		return false
+	}
+	h := maphash.String(e.seed, name)
+	if _, seen := tr.names[h]; seen {
+		return false
+	}
+	tr.names[h] = struct{}{}
+	tr.inc.Distinct++
+	if len(tr.inc.Sample) < sampleSize {
+		tr.inc.Sample = append(tr.inc.Sample, event.Text(name))
+	}
+	return true
+}
+
+// awaitFate files an escalation incident under its pid until the process
+// exits. A full table forgets an entry, counted in FatesLost: an attacker
+// who keeps many escalated processes alive costs the analyst only the
+// exit status of some, never an incident.
+func (e *Engine) awaitFate(pid uint32, tr *tracked) {
+	if len(e.fates) >= maxFates {
+		for p := range e.fates {
+			delete(e.fates, p)
+			e.fatesLost.Add(1)
+			break
+		}
+	}
+	e.fates[pid] = append(e.fates[pid], tr)
+}
+
+// fateSlack allows for the clocks of the escalation and exit records when
+// telling whether an exit belongs to the process that escalated.
+const fateSlack = time.Millisecond
+
+// attachFate sets the Fate of the escalation incidents awaiting ev's
+// process and appends the updated incidents to out. The process must have
+// started no later than the escalation: a later process that reused the
+// pid (its own exit missed) is not the one that escalated.
+func (e *Engine) attachFate(ev *event.Event, out []Incident) []Incident {
+	waiting, ok := e.fates[ev.PID]
+	if !ok {
+		return out
+	}
+	delete(e.fates, ev.PID)
+	started := ev.Time.Add(-time.Duration(ev.DurationNS))
+	for _, tr := range waiting {
+		if ev.DurationNS > 0 && tr.inc.Process.Time.Add(fateSlack).Before(started) {
+			continue
+		}
+		tr.inc.Fate = &event.Fate{
+			Time:       ev.Time,
+			ExitCode:   clonePtr(ev.ExitCode),
+			Signal:     ev.Signal,
+			CoreDumped: ev.CoreDumped,
+			DurationNS: ev.DurationNS,
+		}
+		tr.inc.Summary = event.Text(string(tr.inc.Summary) + fateSuffix(tr.inc.Fate))
+		out = append(out, tr.inc)
+	}
+	return out
 }
 
 // sweep drops dedup entries whose window has passed, at most once a window.
@@ -245,8 +450,8 @@ func (e *Engine) sweep(now time.Time) {
 		return
 	}
 	e.lastSweep = now
-	for k, inc := range e.dedup {
-		if now.Sub(inc.FirstSeen) >= e.window {
+	for k, tr := range e.dedup {
+		if now.Sub(tr.inc.FirstSeen) >= e.window {
 			delete(e.dedup, k)
 		}
 	}
@@ -278,6 +483,7 @@ func cloneEvent(ev *event.Event) event.Event {
 	c.NewUID = clonePtr(ev.NewUID)
 	c.NewEUID = clonePtr(ev.NewEUID)
 	c.ExitCode = clonePtr(ev.ExitCode)
+	c.ExeOwner = clonePtr(ev.ExeOwner)
 	return c
 }
 

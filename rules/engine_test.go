@@ -32,6 +32,12 @@ const (
     type: root-escalation
     severity: {success: high, failure: critical}
 `
+	execOpt = `
+  - name: opt
+    type: bin-execution
+    match: {paths: ["/opt/**"]}
+    severity: {success: high, failure: medium}
+`
 	crashes = `
   - name: crash
     type: termination-failure
@@ -259,17 +265,28 @@ func TestJudge(t *testing.T) {
 `), execEvent("/tmp/x", 1000), "skipped=0"},
 
 		// Skips.
-		{"global skip command", doc("{commands: [x]}", execTmp), execEvent("/tmp/x", 1000), "skipped=1"},
-		{"global skip command by comm", doc("{commands: [nice]}", execTmp),
-			with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Comm = "nice" }), "skipped=1"},
-		{"skip command longer than comm matches the cut comm", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/bin/python3.12", 1000), func(ev *event.Event) { ev.Comm = "unattended-upgr" }), "skipped=1"},
-		{"skip command longer than comm matches the exe in full", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			execEvent("/tmp/unattended-upgrade-helper", 1000), "skipped=1"},
-		{"cut comm does not match a short exe name", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/unattended-upgr", 1000), func(ev *event.Event) { ev.Comm = "other" }), "exec-tmp:high skipped=0"},
-		{"comm shorter than 15 bytes needs the full name", doc("{commands: [unattended-upgrade-helper]}", execTmp),
-			with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Comm = "unattended" }), "exec-tmp:high skipped=0"},
+		{"global skip command", doc("{commands: [x]}", execOpt), execEvent("/opt/x", 1000), "skipped=1"},
+		{"skip command is judged on the exe, never the comm", doc("{commands: [nice]}", execOpt),
+			with(execEvent("/opt/x", 1000), func(ev *event.Event) { ev.Comm = "nice" }), "opt:high skipped=0"},
+		{"skip command longer than comm does not match a cut comm", doc("{commands: [unattended-upgrade-helper]}", execOpt),
+			with(execEvent("/opt/bin/python3.12", 1000), func(ev *event.Event) { ev.Comm = "unattended-upgr" }), "opt:high skipped=0"},
+		{"skip command longer than comm matches the exe in full", doc("{commands: [unattended-upgrade-helper]}", execOpt),
+			execEvent("/opt/unattended-upgrade-helper", 1000), "skipped=1"},
+		{"cut comm does not match a short exe name", doc("{commands: [unattended-upgrade-helper]}", execOpt),
+			with(execEvent("/opt/unattended-upgr", 1000), func(ev *event.Event) { ev.Comm = "other" }), "opt:high skipped=0"},
+		{"skip command never silences a binary in /tmp", doc("{commands: [x]}", execTmp), execEvent("/tmp/x", 1000), "exec-tmp:high skipped=0"},
+		{"skip command never silences a memfd", doc("{commands: [x]}", doc("", `
+  - name: mem
+    type: bin-execution
+    match: {paths: ["/memfd:*"]}
+    severity: {success: high}
+`)[len("version: 1\nrules:\n"):]), execEvent("/memfd:x (deleted)", 1000), "mem:high skipped=0"},
+		{"skip command never silences a binary on tmpfs", doc("{commands: [x]}", execOpt),
+			with(execEvent("/opt/x", 1000), func(ev *event.Event) { ev.ExeFS = "tmpfs" }), "opt:high skipped=0"},
+		{"skip command on a script judges the script", doc("{commands: [run.sh]}", execOpt),
+			with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Script = "/opt/app/run.sh" }), "skipped=1"},
+		{"skip command on a script ignores the interpreter", doc("{commands: [dash]}", execOpt),
+			with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Script = "/opt/app/run.sh" }), "opt:high skipped=0"},
 		{"global skip path prefix", doc("{paths: [/tmp/build]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
 		{"global skip path with trailing slash", doc("{paths: [/tmp/build/]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
 		{"skip path exact file", doc("{paths: [/tmp/build/cc1]}", execTmp), execEvent("/tmp/build/cc1", 1000), "skipped=1"},
@@ -288,7 +305,7 @@ func TestJudge(t *testing.T) {
 		// of path selectors and is never skipped by a path.
 		{"truncated exe is in scope", doc("", execTmp), execEvent("…/a/a/a/evil", 1000), "exec-tmp:high skipped=0"},
 		{"truncated exe is not skipped by path", doc(`{paths: ["/", "**/evil"]}`, execTmp), execEvent("…/a/a/a/evil", 1000), "exec-tmp:high skipped=0"},
-		{"truncated exe is still skipped by command", doc("{commands: [evil]}", execTmp), execEvent("…/a/a/a/evil", 1000), "skipped=1"},
+		{"truncated exe is not skipped by command either", doc("{commands: [evil]}", execTmp), execEvent("…/a/a/a/evil", 1000), "exec-tmp:high skipped=0"},
 
 		// A global skip never hides a root escalation; a skip on the
 		// escalation rule does.
@@ -335,7 +352,7 @@ func TestAddedSkips(t *testing.T) {
 			"root:high skipped=0", "skipped=1", false, 1},
 		{"for a rule that does not exist", []Skip{{Kind: SkipUser, Value: "alice", Rule: "nope", Source: SourceAdded}},
 			"root:high skipped=0", "exec-tmp:high skipped=0", false, 1},
-		{"invalid ones are left out", []Skip{{Kind: "pid", Value: "1"}, {Kind: SkipPath, Value: "tmp"}, {Kind: SkipCommand, Value: "x"}},
+		{"invalid ones are left out", []Skip{{Kind: "pid", Value: "1"}, {Kind: SkipPath, Value: "tmp"}, {Kind: SkipUser, Value: "alice", Rule: "exec-tmp"}},
 			"root:high skipped=0", "skipped=1", true, 1},
 	}
 	for _, tc := range tests {
@@ -428,7 +445,7 @@ func TestIncidentFields(t *testing.T) {
 		!inc.Time.Equal(t0) || !inc.FirstSeen.Equal(t0) || !inc.LastSeen.Equal(t0) || inc.ID == 0 {
 		t.Errorf("unexpected incident %+v", inc)
 	}
-	if inc.Summary != "uid 1000 (alice) gained root via suid-exec of /usr/bin/sudo" {
+	if inc.Summary != "uid 1000 (alice) ran set-uid /usr/bin/sudo, gaining uid 0 and euid 0" {
 		t.Errorf("summary %q", inc.Summary)
 	}
 	// The incident owns its copy of the event.
@@ -462,9 +479,17 @@ rules:
 		{execEvent("/dev/shm/x", 1000), "/dev/shm/x executed by uid 1000 (alice)"},
 		{execEvent("/dev/shm/x", 4242), "/dev/shm/x executed by uid 4242"},
 		{failedExec, "uid 1000 (alice) failed to execute /tmp/x (EACCES)"},
-		{escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "uid 1000 (alice) gained root via suid-exec of /usr/bin/sudo"},
+		{escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "uid 1000 (alice) ran set-uid /usr/bin/sudo, gaining uid 0 and euid 0"},
+		{with(escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), func(ev *event.Event) {
+			ev.UID, ev.NewUID, ev.Args = 1000, event.Uint32(1000), []event.Text{"sudo", "-n", "true"}
+		}), "uid 1000 (alice) ran set-uid /usr/bin/sudo, gaining euid 0: sudo -n true"},
+		{with(escalationEvent("/usr/bin/passwd", 1000, event.MethodSuidExec, event.Success), func(ev *event.Event) {
+			ev.Args = []event.Text{"passwd", event.Text(strings.Repeat("a", 200))}
+		}), "uid 1000 (alice) ran set-uid /usr/bin/passwd, gaining uid 0 and euid 0: passwd " + strings.Repeat("a", 153) + "…"},
 		{escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "uid 65534 (nobody) was refused root via setuid (EPERM) in /tmp/x"},
-		{escalationEvent("/tmp/x", 1000, event.MethodUnexplained, event.Success), "uid 1000 (alice) gained root without a known cause in /tmp/x"},
+		{escalationEvent("/tmp/x", 1000, event.MethodUnexplained, event.Success), "uid 1000 (alice) gained uid 0 and euid 0 without a known cause in /tmp/x"},
+		{with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Script = "/tmp/x.sh" }), "/usr/bin/dash ran script /tmp/x.sh executed by uid 1000 (alice)"},
+		{with(exitEvent("/usr/bin/make", 2, ""), func(ev *event.Event) { ev.Args = []event.Text{"make", "-j2"} }), "/usr/bin/make exited with code 2: make -j2"},
 		{with(exitEvent("/tmp/evil", 0, "SIGSEGV"), func(ev *event.Event) { ev.CoreDumped = true }), "/tmp/evil exited on SIGSEGV (core dumped)"},
 		{exitEvent("/usr/bin/false", 1, ""), "/usr/bin/false exited with code 1"},
 		{exitEvent("/usr/bin/true", 0, ""), "/usr/bin/true exited normally"},
@@ -481,9 +506,18 @@ rules:
 	}
 }
 
+// anyExec selects by user, not by location: its incidents are keyed on
+// the exe and its arguments.
+const anyExec = `
+  - name: alice-exec
+    type: bin-execution
+    match: {users: [alice, bob]}
+    severity: {success: high, failure: medium}
+`
+
 func TestDedup(t *testing.T) {
 	testUsers(t)
-	set := mustParse(t, doc("", execTmp))
+	set := mustParse(t, doc("", anyExec))
 	at := func(ev *event.Event, d time.Duration) *event.Event { ev.Time = t0.Add(d); return ev }
 	e := NewEngine(set, EngineOptions{Host: "h", DedupWindow: time.Minute})
 
@@ -495,6 +529,9 @@ func TestDedup(t *testing.T) {
 	if !again.Time.Equal(first.Time) {
 		t.Errorf("repeat moved the incident time")
 	}
+	if again.Distinct != 0 || again.Sample != nil || again.Scope != "" {
+		t.Errorf("a rule without paths does not aggregate: %+v", again)
+	}
 
 	// Each part of the key separates incidents.
 	distinct := []*event.Event{
@@ -502,6 +539,7 @@ func TestDedup(t *testing.T) {
 		execEvent("/tmp/x", 1001),
 		execEvent("/tmp/y", 1000),
 		with(execEvent("/tmp/x", 1000), func(ev *event.Event) { ev.Outcome = event.Failure; ev.Filename = "/tmp/x" }),
+		with(execEvent("/usr/bin/dash", 1000), func(ev *event.Event) { ev.Script = "/tmp/x" }),
 	}
 	for i, ev := range distinct {
 		inc := e.Evaluate(at(ev, 20*time.Second))[0]
@@ -520,7 +558,7 @@ func TestDedup(t *testing.T) {
 	}
 
 	// Another rule never aggregates with this one.
-	two := NewEngine(mustParse(t, doc("", execTmp+strings.ReplaceAll(execTmp, "exec-tmp", "other"))), EngineOptions{Host: "h"})
+	two := NewEngine(mustParse(t, doc("", anyExec+strings.ReplaceAll(anyExec, "alice-exec", "other"))), EngineOptions{Host: "h"})
 	incs := two.Evaluate(at(execEvent("/tmp/x", 1000), 0))
 	if len(incs) != 2 || incs[0].ID == incs[1].ID {
 		t.Errorf("two rules: %+v", incs)
@@ -537,7 +575,7 @@ func TestDedup(t *testing.T) {
 
 func TestDedupSweep(t *testing.T) {
 	testUsers(t)
-	e := NewEngine(mustParse(t, doc("", execTmp)), EngineOptions{Host: "h", DedupWindow: time.Minute})
+	e := NewEngine(mustParse(t, doc("", anyExec)), EngineOptions{Host: "h", DedupWindow: time.Minute})
 	for i := range 100 {
 		ev := execEvent(fmt.Sprintf("/tmp/x%d", i), 1000)
 		e.Evaluate(ev)

@@ -27,8 +27,8 @@ type Incident struct {
 	Status   Status        `json:"status"`
 	Process  event.Event   `json:"process"`
 
-	// Dedup: the same rule, exe, args, uid and outcome within the window
-	// update one incident instead of raising another.
+	// Dedup: repeats within the window update one incident instead of
+	// raising another (see the engine's dedupKey for what a repeat is).
 	Count     uint64    `json:"count"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
@@ -40,6 +40,17 @@ type Incident struct {
 	// History is the audit trail of triage: every acknowledge, mask and
 	// re-open, oldest first, with who asked as the kernel reported it.
 	History []Change `json:"history,omitempty"`
+
+	// Aggregation: a rule with aggregate (a bin-execution rule selecting by
+	// location) gathers every binary one user ran under the same root of
+	// its paths (Scope, such as "/tmp", or "fs:tmpfs" for a filesystems
+	// entry) within the
+	// window into one incident. Distinct counts the different binaries
+	// (up to 16,384; Count keeps counting every exec) and Sample holds the
+	// first ten of their paths. Process is the first exec.
+	Distinct uint64       `json:"distinct,omitempty"`
+	Sample   []event.Text `json:"sample,omitempty"`
+	Scope    string       `json:"scope,omitempty"`
 }
 
 // Change is one triage change to an incident: when, from which status to

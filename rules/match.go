@@ -1,8 +1,10 @@
 package rules
 
 import (
+	"path"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/bmatcuk/doublestar/v4"
 
@@ -118,21 +120,91 @@ func (s *pathSet) empty() bool {
 // truncated path (see facts.truncated) never matches, so a skip cannot
 // suppress an executable whose real location is unknown.
 func (s *pathSet) match(path string) bool {
+	_, ok := s.matchRoot(path)
+	return ok
+}
+
+// matchRoot is match that also returns the root of the entry that matched:
+// a plain entry itself, or a glob's literal text before its first glob
+// character, without a trailing slash ("/tmp/**" gives "/tmp"). The root
+// comes from the rules, never from the path, so a process cannot choose
+// it: the engine aggregates a flood by it.
+func (s *pathSet) matchRoot(path string) (string, bool) {
 	if s == nil || path == "" || path[0] != '/' {
-		return false
+		return "", false
 	}
 	if s.root {
-		return true
+		return "/", true
 	}
 	if len(s.prefixes) > 0 {
 		for i := len(path); i > 0; i = strings.LastIndexByte(path[:i], '/') {
 			if _, ok := s.prefixes[path[:i]]; ok {
-				return true
+				return path[:i], true
 			}
 		}
 	}
 	for i := range s.globs {
 		if s.globs[i].match(path) {
+			return s.globs[i].root(), true
+		}
+	}
+	return "", false
+}
+
+func (g *glob) root() string {
+	if r := strings.TrimRight(g.prefix, "/"); r != "" {
+		return r
+	}
+	return "/"
+}
+
+// argSet matches argv elements against globs (or exact strings). A
+// relative element is also tried as a path below the process's working
+// directory, and an absolute one after cleaning, so neither "./prog" in
+// /tmp nor "/usr/../tmp/prog" hides a location.
+type argSet struct {
+	globs []glob
+}
+
+func newArgSet(patterns []string) *argSet {
+	if len(patterns) == 0 {
+		return nil
+	}
+	s := &argSet{}
+	for _, p := range patterns {
+		s.globs = append(s.globs, compileGlob(p))
+	}
+	return s
+}
+
+// match reports whether any element of args matches. buf is scratch
+// space for joining a relative element to cwd; it is returned, grown, so
+// the caller can keep it and later calls do not allocate.
+func (s *argSet) match(args []event.Text, cwd string, buf []byte) (bool, []byte) {
+	for _, a := range args {
+		arg := string(a)
+		if s.matchOne(arg) {
+			return true, buf
+		}
+		switch {
+		case strings.HasPrefix(arg, "/"):
+			if c := path.Clean(arg); c != arg && s.matchOne(c) {
+				return true, buf
+			}
+		case strings.HasPrefix(cwd, "/") && arg != "":
+			buf = append(append(append(buf[:0], cwd...), '/'), arg...)
+			joined := path.Clean(unsafe.String(unsafe.SliceData(buf), len(buf)))
+			if s.matchOne(joined) {
+				return true, buf
+			}
+		}
+	}
+	return false, buf
+}
+
+func (s *argSet) matchOne(arg string) bool {
+	for i := range s.globs {
+		if s.globs[i].match(arg) {
 			return true
 		}
 	}
@@ -286,6 +358,30 @@ func (s *userSet) match(f *facts) bool {
 		return false
 	}
 	name := f.userName()
+	if name == "" {
+		return false
+	}
+	_, ok := s.names[name]
+	return ok
+}
+
+// matchOwner reports whether the owner of the event's binary is in the
+// set. The owner comes from the file's inode, which only root can change;
+// it is unknown (and nothing matches) when the sensor did not report it
+// and when a script ran, whose owner the event does not carry.
+func (s *userSet) matchOwner(f *facts) bool {
+	ev := f.ev
+	if s == nil || ev.ExeOwner == nil || f.script != "" {
+		return false
+	}
+	uid := *ev.ExeOwner
+	if _, ok := s.uids[uid]; ok {
+		return true
+	}
+	if len(s.names) == 0 {
+		return false
+	}
+	name := UserName(uid)
 	if name == "" {
 		return false
 	}

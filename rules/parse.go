@@ -19,10 +19,10 @@ import (
 // a misspelt selector cannot silently widen a rule.
 var (
 	topKeys      = []string{"version", "skip", "rules"}
-	ruleKeys     = []string{"name", "type", "description", "match", "severity", "skip"}
-	matchKeys    = []string{"paths", "commands", "users", "parent_commands", "container", "images", "exit_codes", "signals"}
+	ruleKeys     = []string{"name", "type", "description", "match", "severity", "skip", "aggregate"}
+	matchKeys    = []string{"paths", "filesystems", "commands", "args", "owners", "users", "parent_commands", "container", "images", "exit_codes", "signals"}
 	severityKeys = []string{"success", "failure"}
-	skipKeys     = []string{"commands", "paths", "users"}
+	skipKeys     = []string{"commands", "paths", "users", "owners"}
 	ruleTypes    = []string{TypeBinExecution, TypeRootEscalation, TypeTerminationFailure}
 )
 
@@ -334,7 +334,7 @@ func (p *parseState) rule(n ast.Node) (Rule, ast.Node, bool) {
 		return r, nil, false
 	}
 	before := len(p.errs)
-	var nameNode, matchNode, typeNode ast.Node
+	var nameNode, matchNode, typeNode, aggNode ast.Node
 	sawSeverity := false
 	for _, f := range fields {
 		switch f.key {
@@ -359,6 +359,14 @@ func (p *parseState) rule(n ast.Node) (Rule, ast.Node, bool) {
 			r.Severity = p.severity(f.value)
 		case "skip":
 			r.Skip = p.skipList(f.value, "skip")
+		case "aggregate":
+			aggNode = f.value
+			b, ok := unwrap(f.value).(*ast.BoolNode)
+			if !ok {
+				p.errorf(f.value, "write aggregate: true or aggregate: false", "aggregate must be true or false, got %s", describe(f.value))
+				continue
+			}
+			r.Aggregate = b.Value
 		}
 	}
 	if nameNode == nil || r.Name == "" {
@@ -380,6 +388,10 @@ func (p *parseState) rule(n ast.Node) (Rule, ast.Node, bool) {
 	}
 	if matchNode != nil {
 		r.Match = p.selectors(matchNode, r.Type)
+	}
+	if r.Aggregate && (r.Type != TypeBinExecution || len(r.Match.Paths)+len(r.Match.Filesystems) == 0) {
+		p.errorf(aggNode, "aggregate gathers execs by where they ran: use it on a bin-execution rule with match.paths or match.filesystems",
+			"rule %q: aggregate needs a bin-execution rule that selects by paths or filesystems", r.Name)
 	}
 	return r, nameNode, len(p.errs) == before
 }
@@ -427,6 +439,7 @@ func (p *parseState) skipList(n ast.Node, what string) SkipList {
 	if !ok {
 		return out
 	}
+	var ownersNode ast.Node
 	for _, f := range fields {
 		list := p.strList(f.value, what+"."+f.key)
 		switch f.key {
@@ -437,7 +450,14 @@ func (p *parseState) skipList(n ast.Node, what string) SkipList {
 			out.Paths = list
 		case "users":
 			out.Users = list
+		case "owners":
+			ownersNode = f.keyN
+			out.Owners = list
 		}
+	}
+	if len(out.Owners) > 0 && len(out.Commands)+len(out.Paths)+len(out.Users) == 0 {
+		p.errorf(ownersNode, "add the paths (or commands, users) that owners narrows, such as paths: [/opt/tool]",
+			"%s.owners narrows the other skips of the list and is not a skip by itself", what)
 	}
 	return out
 }
@@ -480,8 +500,15 @@ func (p *parseState) selectors(n ast.Node, ruleType string) Selectors {
 		case "paths":
 			out.Paths = p.strList(f.value, "match.paths")
 			p.checkPaths(f.value, out.Paths, "match.paths")
+		case "filesystems":
+			out.Filesystems = p.strList(f.value, "match.filesystems")
 		case "commands":
 			out.Commands = p.strList(f.value, "match.commands")
+		case "args":
+			out.Args = p.strList(f.value, "match.args")
+			p.checkArgs(f.value, out.Args)
+		case "owners":
+			out.Owners = p.strList(f.value, "match.owners")
 		case "users":
 			out.Users = p.strList(f.value, "match.users")
 		case "parent_commands":
@@ -579,6 +606,20 @@ var signalNumbers = map[string]int{
 	"SIGCONT": 18, "SIGSTOP": 19, "SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22,
 	"SIGURG": 23, "SIGXCPU": 24, "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27,
 	"SIGWINCH": 28, "SIGIO": 29, "SIGPWR": 30, "SIGSYS": 31,
+}
+
+// checkArgs validates argument globs, pointing at the offending entry.
+func (p *parseState) checkArgs(n ast.Node, list []string) {
+	seq, _ := unwrap(n).(*ast.SequenceNode)
+	for i, s := range list {
+		if isGlob(s) && !validGlob(s) {
+			at := n
+			if seq != nil && i < len(seq.Values) {
+				at = entryNode(seq, s, i)
+			}
+			p.errorf(at, "check brackets and braces; * matches within a directory, ** across directories", "match.args: bad glob %q", s)
+		}
+	}
 }
 
 // pathProblem is a rejected path pattern with its fix.

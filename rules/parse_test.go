@@ -178,8 +178,10 @@ func TestDefaultRules(t *testing.T) {
 	shell := execEvent("/usr/bin/dash", 33)
 	shell.Comm, shell.ParentExe = "sh", "/usr/sbin/nginx"
 	crash := exitEvent("/usr/bin/x", 0, "SIGSEGV")
-	goTest := execEvent("/tmp/go-build123/b001/rules.test", 1000)
-	goRun := execEvent("/tmp/go-build123/b001/exe/procwatch", 1000)
+	rootOwned := func(ev *event.Event) { ev.ExeOwner = event.Uint32(0) }
+	goTest := with(execEvent("/tmp/go-build123/b001/rules.test", 1000), rootOwned)
+	goRun := with(execEvent("/tmp/go-build123/b001/exe/procwatch", 1000), rootOwned)
+	plantedGoRun := with(execEvent("/tmp/go-build123/b001/exe/procwatch", 1000), func(ev *event.Event) { ev.ExeOwner = event.Uint32(1000) })
 	helper := escalationEvent("/usr/bin/fusermount3", 1000, event.MethodSuidExec, event.Success)
 	tests := []struct {
 		ev   *event.Event
@@ -188,11 +190,13 @@ func TestDefaultRules(t *testing.T) {
 		{escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success), "root-escalation:high skipped=0"},
 		{escalationEvent("/tmp/x", 65534, event.MethodSetuid, event.Failure), "root-escalation:critical skipped=0"},
 		{helper, "skipped=1"},
-		{execEvent("/tmp/x", 1000), "exec-from-writable-dir:high skipped=0"},
-		{execEvent("/dev/shm/x", 1000), "exec-from-writable-dir:high skipped=0"},
-		{execEvent("/memfd:x (deleted)", 1000), "exec-from-writable-dir:high skipped=0"},
+		{execEvent("/tmp/x", 1000), "exec-from-writable-dir:medium skipped=0"},
+		{execEvent("/dev/shm/x", 1000), "exec-from-writable-dir:medium skipped=0"},
+		{execEvent("/memfd:x (deleted)", 1000), "exec-from-writable-dir:medium skipped=0"},
 		{goTest, "skipped=1"},
 		{goRun, "skipped=1"},
+		{plantedGoRun, "exec-from-writable-dir:medium skipped=0"},
+		{execEvent("/tmp/go-build123/b001/exe/procwatch", 1000), "exec-from-writable-dir:medium skipped=0"},
 		{execEvent("/usr/bin/ls", 1000), "skipped=0"},
 		{shell, "shell-from-network-daemon:high skipped=0"},
 		{crash, "abnormal-termination:medium skipped=0"},

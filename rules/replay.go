@@ -101,7 +101,15 @@ func Replay(r io.Reader, e *Engine, onIncident func(Incident), onBadLine func(*L
 			stats.Events++
 			v := e.Judge(&ev)
 			stats.Skipped += v.Skipped
-			for _, inc := range v.Incidents {
+			for i, inc := range v.Incidents {
+				if i >= len(v.Incidents)-v.Fated {
+					// A process's end attached to an earlier incident:
+					// an update, not a match.
+					if onIncident != nil {
+						onIncident(inc)
+					}
+					continue
+				}
 				c := stats.Rules[inc.Rule]
 				if c == nil {
 					c = &RuleCount{}

@@ -35,13 +35,13 @@ func TestReplayCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"exec-from-writable-dir high /tmp/x executed by uid 1000 (alice) x1",
-		"exec-from-writable-dir high /tmp/x executed by uid 1000 (alice) x2",
-		"root-escalation high uid 1000 (alice) gained root via suid-exec of /usr/bin/sudo x1",
+		"exec-from-writable-dir medium /tmp/x executed by uid 1000 (alice) x1",
+		"exec-from-writable-dir medium /tmp/x executed by uid 1000 (alice) x2",
+		"root-escalation high uid 1000 (alice) ran set-uid /usr/bin/sudo, gaining uid 0 and euid 0 x1",
 		"root-escalation critical uid 65534 (nobody) was refused root via setuid (EPERM) in /tmp/x x1",
 		"abnormal-termination medium /tmp/evil exited on SIGSEGV (core dumped) x1",
-		"exec-from-writable-dir high /dev/shm/\x1b[31mred\xff executed by uid 1000 (alice) x1",
-		"shell-from-network-daemon high /usr/bin/dash executed by uid 33 x1",
+		"exec-from-writable-dir medium /dev/shm/\x1b[31mred\xff executed by uid 1000 (alice) x1",
+		"shell-from-network-daemon high /usr/bin/dash executed by uid 33: sh -c id x1",
 	}
 	if strings.Join(incidents, "\n") != strings.Join(want, "\n") {
 		t.Errorf("incidents:\n%s\nwant:\n%s", strings.Join(incidents, "\n"), strings.Join(want, "\n"))

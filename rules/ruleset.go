@@ -35,8 +35,11 @@ type compiledRule struct {
 	rule      *Rule
 	evType    event.EventType
 	paths     *pathSet
+	fs        []string
 	commands  *commandSet
+	args      *argSet
 	users     *userSet
+	owners    *userSet
 	parents   *commandSet
 	container *bool
 	images    []glob
@@ -64,8 +67,11 @@ func (s *RuleSet) compile() error {
 			rule:      r,
 			evType:    evType,
 			paths:     newPathSet(r.Match.Paths),
+			fs:        r.Match.Filesystems,
 			commands:  newCommandSet(r.Match.Commands),
+			args:      newArgSet(r.Match.Args),
 			users:     newUserSet(r.Match.Users),
+			owners:    newUserSet(r.Match.Owners),
 			parents:   newCommandSet(r.Match.ParentCommands),
 			container: r.Match.Container,
 			images:    compileGlobs(r.Match.Images),
@@ -90,13 +96,13 @@ func (s *RuleSet) Skips() []Skip {
 
 func appendSkips(out []Skip, l SkipList, rule string) []Skip {
 	for _, v := range l.Commands {
-		out = append(out, Skip{Kind: SkipCommand, Value: v, Rule: rule, Source: SourceRulesFile})
+		out = append(out, Skip{Kind: SkipCommand, Value: v, Rule: rule, Source: SourceRulesFile, Owners: l.Owners})
 	}
 	for _, v := range l.Paths {
-		out = append(out, Skip{Kind: SkipPath, Value: v, Rule: rule, Source: SourceRulesFile})
+		out = append(out, Skip{Kind: SkipPath, Value: v, Rule: rule, Source: SourceRulesFile, Owners: l.Owners})
 	}
 	for _, v := range l.Users {
-		out = append(out, Skip{Kind: SkipUser, Value: v, Rule: rule, Source: SourceRulesFile})
+		out = append(out, Skip{Kind: SkipUser, Value: v, Rule: rule, Source: SourceRulesFile, Owners: l.Owners})
 	}
 	return out
 }

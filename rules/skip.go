@@ -3,17 +3,21 @@ package rules
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/procwatch/procwatch/event"
 )
 
 // skipIndex is a compiled skip list: exact commands in maps, paths in a
-// prefix map plus globs, users by uid and name.
+// prefix map plus globs, users by uid and name, pins, and the owners that
+// narrow them all.
 type skipIndex struct {
 	commands *commandSet
 	paths    *pathSet
 	users    *userSet
+	owners   *userSet
 	// pins holds pinned path skips: exact path to the content hashes
 	// allowed there.
 	pins map[string][]string
@@ -24,15 +28,24 @@ func newSkipIndex(l SkipList) skipIndex {
 		commands: newCommandSet(l.Commands),
 		paths:    newPathSet(l.Paths),
 		users:    newUserSet(l.Users),
+		owners:   newUserSet(l.Owners),
 	}
 }
 
+// match reports whether a skip of the list covers the event. Commands and
+// paths are judged on what the process cannot forge (facts.skipName and
+// facts.skipPath): a binary in a world-writable or memory location never
+// meets a command skip, and one whose path a private mount namespace or a
+// chroot made up never meets a path or command skip.
 func (s *skipIndex) match(f *facts) bool {
 	if s == nil {
 		return false
 	}
-	return s.commands.match(f.base, f.comm) || s.paths.match(f.path) || s.users.match(f) ||
-		(len(s.pins) > 0 && s.matchPin(f))
+	if !s.commands.match(f.skipName, "") && !s.paths.match(f.skipPath) && !s.users.match(f) &&
+		!(len(s.pins) > 0 && s.matchPin(f)) {
+		return false
+	}
+	return s.owners == nil || s.owners.matchOwner(f)
 }
 
 // matchPin: the event's binary is exactly a pinned path and its content
@@ -62,12 +75,13 @@ func (s *skipIndex) addPin(path, sum string) {
 // oneSkipIndex compiles a single valid skip.
 func oneSkipIndex(s Skip) skipIndex {
 	if s.Pin != "" {
-		var idx skipIndex
+		idx := skipIndex{owners: newUserSet(s.Owners)}
 		idx.addPin(s.Value, s.Pin)
 		return idx
 	}
 	var l SkipList
 	l.add(s.Kind, s.Value)
+	l.Owners = s.Owners
 	return newSkipIndex(l)
 }
 
@@ -78,6 +92,29 @@ type addedIndex struct {
 	global skipIndex
 	byRule map[string]*skipIndex
 	pinned map[string]struct{} // every pinned path, for PinnedPath
+	// narrowed holds skips with owners, each compiled on its own since
+	// their owners apply to them alone; rare, so a list.
+	narrowed []narrowedSkip
+}
+
+type narrowedSkip struct {
+	rule string
+	idx  skipIndex
+}
+
+// matchRule reports whether an added skip for rule (or, when global is
+// true, a global one) covers the event.
+func (a *addedIndex) matchRule(rule string, global bool, f *facts) bool {
+	if a.byRule[rule].match(f) || (global && a.global.match(f)) {
+		return true
+	}
+	for i := range a.narrowed {
+		n := &a.narrowed[i]
+		if (n.rule == rule || (global && n.rule == "")) && n.idx.match(f) {
+			return true
+		}
+	}
+	return false
 }
 
 func newAddedIndex(skips []Skip) (*addedIndex, error) {
@@ -95,6 +132,16 @@ func newAddedIndex(skips []Skip) (*addedIndex, error) {
 			s.Source = SourceAdded
 		}
 		a.list = append(a.list, s)
+		if len(s.Owners) > 0 {
+			a.narrowed = append(a.narrowed, narrowedSkip{rule: s.Rule, idx: oneSkipIndex(s)})
+			if s.Pin != "" {
+				if a.pinned == nil {
+					a.pinned = map[string]struct{}{}
+				}
+				a.pinned[s.Value] = struct{}{}
+			}
+			continue
+		}
 		if s.Pin != "" {
 			pins[s.Rule] = append(pins[s.Rule], s)
 			continue
@@ -166,6 +213,9 @@ func ValidateSkip(s Skip) error {
 	if s.Value == "" {
 		return fmt.Errorf("skip %s: empty value", s.Kind)
 	}
+	if slices.Contains(s.Owners, "") {
+		return fmt.Errorf("skip %s %q: empty owner", s.Kind, s.Value)
+	}
 	if s.Pin != "" {
 		return validatePin(s)
 	}
@@ -191,7 +241,7 @@ func (s Skip) Matches(ev *event.Event) bool {
 	}
 	idx := oneSkipIndex(s)
 	var f facts
-	f.init(ev)
+	f.init(ev, hostMounts())
 	return idx.match(&f)
 }
 
@@ -210,6 +260,7 @@ func (s Skip) Coverer() func(*Incident) bool {
 		return func(*Incident) bool { return false }
 	}
 	idx := oneSkipIndex(s)
+	host := hostMounts()
 	return func(inc *Incident) bool {
 		if s.Rule != "" {
 			if s.Rule != inc.Rule {
@@ -219,7 +270,7 @@ func (s Skip) Coverer() func(*Incident) bool {
 			return false
 		}
 		var f facts
-		f.init(&inc.Process)
+		f.init(&inc.Process, host)
 		return idx.match(&f)
 	}
 }
@@ -258,3 +309,10 @@ func joinErrors(errs []error) error {
 	}
 	return fmt.Errorf("%s", strings.Join(msgs, "; "))
 }
+
+// hostMounts is this host's mount identity, read once, for matching
+// outside an engine (Skip.Matches, Skip.Coverer).
+var hostMounts = sync.OnceValue(func() *HostMounts {
+	h := DetectHostMounts()
+	return &h
+})

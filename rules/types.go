@@ -18,6 +18,11 @@ type Rule struct {
 	Match       Selectors       `json:"match"`
 	Severity    OutcomeSeverity `json:"severity"`
 	Skip        SkipList        `json:"skip"`
+	// Aggregate (bin-execution rules that select by paths or filesystems
+	// only): one user's execs under the same root of the rule's paths
+	// within the dedup window make one incident, counting the distinct
+	// binaries, instead of one per binary and argument list.
+	Aggregate bool `json:"aggregate,omitempty"`
 }
 
 // OutcomeSeverity gives a rule's severity for each outcome of the action.
@@ -29,8 +34,13 @@ type OutcomeSeverity struct {
 // Selectors say which processes a rule covers; every selector given must
 // match. An empty selector matches everything.
 type Selectors struct {
-	Paths          []string `json:"paths,omitempty"`           // globs on the resolved exe
-	Commands       []string `json:"commands,omitempty"`        // exe base name or comm
+	// Paths and Filesystems both say where the binary lives; given
+	// together, either one matching is enough.
+	Paths          []string `json:"paths,omitempty"`           // globs on the exe, the script and the exe's origin
+	Filesystems    []string `json:"filesystems,omitempty"`     // type of the exe's filesystem, e.g. tmpfs
+	Commands       []string `json:"commands,omitempty"`        // exe or script base name; comm when no exe is known
+	Args           []string `json:"args,omitempty"`            // globs, any argv element matching
+	Owners         []string `json:"owners,omitempty"`          // user name or uid owning the exe file
 	Users          []string `json:"users,omitempty"`           // user name or uid
 	ParentCommands []string `json:"parent_commands,omitempty"` // parent's command
 	Container      *bool    `json:"container,omitempty"`       // in a container or not
@@ -44,6 +54,10 @@ type SkipList struct {
 	Commands []string `json:"commands,omitempty"`
 	Paths    []string `json:"paths,omitempty"`
 	Users    []string `json:"users,omitempty"`
+	// Owners narrows every skip of the list: it applies only to binaries
+	// whose file one of these users owns, so that a skip for root's files
+	// in a shared directory cannot be met by a file another user planted.
+	Owners []string `json:"owners,omitempty"`
 }
 
 // Skip kinds.
@@ -63,11 +77,14 @@ const (
 // skips added at run time (TUI, `procwatch skip add`) share this type so
 // that every consumer can list them together and say where each came from.
 type Skip struct {
-	ID      string    `json:"id,omitempty"` // set by the store for added skips
-	Kind    string    `json:"kind"`         // command | path | user
-	Value   string    `json:"value"`
-	Rule    string    `json:"rule,omitempty"` // empty: applies to every rule
-	Source  string    `json:"source"`
+	ID     string `json:"id,omitempty"` // set by the store for added skips
+	Kind   string `json:"kind"`         // command | path | user
+	Value  string `json:"value"`
+	Rule   string `json:"rule,omitempty"` // empty: applies to every rule
+	Source string `json:"source"`
+	// Owners, when set, narrows the skip to binaries owned by these users
+	// (from the owners key of a rules.yaml skip list).
+	Owners  []string  `json:"owners,omitempty"`
 	Note    string    `json:"note,omitempty"`
 	AddedAt time.Time `json:"added_at,omitzero"`
 	AddedBy string    `json:"added_by,omitempty"`

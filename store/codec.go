@@ -39,6 +39,9 @@ const (
 	fIncLastSeen  = 13
 	fIncFate      = 14
 	fIncHistory   = 25
+	fIncDistinct  = 15
+	fIncSample    = 16
+	fIncScope     = 17
 )
 
 // Event field numbers.
@@ -160,6 +163,12 @@ func (e *encoder) encodeIncident(dst []byte, inc *rules.Incident) []byte {
 		dst = protowire.AppendTag(dst, fIncHistory, protowire.BytesType)
 		dst = protowire.AppendBytes(dst, e.sub)
 	}
+	dst = appendUint(dst, fIncDistinct, inc.Distinct)
+	for _, name := range inc.Sample {
+		dst = protowire.AppendTag(dst, fIncSample, protowire.BytesType)
+		dst = protowire.AppendString(dst, string(name))
+	}
+	dst = appendStr(dst, fIncScope, inc.Scope)
 	return dst
 }
 
@@ -351,6 +360,12 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 		case fIncFate:
 			inc.Fate = &event.Fate{}
 			err = decodeFate(b, inc.Fate)
+		case fIncDistinct:
+			inc.Distinct = v
+		case fIncSample:
+			inc.Sample = append(inc.Sample, event.Text(b))
+		case fIncScope:
+			inc.Scope = string(b)
 		case fIncHistory:
 			var c rules.Change
 			err = decodeChange(b, &c)

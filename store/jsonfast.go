@@ -60,6 +60,18 @@ func appendIncidentJSON(dst []byte, inc *rules.Incident) []byte {
 		}
 		dst = append(dst, ']')
 	}
+	dst = appendNonZeroUintField(dst, `,"distinct":`, inc.Distinct)
+	if len(inc.Sample) > 0 {
+		dst = append(dst, `,"sample":[`...)
+		for i, name := range inc.Sample {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendTextJSON(dst, name)
+		}
+		dst = append(dst, ']')
+	}
+	dst = appendStringField(dst, `,"scope":`, inc.Scope)
 	return append(dst, '}')
 }
 
