@@ -223,6 +223,14 @@ type replayAgent struct {
 	done   chan error
 }
 
+const replayRules = `version: 1
+rules:
+  - name: exec-from-writable-dir
+    type: bin-execution
+    match: {paths: ["/tmp/**"]}
+    severity: {success: medium, failure: low}
+`
+
 // capture returns n exec events from /tmp, each with arguments of its
 // own except every fifth, which repeats the one before: the rules update
 // that incident (count 2), so updates travel as well as new incidents.
@@ -248,7 +256,9 @@ func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate f
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := rules.Load("../rules.yaml")
+	// One incident per distinct argument list: the default rules would
+	// gather a flood like this capture into one incident.
+	set, err := rules.Parse("fleet-test.yaml", []byte(replayRules))
 	if err != nil {
 		t.Fatal(err)
 	}

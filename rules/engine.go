@@ -46,6 +46,7 @@ type Engine struct {
 
 	// Owned by the Evaluate goroutine.
 	dedup     map[dedupKey]*tracked
+	floods    map[dedupKey]*flood
 	fates     map[uint32][]*tracked // escalation incidents by pid, awaiting the exit
 	seed      maphash.Seed
 	lastSweep time.Time
@@ -53,6 +54,14 @@ type Engine struct {
 	argBuf    []byte
 
 	fatesLost atomic.Uint64
+}
+
+// flood follows, for one user, aggregating rule and scope, how many
+// incidents the window has raised, and the incident that gathers the rest.
+type flood struct {
+	start  time.Time
+	raised int
+	agg    *tracked
 }
 
 // tracked is an incident the engine may update: by a repeat, by another
@@ -66,12 +75,15 @@ type tracked struct {
 // keyed 64-bit hash: a repeat in a flood then costs no allocation, and with
 // a random per-engine seed a process cannot choose arguments that collide.
 //
-// A rule with aggregate (a bin-execution rule selecting by where the
-// binary lives) is keyed by scope instead of exe and args: the root of the rule's path entry that
-// matched (/tmp for "/tmp/**"), which the rules file fixes and the process
-// cannot choose, so a new directory or name per exec still lands in one
-// incident per user. Escalations keep the method in the key, exits their
-// exit code and signal: those are the facts an analyst triages by.
+// Escalations keep the method in the key, exits their exit code and
+// signal: those are the facts an analyst triages by.
+//
+// A rule with aggregate also counts, per user and scope (the root of the
+// rule's path entry that matched, /tmp for "/tmp/**", which the rules file
+// fixes and the process cannot choose), the incidents each window raises.
+// Past floodThreshold, further execs there gather into one flood incident
+// (see flood), so a new directory or name per exec does not make a row
+// each.
 type dedupKey struct {
 	rule    string
 	exe     string
@@ -83,6 +95,10 @@ type dedupKey struct {
 	code    int32
 	signal  string
 }
+
+// floodThreshold is how many incidents one user may raise under one scope
+// of an aggregating rule in a window before the rest gather into one.
+const floodThreshold = 16
 
 // Bounds of an aggregated incident: how many distinct binaries it counts
 // (past it, Distinct stops growing while Count goes on) and how many of
@@ -99,7 +115,7 @@ const maxFates = 1 << 14
 // NewEngine returns an engine for set (nil means no rules).
 func NewEngine(set *RuleSet, opts EngineOptions) *Engine {
 	e := &Engine{host: opts.Host, window: opts.DedupWindow, now: opts.Now, mounts: opts.Mounts,
-		dedup: map[dedupKey]*tracked{}, fates: map[uint32][]*tracked{}, seed: maphash.MakeSeed()}
+		dedup: map[dedupKey]*tracked{}, floods: map[dedupKey]*flood{}, fates: map[uint32][]*tracked{}, seed: maphash.MakeSeed()}
 	if e.host == "" {
 		e.host, _ = os.Hostname()
 	}
@@ -298,12 +314,8 @@ func (r *compiledRule) endedAsSelected(ev *event.Event) bool {
 }
 
 // key builds the dedup key of an event for rule (see dedupKey).
-func (e *Engine) key(rule *Rule, ev *event.Event, f *facts, scope string) dedupKey {
+func (e *Engine) key(rule *Rule, ev *event.Event, f *facts) dedupKey {
 	k := dedupKey{rule: rule.Name, uid: f.uid, outcome: f.outcome, code: -1}
-	if rule.Aggregate && scope != "" {
-		k.scope = scope
-		return k
-	}
 	k.exe = f.path
 	if f.script != "" {
 		k.scope = f.script
@@ -321,31 +333,54 @@ func (e *Engine) key(rule *Rule, ev *event.Event, f *facts, scope string) dedupK
 	return k
 }
 
-// raise builds a new incident or updates the one it repeats.
+// raise builds a new incident or updates the one it repeats, or the
+// flood incident it belongs to.
 func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts, scope string) Incident {
 	t := ev.Time
 	if t.IsZero() {
 		t = e.now()
 	}
-	aggregate := rule.Aggregate && scope != ""
 	var key dedupKey
 	if e.window > 0 {
-		key = e.key(rule, ev, f, scope)
-		if tr, ok := e.dedup[key]; ok {
-			if age := t.Sub(tr.inc.FirstSeen); age < e.window && age > -e.window {
-				tr.inc.Count++
-				if t.After(tr.inc.LastSeen) {
-					tr.inc.LastSeen = t
-				}
-				if aggregate && e.addName(tr, f) {
-					tr.inc.Summary = event.Text(summarizeAggregate(&tr.inc))
-				}
-				return tr.inc
+		key = e.key(rule, ev, f)
+		if tr, ok := e.dedup[key]; ok && e.within(tr.inc.FirstSeen, t) {
+			tr.inc.Count++
+			if t.After(tr.inc.LastSeen) {
+				tr.inc.LastSeen = t
 			}
+			return tr.inc
 		}
 		e.sweep(t)
+		if rule.Aggregate && scope != "" {
+			fk := dedupKey{rule: rule.Name, scope: scope, uid: f.uid, outcome: f.outcome, code: -1}
+			fl := e.floods[fk]
+			if fl == nil || !e.within(fl.start, t) {
+				fl = &flood{start: t}
+				e.floods[fk] = fl
+			}
+			if fl.raised >= floodThreshold {
+				return e.gather(fl, rule, sev, ev, f, scope, t)
+			}
+			fl.raised++
+		}
 	}
-	tr := &tracked{inc: Incident{
+	tr := &tracked{inc: e.newIncident(rule, sev, ev, f, t)}
+	if e.window > 0 {
+		e.dedup[key] = tr
+	}
+	if rule.Type == TypeRootEscalation && ev.PID != 0 {
+		e.awaitFate(ev.PID, tr)
+	}
+	return tr.inc
+}
+
+func (e *Engine) within(first, t time.Time) bool {
+	age := t.Sub(first)
+	return age < e.window && age > -e.window
+}
+
+func (e *Engine) newIncident(rule *Rule, sev Severity, ev *event.Event, f *facts, t time.Time) Incident {
+	return Incident{
 		ID:        NewID(t),
 		Time:      t,
 		Host:      e.host,
@@ -359,17 +394,25 @@ func (e *Engine) raise(rule *Rule, sev Severity, ev *event.Event, f *facts, scop
 		Count:     1,
 		FirstSeen: t,
 		LastSeen:  t,
-	}}
-	if aggregate {
+	}
+}
+
+// gather adds an exec past the flood threshold to the flood's incident,
+// raising it on the first.
+func (e *Engine) gather(fl *flood, rule *Rule, sev Severity, ev *event.Event, f *facts, scope string, t time.Time) Incident {
+	tr := fl.agg
+	if tr == nil {
+		tr = &tracked{inc: e.newIncident(rule, sev, ev, f, t), names: map[uint64]struct{}{}}
 		tr.inc.Scope = scope
-		tr.names = map[uint64]struct{}{}
-		e.addName(tr, f)
+		fl.agg = tr
+	} else {
+		tr.inc.Count++
+		if t.After(tr.inc.LastSeen) {
+			tr.inc.LastSeen = t
+		}
 	}
-	if e.window > 0 {
-		e.dedup[key] = tr
-	}
-	if rule.Type == TypeRootEscalation && ev.PID != 0 {
-		e.awaitFate(ev.PID, tr)
+	if e.addName(tr, f) {
+		tr.inc.Summary = event.Text(summarizeFlood(&tr.inc))
 	}
 	return tr.inc
 }
@@ -446,7 +489,7 @@ func (e *Engine) attachFate(ev *event.Event, out []Incident) []Incident {
 
 // sweep drops dedup entries whose window has passed, at most once a window.
 func (e *Engine) sweep(now time.Time) {
-	if len(e.dedup) < maxDedupEntries && now.Sub(e.lastSweep) < e.window {
+	if len(e.dedup) < maxDedupEntries && len(e.floods) < maxDedupEntries && now.Sub(e.lastSweep) < e.window {
 		return
 	}
 	e.lastSweep = now
@@ -455,8 +498,16 @@ func (e *Engine) sweep(now time.Time) {
 			delete(e.dedup, k)
 		}
 	}
+	for k, fl := range e.floods {
+		if now.Sub(fl.start) >= e.window {
+			delete(e.floods, k)
+		}
+	}
 	if len(e.dedup) >= maxDedupEntries {
 		clear(e.dedup)
+	}
+	if len(e.floods) >= maxDedupEntries {
+		clear(e.floods)
 	}
 }
 

@@ -283,60 +283,83 @@ func TestFilesystemsOrPaths(t *testing.T) {
 			t.Errorf("%s on %q: got %q, want %q", tc.ev.Exe, tc.ev.ExeFS, got, tc.want)
 		}
 	}
-	if inc := e.Evaluate(with(execEvent("/run/y", 1001), func(ev *event.Event) { ev.ExeFS = "tmpfs" }))[0]; inc.Scope != "fs:tmpfs" ||
-		!strings.Contains(string(inc.Summary), "/run/y executed by uid 1001") {
+	var inc Incident
+	for i := range floodThreshold + 1 {
+		inc = e.Evaluate(with(execEvent(fmt.Sprintf("/run/y%d", i), 1001), func(ev *event.Event) { ev.ExeFS = "tmpfs" }))[0]
+	}
+	if inc.Scope != "fs:tmpfs" || !strings.Contains(string(inc.Summary), "more binaries on tmpfs, such as /run/y16") {
 		t.Errorf("scope %q summary %q", inc.Scope, inc.Summary)
 	}
 }
 
 // TestFloodAggregates: thousands of execs of distinct /tmp binaries by one
-// user, each in a directory of its own, make one incident whose count and
-// distinct figure grow, with a bounded sample.
+// user, each in a directory of its own, make a handful of incidents and one
+// flood incident whose count and distinct figure grow, with a bounded
+// sample.
 func TestFloodAggregates(t *testing.T) {
 	testUsers(t)
 	e := NewEngine(defaultSet(t), EngineOptions{Host: "h", Mounts: testHost})
-	var last Incident
-	ids := map[ID]bool{}
+	incs := map[ID]Incident{}
+	var order []ID
 	for i := range 3000 {
 		ev := execEvent(fmt.Sprintf("/tmp/d%d/x%d", i, i), 1000)
 		ev.Time = t0.Add(time.Duration(i) * 3 * time.Millisecond)
-		incs := e.Evaluate(ev)
-		if len(incs) != 1 {
-			t.Fatalf("exec %d: %d incidents", i, len(incs))
+		got := e.Evaluate(ev)
+		if len(got) != 1 {
+			t.Fatalf("exec %d: %d incidents", i, len(got))
 		}
-		last = incs[0]
-		ids[last.ID] = true
+		if _, seen := incs[got[0].ID]; !seen {
+			order = append(order, got[0].ID)
+		}
+		incs[got[0].ID] = got[0]
 	}
+	// A repeat of a binary raised on its own updates its own incident.
 	again := execEvent("/tmp/d0/x0", 1000)
 	again.Time = t0.Add(10 * time.Second)
-	last = e.Evaluate(again)[0]
-	ids[last.ID] = true
-	if len(ids) != 1 || last.Count != 3001 || last.Distinct != 3000 || len(last.Sample) != sampleSize ||
-		last.Scope != "/tmp" || last.Severity != SeverityMedium || last.Sample[0] != "/tmp/d0/x0" || last.Sample[9] != "/tmp/d9/x9" {
-		t.Fatalf("flood: %d incidents, last count %d distinct %d sample %q scope %q severity %v",
-			len(ids), last.Count, last.Distinct, last.Sample, last.Scope, last.Severity)
+	if inc := e.Evaluate(again)[0]; inc.ID != order[0] || inc.Count != 2 {
+		t.Errorf("repeat of the first binary: id %v count %d", inc.ID, inc.Count)
 	}
-	want := "uid 1000 (alice) executed 3000 different binaries under /tmp, such as /tmp/d0/x0, /tmp/d1/x1, /tmp/d2/x2"
-	if string(last.Summary) != want {
-		t.Errorf("summary %q, want %q", last.Summary, want)
+	if len(incs) != floodThreshold+1 {
+		t.Fatalf("3000 execs made %d incidents, want %d one by one and one flood", len(incs), floodThreshold)
+	}
+	for _, id := range order[:floodThreshold] {
+		if inc := incs[id]; inc.Count != 1 || inc.Distinct != 0 || inc.Scope != "" {
+			t.Errorf("incident before the flood: %+v", inc)
+		}
+	}
+	fl := incs[order[floodThreshold]]
+	if fl.Count != 3000-floodThreshold || fl.Distinct != 3000-floodThreshold || len(fl.Sample) != sampleSize ||
+		fl.Scope != "/tmp" || fl.Severity != SeverityMedium || fl.Sample[0] != "/tmp/d16/x16" || fl.Sample[9] != "/tmp/d25/x25" {
+		t.Fatalf("flood incident: count %d distinct %d sample %q scope %q severity %v",
+			fl.Count, fl.Distinct, fl.Sample, fl.Scope, fl.Severity)
+	}
+	want := "flood: uid 1000 (alice) executed 2984 more binaries under /tmp, such as /tmp/d16/x16, /tmp/d17/x17, /tmp/d18/x18"
+	if string(fl.Summary) != want {
+		t.Errorf("summary %q, want %q", fl.Summary, want)
 	}
 	// Another user, another writable root or another outcome is another
 	// incident; the escalation during the flood keeps its own, higher.
 	others := []*event.Event{
-		execEvent("/tmp/d0/x0", 1001),
+		execEvent("/tmp/d100/x100", 1001),
 		execEvent("/var/tmp/x", 1000),
-		with(execEvent("/tmp/d0/x0", 1000), func(ev *event.Event) { ev.Outcome, ev.Errno = event.Failure, "EACCES" }),
+		with(execEvent("/tmp/d200/x200", 1000), func(ev *event.Event) { ev.Outcome, ev.Errno = event.Failure, "EACCES" }),
 	}
 	for _, ev := range others {
 		ev.Time = t0.Add(11 * time.Second)
-		if inc := e.Evaluate(ev)[0]; inc.ID == last.ID || inc.Count != 1 || inc.Distinct != 1 {
+		if inc := e.Evaluate(ev)[0]; inc.ID == fl.ID || inc.Count != 1 || inc.Scope != "" {
 			t.Errorf("%s by %d (%s) joined the flood incident", ev.Exe, ev.UID, ev.Outcome)
 		}
 	}
 	esc := escalationEvent("/usr/bin/sudo", 1000, event.MethodSuidExec, event.Success)
 	esc.Time = t0.Add(5 * time.Second)
-	if inc := e.Evaluate(esc)[0]; inc.Severity <= last.Severity {
-		t.Errorf("escalation severity %v does not outrank the flood's %v", inc.Severity, last.Severity)
+	if inc := e.Evaluate(esc)[0]; inc.Severity <= fl.Severity {
+		t.Errorf("escalation severity %v does not outrank the flood's %v", inc.Severity, fl.Severity)
+	}
+	// After the window, the count starts again.
+	late := execEvent("/tmp/late", 1000)
+	late.Time = t0.Add(2 * time.Minute)
+	if inc := e.Evaluate(late)[0]; inc.Scope != "" || inc.Count != 1 {
+		t.Errorf("after the window: %+v", inc)
 	}
 }
 

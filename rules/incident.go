@@ -41,13 +41,13 @@ type Incident struct {
 	// re-open, oldest first, with who asked as the kernel reported it.
 	History []Change `json:"history,omitempty"`
 
-	// Aggregation: a rule with aggregate (a bin-execution rule selecting by
-	// location) gathers every binary one user ran under the same root of
-	// its paths (Scope, such as "/tmp", or "fs:tmpfs" for a filesystems
-	// entry) within the
-	// window into one incident. Distinct counts the different binaries
-	// (up to 16,384; Count keeps counting every exec) and Sample holds the
-	// first ten of their paths. Process is the first exec.
+	// Floods: a rule with aggregate raises at most 16 incidents per user
+	// and scope (the root of its paths entry that matched, such as "/tmp",
+	// or "fs:tmpfs" for a filesystems entry) in a dedup window; the execs
+	// past that gather into one flood incident, which alone has these
+	// fields. Distinct counts its different binaries (up to 16,384; Count
+	// keeps counting every exec) and Sample holds the first ten of their
+	// paths. Process is its first exec.
 	Distinct uint64       `json:"distinct,omitempty"`
 	Sample   []event.Text `json:"sample,omitempty"`
 	Scope    string       `json:"scope,omitempty"`

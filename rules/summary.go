@@ -162,12 +162,13 @@ func fateSuffix(fate *event.Fate) string {
 	return b.String()
 }
 
-// summarizeAggregate is the summary of an incident that gathers several
-// binaries: who ran how many where, with the first few names.
-func summarizeAggregate(inc *Incident) string {
+// summarizeFlood is the summary of a flood incident: who ran how many
+// more binaries where, with the first few names.
+func summarizeFlood(inc *Incident) string {
 	var b strings.Builder
 	var f facts
 	f.uid = actingUID(&inc.Process)
+	b.WriteString("flood: ")
 	writeUser(&b, &f)
 	if inc.Outcome == event.Failure {
 		b.WriteString(" failed to execute ")
@@ -178,7 +179,7 @@ func summarizeAggregate(inc *Incident) string {
 	if inc.Distinct >= maxDistinct {
 		b.WriteString(" or more")
 	}
-	b.WriteString(" different binaries ")
+	b.WriteString(" more binaries ")
 	if fs, ok := strings.CutPrefix(inc.Scope, fsScope); ok {
 		b.WriteString("on ")
 		b.WriteString(fs)

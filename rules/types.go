@@ -19,9 +19,9 @@ type Rule struct {
 	Severity    OutcomeSeverity `json:"severity"`
 	Skip        SkipList        `json:"skip"`
 	// Aggregate (bin-execution rules that select by paths or filesystems
-	// only): one user's execs under the same root of the rule's paths
-	// within the dedup window make one incident, counting the distinct
-	// binaries, instead of one per binary and argument list.
+	// only): past 16 incidents from one user under the same root of the
+	// rule's paths within the dedup window, the rest make one flood
+	// incident counting the distinct binaries, not one each.
 	Aggregate bool `json:"aggregate,omitempty"`
 }
 

@@ -1,6 +1,7 @@
 package suggest
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -57,7 +58,7 @@ func TestForIncident(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ForIncident(&tc.inc)
-			if got.Skip != tc.want {
+			if !reflect.DeepEqual(got.Skip, tc.want) {
 				t.Errorf("skip %+v, want %+v", got.Skip, tc.want)
 			}
 			if c := codes(got.Warnings); !slices.Equal(c, tc.warnings) {
