@@ -28,7 +28,9 @@ func newEventsCmd(opts *Options) *cobra.Command {
 	var asJSON bool
 	var ringMiB int
 	cmd := &cobra.Command{
-		Use:   "events",
+		Use: "events",
+		Example: `  procwatch events
+  procwatch events --json > capture.ndjson`,
 		Short: "Stream live process events (exec, escalation, exit) until Ctrl-C",
 		Long: `Stream every exec (and failed exec), escalation to root (and refused
 attempt) and process exit seen by the eBPF sensor, until Ctrl-C.

@@ -137,7 +137,10 @@ func newIncidentsCmd(opts *Options) *cobra.Command {
 		follow bool
 	)
 	cmd := &cobra.Command{
-		Use:   "incidents",
+		Use: "incidents",
+		Example: `  procwatch incidents --severity high --since 1h
+  procwatch incidents --status open --rule exec-from-writable-dir --json
+  procwatch incidents --follow`,
 		Short: "List stored incidents, newest first; --follow keeps printing new ones",
 		Long: `List the incidents the rules raised, newest first, from the running agent
 or, when none runs, straight from the database.

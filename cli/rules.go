@@ -36,7 +36,9 @@ for the format.`,
 
 func newRulesCheckCmd(opts *Options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "check [PATH]",
+		Use: "check [PATH]",
+		Example: `  procwatch rules check
+  procwatch --rules rules.yaml rules list`,
 		Short: "Validate a rules file; exit 1 with file:line:col messages if it is wrong",
 		Long: `Validate a rules file: YAML syntax, unknown keys, unknown rule types,
 bad severities, bad globs, duplicate rule names and values of the wrong
@@ -137,8 +139,9 @@ func nounCount(n int, word string) string {
 
 func newRulesListCmd(opts *Options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "list",
-		Short: "List the rules and skips of the rules file (--rules, or the built-in one)",
+		Use:     "list",
+		Example: `  procwatch rules list`,
+		Short:   "List the rules and skips of the rules file (--rules, or the built-in one)",
 		Long: `List the rules and skips written in the rules file (--rules, or the
 built-in one), with each skip's scope. Skips added at run time live in the
 database and are listed by procwatch skip.`,

@@ -16,9 +16,13 @@ var updateGolden = flag.Bool("update-rules", false, "rewrite the rules command g
 
 // runCLI runs procwatch with args as Main would and returns its output and
 // exit code. The built-in rules are the repository's rules.yaml.
+// repoRules is the repository's rules.yaml, found while the working
+// directory is still the package's (a test may change it).
+var repoRules, _ = filepath.Abs("../rules.yaml")
+
 func runCLI(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	data, err := os.ReadFile("../rules.yaml")
+	data, err := os.ReadFile(repoRules)
 	if err != nil {
 		t.Fatal(err)
 	}

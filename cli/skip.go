@@ -54,8 +54,8 @@ not silence a run whose binary's hash procwatch does not know yet.
 would mask more than 100 open incidents asks first on a terminal, and needs
 --yes otherwise.`,
 		Example: `  procwatch skip add command backup.sh --note "nightly backup"
-  procwatch skip add --rule exec-from-writable-dir path /usr/local/bin/deploy --pin
-  procwatch skip add --rule suid-exec path '/opt/vendor/bin/*' --dry-run
+  procwatch skip add --rule root-escalation path /usr/bin/su --pin --note "this su, not another"
+  procwatch skip add --rule exec-from-writable-dir path '/tmp/build/*' --dry-run
   procwatch skip add user deploy --dry-run`,
 		Args: skipAddArgs,
 		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
@@ -186,12 +186,17 @@ func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules
 	}
 	check := suggest.Check{Skip: s, Masked: n, ExactFile: exact}
 	if s.Rule != "" {
-		if rs, err := svc.Rules(ctx); err == nil {
-			for i := range rs {
-				if rs[i].Name == s.Rule {
-					check.Rule = &rs[i]
-				}
+		rs, err := svc.Rules(ctx)
+		if err != nil {
+			return err
+		}
+		for i := range rs {
+			if rs[i].Name == s.Rule {
+				check.Rule = &rs[i]
 			}
+		}
+		if check.Rule == nil {
+			return &ExitError{Code: 1, Err: fmt.Errorf("skip add: no rule named %q; see procwatch rules list", cell(s.Rule))}
 		}
 	}
 	warnings := suggest.Warnings(check)
@@ -284,7 +289,9 @@ func confirm(cmd *cobra.Command, question string) (bool, error) {
 func newSkipRmCmd(opts *Options) *cobra.Command {
 	var rule string
 	cmd := &cobra.Command{
-		Use:   "rm ID | rm command|path|user VALUE",
+		Use: "rm ID | rm command|path|user VALUE",
+		Example: `  procwatch skip rm command backup.sh
+  procwatch skip rm 2`,
 		Short: "Remove an added skip and unmask the incidents it masked",
 		Long: `Remove a skip added with "skip add", by the id "skip list" shows, or by
 its kind and value (with --rule if it was added for one rule). The
@@ -346,7 +353,9 @@ func findSkip(cmd *cobra.Command, svc service.Service, kind, value, rule string)
 func newSkipListCmd(opts *Options) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "list",
+		Use: "list",
+		Example: `  procwatch skip list
+  procwatch skip list --json`,
 		Short: "List every skip with its source: rules.yaml or added",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
