@@ -50,14 +50,16 @@ func (s *skipIndex) match(f *facts) bool {
 
 // matchPin: the event's binary is exactly a pinned path and its content
 // hash, attached by the pipeline from its cache, is one pinned there. An
-// unknown hash matches nothing (fail closed), and so does a failed exec,
-// whose subject path is not the binary that was hashed.
+// unknown hash matches nothing (fail closed), and so do a failed exec
+// (its subject path is not the binary that was hashed), a "#!" script (the
+// hash is its interpreter's, not the script's) and a path a private mount
+// namespace or chroot made up (skipPath is empty then).
 func (s *skipIndex) matchPin(f *facts) bool {
 	sum := f.ev.ExeSHA256
-	if sum == "" || f.path != string(f.ev.Exe) {
+	if sum == "" || f.script != "" || f.skipPath == "" || f.skipPath != string(f.ev.Exe) {
 		return false
 	}
-	for _, want := range s.pins[f.path] {
+	for _, want := range s.pins[f.skipPath] {
 		if want == sum {
 			return true
 		}

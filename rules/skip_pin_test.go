@@ -35,6 +35,8 @@ func TestPinnedSkips(t *testing.T) {
 		{"a pin is no directory prefix", []Skip{{Kind: SkipPath, Value: "/tmp", Pin: sumA}}, hashed(execEvent("/tmp/tool", 1000), sumA), "exec-tmp:high skipped=0"},
 		{"second version pinned too", []Skip{pin, {Kind: SkipPath, Value: "/tmp/tool", Pin: sumB}}, hashed(execEvent("/tmp/tool", 1000), sumB), "skipped=1"},
 		{"failed exec of the pinned path", []Skip{pin}, failed, "exec-tmp:medium skipped=0"},
+		{"a script run by a pinned interpreter", []Skip{{Kind: SkipPath, Value: "/tmp/sh", Pin: sumA}},
+			with(hashed(execEvent("/tmp/sh", 1000), sumA), func(ev *event.Event) { ev.Script = "/tmp/x.sh" }), "exec-tmp:high skipped=0"},
 		{"global pin leaves escalations alone", []Skip{pin}, hashed(escalationEvent("/tmp/tool", 1000, event.MethodSetuid, event.Success), sumA), "root:high skipped=0"},
 		{"pin for the escalation rule", []Skip{pinRoot}, hashed(escalationEvent("/tmp/tool", 1000, event.MethodSetuid, event.Success), sumA), "skipped=1"},
 		{"pin for the escalation rule, other content", []Skip{pinRoot}, hashed(escalationEvent("/tmp/tool", 1000, event.MethodSetuid, event.Success), sumB), "root:high skipped=0"},

@@ -70,11 +70,15 @@ func Writable(ev *event.Event) bool {
 	return !systemPath(subjectPath(ev))
 }
 
-// subjectPath is the binary an incident is about: the resolved exe, or for
-// a failed exec (nothing ran) the absolute path that was asked for.
+// subjectPath is the file an incident is about, as path skips judge it:
+// the "#!" script the kernel ran, else the resolved exe; for a failed exec
+// (nothing ran) the absolute path that was asked for.
 func subjectPath(ev *event.Event) string {
 	if ev.Type == event.TypeExec && ev.Outcome == event.Failure && strings.HasPrefix(string(ev.Filename), "/") {
 		return path.Clean(string(ev.Filename))
+	}
+	if strings.HasPrefix(string(ev.Script), "/") {
+		return string(ev.Script) // path skips judge the script, not its interpreter
 	}
 	return string(ev.Exe)
 }
@@ -96,6 +100,8 @@ func ForIncident(inc *rules.Incident) Suggestion {
 		sg.Why = fmt.Sprintf("only %s, a system binary, for rule %s", p, inc.Rule)
 	case failed:
 		sg.Why = fmt.Sprintf("only failed runs of %s (nothing ran, so there is no content to pin), for rule %s", p, inc.Rule)
+	case inc.Process.Script != "":
+		sg.Why = fmt.Sprintf("only the script %s, for rule %s (scripts are not pinned)", p, inc.Rule)
 	case inc.Process.ExeSHA256 != "":
 		sg.Skip.Pin = inc.Process.ExeSHA256
 		sg.Why = fmt.Sprintf("only this exact file (%s, SHA-256 %s…), for rule %s", p, sg.Skip.Pin[:12], inc.Rule)

@@ -34,6 +34,8 @@ func TestForIncident(t *testing.T) {
 	failed.Process.Outcome, failed.Process.Filename = event.Failure, "/tmp/nope"
 	owned := execInc("r", "/usr/bin/mine", sum)
 	owned.Process.ExeOwner = event.Uint32(1000)
+	script := execInc("exec-from-writable-dir", "/usr/bin/dash", sum)
+	script.Process.Script = "/tmp/apt-key-gpghome.x/gpg.1.sh"
 	tests := []struct {
 		name     string
 		inc      rules.Incident
@@ -52,6 +54,8 @@ func TestForIncident(t *testing.T) {
 			rules.Skip{Kind: "path", Value: "/usr/bin/sudo", Rule: "root-escalation"}, nil},
 		{"root escalation from /tmp: pinned path for its rule", tmpEsc,
 			rules.Skip{Kind: "path", Value: "/tmp/exploit", Rule: "root-escalation", Pin: sum}, nil},
+		{"a script: the script's path, not its interpreter's, unpinned", script,
+			rules.Skip{Kind: "path", Value: "/tmp/apt-key-gpghome.x/gpg.1.sh", Rule: "exec-from-writable-dir"}, []string{WarnUnpinned}},
 		{"failed exec: the requested path, nothing to pin", failed,
 			rules.Skip{Kind: "path", Value: "/tmp/nope", Rule: "exec-from-writable-dir"}, nil},
 	}
