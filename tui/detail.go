@@ -76,6 +76,13 @@ func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc 
 		w.line("Severity", fmt.Sprintf("%s on success, %s on failure", rule.Severity.Success, rule.Severity.Failure))
 	}
 	w.line("Seen", fmt.Sprintf("%s times, first %s, last %s", groupDigits(in.Count), stamp(in.FirstSeen, loc), stamp(in.LastSeen, loc)))
+	writeFlood(&w, in)
+	if f := in.Fate; f != nil {
+		end := event.Event{ExitCode: f.ExitCode, Signal: f.Signal, CoreDumped: f.CoreDumped}
+		w.line("Ended", exitWord(&end)+" at "+stamp(f.Time, loc)+", ran "+formatDuration(f.DurationNS))
+	} else if in.Type == rules.TypeRootEscalation {
+		w.line("Ended", "not yet seen (the process may still run)")
+	}
 	if in.Host != "" {
 		w.line("Host", event.DisplayString(in.Host))
 	}
@@ -83,6 +90,18 @@ func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc 
 	writeAncestry(&w, &in.Process)
 	writeEvent(&w, &in.Process, users, loc)
 	return w.b.String()
+}
+
+// writeFlood describes a flood incident: how many binaries, where, and the
+// sample of their names.
+func writeFlood(w *detailWriter, in *rules.Incident) {
+	if in.Distinct == 0 {
+		return
+	}
+	w.line("Flood", fmt.Sprintf("%s different binaries, scope %s", groupDigits(in.Distinct), event.DisplayString(in.Scope)))
+	for i, name := range in.Sample {
+		w.line("", fmt.Sprintf("[%d] %s", i, name.Display()))
+	}
 }
 
 // eventDetail describes a stream event and what the pipeline decided.
@@ -115,7 +134,10 @@ func selectorText(s rules.Selectors) string {
 		parts = append(parts, name+"="+strings.Join(esc, ","))
 	}
 	add("paths", s.Paths)
+	add("filesystems", s.Filesystems)
 	add("commands", s.Commands)
+	add("args", s.Args)
+	add("owners", s.Owners)
 	add("users", s.Users)
 	add("parents", s.ParentCommands)
 	if s.Container != nil {
@@ -144,6 +166,12 @@ func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Lo
 		w.line("Escalation", fmt.Sprintf("%s: uid %s, euid %s", event.DisplayString(ev.Method), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID)))
 	}
 	w.line("Exe", ev.Exe.Display())
+	if ev.Script != "" {
+		w.line("Script", ev.Script.Display())
+	}
+	if ev.ExeOrigin != "" && ev.ExeOrigin != ev.Exe {
+		w.line("Origin", ev.ExeOrigin.Display()+" on "+event.DisplayString(ev.ExeFS)+" (the file's own path: not what the process saw)")
+	}
 	if ev.Filename != "" && ev.Filename != ev.Exe {
 		w.line("Filename", ev.Filename.Display())
 	}
