@@ -122,7 +122,7 @@ func TestSocketGroupsAndKernelAudit(t *testing.T) {
 	}
 
 	// Full control, claiming to be root through SUDO_USER.
-	if out, code := asUser(t, full, []string{"SUDO_USER=root", "USER=root"}, append(sock, "skip", "add", "path", "/tmp/other.sh")...); code != 0 {
+	if out, code := asUser(t, full, []string{"SUDO_USER=root", "USER=root"}, append(sock, "skip", "add", "path", "/tmp/backup.sh")...); code != 0 {
 		t.Fatalf("full group: skip add exit %d:\n%s", code, out)
 	}
 	self := filepath.Join(filepath.Dir(procwatchBinary(t)), "cli.test")
@@ -140,7 +140,7 @@ func TestSocketGroupsAndKernelAudit(t *testing.T) {
 	}
 	var by string
 	for _, s := range skips {
-		if s.Value == "/tmp/other.sh" {
+		if s.Value == "/tmp/backup.sh" {
 			by = s.AddedBy
 		}
 	}
@@ -148,12 +148,30 @@ func TestSocketGroupsAndKernelAudit(t *testing.T) {
 		t.Errorf("skip added_by %q, want the kernel's uid 65534, not the claimed root", by)
 	}
 	got := waitIncidents(t, e, 1)[0]
-	if len(got.History) != 1 || got.History[0].By.UID != nobody || got.History[0].By.PID == 0 ||
-		got.History[0].To != rules.StatusAcknowledged || got.History[0].By.Via != "socket" {
-		t.Errorf("history %+v, want one acknowledgement by uid 65534 with its pid", got.History)
+	h := got.History
+	if len(h) != 2 || h[0].To != rules.StatusMasked || h[0].Skip == "" || h[1].To != rules.StatusAcknowledged || h[1].Skip != "" {
+		t.Fatalf("history %+v, want masked by the skip, then acknowledged", h)
+	}
+	for _, c := range h {
+		if c.By.UID != nobody || c.By.PID == 0 || c.By.Via != "socket" {
+			t.Errorf("change %+v, want by uid 65534 with its pid, over the socket", c)
+		}
+	}
+	if out, code := asUser(t, full, nil, append(sock, "monitor", "off")...); code != 0 {
+		t.Fatalf("full group: monitor off exit %d:\n%s", code, out)
+	}
+	var st struct {
+		Switch *struct {
+			On bool        `json:"on"`
+			By rules.Actor `json:"by"`
+		} `json:"monitoring_switch"`
+	}
+	stOut, _, _ := runCLI(t, "", e.args("monitor", "status", "--json")...)
+	if err := json.Unmarshal([]byte(stOut), &st); err != nil || st.Switch == nil || st.Switch.On || st.Switch.By.UID != nobody {
+		t.Errorf("monitor status does not say uid 65534 switched monitoring off (%v):\n%s", err, stOut)
 	}
 	_, logs := stop()
-	for _, want := range []string{"method=add_skip", "method=set_status", "uid=65534", "refused a change from a read-only caller"} {
+	for _, want := range []string{"method=add_skip", "method=set_status", "method=set_monitoring", "uid=65534", "refused a change from a read-only caller"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("agent log lacks %q:\n%s", want, logs)
 		}

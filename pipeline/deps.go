@@ -41,11 +41,12 @@ type Store interface {
 	Status() service.StoreStatus
 	SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) error
 	CountCovered(covers func(*rules.Incident) bool) (int, error)
-	AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules.Skip, int, error)
-	RemoveSkip(id string) (int, error)
+	AddSkipBy(sk rules.Skip, covers func(*rules.Incident) bool, by *rules.Actor) (rules.Skip, int, error)
+	RemoveSkipBy(id string, by *rules.Actor) (int, error)
 	Skips() ([]rules.Skip, error)
 	Monitoring() (bool, error)
-	SetMonitoring(on bool) error
+	SetMonitoringBy(on bool, by *rules.Actor) error
+	MonitoringSwitch() (*service.MonitoringSwitch, error)
 	Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
 }
 

@@ -603,7 +603,8 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	s.AddedBy = service.Caller(ctx).String() // the kernel's word, not the client's
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	added, masked, err := l.cfg.Store.AddSkip(s, s.Coverer())
+	by := service.Caller(ctx)
+	added, masked, err := l.cfg.Store.AddSkipBy(s, s.Coverer(), &by)
 	if err != nil {
 		return rules.Skip{}, 0, err
 	}
@@ -621,7 +622,8 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	n, err := l.cfg.Store.RemoveSkip(id)
+	by := service.Caller(ctx)
+	n, err := l.cfg.Store.RemoveSkipBy(id, &by)
 	if err != nil {
 		return 0, err
 	}
@@ -692,7 +694,8 @@ func (l *Local) Rules(ctx context.Context) ([]rules.Rule, error) {
 // so it holds across restarts; a running sensor is then detached or
 // attached.
 func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
-	if err := l.cfg.Store.SetMonitoring(on); err != nil {
+	by := service.Caller(ctx)
+	if err := l.cfg.Store.SetMonitoringBy(on, &by); err != nil {
 		return fmt.Errorf("set monitoring: %w", err)
 	}
 	if l.active.Swap(on) != on {
@@ -700,7 +703,7 @@ func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
 		case l.monChanged <- struct{}{}:
 		default:
 		}
-		l.log.Info("monitoring switched", "on", on)
+		l.log.Info("monitoring switched", "on", on, "by", by.String())
 	}
 	l.statusDue.Store(true)
 	return nil
@@ -756,6 +759,9 @@ func (l *Local) status() (service.Status, error) {
 	}
 	db := l.cfg.Store.Status()
 	st.Store = &db
+	if sw, err := l.cfg.Store.MonitoringSwitch(); err == nil {
+		st.MonitoringSwitch = sw
+	}
 	open, err := l.cfg.Store.OpenBySeverity()
 	if err != nil {
 		return st, fmt.Errorf("status: count open incidents: %w", err)

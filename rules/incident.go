@@ -60,6 +60,9 @@ type Change struct {
 	From Status    `json:"from"`
 	To   Status    `json:"to"`
 	By   Actor     `json:"by"`
+	// Skip is the id of the added skip whose adding (masked) or removal
+	// (re-opened) made the change; empty for a status set by hand.
+	Skip string `json:"skip,omitempty"`
 }
 
 // Actor is who asked for a change. UID and PID come from the kernel

@@ -111,7 +111,10 @@ type Update struct {
 type Status struct {
 	Host       string      `json:"host"`
 	Monitoring bool        `json:"monitoring"`
-	Sensor     event.Stats `json:"sensor"`
+	// MonitoringSwitch is who last switched monitoring, and when; nil if
+	// nobody has since the database was created.
+	MonitoringSwitch *MonitoringSwitch `json:"monitoring_switch,omitempty"`
+	Sensor           event.Stats       `json:"sensor"`
 	// Containers counts the container-name lookups; nil when none are made.
 	Containers *event.ContainerStats `json:"containers,omitempty"`
 	RulesPath  string                `json:"rules_path"`
@@ -121,6 +124,14 @@ type Status struct {
 	// to report it.
 	Store *StoreStatus `json:"store,omitempty"`
 	Time  time.Time    `json:"time"`
+}
+
+// MonitoringSwitch is who last switched monitoring on or off, and when,
+// with the caller as the kernel reported it.
+type MonitoringSwitch struct {
+	On   bool        `json:"on"`
+	Time time.Time   `json:"time"`
+	By   rules.Actor `json:"by"`
 }
 
 // StoreStatus says what the incident database keeps, deletes and fails to

@@ -108,6 +108,7 @@ const (
 	fChangeFrom = 2
 	fChangeTo   = 3
 	fChangeBy   = 4
+	fChangeSkip = 5
 
 	fActorUID     = 1
 	fActorPID     = 2
@@ -185,7 +186,8 @@ func appendChange(dst []byte, c *rules.Change) []byte {
 	a = appendStr(a, fActorSSHFrom, c.By.SSHFrom)
 	a = appendStr(a, fActorVia, c.By.Via)
 	dst = protowire.AppendTag(dst, fChangeBy, protowire.BytesType)
-	return protowire.AppendBytes(dst, a)
+	dst = protowire.AppendBytes(dst, a)
+	return appendStr(dst, fChangeSkip, c.Skip)
 }
 
 func (e *encoder) encodeEvent(dst []byte, ev *event.Event) []byte {
@@ -385,6 +387,8 @@ func decodeChange(buf []byte, c *rules.Change) error {
 			c.From = rules.Status(b)
 		case fChangeTo:
 			c.To = rules.Status(b)
+		case fChangeSkip:
+			c.Skip = string(b)
 		case fChangeBy:
 			err = eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 				switch num {

@@ -88,7 +88,9 @@ func appendChangeJSON(dst []byte, c *rules.Change) []byte {
 	dst = appendStringField(dst, `,"ssh_user":`, c.By.SSHUser)
 	dst = appendStringField(dst, `,"ssh_from":`, c.By.SSHFrom)
 	dst = appendStringField(dst, `,"via":`, c.By.Via)
-	return append(dst, `}}`...)
+	dst = append(dst, '}')
+	dst = appendStringField(dst, `,"skip":`, c.Skip)
+	return append(dst, '}')
 }
 
 func appendEventJSON(dst []byte, ev *event.Event) []byte {

@@ -2,15 +2,20 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
 )
 
 // Setting names in bucketSettings.
 var (
 	keyMonitoring     = []byte("monitoring")      // 1 byte: 1 on, 0 off
+	keyMonitoringBy   = []byte("monitoring_by")   // JSON service.MonitoringSwitch: who switched it last
 	keyRetentionAge   = []byte("retention_age")   // int64 nanoseconds, big-endian
 	keyRetentionCount = []byte("retention_count") // int64, big-endian
 )
@@ -42,6 +47,38 @@ func (s *Store) SetMonitoring(on bool) error {
 		return fmt.Errorf("store monitoring setting: %w", err)
 	}
 	return nil
+}
+
+// SetMonitoringBy is SetMonitoring that also records who switched it.
+func (s *Store) SetMonitoringBy(on bool, by *rules.Actor) error {
+	if err := s.SetMonitoring(on); err != nil || by == nil {
+		return err
+	}
+	raw, err := json.Marshal(service.MonitoringSwitch{On: on, Time: time.Now(), By: *by})
+	if err == nil {
+		err = s.putSetting(keyMonitoringBy, raw)
+	}
+	if err != nil {
+		return fmt.Errorf("store who switched monitoring: %w", err)
+	}
+	return nil
+}
+
+// MonitoringSwitch returns who last switched monitoring, or nil.
+func (s *Store) MonitoringSwitch() (*service.MonitoringSwitch, error) {
+	var sw *service.MonitoringSwitch
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSettings).Get(keyMonitoringBy)
+		if v == nil {
+			return nil
+		}
+		sw = &service.MonitoringSwitch{}
+		return json.Unmarshal(v, sw)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read who switched monitoring: %w", err)
+	}
+	return sw, nil
 }
 
 // Retention returns the retention limits in force: age (<0: forever) and

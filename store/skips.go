@@ -118,6 +118,12 @@ func (s *Store) CountCovered(covers func(*rules.Incident) bool) (int, error) {
 // they stay masked while either skip exists. covers runs inside the write
 // transaction and must not call the store.
 func (s *Store) AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules.Skip, int, error) {
+	return s.AddSkipBy(sk, covers, nil)
+}
+
+// AddSkipBy is AddSkip that also records, in the history of every incident
+// the skip masks, a rules.Change naming by and the skip (by nil: none).
+func (s *Store) AddSkipBy(sk rules.Skip, covers func(*rules.Incident) bool, by *rules.Actor) (rules.Skip, int, error) {
 	if err := rules.ValidateSkip(sk); err != nil {
 		return rules.Skip{}, 0, fmt.Errorf("add skip: %w", err)
 	}
@@ -188,6 +194,9 @@ func (s *Store) AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules
 				return err
 			}
 			if h.inc.Status == rules.StatusOpen {
+				if by != nil {
+					h.inc.History = appendHistory(h.inc.History, rules.Change{Time: time.Now(), From: rules.StatusOpen, To: rules.StatusMasked, By: *by, Skip: sk.ID})
+				}
 				if err := w.setStatus(h.key, &h.inc, rules.StatusMasked); err != nil {
 					return err
 				}
@@ -206,6 +215,13 @@ func (s *Store) AddSkip(sk rules.Skip, covers func(*rules.Incident) bool) (rules
 // incidents it masked, except those another skip still masks and those
 // whose status was set by hand since. It returns how many it reopened.
 func (s *Store) RemoveSkip(id string) (int, error) {
+	return s.RemoveSkipBy(id, nil)
+}
+
+// RemoveSkipBy is RemoveSkip that also records, in the history of every
+// incident it re-opens, a rules.Change naming by and the skip (by nil:
+// none).
+func (s *Store) RemoveSkipBy(id string, by *rules.Actor) (int, error) {
 	seq, err := strconv.ParseUint(id, 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("remove skip %q: %w (ids are numbers; see `procwatch skip list`)", id, ErrNoSkip)
@@ -248,6 +264,9 @@ func (s *Store) RemoveSkip(id string) (int, error) {
 			}
 			if inc.Status != rules.StatusMasked {
 				continue
+			}
+			if by != nil {
+				inc.History = appendHistory(inc.History, rules.Change{Time: time.Now(), From: rules.StatusMasked, To: rules.StatusOpen, By: *by, Skip: id})
 			}
 			if err := w.setStatus(key, &inc, rules.StatusOpen); err != nil {
 				return err
