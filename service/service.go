@@ -109,8 +109,8 @@ type Update struct {
 
 // Status is a snapshot of one host.
 type Status struct {
-	Host       string      `json:"host"`
-	Monitoring bool        `json:"monitoring"`
+	Host       string `json:"host"`
+	Monitoring bool   `json:"monitoring"`
 	// MonitoringSwitch is who last switched monitoring, and when; nil if
 	// nobody has since the database was created.
 	MonitoringSwitch *MonitoringSwitch `json:"monitoring_switch,omitempty"`
