@@ -185,3 +185,29 @@ func TestFileAndValidSum(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLookupHit is the cost the event path pays for a known binary:
+// one stat of /proc/PID/exe and a map lookup, no read.
+func BenchmarkLookupHit(b *testing.B) {
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(self, &st); err != nil {
+		b.Fatal(err)
+	}
+	ev := &event.Event{PID: uint32(os.Getpid()), Exe: event.Text(self), ExeDev: uint64(st.Dev), ExeIno: st.Ino}
+	c := New(Options{})
+	key, sum, err := c.hashFile(self, ev.ExeDev, ev.ExeIno)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.put(key, sum)
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Lookup(ev) == "" {
+			b.Fatal("miss")
+		}
+	}
+}

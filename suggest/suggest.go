@@ -37,6 +37,7 @@ const (
 	WarnUser        = "user"         // every process of a user
 	WarnUnpinned    = "unpinned"     // a file in a writable place, not pinned
 	WarnHashUnknown = "hash-unknown" // could not pin: the binary's hash is not known
+	WarnRebuilt     = "rebuilt"      // different contents ran at the path: not pinned
 )
 
 // Warning is one danger of a skip, as one line of at most about 75

@@ -130,10 +130,14 @@ func TestFromIncidentsGroupsTopTalkers(t *testing.T) {
 	masked.Status = rules.StatusMasked
 	incs = append(incs, masked)
 	got := FromIncidents(incs, 0)
-	if len(got) != 3 || got[0].Count != 5 || got[0].Skip.Value != "/tmp/build/conftest" || got[0].Skip.Pin != sum {
-		t.Fatalf("suggestions %+v", got)
+	if len(got) != 2 || got[0].Count != 6 || got[0].Skip.Value != "/tmp/build/conftest" || got[0].Skip.Pin != "" ||
+		len(got[0].Warnings) != 1 || got[0].Warnings[0].Code != WarnRebuilt {
+		t.Fatalf("a path where two contents ran: %+v", got)
 	}
-	if two := FromIncidents(incs, 2); len(two) != 2 {
-		t.Fatalf("limit 2 gave %d", len(two))
+	if got[1].Skip.Value != "/root/a.out" || got[1].Skip.Pin != sum || got[1].Count != 1 {
+		t.Fatalf("one content: pinned %+v", got[1])
+	}
+	if one := FromIncidents(incs, 1); len(one) != 1 {
+		t.Fatalf("limit 1 gave %d", len(one))
 	}
 }
