@@ -80,7 +80,7 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: the built-in rules.yaml)")
+	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: /etc/procwatch/rules.yaml when it exists, else the built-in rules.yaml)")
 	root.PersistentFlags().StringVar(&opts.DBPath, "db", "", "incident database (default: /var/lib/procwatch/procwatch.db as root)")
 	root.PersistentFlags().StringVar(&opts.Socket, "socket", "", "agent socket (default: /run/procwatch/procwatch.sock)")
 	for _, add := range rootFlags {

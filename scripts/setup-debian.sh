@@ -28,6 +28,7 @@ packages=(
   tmux                            # the TUI end-to-end test
   openssh-server openssh-client   # the SSH transport test
   podman runc busybox-static      # the container-naming test (a real Podman container)
+  nats-server                     # fleet: agents against Debian's nats-server (docs/fleet.md)
 )
 
 die() { echo "setup-debian.sh: $*" >&2; exit 1; }
