@@ -13,7 +13,7 @@ func init() { rootFlags = append(rootFlags, addContainerFlags) }
 
 func addContainerFlags(root *cobra.Command, opts *Options) {
 	root.PersistentFlags().StringArrayVar(&opts.ContainerSockets, "container-socket", nil,
-		"Docker Engine API socket (Docker, or Podman's `podman system service`) that names containers; repeat for several, `none` turns lookups off (default: /run/docker.sock, /var/run/docker.sock, /run/podman/podman.sock, root-owned only)")
+		"container runtime socket that names containers: Docker Engine API (Docker, Podman's `podman system service`) or, for containerd.sock, crio.sock or a cri: prefix, CRI; repeat for several, `none` turns lookups off (default: the Docker, Podman, containerd and CRI-O sockets under /run, root-owned only)")
 }
 
 // openContainers builds the container-name cache the pipeline asks before

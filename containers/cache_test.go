@@ -376,6 +376,14 @@ func TestSources(t *testing.T) {
 	if _, err := srcs[0].Inspect(context.Background(), id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a live engine that does not know the id: %v", err)
 	}
+	cri := Sources([]string{"/run/containerd/containerd.sock", "cri:" + sock, "/x/crio.sock", "/run/docker.sock"}, true)
+	kinds := ""
+	for _, s := range cri {
+		kinds += fmt.Sprintf("%T ", s)
+	}
+	if kinds != "*containers.CRI *containers.CRI *containers.CRI *containers.DockerAPI " {
+		t.Errorf("kinds %s", kinds)
+	}
 	if os.Getuid() == 0 {
 		os.Chown(sock, 1000, 1000)
 		_, err := Sources([]string{sock}, true)[0].Inspect(context.Background(), id)

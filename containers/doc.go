@@ -7,8 +7,8 @@
 //
 // The lookup speaks the Docker Engine API over a unix socket, which both
 // Docker (/run/docker.sock) and Podman (`podman system service`,
-// /run/podman/podman.sock) serve. containerd and CRI-O (CRI) are not
-// supported; see docs/containers.md.
+// /run/podman/podman.sock) serve, or CRI over gRPC, which containerd and
+// CRI-O serve; see docs/containers.md.
 //
 // What an attacker controls: the name, the image reference and the labels
 // of a container are chosen by whoever started it, so they are reported as

@@ -127,6 +127,102 @@ rules:
     severity: {success: low}
 `
 
+// e2ePipeline is the real sensor, rules, store and container cache, run
+// as the agent runs them, with a subscription to what comes out.
+type e2ePipeline struct {
+	cache   *containers.Cache
+	local   *pipeline.Local
+	store   *store.Store
+	updates <-chan service.Update
+	ctx     context.Context
+}
+
+func startPipeline(t *testing.T, dir, rulesYAML string, sockets ...string) *e2ePipeline {
+	t.Helper()
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesPath, []byte(rulesYAML), 0o600)
+	set, err := rules.LoadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, "procwatch.db"), store.Options{BatchInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	src, err := sensor.New(sensor.Config{})
+	need(t, "load the sensor (root and BPF)", err)
+	t.Cleanup(func() { src.Close() })
+	cache, err := containers.New(containers.Config{Sources: containers.Sources(sockets, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cache.Close)
+	local, err := pipeline.New(pipeline.Config{
+		Host: "e2e", Store: st, Source: src, Rules: rules.NewEngine(set, rules.EngineOptions{Host: "e2e"}),
+		Containers: cache, Tick: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- local.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+	})
+	updates, err := local.Subscribe(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !src.Running(); i++ {
+		if i > 3000 {
+			t.Fatal("the sensor did not attach in 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &e2ePipeline{cache: cache, local: local, store: st, updates: updates, ctx: ctx}
+}
+
+// checkIncidents asserts that the named exec raised a probe-in-e2e-image
+// incident carrying the container's context, and that the images selector
+// for another image matched no named event.
+func checkIncidents(t *testing.T, e *e2ePipeline, id string, named *event.Event, name, image, runtime string) {
+	t.Helper()
+	if err := e.store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	incs, err := e.local.Incidents(e.ctx, service.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, inc := range incs {
+		p := inc.Process
+		if p.ContainerID != id {
+			continue
+		}
+		if inc.Rule == "probe-in-other-image" && p.ContainerImage != "" {
+			t.Errorf("docker.io/** matched image %q", p.ContainerImage)
+		}
+		if inc.Rule == "probe-in-e2e-image" && slices.Equal(p.Args, named.Args) {
+			found = true
+			if p.ContainerName != event.Text(name) || p.ContainerImage != event.Text(image) || p.ContainerRuntime != runtime {
+				t.Errorf("incident: name %q image %q runtime %q; want %q %q %q", p.ContainerName, p.ContainerImage, p.ContainerRuntime, name, image, runtime)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no probe-in-e2e-image incident for the named exec %q among %d incidents", named.Args, len(incs))
+	}
+	if s := e.cache.Stats(); s.Found < 1 || s.Unverified != 0 {
+		t.Errorf("cache stats %+v: want a found container and nothing unverified", s)
+	}
+}
+
 func TestPodmanContainerIsNamed(t *testing.T) {
 	if os.Geteuid() != 0 {
 		need(t, "run as root", fmt.Errorf("euid %d", os.Geteuid()))
@@ -151,52 +247,8 @@ func TestPodmanContainerIsNamed(t *testing.T) {
 	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", image).Run() })
 	sock := servePodmanAPI(t, dir)
 
-	// The pipeline: real sensor, rules, store and the container cache.
-	rulesPath := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesPath, []byte(e2eRules), 0o600)
-	set, err := rules.LoadFile(rulesPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(filepath.Join(dir, "procwatch.db"), store.Options{BatchInterval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	src, err := sensor.New(sensor.Config{})
-	need(t, "load the sensor (root and BPF)", err)
-	defer src.Close()
-	cache, err := containers.New(containers.Config{Sources: containers.Sources([]string{sock}, true)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
-	local, err := pipeline.New(pipeline.Config{
-		Host: "e2e", Store: st, Source: src, Rules: rules.NewEngine(set, rules.EngineOptions{Host: "e2e"}),
-		Containers: cache, Tick: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- local.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-runDone; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-	}()
-	updates, err := local.Subscribe(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; !src.Running(); i++ {
-		if i > 3000 {
-			t.Fatal("the sensor did not attach in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e := startPipeline(t, dir, e2eRules, sock)
+	cache, updates := e.cache, e.updates
 
 	name := "procwatch-e2e-" + tag
 	id := podman(t, "run", "-d", "--network", "none", "--name", name, image, "/bin/sleep", "600")
@@ -220,35 +272,7 @@ func TestPodmanContainerIsNamed(t *testing.T) {
 
 	// The incident of the named exec carries the same, and the images
 	// selector told the two rules apart.
-	if err := st.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	incs, err := local.Incidents(ctx, service.Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var found bool
-	for _, inc := range incs {
-		p := inc.Process
-		if p.ContainerID != id {
-			continue
-		}
-		if inc.Rule == "probe-in-other-image" && p.ContainerImage != "" {
-			t.Errorf("docker.io/** matched image %q", p.ContainerImage)
-		}
-		if inc.Rule == "probe-in-e2e-image" && slices.Equal(p.Args, named.Args) {
-			found = true
-			if p.ContainerName != event.Text(name) || p.ContainerImage != event.Text(image) || p.ContainerRuntime != "podman" {
-				t.Errorf("incident: name %q image %q runtime %q", p.ContainerName, p.ContainerImage, p.ContainerRuntime)
-			}
-		}
-	}
-	if !found {
-		t.Errorf("no probe-in-e2e-image incident for the named exec %q among %d incidents", named.Args, len(incs))
-	}
-	if s := cache.Stats(); s.Found < 1 || s.Unverified != 0 {
-		t.Errorf("cache stats %+v: want a found container and nothing unverified", s)
-	}
+	checkIncidents(t, e, id, named, name, image, "podman")
 }
 
 // waitProbe reads updates until the exec of the probe with the given

@@ -27,7 +27,8 @@ packages=(
   util-linux                      # unshare, for the user-namespace test
   tmux                            # the TUI end-to-end test
   openssh-server openssh-client   # the SSH transport test
-  podman runc busybox-static      # the container-naming test (a real Podman container)
+  podman runc busybox-static      # the container-naming tests (real Podman and containerd containers)
+  containerd                      # the CRI container-naming test
   nats-server                     # fleet: agents against Debian's nats-server (docs/fleet.md)
 )
 
