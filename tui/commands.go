@@ -16,6 +16,7 @@ import (
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/suggest"
 )
 
 // Every call to the service runs in one of these commands and comes back as
@@ -48,16 +49,15 @@ type (
 	}
 	noiseMsg struct {
 		host   int
-		noise  service.Noise
+		list   []suggest.Suggestion
 		window time.Duration
-		err    error
 	}
 	statusSetMsg struct {
 		status  rules.Status
 		results []hostResult // ids holds the incidents of each host
 	}
 	skipPreviewMsg struct {
-		skip    rules.Skip
+		offer   skipOffer
 		results []hostResult // n: open incidents it would mask
 	}
 	skipAddedMsg struct {
@@ -170,12 +170,16 @@ func loadSkips(ctx context.Context, t target) tea.Cmd {
 	}
 }
 
-func loadNoise(ctx context.Context, t target, now time.Time, window time.Duration) tea.Cmd {
+// suggestNoise turns the open incidents of one host seen in the window
+// into suggested skips, most incidents first. The incidents are the UI's
+// own (a snapshot taken in Update); the work runs here, off the loop.
+func suggestNoise(host int, incs []*rules.Incident, window time.Duration) tea.Cmd {
 	return func() tea.Msg {
-		c, cancel := call(ctx)
-		defer cancel()
-		n, err := t.svc.Noise(c, now.Add(-window), 100)
-		return noiseMsg{host: t.host, noise: n, window: window, err: err}
+		list := make([]rules.Incident, len(incs))
+		for i, in := range incs {
+			list[i] = *in
+		}
+		return noiseMsg{host: host, list: suggest.FromIncidents(list, 200), window: window}
 	}
 }
 
@@ -188,11 +192,13 @@ func setStatus(ctx context.Context, targets []target, st rules.Status) tea.Cmd {
 	}
 }
 
-func previewSkip(ctx context.Context, targets []target, s rules.Skip) tea.Cmd {
+// previewSkip asks each of the offer's hosts how many open incidents its
+// skip would mask.
+func previewSkip(ctx context.Context, o skipOffer) tea.Cmd {
 	return func() tea.Msg {
-		return skipPreviewMsg{skip: s, results: onHosts(ctx, targets, func(c context.Context, t target) hostResult {
-			n, err := t.svc.PreviewSkip(c, s)
-			return hostResult{skip: s, n: n, err: err}
+		return skipPreviewMsg{offer: o, results: onHosts(ctx, o.to, func(c context.Context, t target) hostResult {
+			n, err := t.svc.PreviewSkip(c, o.skip)
+			return hostResult{skip: o.skip, n: n, err: err}
 		})}
 	}
 }

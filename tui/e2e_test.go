@@ -2,13 +2,13 @@ package tui
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,9 +19,11 @@ import (
 )
 
 // TestEndToEnd drives the real procwatch binary in tmux as root: a
-// set-user-ID-root program run as uid 65534 must show up as an incident,
-// `s` then `y` must skip it, `procwatch skip list --json` must show the
-// skip, and running the program again must raise nothing.
+// set-user-ID-root program in a directory under /tmp, run as uid 65534,
+// must show up as an incident; `p` must offer a skip of exactly that file
+// pinned to its SHA-256, for its rule; `y` must store it (`procwatch skip
+// list --json` shows it), and running the program again must raise
+// nothing.
 //
 // It needs root, tmux and a kernel that loads procwatch's BPF programs. It
 // skips without them, unless PROCWATCH_REQUIRE_BPF=1, which turns every
@@ -139,26 +141,69 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("probe printed %q, want euid=0 (is the set-user-ID bit honoured here?)", got)
 		}
 	}
-	runProbe()
+	// The pipeline hashes a binary in the background after its first
+	// sighting: run the probe until its incident carries the SHA-256 (the
+	// repeats update the same incident), as a busy /tmp binary would.
+	sum := fileSHA256(t, probe)
+	probeIncident := func() *rules.Incident {
+		t.Helper()
+		out, err := cli("incidents", "--json", "--limit", "0", "--rule", "root-escalation")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for dec.More() {
+			var in rules.Incident
+			if err := dec.Decode(&in); err != nil {
+				t.Fatalf("incidents --json: %v\n%s", err, out)
+			}
+			if in.Process.Exe == event.Text(probe) {
+				return &in
+			}
+		}
+		return nil
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		runProbe()
+		time.Sleep(300 * time.Millisecond)
+		if in := probeIncident(); in != nil && in.Process.ExeSHA256 == sum {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the probe's incident never carried its SHA-256 %s: %+v", sum, probeIncident())
+		}
+	}
+	countBefore := probeIncident().Count
 	// Filter to the probe so other activity on the host cannot hide it.
 	// The probe may raise more than one incident (it also runs from a
 	// world-writable directory): select the root escalation.
 	tm("send-keys", "-t", session, "/", "suidprobe")
 	tm("send-keys", "-t", session, "Enter")
 	s = waitScreen("the probe's escalation incident", 15*time.Second, contains("suidprobe", "root-escalation"))
-	lines := strings.Split(s, "\n")
-	header := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "TIME ") })
-	row := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "root-escalation") && strings.Contains(l, "suidprobe") })
-	if header < 0 || row <= header {
-		t.Fatalf("cannot find the escalation row:\n%s", s)
-	}
-	for range row - header - 1 {
+	// Open rows until the detail pane shows the escalation: other
+	// incidents of the probe may sort before it.
+	for i := 0; ; i++ {
+		tm("send-keys", "-t", session, "Enter")
+		d := waitScreen("a detail pane", 10*time.Second, contains("Incident "))
+		if strings.Contains(d, "root-escalation (root-escalation)") {
+			break
+		}
+		if i == 5 {
+			t.Fatalf("no root-escalation incident among the probe's rows:\n%s", d)
+		}
+		tm("send-keys", "-t", session, "Escape")
+		waitScreen("the list", 10*time.Second, contains("Incidents ·"))
 		tm("send-keys", "-t", session, "j")
 	}
-	tm("send-keys", "-t", session, "s")
-	waitScreen("the skip confirmation", 10*time.Second, contains(`[y/n] Skip command "suidprobe"`))
+	// p offers the exact binary, pinned to its content: the probe lives in
+	// a directory under /tmp.
+	tm("send-keys", "-t", session, "p")
+	want := fmt.Sprintf(`Skip path "%s" pinned to SHA-256 %s… for rule root-escalation?`, probe, sum[:12])
+	waitScreen("the pinned skip confirmation", 10*time.Second, func(s string) bool { return strings.Contains(flat(s), want) })
 	tm("send-keys", "-t", session, "y")
-	waitScreen("the skip result", 10*time.Second, contains(`Skipped command "suidprobe"`))
+	waitScreen("the skip result", 10*time.Second, func(s string) bool {
+		return strings.Contains(flat(s), fmt.Sprintf(`Skipped path "%s" pinned`, probe))
+	})
 
 	out, err := cli("skip", "list", "--json")
 	if err != nil {
@@ -170,12 +215,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 	var found *rules.Skip
 	for i := range skips {
-		if skips[i].Kind == rules.SkipCommand && skips[i].Value == "suidprobe" && skips[i].Source == rules.SourceAdded {
+		if skips[i].Kind == rules.SkipPath && skips[i].Value == probe && skips[i].Source == rules.SourceAdded {
 			found = &skips[i]
 		}
 	}
-	if found == nil || found.Rule == "" {
-		t.Fatalf("skip list has no rule-scoped command skip for suidprobe:\n%s", out)
+	if found == nil || found.Rule != "root-escalation" || found.Pin != sum {
+		t.Fatalf("skip list has no pinned path skip of the probe for root-escalation (sha256 %s):\n%s", sum, out)
 	}
 
 	// The same escalation again: no new incident, and the first one stays
@@ -197,8 +242,8 @@ func TestEndToEnd(t *testing.T) {
 			mine = append(mine, in)
 		}
 	}
-	if len(mine) != 1 || mine[0].Count != 1 || mine[0].Status != rules.StatusMasked {
-		t.Fatalf("after the skip, %s incidents of the probe = %+v, want one masked incident seen once", found.Rule, mine)
+	if len(mine) != 1 || mine[0].Count != countBefore || mine[0].Status != rules.StatusMasked {
+		t.Fatalf("after the skip, %s incidents of the probe = %+v, want one masked incident seen %d times", found.Rule, mine, countBefore)
 	}
 	// The stream shows the second run as skipped.
 	tm("send-keys", "-t", session, "3")
@@ -221,6 +266,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// fileSHA256 returns the hex SHA-256 of the file at path.
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(data))
 }
 
 // running reports whether any process runs the binary at path.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/charmbracelet/x/ansi"
+
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 )
@@ -387,4 +389,35 @@ func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *t
 		item:  it,
 		host:  it.host,
 	}
+}
+
+// wrapWords breaks plain text into lines of at most width cells, between
+// words; a word longer than a line is split. Runs of spaces inside a line
+// are kept, so aligned text stays aligned.
+func wrapWords(s string, width int) []string {
+	width = max(width, 1)
+	var out []string
+	for _, para := range strings.Split(s, "\n") {
+		line, lineW := "", 0
+		for i, word := range strings.Split(para, " ") {
+			ww := ansi.StringWidth(word)
+			switch {
+			case i == 0:
+			case lineW+1+ww <= width:
+				line, lineW = line+" ", lineW+1
+			default:
+				out = append(out, line)
+				line, lineW = "", 0
+			}
+			for lineW == 0 && ww > width {
+				head := ansi.Truncate(word, width, "")
+				out = append(out, head)
+				word = word[len(head):]
+				ww = ansi.StringWidth(word)
+			}
+			line, lineW = line+word, lineW+ww
+		}
+		out = append(out, line)
+	}
+	return out
 }

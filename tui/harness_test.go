@@ -117,8 +117,9 @@ func (h *harness) waitFor(want ...string) string {
 	for time.Now().Before(deadline) {
 		s = h.screen()
 		ok := true
+		fs := flat(s)
 		for _, w := range want {
-			if !strings.Contains(s, w) {
+			if !strings.Contains(s, w) && !strings.Contains(fs, flat(w)) {
 				ok = false
 				break
 			}
@@ -130,6 +131,14 @@ func (h *harness) waitFor(want ...string) string {
 	}
 	h.t.Fatalf("screen never showed %q; last screen:\n%s", want, s)
 	return ""
+}
+
+// flat joins a screen's words with single spaces, dropping the dialog's
+// borders, so that text wrapped over several lines of a box still reads
+// as one line.
+func flat(s string) string {
+	s = strings.NewReplacer("│", " ", "╭", " ", "╮", " ", "╰", " ", "╯", " ").Replace(s)
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // waitGone polls until the screen no longer contains s.
@@ -160,6 +169,20 @@ func (h *harness) golden(screen string) {
 		lines[i] = strings.TrimRight(l, " ")
 	}
 	golden.RequireEqual(h.t, strings.Join(lines, "\n")+"\n")
+}
+
+// goldenAs compares the screen with testdata/<test name>/<name>.golden, for
+// a test that checks several screens.
+func (h *harness) goldenAs(name, screen string) {
+	h.t.Helper()
+	h.t.Run(name, func(t *testing.T) {
+		t.Helper()
+		lines := strings.Split(screen, "\n")
+		for i, l := range lines {
+			lines[i] = strings.TrimRight(l, " ")
+		}
+		golden.RequireEqual(t, strings.Join(lines, "\n")+"\n")
+	})
 }
 
 // sizes are the terminal sizes every golden test runs at.

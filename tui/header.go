@@ -204,7 +204,7 @@ func (h *header) bannerLines(th theme, width, maxLines int) []string {
 		if a.err {
 			style = th.errText
 		}
-		wrapped := strings.Split(ansi.Wrap(a.text, width-2, " "), "\n")
+		wrapped := wrapWords(a.text, width-2)
 		for i, l := range wrapped {
 			if i > 0 {
 				l = "  " + l

@@ -281,9 +281,9 @@ func TestActionsGoToTheIncidentsHost(t *testing.T) {
 
 	h.selectIncident("web-01", "sudo")
 	h.typeKeys("s")
-	h.waitFor(`Skip command "sudo" for rule root-escalation on web-01? It masks 1 open incident(s)`)
+	h.waitFor(`Skip path "/usr/bin/sudo" for rule root-escalation on web-01? It masks 1 open incident(s)`)
 	h.typeKeys("y")
-	h.waitFor(`Skipped command "sudo" for rule root-escalation on web-01: masked 1 incident(s)`)
+	h.waitFor(`Skipped path "/usr/bin/sudo" for rule root-escalation on web-01: masked 1 incident(s)`)
 	if got := callsOf(web1, "AddSkip"); len(got) != 1 {
 		t.Errorf("web-01 AddSkip calls = %q", got)
 	}
@@ -291,7 +291,7 @@ func TestActionsGoToTheIncidentsHost(t *testing.T) {
 		t.Errorf("web-02 got %q for an incident of web-01", got)
 	}
 	h.typeKeys("u")
-	h.waitFor(`Undid skip command "sudo" for rule root-escalation on web-01: unmasked 1 incident(s)`)
+	h.waitFor(`Undid skip path "/usr/bin/sudo" for rule root-escalation on web-01: unmasked 1 incident(s)`)
 }
 
 func TestFanOutToSelectedHosts(t *testing.T) {
@@ -309,17 +309,17 @@ func TestFanOutToSelectedHosts(t *testing.T) {
 	// A skip on a web-01 incident goes to web-01 and web-02.
 	h.selectIncident("web-01", "sudo")
 	h.typeKeys("s")
-	h.waitFor(`Skip command "sudo" for rule root-escalation on web-01, web-02? It masks 2 open incident(s)`)
+	h.waitFor(`Skip path "/usr/bin/sudo" for rule root-escalation on web-01, web-02? It masks 2 open incident(s)`)
 	h.typeKeys("y")
-	h.waitFor(`Skipped command "sudo" for rule root-escalation on web-01, web-02: masked 2 incident(s)`)
+	h.waitFor(`Skipped path "/usr/bin/sudo" for rule root-escalation on web-01, web-02: masked 2 incident(s)`)
 	for _, f := range []*hostFake{web1, web2} {
-		if got := callsOf(f, "AddSkip"); len(got) != 1 || got[0] != "AddSkip command=sudo rule=root-escalation" {
+		if got := callsOf(f, "AddSkip"); len(got) != 1 || got[0] != "AddSkip path=/usr/bin/sudo rule=root-escalation" {
 			t.Errorf("%s AddSkip calls = %q", f.name, got)
 		}
 	}
 	// One undo removes it from both.
 	h.typeKeys("u")
-	h.waitFor(`Undid skip command "sudo" for rule root-escalation on web-01, web-02: unmasked 2 incident(s)`)
+	h.waitFor(`Undid skip path "/usr/bin/sudo" for rule root-escalation on web-01, web-02: unmasked 2 incident(s)`)
 	for _, f := range []*hostFake{web1, web2} {
 		if got := callsOf(f, "RemoveSkip"); len(got) != 1 {
 			t.Errorf("%s RemoveSkip calls = %q", f.name, got)
@@ -371,7 +371,7 @@ func TestActivateDeactivateSelectedHosts(t *testing.T) {
 			h.typeKeys("g j k") // web-01 and web-02 selected
 			h.waitFor("2 selected")
 			h.typeKeys("d")
-			h.waitFor("[y/n] Switch monitoring off on web-01, web-02?")
+			h.waitFor("Switch monitoring off on web-01, web-02?")
 			if got := callsOf(web1, "SetMonitoring false"); len(got) != 0 {
 				t.Fatal("switched off before confirmation")
 			}

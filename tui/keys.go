@@ -36,7 +36,7 @@ type keyMap struct {
 	Select, SelectAll, Activate, Deactivate, HostFilter, FanOut key.Binding
 
 	// Confirmation dialog and text input.
-	Yes, No, Apply, CancelInput key.Binding
+	Yes, No, Edit, Apply, CancelInput key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -90,6 +90,7 @@ func newKeyMap() keyMap {
 
 		Yes:         b([]string{"y", "enter"}, "y/enter", "confirm"),
 		No:          b([]string{"n", "esc", "q"}, "n/esc/q", "cancel"),
+		Edit:        b([]string{"e"}, "e", "edit the path (widen the skip)"),
 		Apply:       b([]string{"enter"}, "enter", "apply"),
 		CancelInput: b([]string{"esc"}, "esc", "cancel (a filter is cleared)"),
 	}
@@ -142,8 +143,9 @@ func (k *keyMap) screenKeys(s screen, multi bool) []key.Binding {
 	case s.isStream():
 		return append([]key.Binding{k.Open, k.Pause}, k.skipKeys()...)
 	case s == screenNoise:
-		return []key.Binding{with(k.SkipCmd, "s", "skip the row (its rule)"), with(k.SkipCmdAll, "S", "skip the row (all rules)"),
-			with(k.SkipPath, "p", "edit a path row's skip"), with(k.SkipPathAll, "P", "edit a path row's skip (all rules)"), k.Undo, k.Window, k.Refresh}
+		return []key.Binding{with(k.Open, "enter", "apply the suggested skip"), with(k.SkipCmd, "s", "apply the suggested skip"),
+			with(k.SkipCmdAll, "S", "apply it for every rule"), with(k.SkipPath, "p", "edit the path first (widen)"),
+			with(k.SkipPathAll, "P", "edit the path, every rule"), k.Undo, k.Window, k.Refresh}
 	case s == screenSkips:
 		return []key.Binding{k.Delete, k.Refresh}
 	case s == screenRules:
@@ -190,7 +192,7 @@ func (k *keyMap) keySections(multi bool) []keySection {
 	}
 	return append(secs,
 		keySection{title: "Detail pane", keys: k.detailKeys(screenIncidents)},
-		keySection{"Confirmation", []key.Binding{k.Yes, k.No}, true},
+		keySection{"Confirmation", []key.Binding{k.Yes, k.No, k.Edit}, true},
 		keySection{"Filter and path input", []key.Binding{k.Apply, k.CancelInput}, true},
 		keySection{"This help", []key.Binding{with(k.Down, "↓/j pgdn", "scroll"), with(k.Close, "esc/q/?", "close")}, true},
 	)
@@ -236,7 +238,7 @@ func (k *keyMap) hint(c keyContext) []key.Binding {
 		rest = append([]key.Binding{with(k.Pause, "space", "pause"), k.Open}, skips...)
 		rest = append(rest, k.Filter, with(k.End, "G", "follow"))
 	case c.screen == screenNoise:
-		rest = []key.Binding{with(k.SkipCmd, "s", "skip row"), with(k.SkipCmdAll, "S", "skip row (all rules)"), k.Undo, k.Window, k.Refresh}
+		rest = []key.Binding{with(k.SkipCmd, "s/enter", "apply skip"), with(k.SkipPath, "p", "edit"), with(k.Undo, "u", "undo"), k.Window, k.Refresh}
 	case c.screen == screenSkips:
 		rest = []key.Binding{k.Delete, k.Refresh}
 	case c.screen == screenRules:

@@ -21,6 +21,7 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	"charm.land/bubbles/v2/viewport"
+	"charm.land/lipgloss/v2"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -94,10 +95,15 @@ const (
 	inputPath
 )
 
-// confirmation is a pending yes/no question on the message line.
+// confirmation is a pending yes/no question, shown as a dialog above the
+// message line: the question, what it covers, and its dangers in words.
 type confirmation struct {
-	prompt string
-	yes    tea.Cmd
+	prompt   string   // the question, escaped
+	lines    []string // what it covers, escaped
+	warnings []string // dangers, escaped
+	yes      tea.Cmd
+	// edit, for a path skip, is the offer `e` opens in the path input.
+	edit *skipOffer
 }
 
 // Model is the root Bubble Tea model of the UI.
@@ -138,8 +144,7 @@ type Model struct {
 
 	input    textinput.Model
 	mode     inputMode
-	pathSkip rules.Skip // the skip a path input will create
-	pathTo   []target   // and the hosts it goes to
+	pathOffer skipOffer // the skip offer a path input edits
 	confirm  *confirmation
 	undo     [][]hostResult // each entry: the skips one action added
 	msg      string
@@ -345,9 +350,19 @@ func (m *Model) View() tea.View {
 	default:
 		body = m.titleLine() + "\n" + m.activeList().View(m.th)
 	}
+	msg := m.messageLines()
+	if extra := len(msg) - 1; extra > 0 {
+		bodyH -= extra // a long message takes the body's last lines
+	}
+	if m.confirm != nil && !m.showHelp {
+		// The dialog takes the bottom of the body; what it is about is
+		// named in it.
+		d := m.confirmView(bodyH)
+		body = fitLines(body, bodyH-strings.Count(d, "\n")-1) + "\n" + d
+	}
 	b.WriteString(fitLines(body, bodyH))
 	b.WriteByte('\n')
-	b.WriteString(ansi.Truncate(m.messageLine(), m.width, "…"))
+	b.WriteString(strings.Join(msg, "\n"))
 	b.WriteByte('\n')
 	b.WriteString(m.hintLine())
 
@@ -402,7 +417,7 @@ func (m *Model) titleLine() string {
 		if m.noiseWin > time.Hour {
 			win = "last day"
 		}
-		parts = append(parts, win, "incidents by command and path")
+		parts = append(parts, win, "suggested skips for open incidents, most first")
 		if m.multi {
 			parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
 		}
@@ -419,20 +434,38 @@ func (m *Model) titleLine() string {
 	return ansi.Truncate(strings.Join(parts, m.th.dim.Render(" · ")), m.width, "…")
 }
 
-// messageLine shows, in order of priority: the text input, a pending
-// confirmation, the last message.
-func (m *Model) messageLine() string {
+// maxMsgLines is how many lines a long message may take; the body gives
+// them up while it is shown.
+const maxMsgLines = 3
+
+// messageLines shows, in order of priority: the text input, a pending
+// confirmation (in full in its dialog), or the last message wrapped by
+// words, so that a result or an error is read whole.
+func (m *Model) messageLines() []string {
+	one := func(s string) []string { return []string{ansi.Truncate(s, m.width, "…")} }
 	switch {
 	case m.mode == inputFilter:
-		return "filter " + m.input.View()
+		return one("filter " + m.input.View())
 	case m.mode == inputPath:
-		return "skip path " + m.input.View()
+		return one("skip path " + m.input.View())
 	case m.confirm != nil:
-		return m.th.confirm.Render("[y/n] " + m.confirm.prompt)
-	case m.msgErr:
-		return m.th.errText.Render(m.msg)
+		q := "[y/n] " + m.confirm.prompt
+		if ansi.StringWidth(q) > m.width {
+			q = "[y/n] the question above"
+		}
+		return one(m.th.confirm.Render(q))
 	}
-	return m.msg
+	lines := wrapWords(m.msg, m.width)
+	if len(lines) > maxMsgLines {
+		lines = lines[:maxMsgLines]
+		lines[maxMsgLines-1] = ansi.Truncate(lines[maxMsgLines-1], m.width-1, "") + "…"
+	}
+	if m.msgErr {
+		for i, l := range lines {
+			lines[i] = m.th.errText.Render(l)
+		}
+	}
+	return lines
 }
 
 // hintLine is the last line: the keys that matter most where the
@@ -444,6 +477,9 @@ func (m *Model) hintLine() string {
 		keys = []key.Binding{m.keys.Apply, m.keys.CancelInput}
 	case m.confirm != nil:
 		keys = []key.Binding{m.keys.Yes, m.keys.No}
+		if m.confirm.edit != nil {
+			keys = append(keys, m.keys.Edit)
+		}
 	case m.showHelp:
 		keys = []key.Binding{with(m.keys.Close, "esc/q/?", "close help"), with(m.keys.Down, "↑↓ pgup pgdn", "scroll")}
 	default:
@@ -511,4 +547,44 @@ func (m *Model) msgExpiry() tea.Cmd {
 	}
 	seq := m.msgSeq
 	return tea.Tick(ttl, func(time.Time) tea.Msg { return msgExpiredMsg{seq: seq} })
+}
+
+// confirmView draws the pending confirmation as a box as wide as the
+// screen and at most maxH lines tall: the question, what it covers, and
+// each warning on lines of its own, wrapped by words, never cut.
+func (m *Model) confirmView(maxH int) string {
+	c := m.confirm
+	inner := max(m.width-4, 10)
+	var lines []string
+	add := func(s string, style lipgloss.Style, indent string) {
+		for i, l := range wrapWords(s, inner-len(indent)) {
+			if i > 0 {
+				l = indent + l
+			}
+			lines = append(lines, style.Render(l))
+		}
+	}
+	add(c.prompt, m.th.bold, "")
+	for _, l := range c.lines {
+		add(l, lipgloss.NewStyle(), "")
+	}
+	for _, w := range c.warnings {
+		add("⚠ "+w, m.th.warn, "  ")
+	}
+	keys := "y confirm · n cancel"
+	if c.edit != nil {
+		keys += " · e edit the path (widen)"
+	}
+	add(keys, m.th.dim, "")
+	if limit := max(maxH-2, 3); len(lines) > limit {
+		lines = append(lines[:limit-1], m.th.dim.Render("…"))
+	}
+	title := "─ Confirm "
+	var b strings.Builder
+	b.WriteString(m.th.confirm.Render("╭" + title + strings.Repeat("─", max(inner+2-ansi.StringWidth(title), 0)) + "╮"))
+	for _, l := range lines {
+		b.WriteString("\n" + m.th.confirm.Render("│") + " " + l + strings.Repeat(" ", max(inner-ansi.StringWidth(l), 0)) + " " + m.th.confirm.Render("│"))
+	}
+	b.WriteString("\n" + m.th.confirm.Render("╰"+strings.Repeat("─", inner+2)+"╯"))
+	return b.String()
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/suggest"
 )
 
 // screen names one tab of the UI.
@@ -218,35 +218,32 @@ func keyOf(parts ...string) uint64 {
 	return h.Sum64()
 }
 
-// noiseEntry is one row of the noise screen.
-type noiseEntry struct {
-	kind string // rules.SkipCommand or rules.SkipPath
-	service.NoiseEntry
-}
-
 func noiseColumns() []column {
 	return []column{
-		{title: "COUNT", min: 7, max: 9},
-		{title: "KIND", min: 7, max: 7},
-		{title: "RULE", min: 16, max: 28, drop: 1},
-		{title: "COMMAND OR PATH", flex: true},
+		{title: "COUNT", min: 6, max: 9},
+		{title: "RULE", min: 14, max: 24, drop: 2},
+		{title: "SUGGESTED SKIP", min: 24, flex: true},
+		{title: "WARNINGS", min: 10, max: 60, drop: 1},
 	}
 }
 
-func noiseRows(n service.Noise) []*row {
-	var entries []noiseEntry
-	for _, e := range n.Commands {
-		entries = append(entries, noiseEntry{rules.SkipCommand, e})
-	}
-	for _, e := range n.Paths {
-		entries = append(entries, noiseEntry{rules.SkipPath, e})
-	}
-	slices.SortStableFunc(entries, func(a, b noiseEntry) int { return cmp.Compare(b.Count, a.Count) })
-	rows := make([]*row, len(entries))
-	for i := range entries {
-		e := &entries[i]
-		cells := []string{groupDigits(uint64(e.Count)), e.kind, ruleScope(e.Rule), event.DisplayString(e.Value)}
-		rows[i] = &row{key: keyOf(e.kind, e.Rule, e.Value), cells: cells, hay: hay(cells...), item: e}
+// noiseRows shows each suggestion: how many incidents it silences, for
+// which rule, the skip, and its warnings in brief.
+func noiseRows(list []suggest.Suggestion) []*row {
+	rows := make([]*row, len(list))
+	for i := range list {
+		sg := &list[i]
+		s := sg.Skip
+		what := event.DisplayString(s.Kind) + " " + event.DisplayString(s.Value)
+		if s.Pin != "" {
+			what += " (pinned)"
+		}
+		var warn []string
+		for _, w := range sg.Warnings {
+			warn = append(warn, event.DisplayString(w.Code))
+		}
+		cells := []string{groupDigits(uint64(sg.Count)), ruleScope(s.Rule), what, strings.Join(warn, ", ")}
+		rows[i] = &row{key: keyOf(s.Kind, s.Rule, s.Value, s.Pin), cells: cells, hay: hay(cells...), item: sg}
 	}
 	return rows
 }

@@ -131,9 +131,10 @@ func TestStreamVerdicts(t *testing.T) {
 			t.Errorf("skipped row is not faint: %q", l)
 		}
 	}
-	// s on a row that raised an incident skips for its rule.
+	// s on a row that raised an escalation incident skips its binary
+	// for its rule.
 	h.typeKeys("s") // on 9001
-	h.waitFor(`Skip command "suidtest" for rule root-escalation?`)
+	h.waitFor(`Skip path "/opt/suidtest" for rule root-escalation?`)
 	h.typeKeys("n")
 	// s on a row without an incident explains S instead.
 	h.typeKeys("G")

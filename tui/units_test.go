@@ -180,3 +180,22 @@ func TestBackgroundColourPicksPalette(t *testing.T) {
 		t.Errorf("critical has the same colour %v on light and dark backgrounds", dark)
 	}
 }
+
+func TestWrapWords(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		width int
+		want  []string
+	}{
+		{"rule tmp-exec watches", 10, []string{"rule", "tmp-exec", "watches"}},
+		{"a b c", 3, []string{"a b", "c"}},
+		{"/a/very/long/path/name", 8, []string{"/a/very/", "long/pat", "h/name"}},
+		{"keep  two spaces", 40, []string{"keep  two spaces"}},
+		{"", 5, []string{""}},
+		{"one\ntwo", 10, []string{"one", "two"}},
+	} {
+		if got := wrapWords(tc.in, tc.width); !slices.Equal(got, tc.want) {
+			t.Errorf("wrapWords(%q, %d) = %q, want %q", tc.in, tc.width, got, tc.want)
+		}
+	}
+}

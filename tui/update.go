@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -191,6 +190,9 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		h := m.hosts[msg.host]
 		h.lastID = max(h.lastID, m.inc.upsert(msg.host, msg.list, m.users, m.opts.Location))
 		m.refreshActive()
+		if m.active == screenNoise && msg.host == m.focus {
+			return m.loadNoise() // a skip masked some: suggest anew
+		}
 	case statusMsg:
 		var next tea.Cmd
 		if msg.poll {
@@ -239,15 +241,8 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		}
 		m.skips.SetRows(skipRows(msg.list, m.opts.Location))
 	case noiseMsg:
-		if msg.host != m.focus {
-			return nil
-		}
-		if msg.err != nil {
-			m.setErr(m.onHost("load noise", msg.host), msg.err)
-			return nil
-		}
-		if msg.window == m.noiseWin {
-			m.noise.SetRows(noiseRows(msg.noise))
+		if msg.host == m.focus && msg.window == m.noiseWin {
+			m.noise.SetRows(noiseRows(msg.list))
 		}
 	case statusSetMsg:
 		ok, bad := split(msg.results)
@@ -270,19 +265,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		m.setMsg("%s %d incident(s)%s%s", verb, n, m.onWhat(ok), m.failures(bad))
 		return tea.Batch(cmds...)
 	case skipPreviewMsg:
-		ok, bad := split(msg.results)
-		if len(ok) == 0 {
-			m.setErr(m.onHosts("check skip", bad), bad[0].err)
-			return nil
-		}
-		to := make([]target, len(ok))
-		for i, r := range ok {
-			to[i] = m.target(r.host)
-		}
-		m.confirm = &confirmation{
-			prompt: fmt.Sprintf("Skip %s%s? It masks %d open incident(s) now and stops new ones.%s", describeSkip(msg.skip), m.onWhat(ok), total(ok), m.failures(bad)),
-			yes:    addSkip(m.ctx, to, msg.skip),
-		}
+		m.confirmSkip(msg)
 	case skipAddedMsg:
 		ok, bad := split(msg.results)
 		if len(ok) == 0 {
@@ -416,19 +399,8 @@ func (m *Model) reloadAfterSkip(results []hostResult) tea.Cmd {
 		cmds = append(cmds, loadIncidents(m.ctx, m.target(r.host), m.opts.Incidents, m.users), m.loadStatus(r.host, false))
 	}
 	cmds = append(cmds, loadSkips(m.ctx, m.target(m.focus)))
-	if m.active == screenNoise {
-		cmds = append(cmds, loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin))
-	}
-	return tea.Batch(cmds...)
-}
 
-// describeSkip says in words what a skip covers; its value is escaped.
-func describeSkip(s rules.Skip) string {
-	scope := "for every rule"
-	if s.Rule != "" {
-		scope = "for rule " + event.DisplayString(s.Rule)
-	}
-	return fmt.Sprintf("%s \"%s\" %s", event.DisplayString(s.Kind), event.DisplayString(s.Value), scope)
+	return tea.Batch(cmds...)
 }
 
 func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -490,6 +462,9 @@ func (m *Model) handleConfirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.No):
 		m.confirm = nil
 		m.setMsg("cancelled")
+	case c.edit != nil && key.Matches(msg, k.Edit):
+		m.confirm = nil
+		return m.editOffer(*c.edit)
 	default:
 		m.setMsg("answer the question: y or enter confirms, n, esc or q cancels")
 	}
@@ -553,7 +528,7 @@ func (m *Model) switchTo(s screen) tea.Cmd {
 	m.refreshActive()
 	switch s {
 	case screenNoise:
-		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
+		return m.loadNoise()
 	case screenSkips:
 		return loadSkips(m.ctx, m.target(m.focus))
 	case screenRules:
@@ -578,13 +553,12 @@ func (m *Model) handleInputKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.mode = inputNone
 		m.input.Blur()
 		if mode == inputPath {
-			s := m.pathSkip
-			s.Value = m.input.Value()
-			if s.Value == "" {
+			v := m.input.Value()
+			if v == "" {
 				m.setMsg("cancelled: empty path")
 				return nil
 			}
-			return previewSkip(m.ctx, m.pathTo, s)
+			return m.pathEdited(v)
 		}
 		return nil
 	}
@@ -789,37 +763,10 @@ func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 			st = rules.StatusMasked
 		}
 		return setStatus(m.ctx, m.statusTargets(in, host), st)
-	case key.Matches(msg, k.SkipCmd), key.Matches(msg, k.SkipCmdAll):
-		all := key.Matches(msg, k.SkipCmdAll)
-		if !all && rule == "" {
-			m.setMsg("this event raised no incident, so it has no rule: S skips it for every rule")
-			return nil
-		}
-		s := m.newSkip(rules.SkipCommand, commandName(ev), rule, all)
-		return previewSkip(m.ctx, m.targets(host), s)
-	case key.Matches(msg, k.SkipPath), key.Matches(msg, k.SkipPathAll):
-		all := key.Matches(msg, k.SkipPathAll)
-		if !all && rule == "" {
-			m.setMsg("this event raised no incident, so it has no rule: P skips its path for every rule")
-			return nil
-		}
-		if ev.Exe == "" {
-			m.setMsg("this event has no executable path to skip")
-			return nil
-		}
-		m.pathSkip = m.newSkip(rules.SkipPath, "", rule, all)
-		m.pathTo = m.targets(host)
-		return m.openInput(inputPath, filepath.Dir(string(ev.Exe)))
+	case key.Matches(msg, k.SkipCmd, k.SkipCmdAll, k.SkipPath, k.SkipPathAll):
+		return m.offerSkip(msg, ev, rule, in, host)
 	}
 	return nil
-}
-
-func (m *Model) newSkip(kind, value, rule string, all bool) rules.Skip {
-	s := rules.Skip{Kind: kind, Value: value, Rule: rule, Note: "added in the procwatch TUI"}
-	if all {
-		s.Rule = ""
-	}
-	return s
 }
 
 func (m *Model) undoSkip() tea.Cmd {
@@ -835,44 +782,6 @@ func (m *Model) undoSkip() tea.Cmd {
 		to[i].skip = &group[i].skip
 	}
 	return removeSkip(m.ctx, to, true)
-}
-
-func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
-	k := &m.keys
-	switch {
-	case key.Matches(msg, k.Window):
-		if m.noiseWin == time.Hour {
-			m.noiseWin = 24 * time.Hour
-		} else {
-			m.noiseWin = time.Hour
-		}
-		m.noise.SetRows(nil)
-		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
-	case key.Matches(msg, k.Refresh):
-		return loadNoise(m.ctx, m.target(m.focus), m.opts.Now(), m.noiseWin)
-	}
-	r := m.noise.Selected()
-	if r == nil {
-		return nil
-	}
-	e := r.item.(*noiseEntry)
-	switch {
-	case key.Matches(msg, k.SkipCmd), key.Matches(msg, k.SkipCmdAll):
-		all := key.Matches(msg, k.SkipCmdAll)
-		if !all && e.Rule == "" {
-			all = true
-		}
-		return previewSkip(m.ctx, m.targets(m.focus), m.newSkip(e.kind, e.Value, e.Rule, all))
-	case key.Matches(msg, k.SkipPath), key.Matches(msg, k.SkipPathAll):
-		if e.kind != rules.SkipPath {
-			m.setMsg("p edits a path skip: select a path row, or press s to skip this command")
-			return nil
-		}
-		m.pathSkip = m.newSkip(rules.SkipPath, "", e.Rule, key.Matches(msg, k.SkipPathAll))
-		m.pathTo = m.targets(m.focus)
-		return m.openInput(inputPath, e.Value)
-	}
-	return nil
 }
 
 func (m *Model) handleSkipsKey(msg tea.KeyPressMsg) tea.Cmd {

@@ -95,6 +95,9 @@ func IncidentFor(id rules.ID, host, rule, typ string, sev rules.Severity, ev eve
 	}
 }
 
+// SampleSHA256 is the content hash the sample /tmp/build/run.sh reports.
+const SampleSHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
 // SampleIncidents returns a handful of incidents between t0 and t0+5m,
 // oldest first, each with a distinct id derived from its time.
 func SampleIncidents(host string, t0 time.Time) []rules.Incident {
@@ -106,6 +109,7 @@ func SampleIncidents(host string, t0 time.Time) []rules.Incident {
 	shell.ContainerID = "3f2a9c1e77b0"
 	shell.Cgroup = "/system.slice/docker-3f2a9c1e77b0.scope"
 	tmp := ExecEvent(at(190), 5300, 1000, "/tmp/build/run.sh", "--fast")
+	tmp.ExeSHA256 = SampleSHA256
 	crash := ExitEvent(at(250), 5400, 1000, "/usr/local/bin/worker", 0, "SIGSEGV")
 	crash.CoreDumped = true
 	out := []rules.Incident{
