@@ -21,8 +21,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	"charm.land/bubbles/v2/viewport"
-	"charm.land/lipgloss/v2"
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/procwatch/procwatch/event"
@@ -142,13 +142,13 @@ type Model struct {
 	showHelp   bool
 	helpVP     viewport.Model
 
-	input    textinput.Model
-	mode     inputMode
+	input     textinput.Model
+	mode      inputMode
 	pathOffer skipOffer // the skip offer a path input edits
-	confirm  *confirmation
-	undo     [][]hostResult // each entry: the skips one action added
-	msg      string
-	msgErr   bool
+	confirm   *confirmation
+	undo      [][]hostResult // each entry: the skips one action added
+	msg       string
+	msgErr    bool
 	// msgSeq counts messages; a message expires msgTTL after it was set
 	// unless a newer one replaced it. A sticky message ("working…")
 	// stays until the result replaces it.
