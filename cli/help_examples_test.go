@@ -57,6 +57,10 @@ func shellWords(line string) (words []string, piped bool) {
 			} else {
 				cur.WriteByte(c)
 			}
+		case c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+			inWord = true
 		case c == '\'' || c == '"':
 			quote, inWord = c, true
 		case c == ' ' || c == '\t':

@@ -34,7 +34,7 @@ Skips written in rules.yaml are listed too, but change only by editing the
 file.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newSkipAddCmd(opts), newSkipRmCmd(opts), newSkipListCmd(opts))
+	cmd.AddCommand(newSkipAddCmd(opts), newSkipRmCmd(opts), newSkipListCmd(opts), newSkipSuggestCmd(opts))
 	return cmd
 }
 
@@ -81,6 +81,7 @@ would mask more than 100 open incidents asks first on a terminal, and needs
 	fl.StringVar(&f.rule, "rule", "", "only for this rule (default: every rule but root escalations)")
 	fl.StringVar(&f.note, "note", "", "why the skip exists, for whoever reads the list later")
 	fl.BoolVar(&f.pin, "pin", false, "path skips: only this exact file, by the SHA-256 of its content now")
+	fl.StringVar(&f.sha256, "sha256", "", "path skips: only the file with this SHA-256 (64 hex digits, e.g. an incident's exe_sha256), without reading it here")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print what the skip would mask; store nothing")
 	fl.BoolVarP(&f.yes, "yes", "y", false, "add it even when it masks more than 100 open incidents")
 	return cmd
@@ -113,8 +114,8 @@ func kindExample(kind string) string {
 var skipKinds = []string{rules.SkipCommand + "\tby command name", rules.SkipPath + "\tby binary path", rules.SkipUser + "\tby user"}
 
 type skipAddFlags struct {
-	rule, note       string
-	pin, dryRun, yes bool
+	rule, note, sha256 string
+	pin, dryRun, yes   bool
 }
 
 // skip builds the skip from the arguments; exact says the value names one
@@ -127,7 +128,15 @@ func (f skipAddFlags) skip(cmd *cobra.Command, args []string) (rules.Skip, bool,
 		return s, false, usageError("skip add: unknown kind %q: want command, path or user", cell(s.Kind))
 	}
 	exact := false
-	if f.pin {
+	if f.sha256 != "" {
+		if f.pin {
+			return s, false, usageError("skip add: --pin hashes the file here, --sha256 names the hash; give one of them")
+		}
+		if s.Kind != rules.SkipPath {
+			return s, false, usageError("skip add --sha256: only a path can be pinned (this is a %s skip)", s.Kind)
+		}
+		s.Pin, exact = strings.ToLower(f.sha256), true
+	} else if f.pin {
 		if s.Kind != rules.SkipPath {
 			return s, false, usageError("skip add --pin: only a path can be pinned (this is a %s skip)", s.Kind)
 		}

@@ -91,6 +91,8 @@ func subjectPath(ev *event.Event) string {
 func ForIncident(inc *rules.Incident) Suggestion {
 	p := subjectPath(&inc.Process)
 	s := rules.Skip{Kind: rules.SkipPath, Value: p, Rule: inc.Rule}
+	// Why is for display: the values in it are escaped for the terminal.
+	dp, dr := event.DisplayString(p), event.DisplayString(inc.Rule)
 	sg := Suggestion{Skip: s}
 	failed := inc.Process.Type == event.TypeExec && inc.Process.Outcome == event.Failure
 	switch {
@@ -98,16 +100,16 @@ func ForIncident(inc *rules.Incident) Suggestion {
 		sg.Why = "the binary's full path is not known; no path skip can name it"
 		sg.Skip.Kind, sg.Skip.Value = rules.SkipCommand, string(inc.Process.Comm)
 	case !Writable(&inc.Process):
-		sg.Why = fmt.Sprintf("only %s, a system binary, for rule %s", p, inc.Rule)
+		sg.Why = fmt.Sprintf("only %s, a system binary, for rule %s", dp, dr)
 	case failed:
-		sg.Why = fmt.Sprintf("only failed runs of %s (nothing ran, so there is no content to pin), for rule %s", p, inc.Rule)
+		sg.Why = fmt.Sprintf("only failed runs of %s (nothing ran, so there is no content to pin), for rule %s", dp, dr)
 	case inc.Process.Script != "":
-		sg.Why = fmt.Sprintf("only the script %s, for rule %s (scripts are not pinned)", p, inc.Rule)
+		sg.Why = fmt.Sprintf("only the script %s, for rule %s (scripts are not pinned)", dp, dr)
 	case inc.Process.ExeSHA256 != "":
 		sg.Skip.Pin = inc.Process.ExeSHA256
-		sg.Why = fmt.Sprintf("only this exact file (%s, SHA-256 %s…), for rule %s", p, sg.Skip.Pin[:12], inc.Rule)
+		sg.Why = fmt.Sprintf("only this exact file (%s, SHA-256 %s…), for rule %s", dp, sg.Skip.Pin[:12], dr)
 	default:
-		sg.Why = fmt.Sprintf("only %s, for rule %s (not pinned: its SHA-256 is not known)", p, inc.Rule)
+		sg.Why = fmt.Sprintf("only %s, for rule %s (not pinned: its SHA-256 is not known)", dp, dr)
 	}
 	sg.Warnings = Warnings(Check{Skip: sg.Skip, Incident: inc, ExactFile: true})
 	return sg
