@@ -195,6 +195,7 @@ func describeSelectors(m rules.Selectors) string {
 	if m.Container != nil {
 		parts = append(parts, fmt.Sprintf("container=%v", *m.Container))
 	}
+	add("images", m.Images)
 	if len(m.ExitCodes) > 0 {
 		codes := make([]string, len(m.ExitCodes))
 		for i, c := range m.ExitCodes {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/tui/servicetest"
 )
 
@@ -27,5 +28,13 @@ func TestDetailShowsContainer(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("detail lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// A rule's images selector is shown, escaped like every other selector.
+func TestSelectorTextShowsImages(t *testing.T) {
+	s := selectorText(rules.Selectors{Images: []string{"**/nginx:*", "x\x1b[2J"}})
+	if s != `images=**/nginx:*,x\x1b[2J` {
+		t.Errorf("selector text %q", s)
 	}
 }

@@ -143,6 +143,7 @@ func selectorText(s rules.Selectors) string {
 	if s.Container != nil {
 		parts = append(parts, "container="+strconv.FormatBool(*s.Container))
 	}
+	add("images", s.Images)
 	if len(s.ExitCodes) > 0 {
 		codes := make([]string, len(s.ExitCodes))
 		for i, c := range s.ExitCodes {
