@@ -489,6 +489,9 @@ func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incide
 	if res.Truncated {
 		return got, fmt.Errorf("incidents: %d returned, more match: %w", len(got), ErrTruncated)
 	}
+	if res.Damaged != "" {
+		return got, &service.DamagedWarning{Message: res.Damaged}
+	}
 	return got, nil
 }
 
@@ -616,6 +619,9 @@ func (c *Client) Export(ctx context.Context, q service.Query, format string, w i
 	cmu.Unlock()
 	if werr := <-written; werr != nil {
 		return res.Count, fmt.Errorf("export: write output: %w", werr)
+	}
+	if err == nil && res.Damaged != "" {
+		return res.Count, &service.DamagedWarning{Message: res.Damaged}
 	}
 	return res.Count, err
 }

@@ -133,6 +133,10 @@ type (
 		// Truncated: the agent's per-request cap ended an incidents
 		// answer before every match was sent.
 		Truncated bool `json:"truncated,omitempty"`
+		// Damaged: the answer holds every incident the agent could read
+		// from a damaged database; this is the warning saying how many
+		// it skipped.
+		Damaged string `json:"damaged,omitempty"`
 	}
 	noiseParams struct {
 		Since time.Time `json:"since"`

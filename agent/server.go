@@ -622,6 +622,10 @@ func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) 
 	if errors.Is(err, errCapped) {
 		err = nil
 	}
+	damaged := ""
+	if errors.Is(err, service.ErrDamaged) {
+		damaged, err = err.Error(), nil // a warning: what was read is sent
+	}
 	if err == nil {
 		err = flush()
 	}
@@ -630,7 +634,7 @@ func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) 
 	}
 	// A broken connection makes this a no-op; an incident too large for a
 	// frame gets the client an answer.
-	c.respond(id, countResult{Count: n, Truncated: truncated}, err)
+	c.respond(id, countResult{Count: n, Truncated: truncated, Damaged: damaged}, err)
 }
 
 // subscribe answers at once, then streams updates until the service ends
@@ -715,10 +719,14 @@ func (c *serverConn) export(ctx context.Context, id uint64, p exportParams, cred
 		}
 	}
 	n, err := c.s.Service.Export(service.WithExportProgress(ctx, progress), p.Query, p.Format, bw)
+	damaged := ""
+	if errors.Is(err, service.ErrDamaged) {
+		damaged, err = err.Error(), nil // the document is complete without what was skipped
+	}
 	if err == nil {
 		if ferr := bw.Flush(); ferr != nil {
 			err = fmt.Errorf("export: %w", ferr)
 		}
 	}
-	c.respond(id, countResult{Count: n}, err)
+	c.respond(id, countResult{Count: n, Damaged: damaged}, err)
 }

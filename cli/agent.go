@@ -87,9 +87,10 @@ func (a *retentionAge) Set(v string) error {
 }
 
 // storeOptions turns the retention flags into store options for this
-// process: a value of 0 or less means keep forever (the store's -1).
+// process (a value of 0 or less means keep forever: the store's -1), and
+// has the database checked for damage in the background at start.
 func (f agentFlags) storeOptions(log *slog.Logger) store.Options {
-	o := store.Options{Logger: log}
+	o := store.Options{Logger: log, CheckAtOpen: true}
 	if f.setRetCount {
 		o.RetentionCount = -1
 		if f.retCount > 0 {

@@ -66,13 +66,13 @@ terminal and the export takes more than a second.`,
 			return withService(ctx, opts, func(svc service.Service) error {
 				n, err := runExport(ctx, svc, q, format, output, cmd.OutOrStdout())
 				bar.finish()
-				if err != nil {
+				if err != nil && !errors.Is(err, service.ErrDamaged) {
 					return err
 				}
 				if output != "" && output != "-" {
 					fmt.Fprintf(stderr, "exported %s to %s\n", nounCount(n, "incident"), output)
 				}
-				return nil
+				return err
 			})
 		},
 	}
@@ -87,13 +87,14 @@ func runExport(ctx context.Context, svc service.Service, q service.Query, format
 	if output == "" || output == "-" {
 		w := bufio.NewWriterSize(stdout, 256<<10)
 		n, err := svc.Export(ctx, q, format, w)
-		if err != nil {
+		damaged := asDamaged(err)
+		if err != nil && damaged == nil {
 			return n, err
 		}
 		if err := w.Flush(); err != nil {
 			return n, fmt.Errorf("write export: %w", err)
 		}
-		return n, nil
+		return n, damaged
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".*")
 	if err != nil {
@@ -111,7 +112,8 @@ func runExport(ctx context.Context, svc service.Service, q service.Query, format
 	}
 	w := bufio.NewWriterSize(tmp, 256<<10)
 	n, err := svc.Export(ctx, q, format, w)
-	if err != nil {
+	damaged := asDamaged(err)
+	if err != nil && damaged == nil {
 		return n, err
 	}
 	if err := errors.Join(w.Flush(), tmp.Sync(), tmp.Close()); err != nil {
@@ -121,7 +123,17 @@ func runExport(ctx context.Context, svc service.Service, q service.Query, format
 		return n, fmt.Errorf("move export into place at %s: %w", output, err)
 	}
 	keep = true
-	return n, nil
+	return n, damaged
+}
+
+// asDamaged returns the warning of an export that skipped damaged
+// incidents but wrote every other one (nil for success or other errors):
+// the output is kept and the warning shown (exit 1).
+func asDamaged(err error) error {
+	if errors.Is(err, service.ErrDamaged) {
+		return fmt.Errorf("warning: %w", err)
+	}
+	return nil
 }
 
 // lazyBar draws a progress bar only once an export has run for

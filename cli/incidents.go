@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -180,6 +181,11 @@ incident raised while following (its count and last_seen move on).`,
 func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q service.Query, asJSON, follow bool) error {
 	start := time.Now()
 	incs, err := svc.Incidents(ctx, q)
+	// A damaged database: list what could be read, then warn (exit 1).
+	var damaged error
+	if errors.Is(err, service.ErrDamaged) {
+		damaged, err = err, nil
+	}
 	if err != nil {
 		return fmt.Errorf("list incidents: %w", err)
 	}
@@ -200,6 +206,9 @@ func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q ser
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("write incidents: %w", err)
+	}
+	if damaged != nil {
+		return fmt.Errorf("warning: %w", damaged)
 	}
 	if !follow {
 		return nil

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"time"
@@ -133,6 +134,20 @@ type MonitoringSwitch struct {
 	Time time.Time   `json:"time"`
 	By   rules.Actor `json:"by"`
 }
+
+// ErrDamaged is wrapped by the error of a read (incidents, export) that
+// returned every incident it could read but skipped damaged ones: callers
+// show what they got and the error as a warning.
+var ErrDamaged = errors.New("damaged database")
+
+// DamagedWarning carries such a warning where the original error cannot
+// travel (over the agent's socket).
+type DamagedWarning struct{ Message string }
+
+func (w *DamagedWarning) Error() string { return w.Message }
+
+// Unwrap makes errors.Is(err, ErrDamaged) true.
+func (w *DamagedWarning) Unwrap() error { return ErrDamaged }
 
 // StoreStatus says what the incident database keeps, deletes and fails to
 // write, so that nothing is lost without it showing.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -25,7 +26,9 @@ const progressEvery = 100 * time.Millisecond
 // form docs/incident.schema.json describes. progress, when not nil, is
 // called every 100ms or so and once at the end with the number written and
 // the total (0 when it is not known in advance: with filters other than
-// Limit, counting first would cost a second pass).
+// Limit, counting first would cost a second pass). When damage made it
+// skip incidents it still writes a complete document of the others and
+// returns a *DamagedError.
 func (s *Store) Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error) {
 	if format != FormatJSON && format != FormatNDJSON {
 		return 0, fmt.Errorf("export: unknown format %q (want json or ndjson)", format)
@@ -72,7 +75,10 @@ func (s *Store) Export(q service.Query, format string, w io.Writer, progress fun
 		}
 		return nil
 	})
-	if err != nil {
+	// Damage skipped some incidents: finish the document with the others
+	// and return the warning.
+	var damaged *DamagedError
+	if err != nil && !errors.As(err, &damaged) {
 		return n, fmt.Errorf("export after %d incidents: %w", n, err)
 	}
 	if format == FormatJSON {
@@ -89,6 +95,9 @@ func (s *Store) Export(q service.Query, format string, w io.Writer, progress fun
 	}
 	if progress != nil {
 		progress(n, n)
+	}
+	if damaged != nil {
+		return n, damaged
 	}
 	return n, nil
 }

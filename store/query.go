@@ -60,8 +60,13 @@ func (s *Store) Query(q service.Query) ([]rules.Incident, error) {
 // Each calls fn for every incident matching q, newest first, at most
 // q.Limit of them (0: all). fn runs outside any transaction and may call
 // the store; an error from fn stops the walk and is returned. With
-// q.MinSeverity above info the walk uses the severity index, so rare
+// q.MinSeverity above info the walk uses the class index, so rare
 // severities are found without reading the others.
+//
+// Damage fails only what it holds: a record that does not decode is
+// skipped, and a damaged page makes the rest of the walk read the file's
+// pages directly, skipping what cannot be read (salvage.go). After
+// delivering everything else, Each then returns a *DamagedError.
 func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 	hi := uint64(math.MaxUint64)
 	if !q.Until.IsZero() {
@@ -82,42 +87,31 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 	if !q.Since.IsZero() {
 		lo = timeBound(q.Since)
 	}
+	complete := unfiltered(q) && q.Limit == 0
 	emitted := 0
+	var dmg damage
+	salvage := false
 	batch := make([]rules.Incident, 0, readChunk)
 	for {
 		batch = batch[:0]
 		var next uint64
 		done := true
-		err := s.view(func(tx *bolt.Tx) error {
-			sc := newScanner(tx, q.MinSeverity, hi)
-			scanned := 0
-			for {
-				key, val := sc.next()
-				if key == nil {
-					return nil
-				}
-				id := binary.BigEndian.Uint64(key)
-				if id < lo {
-					return nil
-				}
-				if len(batch) == readChunk || scanned == scanChunk {
-					next, done = id, false
-					return nil
-				}
-				scanned++
-				var inc rules.Incident
-				if err := decodeIncident(key, val, &inc); err != nil {
-					return err
-				}
-				if !q.Matches(&inc) {
-					continue
-				}
-				batch = append(batch, inc)
-				if q.Limit > 0 && emitted+len(batch) >= q.Limit {
-					return nil
+		var err error
+		if salvage {
+			next, done, err = s.salvageChunk(q, lo, hi, emitted, &batch, &dmg)
+		} else {
+			next, done, err = s.scanChunk(q, lo, hi, emitted, &batch, &dmg)
+			if errors.Is(err, errCorruptPage) {
+				// Deliver what was read before the damaged page and
+				// go on below it, reading pages directly.
+				s.log.Warn("store: a read met a damaged page; salvaging the rest", "path", s.path, "err", err)
+				salvage, err, done, next = true, nil, false, hi
+				if n := len(batch); n > 0 {
+					next = uint64(batch[n-1].ID) - 1
+					done = batch[n-1].ID == 0
 				}
 			}
-		})
+		}
 		if err != nil {
 			return fmt.Errorf("query incidents: %w", err)
 		}
@@ -127,15 +121,60 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 			}
 		}
 		emitted += len(batch)
-		if done || (q.Limit > 0 && emitted >= q.Limit) {
-			return nil
+		if q.Limit > 0 && emitted >= q.Limit {
+			return s.finishRead(dmg, false, emitted)
+		}
+		if done {
+			return s.finishRead(dmg, complete, emitted)
 		}
 		hi = next
 	}
 }
 
+// scanChunk reads incidents with lo <= id <= hi through bbolt, newest
+// first, into batch: at most readChunk matches or scanChunk records looked
+// at. Records that do not decode are skipped and counted in d. It returns
+// the id to resume at (ids <= next) and whether the walk is done.
+func (s *Store) scanChunk(q service.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
+	done = true
+	err = s.view(func(tx *bolt.Tx) error {
+		sc := newScanner(tx, q.MinSeverity, hi)
+		scanned := 0
+		for {
+			key, val := sc.next()
+			if key == nil {
+				return nil
+			}
+			id := binary.BigEndian.Uint64(key)
+			if id < lo {
+				return nil
+			}
+			if len(*batch) == readChunk || scanned == scanChunk {
+				next, done = id, false
+				return nil
+			}
+			scanned++
+			var inc rules.Incident
+			if err := decodeIncident(key, val, &inc); err != nil {
+				d.records++
+				s.unreadable(key, err)
+				continue
+			}
+			if !q.Matches(&inc) {
+				continue
+			}
+			*batch = append(*batch, inc)
+			if q.Limit > 0 && emitted+len(*batch) >= q.Limit {
+				return nil
+			}
+		}
+	})
+	return next, done, err
+}
+
 // After calls fn for every stored incident with an id greater than id, in
 // ascending order: a subscriber that reconnects replays what it missed.
+// Records that do not decode are skipped and counted (Stats().Unreadable).
 func (s *Store) After(id rules.ID, fn func(*rules.Incident) error) error {
 	from := uint64(id)
 	for {
@@ -144,12 +183,21 @@ func (s *Store) After(id rules.ID, fn func(*rules.Incident) error) error {
 		}
 		start := rules.ID(from + 1).Bytes()
 		var batch []rules.Incident
+		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketIncidents).Cursor()
-			for k, v := c.Seek(start); k != nil && len(batch) < readChunk; k, v = c.Next() {
+			scanned := 0
+			for k, v := c.Seek(start); k != nil; k, v = c.Next() {
+				if scanned == readChunk {
+					more = true
+					return nil
+				}
+				scanned++
+				from = uint64(idFromKey(k))
 				var inc rules.Incident
 				if err := decodeIncident(k, v, &inc); err != nil {
-					return err
+					s.unreadable(k, err)
+					continue
 				}
 				batch = append(batch, inc)
 			}
@@ -163,10 +211,9 @@ func (s *Store) After(id rules.ID, fn func(*rules.Incident) error) error {
 				return err
 			}
 		}
-		if len(batch) < readChunk {
+		if !more {
 			return nil
 		}
-		from = uint64(batch[len(batch)-1].ID)
 	}
 }
 

@@ -89,15 +89,16 @@ func (s *Store) SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) er
 // would mask. covers runs inside a read transaction and must not call the
 // store.
 func (s *Store) CountCovered(covers func(*rules.Incident) bool) (int, error) {
-	if err := s.Flush(); err != nil {
-		return 0, fmt.Errorf("count covered incidents: %w", err)
-	}
+	// A failing commit (a full disk) does not stop the preview: it counts
+	// what is committed, and Status shows what is pending.
+	_ = s.Flush()
 	n := 0
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIncidents).ForEach(func(k, v []byte) error {
 			var inc rules.Incident
 			if err := decodeIncident(k, v, &inc); err != nil {
-				return err
+				s.unreadable(k, err)
+				return nil
 			}
 			if inc.Status == rules.StatusOpen && covers(&inc) {
 				n++
@@ -166,7 +167,8 @@ func (s *Store) AddSkipBy(sk rules.Skip, covers func(*rules.Incident) bool, by *
 		err = w.incs.ForEach(func(k, v []byte) error {
 			var inc rules.Incident
 			if err := decodeIncident(k, v, &inc); err != nil {
-				return err
+				s.unreadable(k, err) // cannot be judged, so not masked
+				return nil
 			}
 			switch inc.Status {
 			case rules.StatusOpen:

@@ -50,12 +50,17 @@ const (
 	batchSize  = 8192
 	txLimit    = 32768
 	queueLimit = 131072
-	putWait    = 2 * time.Second
 	// openTimeout bounds the wait for another process's file lock.
 	openTimeout = time.Second
 	// retentionEvery is how often age-based retention runs in the agent.
 	retentionEvery = time.Minute
 )
+
+// putWait bounds how long Put waits for room in a full queue before it
+// drops the incident (counted and logged): the sensor must not stall. A
+// variable only so that tests about visibility, not about the drop policy,
+// can wait longer on a loaded machine.
+var putWait = 2 * time.Second
 
 // Options tune a Store. The zero value gives the documented defaults.
 type Options struct {
@@ -76,6 +81,10 @@ type Options struct {
 	// that offline commands can still read it; writes then fail with
 	// ErrReadOnly and Status().ReadOnly says so.
 	ReadOnlyFallback bool
+	// CheckAtOpen runs Check in the background after Open and logs a
+	// warning when the database fails it; Status shows the finding. The
+	// agent sets it.
+	CheckAtOpen bool
 	// Logger receives warnings about failed commits and dropped incidents.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -158,8 +167,9 @@ type Store struct {
 	evictPending int64
 	evictRank    int64
 
-	unreadable atomic.Uint64 // damaged records skipped by reads
-	checkErr   atomic.Pointer[string]
+	damageLogged time.Time     // guarded by emu
+	unreadableN  atomic.Uint64 // damaged records skipped by reads
+	checkErr     atomic.Pointer[string]
 
 	committed atomic.Uint64
 	batches   atomic.Uint64
@@ -301,7 +311,21 @@ func Open(path string, opts Options) (s *Store, err error) {
 		return nil, fmt.Errorf("open store %s: apply retention: %w", path, err)
 	}
 	go s.loop()
+	if opts.CheckAtOpen {
+		go s.checkInBackground()
+	}
 	return s, nil
+}
+
+// checkInBackground runs Check and logs the outcome, so a damaged
+// database is reported when the agent starts without delaying it.
+func (s *Store) checkInBackground() {
+	start := time.Now()
+	if err := s.Check(); err != nil {
+		s.log.Error("store: the database failed its consistency check; reads skip what is damaged and say how much", "path", s.path, "err", err)
+		return
+	}
+	s.log.Info("store: consistency check passed", "path", s.path, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // openBolt opens the bbolt file and turns its errors into the store's.
@@ -388,16 +412,17 @@ func (s *Store) Stats() Stats {
 		LastError:    s.lastError(),
 		FailingSince: since,
 		Evicted:      s.evicted.Load(),
-		Unreadable:   s.unreadable.Load(),
+		Unreadable:   s.unreadableN.Load(),
 	}
 }
 
 // view runs fn in a read transaction, turning a panic from a corrupt page
 // into an error instead of a crash.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
+	defer guardFaults()()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("read store %s: %w: corrupt page: %v", s.path, ErrNotProcwatch, r)
+			err = fmt.Errorf("read store %s: %w: %w: %v", s.path, ErrNotProcwatch, errCorruptPage, r)
 		}
 	}()
 	return s.db.View(fn)
