@@ -759,6 +759,9 @@ func (l *Local) status() (service.Status, error) {
 	}
 	db := l.cfg.Store.Status()
 	st.Store = &db
+	hs := l.hashes.Stats()
+	st.ExeHashes = &service.ExeHashStats{Hits: hs.Hits, Misses: hs.Misses, Hashed: hs.Hashed,
+		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries}
 	if sw, err := l.cfg.Store.MonitoringSwitch(); err == nil {
 		st.MonitoringSwitch = sw
 	}

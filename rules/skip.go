@@ -50,16 +50,18 @@ func (s *skipIndex) match(f *facts) bool {
 
 // matchPin: the event's binary is exactly a pinned path and its content
 // hash, attached by the pipeline from its cache, is one pinned there. An
-// unknown hash matches nothing (fail closed), and so do a failed exec
-// (its subject path is not the binary that was hashed), a "#!" script (the
-// hash is its interpreter's, not the script's) and a path a private mount
-// namespace or chroot made up (skipPath is empty then).
+// unknown hash matches nothing (fail closed), and so do a failed exec (its
+// subject path is not the binary that was hashed) and a "#!" script (the
+// hash is its interpreter's, not the script's). Unlike plain path skips a
+// pin does not need the path placed on the host's own mounts: the content
+// names the file, so a private mount namespace that shows the approved
+// binary at the approved path still runs exactly the approved binary.
 func (s *skipIndex) matchPin(f *facts) bool {
 	sum := f.ev.ExeSHA256
-	if sum == "" || f.script != "" || f.skipPath == "" || f.skipPath != string(f.ev.Exe) {
+	if sum == "" || f.script != "" || f.truncated || isFailedExec(f.ev) || f.path != string(f.ev.Exe) {
 		return false
 	}
-	for _, want := range s.pins[f.skipPath] {
+	for _, want := range s.pins[f.path] {
 		if want == sum {
 			return true
 		}

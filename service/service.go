@@ -125,6 +125,24 @@ type Status struct {
 	// to report it.
 	Store *StoreStatus `json:"store,omitempty"`
 	Time  time.Time    `json:"time"`
+	// ExeHashes counts the background hashing of binaries (exe_sha256,
+	// pinned skips), so a request dropped or a file that could not be read
+	// shows; nil from an agent too old to report it.
+	ExeHashes *ExeHashStats `json:"exe_hashes,omitempty"`
+}
+
+// ExeHashStats is what the agent's cache of binaries' SHA-256 did since it
+// started. A lookup that misses answers "unknown" (a pinned skip does not
+// silence) and queues the file; Dropped counts requests refused because
+// the queue was full, Failed files that could not be hashed (gone, not
+// readable, changed while read, too large).
+type ExeHashStats struct {
+	Hits    uint64 `json:"hits"`
+	Misses  uint64 `json:"misses"`
+	Hashed  uint64 `json:"hashed"`
+	Failed  uint64 `json:"failed"`
+	Dropped uint64 `json:"dropped"`
+	Entries int    `json:"entries"`
 }
 
 // MonitoringSwitch is who last switched monitoring on or off, and when,
