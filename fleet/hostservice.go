@@ -172,6 +172,12 @@ func (h *Host) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, erro
 	return r.Skip, r.Masked, err
 }
 
+// AddFleetSkip adds s for every host of the fleet (the TUI's "whole
+// fleet" answer); it returns the key in PROCWATCH_SKIPS.
+func (h *Host) AddFleetSkip(ctx context.Context, s rules.Skip) (string, error) {
+	return h.c.AddFleetSkip(ctx, "", s)
+}
+
 // RemoveSkip implements service.Service.
 func (h *Host) RemoveSkip(ctx context.Context, id string) (int, error) {
 	var r CountReply

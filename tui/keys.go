@@ -36,7 +36,7 @@ type keyMap struct {
 	Select, SelectAll, Activate, Deactivate, HostFilter, FanOut key.Binding
 
 	// Confirmation dialog and text input.
-	Yes, No, Edit, Apply, CancelInput key.Binding
+	Yes, No, Edit, Fleet, Apply, CancelInput key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -91,6 +91,7 @@ func newKeyMap() keyMap {
 		Yes:         b([]string{"y", "enter"}, "y/enter", "confirm"),
 		No:          b([]string{"n", "esc", "q"}, "n/esc/q", "cancel"),
 		Edit:        b([]string{"e"}, "e", "edit the path (widen the skip)"),
+		Fleet:       b([]string{"f"}, "f", "skip on the whole fleet (--nats)"),
 		Apply:       b([]string{"enter"}, "enter", "apply"),
 		CancelInput: b([]string{"esc"}, "esc", "cancel (a filter is cleared)"),
 	}
@@ -192,7 +193,7 @@ func (k *keyMap) keySections(multi bool) []keySection {
 	}
 	return append(secs,
 		keySection{title: "Detail pane", keys: k.detailKeys(screenIncidents)},
-		keySection{"Confirmation", []key.Binding{k.Yes, k.No, k.Edit}, true},
+		keySection{"Confirmation", []key.Binding{k.Yes, k.No, k.Edit, k.Fleet}, true},
 		keySection{"Filter and path input", []key.Binding{k.Apply, k.CancelInput}, true},
 		keySection{"This help", []key.Binding{with(k.Down, "↓/j pgdn", "scroll"), with(k.Close, "esc/q/?", "close")}, true},
 	)

@@ -104,6 +104,9 @@ type confirmation struct {
 	yes      tea.Cmd
 	// edit, for a path skip, is the offer `e` opens in the path input.
 	edit *skipOffer
+	// fleet, for a skip on a host of a NATS fleet, adds it for every host
+	// instead (the f key); yes then means this host only.
+	fleet tea.Cmd
 }
 
 // Model is the root Bubble Tea model of the UI.
@@ -450,6 +453,9 @@ func (m *Model) messageLines() []string {
 		return one("skip path " + m.input.View())
 	case m.confirm != nil:
 		q := "[y/n] " + m.confirm.prompt
+		if m.confirm.fleet != nil {
+			q = "[y/f/n] " + m.confirm.prompt
+		}
 		if ansi.StringWidth(q) > m.width {
 			q = "[y/n] the question above"
 		}
@@ -477,6 +483,9 @@ func (m *Model) hintLine() string {
 		keys = []key.Binding{m.keys.Apply, m.keys.CancelInput}
 	case m.confirm != nil:
 		keys = []key.Binding{m.keys.Yes, m.keys.No}
+		if m.confirm.fleet != nil {
+			keys = []key.Binding{with(m.keys.Yes, "y", "this host"), m.keys.Fleet, m.keys.No}
+		}
 		if m.confirm.edit != nil {
 			keys = append(keys, m.keys.Edit)
 		}
@@ -572,6 +581,9 @@ func (m *Model) confirmView(maxH int) string {
 		add("⚠ "+w, m.th.warn, "  ")
 	}
 	keys := "y confirm · n cancel"
+	if c.fleet != nil {
+		keys = "y this host only · f the whole fleet · n cancel"
+	}
 	if c.edit != nil {
 		keys += " · e edit the path (widen)"
 	}

@@ -123,6 +123,10 @@ func (m *Model) confirmSkip(msg skipPreviewMsg) {
 		prompt: fmt.Sprintf("Skip %s%s? It masks %d open incident(s) now and stops new ones.%s", describeSkip(o.skip), m.onWhat(ok), n, m.failures(bad)),
 		yes:    addSkip(m.ctx, o.to, o.skip),
 	}
+	if fs := fleetSkipper(o.to); fs != nil {
+		c.prompt = fmt.Sprintf("Skip %s on this host%s, or on the whole fleet? It masks %d open incident(s) here now and stops new ones.%s", describeSkip(o.skip), m.onWhat(ok), n, m.failures(bad))
+		c.fleet = addFleetSkip(m.ctx, fs, o.skip)
+	}
 	if o.why != "" {
 		c.lines = append(c.lines, "Covers "+o.why+".")
 	}

@@ -266,6 +266,8 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		return tea.Batch(cmds...)
 	case skipPreviewMsg:
 		m.confirmSkip(msg)
+	case fleetSkipAddedMsg:
+		m.fleetSkipAdded(msg)
 	case skipAddedMsg:
 		ok, bad := split(msg.results)
 		if len(ok) == 0 {
@@ -462,6 +464,10 @@ func (m *Model) handleConfirmKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.No):
 		m.confirm = nil
 		m.setMsg("cancelled")
+	case c.fleet != nil && key.Matches(msg, k.Fleet):
+		m.confirm = nil
+		m.setWorking()
+		return c.fleet
 	case c.edit != nil && key.Matches(msg, k.Edit):
 		m.confirm = nil
 		return m.editOffer(*c.edit)
