@@ -33,6 +33,7 @@ const (
 	// maxHeavy bounds the scans (incidents, export, noise, skip preview)
 	// running at once across all connections.
 	maxHeavy              = 4
+	maxNoise              = 1000 // commands and paths per noise answer
 	incidentsPerFrame     = 256
 	exportChunkBytes      = 256 << 10
 	exportWindow          = 4 // chunks in flight before the client acknowledges
@@ -518,6 +519,9 @@ func (c *serverConn) handle(ctx context.Context, m message, req *inFlight) {
 	case methodNoise:
 		var p noiseParams
 		if c.params(m, &p) {
+			if p.Limit <= 0 || p.Limit > maxNoise {
+				p.Limit = maxNoise // an answer is one frame; a flood of distinct paths must not outgrow it
+			}
 			n, err := svc.Noise(ctx, p.Since, p.Limit)
 			c.respond(m.ID, n, err)
 		}
