@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -127,10 +128,16 @@ func New(cfg Config) (*Cache, error) {
 	return c, nil
 }
 
-// Close stops the workers and waits for them.
+// Close stops the workers, waits for them and closes the sources that
+// hold a connection (CRI's gRPC channel).
 func (c *Cache) Close() {
 	c.stop()
 	c.wg.Wait()
+	for _, s := range c.cfg.Sources {
+		if cl, ok := s.(io.Closer); ok {
+			cl.Close()
+		}
+	}
 }
 
 // Stats reports what the cache did, for `monitor status` and metrics.
@@ -242,24 +249,26 @@ func (c *Cache) lookup(ctx context.Context, id string) {
 	if err == nil {
 		cgroup, err = c.containerCgroup(id, info.InitPID)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stats.Lookups++
-	e := c.byID[id]
+	var count *uint64
 	switch {
 	case err == nil:
-		c.stats.Found++
+		count = &c.stats.Found
 	case errors.Is(err, ErrNotFound) && len(failed) == 0:
-		c.stats.NotFound++
+		count = &c.stats.NotFound
 	case errors.Is(err, errNotRunning):
-		c.stats.NotRunning++
+		count = &c.stats.NotRunning
 	default:
-		c.stats.Failed++
-		if len(failed) > 0 {
+		count = &c.stats.Failed
+		if len(failed) > 0 && errors.Is(err, ErrNotFound) {
 			err = errors.New(strings.Join(failed, "; "))
 		}
 		c.log.Debug("container lookup failed", "id", id, "err", err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stats.Lookups++
+	*count++
+	e := c.byID[id]
 	if e == nil || e.state != statePending {
 		return // evicted while we asked
 	}

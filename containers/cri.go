@@ -161,8 +161,10 @@ func (c *CRI) runtimeName(ctx context.Context, rs runtimeapi.RuntimeServiceClien
 	return rt, nil
 }
 
-// Close closes the gRPC connection, if one was made.
+// Close closes the gRPC connection, if one was made. Call it once the
+// source is no longer asked (Cache.Close does).
 func (c *CRI) Close() error {
+	c.once.Do(func() { c.connErr = errors.New("closed") }) // no dial after Close
 	if c.conn != nil {
 		return c.conn.Close()
 	}
