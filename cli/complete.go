@@ -47,8 +47,14 @@ func registerCompletions(root *cobra.Command, opts *Options) {
 						return ruleNames(opts), cobra.ShellCompDirectiveNoFileComp
 					}
 				case "host":
-					fn = func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-						return hostNames(opts), cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+					if c == root { // --host NAME=COMMAND
+						fn = func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+							return hostNames(opts, "="), cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+						}
+					} else { // a host by name (the fleet commands)
+						fn = func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+							return hostNames(opts, ""), cobra.ShellCompDirectiveNoFileComp
+						}
 					}
 				}
 				if fn != nil {
@@ -86,9 +92,9 @@ func ruleNames(opts *Options) []string {
 	return names
 }
 
-// hostNames lists the hosts file's names as "NAME=" to go on with a
-// command, for --host NAME=COMMAND.
-func hostNames(opts *Options) []string {
+// hostNames lists the hosts file's names, each followed by suffix ("="
+// to go on with a command, for the UI's --host NAME=COMMAND).
+func hostNames(opts *Options, suffix string) []string {
 	path, missingOK := opts.HostsFile, false
 	if path == "" {
 		def, err := hosts.DefaultFile()
@@ -103,7 +109,7 @@ func hostNames(opts *Options) []string {
 	}
 	out := make([]string, 0, len(specs))
 	for _, s := range specs {
-		out = append(out, s.Name+"=")
+		out = append(out, s.Name+suffix)
 	}
 	return out
 }
