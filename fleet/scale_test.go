@@ -1,0 +1,273 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/tui"
+)
+
+// The scale run is a measurement, not a test: it starts N replayed agents
+// (each with its own pipeline, store and outbox) against a 3-node cluster
+// in this process, and a fleet UI in a separate process (this test binary
+// again, TestScaleViewer) so that the UI's CPU is its own. Run it with
+//
+//	PROCWATCH_FLEET_SCALE=200x20x30s go test ./fleet -run TestScale -v -timeout 20m
+//
+// (agents x incidents per second each x duration). The README quotes its
+// output; it is skipped without the variable.
+
+// scaleResult is what the viewer process measured.
+type scaleResult struct {
+	Hosts        int     `json:"hosts"`
+	Incidents    int     `json:"incidents"`
+	Dups         int     `json:"dups"`
+	LatP50ms     float64 `json:"latency_p50_ms"` // event handled by an agent's pipeline -> fleet client in the UI process
+	LatP99ms     float64 `json:"latency_p99_ms"`
+	LatMaxms     float64 `json:"latency_max_ms"`
+	ViewP99ms    float64 `json:"view_p99_ms"` // one render of the UI
+	KeyP50ms     float64 `json:"key_p50_ms"`  // key sent -> next frame rendered
+	KeyP99ms     float64 `json:"key_p99_ms"`
+	KeyMaxms     float64 `json:"key_max_ms"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	WallSeconds  float64 `json:"wall_seconds"`
+	CPUPercent   float64 `json:"cpu_percent"` // of one core
+	MaxRSSMiB    float64 `json:"max_rss_mib"`
+	TickMs       float64 `json:"tick_ms"`
+	KeysMeasured int     `json:"keys_measured"`
+}
+
+func pct(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := min(int(p*float64(len(s))), len(s)-1)
+	return s[i]
+}
+
+func parseScale(t *testing.T, s string) (agents int, rate float64, d time.Duration) {
+	parts := strings.Split(s, "x")
+	if len(parts) != 3 {
+		t.Fatalf("PROCWATCH_FLEET_SCALE=%q: want AGENTSxRATExDURATION, e.g. 200x20x30s", s)
+	}
+	var err1, err2, err3 error
+	agents, err1 = strconv.Atoi(parts[0])
+	rate, err2 = strconv.ParseFloat(parts[1], 64)
+	d, err3 = time.ParseDuration(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil {
+		t.Fatalf("PROCWATCH_FLEET_SCALE=%q: want AGENTSxRATExDURATION", s)
+	}
+	return
+}
+
+// distinctCapture is n exec events, each raising an incident of its own.
+func distinctCapture(host string, n int) []event.Event {
+	evs := capture(host, n)
+	for i := range evs {
+		evs[i].Args[1] = event.Text(fmt.Sprintf("%s-%d", host, i))
+	}
+	return evs
+}
+
+func TestScale(t *testing.T) {
+	spec := os.Getenv("PROCWATCH_FLEET_SCALE")
+	if spec == "" {
+		t.Skip("a measurement: set PROCWATCH_FLEET_SCALE=200x20x30s to run it")
+	}
+	n, rate, dur := parseScale(t, spec)
+	c := startCluster(t, 3)
+	urls := c.urls()
+	setupStreams(t, urls, 3)
+
+	// The viewer first, so it sees the hosts come up.
+	viewer := exec.Command(os.Args[0], "-test.run", "^TestScaleViewer$", "-test.v")
+	viewer.Env = append(os.Environ(), "PROCWATCH_FLEET_VIEWER="+urls, fmt.Sprintf("PROCWATCH_FLEET_VIEWER_FOR=%s", dur+10*time.Second))
+	var out strings.Builder
+	viewer.Stdout, viewer.Stderr = &out, &out
+	if err := viewer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	var agents []*replayAgent
+	for i := range n {
+		host := fmt.Sprintf("h%03d", i)
+		agents = append(agents, startReplayAgent(t, host, urls, distinctCapture(host, int(rate*dur.Seconds())), rate))
+	}
+	t.Logf("%d agents started in %s", n, time.Since(start).Round(time.Millisecond))
+	if err := viewer.Wait(); err != nil {
+		t.Fatalf("viewer: %v\n%s", err, out.String())
+	}
+	i := strings.Index(out.String(), "SCALE ")
+	if i < 0 {
+		t.Fatalf("viewer printed no result:\n%s", out.String())
+	}
+	line := out.String()[i+len("SCALE "):]
+	line = line[:strings.IndexByte(line, '\n')]
+	var r scaleResult
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		t.Fatal(err)
+	}
+	var lost, pending uint64
+	for _, ra := range agents {
+		s := ra.agent.Stats()
+		lost += s.Lost
+		pending += uint64(s.Pending)
+	}
+	t.Logf("agents: lost %d, still queued %d", lost, pending)
+	b, _ := json.MarshalIndent(r, "", "  ")
+	t.Logf("viewer (%d agents x %g incidents/s for %s):\n%s", n, rate, dur, b)
+	if want := int(float64(n) * rate * dur.Seconds()); r.Incidents < want {
+		t.Logf("the viewer saw %d of %d incidents before it stopped", r.Incidents, want)
+	}
+}
+
+// keyProbe wraps the UI model and times keys: from the moment a key is
+// sent to the end of the next frame.
+type keyProbe struct {
+	m     *tui.Model
+	mu    *sync.Mutex
+	sent  *time.Time
+	seen  *bool
+	keys  *[]float64
+	views *[]float64
+}
+
+func (p keyProbe) Init() tea.Cmd { return p.m.Init() }
+
+func (p keyProbe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if k, ok := msg.(tea.KeyPressMsg); ok && k.Code == tea.KeyDown {
+		p.mu.Lock()
+		*p.seen = true
+		p.mu.Unlock()
+	}
+	_, cmd := p.m.Update(msg)
+	return p, cmd
+}
+
+func (p keyProbe) View() tea.View {
+	t0 := time.Now()
+	v := p.m.View()
+	now := time.Now()
+	p.mu.Lock()
+	*p.views = append(*p.views, float64(now.Sub(t0).Microseconds())/1000)
+	if *p.seen && !p.sent.IsZero() {
+		*p.keys = append(*p.keys, float64(now.Sub(*p.sent).Microseconds())/1000)
+		*p.seen, *p.sent = false, time.Time{}
+	}
+	p.mu.Unlock()
+	return v
+}
+
+// TestScaleViewer is the fleet UI process of TestScale.
+func TestScaleViewer(t *testing.T) {
+	urls := os.Getenv("PROCWATCH_FLEET_VIEWER")
+	if urls == "" {
+		t.Skip("run by TestScale")
+	}
+	runFor, _ := time.ParseDuration(os.Getenv("PROCWATCH_FLEET_VIEWER_FOR"))
+	var (
+		mu   sync.Mutex
+		lats []float64
+		dups int
+	)
+	nc, err := Connect(ConnOptions{URLs: urls, FailFast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := NewClient(ctx, nc, ClientOptions{Caller: "scale", OnIncident: func(_ string, inc *rules.Incident, _ uint64, dup bool) {
+		d := float64(time.Since(inc.LastSeen).Microseconds()) / 1000
+		mu.Lock()
+		lats = append(lats, d)
+		if dup {
+			dups++
+		}
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The hosts come up over the first seconds: wait until they stop growing.
+	prev := -1
+	for n := len(c.Hosts()); n != prev || n == 0; n = len(c.Hosts()) {
+		prev = n
+		time.Sleep(3 * time.Second)
+	}
+	infos := c.Hosts()
+	list := make([]tui.Host, len(infos))
+	for i, h := range infos {
+		fh := c.Host(h.Name, false)
+		list[i] = tui.Host{Name: h.Name, Service: fh, Conn: fh.Conn}
+	}
+	opts := tui.Options{}
+	m := tui.NewHosts(ctx, list, opts)
+	var (
+		sent  time.Time
+		seen  bool
+		keys  []float64
+		views []float64
+	)
+	p := keyProbe{m: m, mu: &mu, sent: &sent, seen: &seen, keys: &keys, views: &views}
+	prog := tea.NewProgram(p, tea.WithInput(nil), tea.WithOutput(devNull(t)), tea.WithWindowSize(160, 48), tea.WithContext(ctx))
+	done := make(chan error, 1)
+	go func() { _, err := prog.Run(); done <- err }()
+	var ru0 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	start := time.Now()
+	deadline := start.Add(runFor)
+	for time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		if sent.IsZero() {
+			sent = time.Now()
+			mu.Unlock()
+			prog.Send(tea.KeyPressMsg{Code: tea.KeyDown})
+			continue
+		}
+		mu.Unlock()
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	wall := time.Since(start).Seconds()
+	cpu := float64(ru.Utime.Nano()+ru.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) / 1e9
+	prog.Quit()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	r := scaleResult{Hosts: len(infos), Incidents: len(lats), Dups: dups,
+		LatP50ms: pct(lats, 0.5), LatP99ms: pct(lats, 0.99), LatMaxms: pct(lats, 1),
+		ViewP99ms: pct(views, 0.99), KeyP50ms: pct(keys, 0.5), KeyP99ms: pct(keys, 0.99), KeyMaxms: pct(keys, 1),
+		CPUSeconds: cpu, WallSeconds: wall, CPUPercent: 100 * cpu / wall, MaxRSSMiB: float64(ru.Maxrss) / 1024,
+		TickMs: 50, KeysMeasured: len(keys)}
+	b, _ := json.Marshal(r)
+	fmt.Printf("SCALE %s\n", b)
+}
+
+func devNull(t *testing.T) *os.File {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
