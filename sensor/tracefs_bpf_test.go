@@ -134,3 +134,64 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestAttachBeforeSeed: the programs attach before the process table is
+// seeded from /proc, so a process that starts and ends while the seed is
+// being read is still reported. The seed is held open on a FIFO in a fake
+// /proc until the process has run.
+func TestAttachBeforeSeed(t *testing.T) {
+	// A pid above any pid_max, so that no event ever looks it up again.
+	const fakePid = "999999999"
+	procDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(procDir, fakePid), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(procDir, fakePid, "stat")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sensor.New(sensor.Config{ProcDir: procDir})
+	if err != nil {
+		if os.Getenv("PROCWATCH_REQUIRE_BPF") == "1" {
+			t.Fatalf("BPF required but the sensor cannot load: %v", err)
+		}
+		t.Skipf("sensor cannot load: %v", err)
+	}
+	defer s.Close()
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, c.add) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	// Opening the FIFO for writing waits until the seed opens it to read.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Running() {
+		t.Fatal("the sensor says it is running before its seed is read")
+	}
+	pid := run(t, exec.Command("/bin/true", "during-seed"))
+	w.WriteString(fakePid + " (fake) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n")
+	w.Close()
+	// Later reads (the table's sweep) must not block on the FIFO.
+	stat := filepath.Join(procDir, "stat")
+	if err := os.WriteFile(stat, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(stat, fifo); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := c.waitFor(t, "exec during the seed", pidIs(pid, event.TypeExec))
+	if len(ev.Args) != 2 || ev.Args[1] != "during-seed" {
+		t.Errorf("exec args %q", ev.Args)
+	}
+	c.waitFor(t, "exit during the seed", pidIs(pid, event.TypeExit))
+}
