@@ -134,28 +134,129 @@ func TestHelperLowFdServer(t *testing.T) {
 	}
 }
 
-func TestMaxConnections(t *testing.T) {
-	path := startServer(t, &Server{Service: newRecordingService(), MaxConnections: 2})
-	a, b := dial(t, path), dial(t, path)
-	_, err := Dial(path)
-	if err == nil || !strings.Contains(err.Error(), "--max-connections") {
-		t.Fatalf("third connection: %v, want a busy refusal", err)
+// runAs starts a copy of the test binary as uid:gid running helper, with
+// env, and returns its stdout lines as they come; the helper ends when the
+// test does.
+func runAs(t *testing.T, uid, gid uint32, helper string, env ...string) <-chan string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "agent-test-bin-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var pe *Error
-	if !errors.As(err, &pe) || pe.Code != CodeBusy {
-		t.Errorf("error %v, want code %s", err, CodeBusy)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	self := filepath.Join(dir, "agent.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := b.Status(context.Background()); err != nil {
-		t.Errorf("a held connection stopped working: %v", err)
+	if err := os.WriteFile(self, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	a.Close()
-	eventually(t, "a slot frees when a client leaves", func() bool {
-		c, err := Dial(path)
-		if err == nil {
-			c.Close()
+	cmd := exec.Command(self, "-test.run=^"+helper+"$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
 		}
-		return err == nil
-	})
+		close(lines)
+	}()
+	return lines
+}
+
+func nextLine(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			t.Fatal("the helper ended early")
+		}
+		return l
+	case <-time.After(20 * time.Second):
+		t.Fatal("the helper said nothing")
+	}
+	return ""
+}
+
+// TestConnectionLimits: unprivileged callers share --max-connections and
+// each uid gets at most --max-connections-per-uid; one more is told the
+// agent is busy. Root is never counted, so it still gets in.
+func TestConnectionLimits(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as other uids")
+	}
+	base := t.TempDir()
+	for d := base; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o711)
+	}
+	path := filepath.Join(base, "run", "agent.sock")
+	ln, err := Listen(path, Access{FullGID: -1, ReadGID: nobody})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Service: newRecordingService(), MaxConnections: 3, MaxConnectionsPerUID: 2, Access: Access{FullGID: -1, ReadGID: nobody}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeListener(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	a := runAs(t, nobody, nobody, "TestHelperHoldConnections", "PROCWATCH_HELPER_SOCKET="+path, "PROCWATCH_HELPER_N=3")
+	for i, want := range []string{"ok", "ok", "busy: the agent refuses more connections: this uid already holds 2"} {
+		if got := nextLine(t, a); !strings.HasPrefix(got, want) {
+			t.Errorf("uid 65534, connection %d: %q, want %q", i+1, got, want)
+		}
+	}
+	b := runAs(t, nobody-1, nobody, "TestHelperHoldConnections", "PROCWATCH_HELPER_SOCKET="+path, "PROCWATCH_HELPER_N=2")
+	for i, want := range []string{"ok", "busy: the agent refuses more connections: it already serves 3"} {
+		if got := nextLine(t, b); !strings.HasPrefix(got, want) {
+			t.Errorf("uid 65533, connection %d: %q, want %q", i+1, got, want)
+		}
+	}
+	for range 5 {
+		c := dial(t, path)
+		if _, err := c.Status(context.Background()); err != nil {
+			t.Errorf("root refused while others fill the slots: %v", err)
+		}
+	}
+}
+
+// TestHelperHoldConnections opens PROCWATCH_HELPER_N connections, prints
+// "ok" or the error for each, and holds them until stdin closes. It does
+// nothing in a normal run.
+func TestHelperHoldConnections(t *testing.T) {
+	path := os.Getenv("PROCWATCH_HELPER_SOCKET")
+	if path == "" || os.Getenv("PROCWATCH_HELPER_N") == "" {
+		return
+	}
+	var n int
+	fmt.Sscan(os.Getenv("PROCWATCH_HELPER_N"), &n)
+	for range n {
+		c, err := Dial(path)
+		if err != nil {
+			var pe *Error
+			if errors.As(err, &pe) {
+				fmt.Printf("%s: %s\n", pe.Code, pe.Message)
+			} else {
+				fmt.Println(err)
+			}
+			continue
+		}
+		defer c.Close()
+		fmt.Println("ok")
+	}
+	os.Stdin.Read(make([]byte, 1))
 }
 
 func TestIdleConnectionsAreClosed(t *testing.T) {
@@ -246,6 +347,8 @@ func TestSubscriptionFloodIsBounded(t *testing.T) {
 
 // TestIncidentsCapPerRequest: an answer stops at the server's cap and says
 // so; the client returns what came with ErrTruncated.
+const nobody = 65534
+
 func TestIncidentsCapPerRequest(t *testing.T) {
 	svc := newRecordingService()
 	for i := range 5 {

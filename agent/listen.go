@@ -118,9 +118,11 @@ func removeStale(path string) error {
 // ends; it then closes ln and every connection and waits for them. An
 // accept error (EMFILE when the agent is out of file descriptors, say) is
 // logged and retried with a growing pause instead of ending the API. On a
-// unix socket each connection is checked against s.Access with the
-// kernel's credentials of the caller; past MaxConnections one more is told
-// the agent is busy and closed.
+// unix socket each caller is identified by the kernel's credentials and
+// checked against s.Access. Callers other than root and the agent's own
+// uid share MaxConnections and may hold at most MaxConnectionsPerUID each;
+// one more is told the agent is busy and closed. Root is never counted, so
+// other users filling the slots cannot lock the administrator out.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	log := s.Logger
 	if log == nil {
@@ -130,11 +132,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	maxConns := s.MaxConnections
-	if maxConns <= 0 {
-		maxConns = DefaultMaxConnections
-	}
-	slots := make(chan struct{}, maxConns)
+	lim := newConnLimits(s.MaxConnections, s.MaxConnectionsPerUID)
 	var backoff time.Duration
 	var lastBusyLog time.Time
 	for {
@@ -156,36 +154,98 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			if now := time.Now(); now.Sub(lastBusyLog) > 10*time.Second {
-				lastBusyLog = now
-				log.Warn("agent socket: connection limit reached; refusing new connections", "max_connections", maxConns)
-			}
-			go s.refuse(conn, CodeBusy, fmt.Sprintf("the agent already serves %d connections (--max-connections); try again later", maxConns))
+		peer, known, err := peerOfConn(conn)
+		if err != nil {
+			log.Warn("agent socket: refusing a connection without credentials", "err", err)
+			conn.Close()
 			continue
+		}
+		privileged := !known || peer.UID == 0 || peer.UID == uint32(os.Geteuid())
+		if !privileged {
+			if why := lim.take(peer.UID); why != "" {
+				if now := time.Now(); now.Sub(lastBusyLog) > 10*time.Second {
+					lastBusyLog = now
+					log.Warn("agent socket: connection limit reached; refusing new connections", "uid", peer.UID, "limit", why)
+				}
+				go s.refuse(conn, CodeBusy, "the agent refuses more connections: "+why+"; try again later")
+				continue
+			}
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-slots }()
-			s.serveSocket(ctx, conn, log)
+			if !privileged {
+				defer lim.release(peer.UID)
+			}
+			s.serveSocket(ctx, conn, peer, known, log)
 		}()
+	}
+}
+
+// peerOfConn returns the kernel's credentials of a unix socket's peer;
+// known is false for other connections.
+func peerOfConn(conn net.Conn) (Peer, bool, error) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return Peer{}, false, nil
+	}
+	p, err := PeerOf(uc)
+	return p, err == nil, err
+}
+
+// connLimits counts the connections of unprivileged callers.
+type connLimits struct {
+	mu           sync.Mutex
+	total, max   int
+	perUID       map[uint32]int
+	maxPerUID    int
+	totalMessage string
+	uidMessage   string
+}
+
+func newConnLimits(total, perUID int) *connLimits {
+	if total <= 0 {
+		total = DefaultMaxConnections
+	}
+	if perUID <= 0 {
+		perUID = DefaultMaxConnectionsPerUID
+	}
+	return &connLimits{
+		max: total, maxPerUID: perUID, perUID: map[uint32]int{},
+		totalMessage: fmt.Sprintf("it already serves %d connections (--max-connections)", total),
+		uidMessage:   fmt.Sprintf("this uid already holds %d connections (--max-connections-per-uid)", perUID),
+	}
+}
+
+// take reserves a connection for uid, or says which limit refuses it.
+func (l *connLimits) take(uid uint32) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.total >= l.max:
+		return l.totalMessage
+	case l.perUID[uid] >= l.maxPerUID:
+		return l.uidMessage
+	}
+	l.total++
+	l.perUID[uid]++
+	return ""
+}
+
+func (l *connLimits) release(uid uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perUID[uid]--; l.perUID[uid] <= 0 {
+		delete(l.perUID, uid)
 	}
 }
 
 // serveSocket serves one accepted connection as the caller the kernel
 // names, or refuses it.
-func (s *Server) serveSocket(ctx context.Context, conn net.Conn, log *slog.Logger) {
+func (s *Server) serveSocket(ctx context.Context, conn net.Conn, p Peer, known bool, log *slog.Logger) {
 	actor, role := service.Self("socket"), RoleFull
-	if uc, ok := conn.(*net.UnixConn); ok {
-		p, err := PeerOf(uc)
-		if err != nil {
-			log.Warn("agent socket: refusing a connection without credentials", "err", err)
-			conn.Close()
-			return
-		}
+	if known {
 		if role = s.access().RoleOf(p); role == RoleNone {
 			log.Warn("agent socket: refusing a caller outside the socket groups", "uid", p.UID, "pid", p.PID)
 			s.refuse(conn, CodeForbidden, fmt.Sprintf("uid %d is not allowed to use this agent (root, --socket-group and --socket-read-group are)", p.UID))

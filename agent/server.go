@@ -23,6 +23,8 @@ const (
 	DefaultHelloTimeout   = 10 * time.Second
 	DefaultIdleTimeout    = 5 * time.Minute
 	DefaultMaxConnections = 1024
+	// DefaultMaxConnectionsPerUID bounds one unprivileged uid's share.
+	DefaultMaxConnectionsPerUID = 64
 	// DefaultMaxIncidents caps one incidents answer; export has no cap
 	// (it streams under flow control) and is the way to get everything.
 	DefaultMaxIncidents = 100_000
@@ -57,9 +59,12 @@ type Server struct {
 	// IdleTimeout closes a connection that has sent nothing and has no
 	// request (or subscription) running for this long. Default 5m.
 	IdleTimeout time.Duration
-	// MaxConnections caps concurrent socket connections; one more gets a
-	// "busy" error and is closed. Default 1024.
+	// MaxConnections caps concurrent socket connections of callers other
+	// than root; one more gets a "busy" error and is closed. Default 1024.
 	MaxConnections int
+	// MaxConnectionsPerUID caps one unprivileged uid's connections.
+	// Default 64. Root and the agent's own uid count against neither cap.
+	MaxConnectionsPerUID int
 	// MaxIncidents caps the incidents one request returns (limit 0
 	// included); the answer then says it was truncated. Default 100,000.
 	MaxIncidents int

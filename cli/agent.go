@@ -50,6 +50,7 @@ type agentFlags struct {
 	group         string
 	readGroup     string
 	maxConns      int
+	maxConnsUID   int
 	idleTimeout   time.Duration
 	ringMiB       int
 	metricsAddr   string
@@ -150,7 +151,8 @@ is given too.`,
 	cmd.Flags().StringVar(&f.output, "output", "", "also write every incident as NDJSON to FILE, or - for stdout")
 	cmd.Flags().StringVar(&f.group, "socket-group", "", "let members of this group use the socket (directory 0750, socket 0660)")
 	cmd.Flags().StringVar(&f.readGroup, "socket-read-group", "", "let members of this group query and subscribe, but change nothing (socket 0666, callers checked by their kernel credentials)")
-	cmd.Flags().IntVar(&f.maxConns, "max-connections", agent.DefaultMaxConnections, "serve at most this many socket connections at once; more are told the agent is busy")
+	cmd.Flags().IntVar(&f.maxConns, "max-connections", agent.DefaultMaxConnections, "serve at most this many socket connections of non-root callers at once; more are told the agent is busy")
+	cmd.Flags().IntVar(&f.maxConnsUID, "max-connections-per-uid", agent.DefaultMaxConnectionsPerUID, "at most this many of them from one uid (root is never limited)")
 	cmd.Flags().DurationVar(&f.idleTimeout, "idle-timeout", agent.DefaultIdleTimeout, "close a socket connection that sends nothing and has nothing running for this long")
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
@@ -182,6 +184,9 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	}
 	if f.maxConns <= 0 {
 		return usageError("--max-connections %d: want 1 or more", f.maxConns)
+	}
+	if f.maxConnsUID <= 0 {
+		return usageError("--max-connections-per-uid %d: want 1 or more", f.maxConnsUID)
 	}
 	if f.idleTimeout <= 0 {
 		return usageError("--idle-timeout %v: want a positive duration such as 5m", f.idleTimeout)
@@ -264,7 +269,7 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
 	go func() {
-		srv := &agent.Server{Service: fl.serve(p.local), Logger: log, Access: access, MaxConnections: f.maxConns, IdleTimeout: f.idleTimeout}
+		srv := &agent.Server{Service: fl.serve(p.local), Logger: log, Access: access, MaxConnections: f.maxConns, MaxConnectionsPerUID: f.maxConnsUID, IdleTimeout: f.idleTimeout}
 		srvDone <- srv.ServeListener(srvCtx, ln)
 	}()
 	runErr := p.local.Run(ctx)
