@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,45 +9,81 @@ import (
 
 	"charm.land/bubbles/v2/viewport"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 )
 
 // detailPane shows everything an incident or event holds in a scrollable
-// viewport. Its text is built once when it opens, from escaped strings.
+// viewport. Its text is built from escaped strings when it opens and
+// again when what it shows changes; it is wrapped by words to the pane's
+// width, continuation lines aligned under the value they continue.
 type detailPane struct {
 	open  bool
 	title string
+	raw   string // the text before wrapping
+	width int
 	vp    viewport.Model
+	// inc is the incident shown (isInc), so that a change to it (a new
+	// status, a repeat, its fate) redraws the pane at once.
+	inc   incKey
+	isInc bool
 }
 
 func newDetailPane() detailPane {
-	vp := viewport.New()
-	vp.SoftWrap = true // long argv and paths wrap instead of being cut
-	return detailPane{vp: vp}
+	return detailPane{vp: viewport.New()}
 }
 
 func (d *detailPane) SetSize(w, h int) {
 	d.vp.SetWidth(w)
 	d.vp.SetHeight(max(h-1, 1))
+	if w != d.width {
+		d.width = w
+		d.setContent(true)
+	}
 }
 
+// Show opens the pane on body, scrolled to the top.
 func (d *detailPane) Show(title, body string) {
-	d.open, d.title = true, title
-	d.vp.SetContent(body)
+	d.open, d.title, d.raw, d.isInc = true, title, body, false
+	d.setContent(false)
 	d.vp.GotoTop()
 }
 
-func (d *detailPane) Close() { d.open = false }
+// showIncident is Show for an incident, remembered by key.
+func (d *detailPane) showIncident(k incKey, title, body string) {
+	d.Show(title, body)
+	d.inc, d.isInc = k, true
+}
+
+// update replaces the text of the open pane, keeping the scroll position.
+func (d *detailPane) update(title, body string) {
+	d.title, d.raw = title, body
+	d.setContent(true)
+}
+
+func (d *detailPane) setContent(keepOffset bool) {
+	off := d.vp.YOffset()
+	d.vp.SetContent(wrapDetail(d.raw, max(d.width, 20)))
+	if keepOffset {
+		d.vp.SetYOffset(off)
+	}
+}
+
+func (d *detailPane) Close() { d.open, d.isInc = false, false }
 
 func (d *detailPane) View(th theme) string {
 	head := th.title.Render(d.title)
 	if !d.vp.AtTop() || !d.vp.AtBottom() {
-		head += th.dim.Render(fmt.Sprintf("  %3.0f%%", d.vp.ScrollPercent()*100))
+		head += th.dim.Render(fmt.Sprintf("  %3.0f%% (↓ scrolls)", d.vp.ScrollPercent()*100))
 	}
 	return lipgloss.JoinVertical(lipgloss.Left, head, d.vp.View())
 }
+
+// detailLabel is the width of the label column; values start one cell
+// after it.
+const detailLabel = 11
 
 // detailWriter collects "label  value" lines with aligned labels.
 type detailWriter struct {
@@ -54,10 +91,50 @@ type detailWriter struct {
 }
 
 func (w *detailWriter) line(label, value string) {
-	fmt.Fprintf(&w.b, "%-11s %s\n", label, value)
+	fmt.Fprintf(&w.b, "%-*s %s\n", detailLabel, label, value)
 }
 
 func (w *detailWriter) text(s string) { w.b.WriteString(s) }
+
+// wrapDetail wraps each line of a detail text by words to width. A
+// continuation is indented to where the line's text begins: the value
+// column for "label value" lines, the node for ancestry lines.
+func wrapDetail(s string, width int) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if ansi.StringWidth(line) <= width {
+			out = append(out, line)
+			continue
+		}
+		off := continuationIndent(line) // in bytes
+		head, rest := line[:off], line[off:]
+		indent := ansi.StringWidth(head)
+		if indent > width/2 {
+			head, rest, indent = "", line, 4
+		}
+		for i, l := range wrapWords(rest, width-indent) {
+			if i == 0 {
+				out = append(out, head+l)
+				continue
+			}
+			out = append(out, strings.Repeat(" ", indent)+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// continuationIndent finds, as a byte offset, where a detail line's text
+// begins: after the label column, after a tree branch, or after leading
+// spaces.
+func continuationIndent(line string) int {
+	if i := strings.Index(line, "└─ "); i >= 0 {
+		return i + len("└─ ")
+	}
+	if len(line) > detailLabel+1 && line[detailLabel] == ' ' && line[detailLabel+1] != ' ' && !strings.Contains(strings.TrimRight(line[:detailLabel], " "), "  ") {
+		return detailLabel + 1
+	}
+	return len(line) - len(strings.TrimLeft(line, " "))
+}
 
 // incidentDetail describes an incident: the rule and why it matched, then
 // the process.
@@ -68,6 +145,10 @@ func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc 
 	if in.Summary != "" {
 		w.line("Why", in.Summary.Display())
 	}
+	// The command, where it ran and from which terminal come first, so
+	// they are on screen without scrolling even at 80×24.
+	w.line("Command", commandLine(&in.Process))
+	w.line("Where", "cwd "+cmp.Or(in.Process.Cwd.Display(), "(not recorded)")+"  tty "+cmp.Or(in.Process.TTY.Display(), "none"))
 	if rule != nil {
 		if rule.Description != "" {
 			w.line("Rule says", event.DisplayString(rule.Description))
@@ -86,10 +167,37 @@ func incidentDetail(in *rules.Incident, rule *rules.Rule, users *userCache, loc 
 	if in.Host != "" {
 		w.line("Host", event.DisplayString(in.Host))
 	}
+	writeHistory(&w, in.History, loc)
 	w.text("\n")
 	writeAncestry(&w, &in.Process)
 	writeEvent(&w, &in.Process, users, loc)
 	return w.b.String()
+}
+
+// writeHistory lists who changed the incident's triage status and when,
+// oldest first, with who as the kernel reported them.
+func writeHistory(w *detailWriter, history []rules.Change, loc *time.Location) {
+	if len(history) == 0 {
+		w.line("History", "no triage yet (open since raised)")
+		return
+	}
+	for i, c := range history {
+		label := ""
+		if i == 0 {
+			label = "History"
+		}
+		w.line(label, fmt.Sprintf("%s  %s → %s by %s", stamp(c.Time, loc), statusWord(c.From), statusWord(c.To), actorText(c.By)))
+	}
+}
+
+// actorText names who made a change, escaped: the user, uid and pid the
+// kernel reported, the SSH login and address, and how they came in.
+func actorText(a rules.Actor) string {
+	s := event.DisplayString(a.String())
+	if a.Via != "" {
+		s += " via " + event.DisplayString(a.Via)
+	}
+	return s
 }
 
 // writeFlood describes a flood incident: how many binaries, where, and the
@@ -183,6 +291,9 @@ func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Lo
 		}
 		w.line(label, fmt.Sprintf("[%d] %s", i, a.Display()))
 	}
+	if len(ev.Args) == 0 {
+		w.line("Args", "(none recorded)")
+	}
 	if ev.ArgsTruncated {
 		w.line("", "(argument list truncated by the sensor)")
 	}
@@ -191,8 +302,10 @@ func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Lo
 			w.line(label, t.Display())
 		}
 	}
-	opt("Cwd", ev.Cwd)
-	opt("TTY", ev.TTY)
+	// Every incident shows where it ran and from which terminal, even
+	// when the answer is "not known" or "none".
+	w.line("Cwd", cmp.Or(ev.Cwd.Display(), "(not recorded)"))
+	w.line("TTY", cmp.Or(ev.TTY.Display(), "none (no controlling terminal)"))
 	if ev.ContainerID != "" {
 		w.line("Container", event.DisplayString(ev.ContainerID))
 		// Name and image are chosen by whoever started the container.

@@ -122,6 +122,18 @@ func commandLine(ev *event.Event) string {
 	return b.String()
 }
 
+// argsText is argv[1:] escaped and joined, "" without arguments.
+func argsText(ev *event.Event) string {
+	if len(ev.Args) < 2 {
+		return ""
+	}
+	parts := make([]string, 0, len(ev.Args)-1)
+	for _, a := range ev.Args[1:] {
+		parts = append(parts, a.Display())
+	}
+	return strings.Join(parts, " ")
+}
+
 // commandName is the raw command name a command skip matches: the base name
 // of the exe, or comm when the exe is unknown.
 func commandName(ev *event.Event) string {
@@ -261,6 +273,7 @@ func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache,
 	return &row{
 		key:   key,
 		cells: cells,
+		tail:  argsText(&in.Process),
 		sev:   in.Severity,
 		dim:   in.Status == rules.StatusMasked,
 		hay:   hay(append(cells, commandLine(&in.Process), in.Type)...),

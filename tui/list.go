@@ -6,6 +6,7 @@ import (
 
 	"charm.land/bubbles/v2/table"
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/procwatch/procwatch/rules"
 )
@@ -38,6 +39,10 @@ type row struct {
 	hay   string // lower-case text the filter searches
 	item  any
 	host  int // index of the host the row came from (0 with one host)
+	// tail, when set, is shown at the end of the flexible column when its
+	// text is too long for it (an incident's arguments): rows that differ
+	// only there still look different.
+	tail string
 }
 
 // listView is the scrolling, filterable table shared by the incident list,
@@ -318,7 +323,7 @@ func (l *listView) render(th theme) string {
 	end := min(l.top+h, len(l.shown))
 	win := make([]table.Row, 0, end-l.top)
 	for i := l.top; i < end; i++ {
-		r := l.shown[i]
+		r := l.withTail(l.shown[i])
 		if i == l.idx {
 			win = append(win, r.cells) // plain, so the reverse style covers it
 			continue
@@ -345,6 +350,31 @@ func (l *listView) render(th theme) string {
 		out = lipgloss.JoinVertical(lipgloss.Left, firstLine(out), th.dim.Render("  "+msg))
 	}
 	return fitLines(out, l.height)
+}
+
+// withTail returns r with its tail fitted into the flexible column when
+// the column's text does not fit: the head of the text, cut, then the
+// tail, cut to at most half the column.
+func (l *listView) withTail(r *row) *row {
+	if r.tail == "" {
+		return r
+	}
+	for i, c := range l.cols {
+		if !c.flex || i >= len(r.cells) || i >= len(l.widths) {
+			continue
+		}
+		w, cell := l.widths[i], r.cells[i]
+		if w <= 0 || ansi.StringWidth(cell) <= w {
+			return r
+		}
+		tail := ansi.Truncate(r.tail, max(w/2, 1), "…")
+		head := ansi.Truncate(cell, max(w-ansi.StringWidth(tail)-3, 1), "…")
+		cp := *r
+		cp.cells = append([]string(nil), r.cells...)
+		cp.cells[i] = head + " · " + tail
+		return &cp
+	}
+	return r
 }
 
 func (l *listView) styled(r *row, th theme) table.Row {

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"cmp"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strconv"
@@ -309,4 +310,68 @@ func ruleRows(list []rules.Rule) []*row {
 			sev: max(r.Severity.Success, r.Severity.Failure)}
 	}
 	return rows
+}
+
+// statusLong names a triage status in a sentence.
+func statusLong(st rules.Status) string {
+	switch st {
+	case rules.StatusAcknowledged:
+		return "acknowledged"
+	case rules.StatusMasked:
+		return "masked"
+	case rules.StatusOpen:
+		return "open"
+	}
+	return event.DisplayString(string(st))
+}
+
+// confirmAll asks to give every incident the list shows (filter and host
+// scope applied) status st, naming how many change and how many already
+// have it.
+func (m *Model) confirmAll(st rules.Status) {
+	ids := make([][]rules.ID, len(m.hosts))
+	n, already := 0, 0
+	for _, r := range m.inc.list.shown {
+		in := r.item.(*rules.Incident)
+		if in.Status == st {
+			already++
+			continue
+		}
+		ids[r.host] = append(ids[r.host], in.ID)
+		n++
+	}
+	verb := "Acknowledge"
+	if st == rules.StatusMasked {
+		verb = "Mask"
+	}
+	if n == 0 {
+		m.setMsg("nothing to %s: the %d incident(s) shown are all %s already", strings.ToLower(verb), already, statusLong(st))
+		return
+	}
+	var to []target
+	var hostsHit []hostResult
+	for h, l := range ids {
+		if len(l) > 0 {
+			t := m.target(h)
+			t.ids = l
+			to = append(to, t)
+			hostsHit = append(hostsHit, hostResult{host: h})
+		}
+	}
+	scope := "shown"
+	if f := m.inc.list.Filter(); f != "" {
+		scope = "shown by the filter \"" + event.DisplayString(f) + "\""
+	}
+	c := &confirmation{
+		prompt: fmt.Sprintf("%s all %d incident(s) %s%s?", verb, n, scope, m.onWhat(hostsHit)),
+		yes:    setStatus(m.ctx, to, st),
+	}
+	if already > 0 {
+		c.lines = append(c.lines, fmt.Sprintf("%d more shown are %s already and stay so.", already, statusLong(st)))
+	}
+	c.lines = append(c.lines, "R re-opens an incident one at a time.")
+	if n > suggest.ManyIncidents {
+		c.warnings = append(c.warnings, fmt.Sprintf("changes %d incidents (more than %d)", n, suggest.ManyIncidents))
+	}
+	m.confirm = c
 }

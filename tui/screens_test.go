@@ -48,7 +48,7 @@ func TestDetailWithAncestry(t *testing.T) {
 			h.press(tea.KeyEnter)
 			s := h.waitFor("Incident 18")
 			var content string
-			h.with(func(m *Model) { content = m.detail.vp.GetContent() })
+			h.with(func(m *Model) { content = m.detail.raw })
 			for _, want := range []string{
 				"Rule        root-escalation (root-escalation), outcome success",
 				"Why         uid 1000 became root through set-user-ID /usr/bin/sudo",

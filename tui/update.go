@@ -157,6 +157,9 @@ func (m *Model) apply(host int, b batch) {
 			m.streams[2].add(it, m.users, m.opts.Location)
 		}
 	}
+	if len(b.incidents) > 0 {
+		m.refreshDetail()
+	}
 	hdr := m.hostHeader(host)
 	if b.status != nil {
 		hdr.observe(*b.status)
@@ -190,6 +193,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		h := m.hosts[msg.host]
 		h.lastID = max(h.lastID, m.inc.upsert(msg.host, msg.list, m.users, m.opts.Location))
 		m.refreshActive()
+		m.refreshDetail()
 		if m.active == screenNoise && msg.host == m.focus {
 			return m.loadNoise() // a skip masked some: suggest anew
 		}
@@ -231,6 +235,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			m.ruleByName[msg.list[i].Name] = &msg.list[i]
 		}
 		m.rulesList.SetRows(ruleRows(msg.list))
+		m.refreshDetail()
 	case skipsMsg:
 		if msg.host != m.focus {
 			return nil
@@ -258,9 +263,13 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			cmds = append(cmds, m.loadStatus(r.host, false))
 		}
 		m.inc.refresh()
+		m.refreshDetail()
 		verb := "Acknowledged"
-		if msg.status == rules.StatusMasked {
+		switch msg.status {
+		case rules.StatusMasked:
 			verb = "Masked"
+		case rules.StatusOpen:
+			verb = "Re-opened"
 		}
 		m.setMsg("%s %d incident(s)%s%s", verb, n, m.onWhat(ok), m.failures(bad))
 		return tea.Batch(cmds...)
@@ -667,6 +676,12 @@ func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
 			}
 		}
 		return exportIncidents(m.opts.ExportDir, name, m.opts.Now(), list)
+	case key.Matches(msg, k.AckAll, k.MaskAll):
+		st := rules.StatusAcknowledged
+		if key.Matches(msg, k.MaskAll) {
+			st = rules.StatusMasked
+		}
+		m.confirmAll(st)
 	case m.multi && key.Matches(msg, k.HostFilter):
 		return m.cycleHostFilter()
 	case m.multi && key.Matches(msg, k.FanOut):
@@ -720,17 +735,37 @@ func (m *Model) openDetail() {
 	switch {
 	case m.active == screenIncidents:
 		if in, host := m.inc.selected(); in != nil {
-			title := "Incident " + in.ID.String()
-			if m.multi {
-				title += " · host " + event.DisplayString(m.hosts[host].name)
-			}
-			m.detail.Show(title, incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location))
+			title, body := m.incidentDetailOf(in, host)
+			m.detail.showIncident(incKey{host, in.ID}, title, body)
 		}
 	case m.active.isStream():
 		if it := m.activeStream().selected(); it != nil {
 			m.detail.Show(screenNames[m.active]+" event", eventDetail(it, m.users, m.opts.Location))
 		}
 	}
+}
+
+// incidentDetailOf is the detail pane's title and text for in.
+func (m *Model) incidentDetailOf(in *rules.Incident, host int) (string, string) {
+	title := "Incident " + in.ID.String()
+	if m.multi {
+		title += " · host " + event.DisplayString(m.hosts[host].name)
+	}
+	return title, incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location)
+}
+
+// refreshDetail redraws an open incident's detail pane from what the UI
+// holds now, so a new status, a repeat, its fate or a rules reload shows
+// at once, without moving the scroll position.
+func (m *Model) refreshDetail() {
+	if !m.detail.open || !m.detail.isInc {
+		return
+	}
+	r := m.inc.byID[m.detail.inc]
+	if r == nil {
+		return
+	}
+	m.detail.update(m.incidentDetailOf(r.item.(*rules.Incident), m.detail.inc.host))
 }
 
 // selectedEvent returns the event under the cursor, the rule it raised an
@@ -759,14 +794,21 @@ func (m *Model) actOnSelection(msg tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	switch {
-	case key.Matches(msg, k.Ack), key.Matches(msg, k.Mask):
+	case key.Matches(msg, k.Ack, k.Mask, k.Reopen):
 		if in == nil {
-			m.setMsg("acknowledge and mask work on incidents (screen 1)")
+			m.setMsg("acknowledge, mask and reopen work on incidents (screen 1)")
 			return nil
 		}
 		st := rules.StatusAcknowledged
-		if key.Matches(msg, k.Mask) {
+		switch {
+		case key.Matches(msg, k.Mask):
 			st = rules.StatusMasked
+		case key.Matches(msg, k.Reopen):
+			st = rules.StatusOpen
+		}
+		if in.Status == st {
+			m.setMsg("incident %s is already %s", in.ID, statusLong(st))
+			return nil
 		}
 		return setStatus(m.ctx, m.statusTargets(in, host), st)
 	case key.Matches(msg, k.SkipCmd, k.SkipCmdAll, k.SkipPath, k.SkipPathAll):

@@ -35,6 +35,7 @@ type Fake struct {
 	now        func() time.Time
 	subBuffer  int
 	sensorErr  string // why the sensor failed; "" when it runs
+	actor      rules.Actor
 }
 
 // New returns an empty fake for host. now supplies the time used for added
@@ -48,6 +49,7 @@ func New(host string, now func() time.Time) *Fake {
 		subs:      map[int]chan service.Update{},
 		now:       now,
 		subBuffer: 1024,
+		actor:     rules.Actor{UID: 1000, PID: 4242, User: "alice", Via: "socket"},
 		status: service.Status{
 			Host:       host,
 			Monitoring: true,
@@ -238,14 +240,35 @@ func (f *Fake) SetStatus(_ context.Context, ids []rules.ID, st rules.Status) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("SetStatus %s %d", st, len(ids))
+	var changed []rules.Incident
 	for _, id := range ids {
 		i := slices.IndexFunc(f.incidents, func(x rules.Incident) bool { return x.ID == id })
 		if i < 0 {
 			return fmt.Errorf("incident %s: not found", id)
 		}
-		f.incidents[i].Status = st
+		in := &f.incidents[i]
+		if in.Status != st {
+			in.History = append(slices.Clone(in.History), rules.Change{Time: f.now(), From: in.Status, To: st, By: f.actor})
+		}
+		in.Status = st
+		changed = append(changed, *in)
+	}
+	// Subscribers see the changed incidents, as the pipeline sends them.
+	for _, ch := range f.subs {
+		select {
+		case ch <- service.Update{Incidents: changed}:
+		default:
+		}
 	}
 	return nil
+}
+
+// SetActor sets who SetStatus records as making a change; the default is
+// alice (uid 1000) over the socket.
+func (f *Fake) SetActor(a rules.Actor) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.actor = a
 }
 
 // Skips implements service.Service.
