@@ -406,10 +406,19 @@ func writeSkips(w io.Writer, skips []rules.Skip, asJSON bool) error {
 		if !s.AddedAt.IsZero() {
 			added = s.AddedAt.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(id), s.Source, cell(s.Kind), cell(s.Value),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(id), s.Source, cell(s.Kind), cell(s.Value)+ownedBy(s.Owners),
 			pinCell(s.Pin), cell(rule), added, cell(s.AddedBy), cell(s.Note))
 	}
 	return tw.Flush()
+}
+
+// ownedBy notes a skip's owners narrowing: it covers only binaries these
+// users own.
+func ownedBy(owners []string) string {
+	if len(owners) == 0 {
+		return ""
+	}
+	return " (owned by " + cell(strings.Join(owners, ", ")) + ")"
 }
 
 // pinCell shows a pin as sha256: and its first 16 hex digits, enough to

@@ -257,3 +257,15 @@ func TestPinnedSkipWithRealSensor(t *testing.T) {
 		t.Errorf("incident exe_sha256 %s, want %s", inc.Process.ExeSHA256, want)
 	}
 }
+
+func TestSkipListShowsOwners(t *testing.T) {
+	e := newTestEnv(t)
+	rulesYAML := agentTestRules + "    skip: {owners: [root], paths: [/tmp/go-build*/b*/*.test]}\n"
+	if err := os.WriteFile(e.rules, []byte(rulesYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, e, "skip", "list")
+	if !strings.Contains(out, "/tmp/go-build*/b*/*.test (owned by root)") {
+		t.Fatalf("skip list hides the owners narrowing:\n%s", out)
+	}
+}
