@@ -264,7 +264,9 @@ func TestHostsEndToEnd(t *testing.T) {
 	one := runProbe("probe-one")
 	waitIncidents(one, "host-a", "host-b")
 	h.typeKeys("1")
-	h.typeKeys("/probe-one")
+	// Filter by this run's own directory: every sensor on the machine sees
+	// every process, including probes of tests running in parallel.
+	h.typeKeys("/" + filepath.Base(dir) + "/probe-one")
 	h.press(tea.KeyEnter)
 	s := h.waitFor("2 shown")
 	for _, name := range names {
