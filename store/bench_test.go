@@ -249,3 +249,38 @@ func BenchmarkCountCovered(b *testing.B) {
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/preview")
 }
+
+// BenchmarkInsertAtLimit100k puts 100,000 more incidents, raised within
+// ten seconds, into the million-incident database, which is at the default
+// count limit: every commit also evicts as many incidents, lowest class
+// first, through the class index. It runs last, as it changes the shared
+// database (the count stays a million).
+func BenchmarkInsertAtLimit100k(b *testing.B) {
+	s := sharedBenchDB(b)
+	const n = 100_000
+	before := s.Stats().Evicted
+	var took time.Duration
+	for b.Loop() {
+		start := time.Now()
+		began := time.Now()
+		for i := range n {
+			inc := benchPool[i%len(benchPool)]
+			t := start.Add(time.Duration(i) * (10 * time.Second / n))
+			inc.ID = rules.NewID(t)
+			inc.Time, inc.FirstSeen, inc.LastSeen, inc.Process.Time = t, t, t, t
+			s.Put(inc)
+		}
+		if err := s.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(began)
+	}
+	evicted := s.Stats().Evicted - before
+	if evicted != uint64(n*b.N) {
+		b.Fatalf("evicted %d, want %d", evicted, n*b.N)
+	}
+	if c, _ := s.Count(); c != benchN {
+		b.Fatalf("count %d after inserting at the limit, want %d", c, benchN)
+	}
+	b.ReportMetric(float64(n*b.N)/took.Seconds(), "incidents/s")
+}
