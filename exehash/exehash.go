@@ -67,18 +67,25 @@ type Stats struct {
 	Entries                               int
 }
 
-// Cache maps file versions to SHA-256 sums. Lookup is safe from any
+// Cache maps files and their versions to SHA-256 sums. Lookup is safe from any
 // goroutine; Run hashes the requested files in the background.
 type Cache struct {
 	opts Options
 	mu   sync.RWMutex
-	sums map[Key]string
+	// files holds, per file (device, inode), the version last hashed and
+	// its sum: a lookup for a file never hashed costs no stat at all.
+	files map[[2]uint64]entry
 	// inflight holds the files (device, inode) queued and not yet served,
 	// so a storm of execs of one new binary queues it once.
 	inflight map[[2]uint64]struct{}
 	reqs     chan request
 
 	hits, misses, hashed, failed, dropped atomic.Uint64
+}
+
+type entry struct {
+	key Key
+	sum string
 }
 
 type request struct {
@@ -101,13 +108,13 @@ func New(opts Options) *Cache {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
-	return &Cache{opts: opts, sums: map[Key]string{}, inflight: map[[2]uint64]struct{}{}, reqs: make(chan request, opts.Queue)}
+	return &Cache{opts: opts, files: map[[2]uint64]entry{}, inflight: map[[2]uint64]struct{}{}, reqs: make(chan request, opts.Queue)}
 }
 
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
 	c.mu.RLock()
-	n := len(c.sums)
+	n := len(c.files)
 	c.mu.RUnlock()
 	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Hashed: c.hashed.Load(),
 		Failed: c.failed.Load(), Dropped: c.dropped.Load(), Entries: n}
@@ -116,26 +123,28 @@ func (c *Cache) Stats() Stats {
 // Lookup returns the hex SHA-256 of the binary ev ran, when the cache holds
 // it for the file's current version; otherwise "" and the file is queued
 // for hashing (without waiting). It costs one or two stat calls and never
-// reads the file. Events without a file identity (ExeDev/ExeIno unset)
-// get "".
+// reads the file; for a file never hashed, not even the stat. Events
+// without a file identity (ExeDev/ExeIno unset) get "".
 func (c *Cache) Lookup(ev *event.Event) string {
 	if c == nil || ev.ExeIno == 0 {
 		return ""
 	}
-	paths := c.candidates(ev.PID, string(ev.Exe))
-	for _, p := range paths {
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) != nil || uint64(st.Dev) != ev.ExeDev || st.Ino != ev.ExeIno {
-			continue
+	id := [2]uint64{ev.ExeDev, ev.ExeIno}
+	c.mu.RLock()
+	e, known := c.files[id]
+	c.mu.RUnlock()
+	if known {
+		for _, p := range c.candidates(ev.PID, string(ev.Exe)) {
+			var st syscall.Stat_t
+			if syscall.Stat(p, &st) != nil || uint64(st.Dev) != ev.ExeDev || st.Ino != ev.ExeIno {
+				continue
+			}
+			if keyOf(&st) == e.key {
+				c.hits.Add(1)
+				return e.sum
+			}
+			break // the file changed since it was hashed
 		}
-		c.mu.RLock()
-		sum, ok := c.sums[keyOf(&st)]
-		c.mu.RUnlock()
-		if ok {
-			c.hits.Add(1)
-			return sum
-		}
-		break
 	}
 	c.misses.Add(1)
 	c.request(request{pid: ev.PID, path: string(ev.Exe), dev: ev.ExeDev, ino: ev.ExeIno})
@@ -228,10 +237,11 @@ func (c *Cache) serve(r request) {
 func (c *Cache) put(k Key, sum string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.sums[k]; !ok && len(c.sums) >= c.opts.Entries {
-		clear(c.sums)
+	id := [2]uint64{k.Dev, k.Ino}
+	if _, ok := c.files[id]; !ok && len(c.files) >= c.opts.Entries {
+		clear(c.files)
 	}
-	c.sums[k] = sum
+	c.files[id] = entry{k, sum}
 }
 
 var errOtherFile = errors.New("not the file the event names")

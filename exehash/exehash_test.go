@@ -211,3 +211,16 @@ func BenchmarkLookupHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLookupUnknown is the cost for a binary never hashed: a map
+// lookup and a request already in flight, no stat.
+func BenchmarkLookupUnknown(b *testing.B) {
+	ev := &event.Event{PID: uint32(os.Getpid()), Exe: "/nonexistent", ExeDev: 1, ExeIno: 2}
+	c := New(Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Lookup(ev) != "" {
+			b.Fatal("hit")
+		}
+	}
+}
