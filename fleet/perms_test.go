@@ -78,7 +78,7 @@ func TestPermissions(t *testing.T) {
 	if err := alice.Host("web1", false).SetMonitoring(ctx, false); err != nil {
 		t.Fatalf("alice cannot switch web1 off: %v", err)
 	}
-	if _, err := alice.AddFleetSkip(ctx, "", rules.Skip{Kind: rules.SkipCommand, Value: "payload"}); err != nil {
+	if _, err := alice.AddFleetSkip(ctx, "", rules.Skip{Kind: rules.SkipUser, Value: "1000"}); err != nil {
 		t.Fatalf("alice cannot add a fleet skip: %v", err)
 	}
 	waitFor(t, 10*time.Second, "the skip applied on web1", func() bool { return web1.agent.skips.state().Applied == 1 })
