@@ -145,6 +145,37 @@ func TestEvaluateNoAlloc(t *testing.T) {
 	}
 }
 
+// TestEvaluateNoAllocDefaultRules: the same promise with the default
+// rules and events carrying the sensor's file identity, a script, and the
+// loader given a relative argument (joined to cwd in a reused buffer).
+func TestEvaluateNoAllocDefaultRules(t *testing.T) {
+	testUsers(t)
+	e := NewEngine(defaultSet(t), EngineOptions{Host: "h", Mounts: testHost})
+	ls := execEvent("/usr/bin/ls", 1000)
+	onRoot(ls)
+	script := execEvent("/usr/bin/dash", 1000)
+	onRoot(script)
+	script.Script = "/opt/app/run.sh"
+	loader := execEvent("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", 1000)
+	onRoot(loader)
+	loader.Args, loader.Cwd = []event.Text{"ld.so", "--list", "prog"}, "/home/alice"
+	bound := execEvent("/usr/bin/true", 1000)
+	onRoot(bound)
+	bound.ExeOrigin, bound.MntNS = "/opt/true", privateNS
+	goTest := execEvent("/tmp/go-build1/b001/x.test", 0)
+	onRoot(goTest)
+	exit := exitEvent("/usr/bin/make", 2, "")
+	onRoot(exit)
+	for _, ev := range []*event.Event{ls, script, loader, bound, goTest, exit} {
+		if v := e.Judge(ev); len(v.Incidents) != 0 {
+			t.Fatalf("%s %s raised %s; the test needs events that raise nothing", ev.Type, ev.Exe, verdict(v))
+		}
+		if n := testing.AllocsPerRun(100, func() { e.Evaluate(ev) }); n != 0 {
+			t.Errorf("%s %s: %.1f allocations per event, want 0", ev.Type, ev.Exe, n)
+		}
+	}
+}
+
 // BenchmarkCoverer is the per-incident cost of masking when a skip is
 // added: the store calls it once for every stored incident.
 func BenchmarkCoverer(b *testing.B) {

@@ -34,10 +34,13 @@ type facts struct {
 	uid       uint32 // the acting user
 	outcome   event.Outcome
 
-	// What skips judge. skipPath is the script, or the binary when there
-	// is none, and empty unless the path can be trusted to name the file
-	// (see placement); skipName is its base name, empty when the file sits
-	// where anyone can create a file of any name.
+	// What skips judge, worked out on the first skip check (most events
+	// meet no rule and need none): skipPath is the script, or the binary
+	// when there is none, and empty unless the path can be trusted to name
+	// the file (see placed); skipName is its base name, empty when the
+	// file sits where anyone can create a file of any name.
+	host     *HostMounts
+	skipDone bool
 	skipPath string
 	skipName string
 
@@ -70,8 +73,16 @@ func (f *facts) init(ev *event.Event, host *HostMounts) {
 	f.uid = actingUID(ev)
 	f.outcome = eventOutcome(ev)
 	f.nameDone, f.name = false, ""
-	f.skipPath, f.skipName = "", ""
-	if !placed(ev, f, host) {
+	f.host, f.skipDone, f.skipPath, f.skipName = host, false, "", ""
+}
+
+// skipFacts works out skipPath and skipName once per event.
+func (f *facts) skipFacts() {
+	if f.skipDone {
+		return
+	}
+	f.skipDone = true
+	if !placed(f.ev, f, f.host) {
 		return
 	}
 	f.skipPath = f.path

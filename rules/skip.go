@@ -38,9 +38,10 @@ func newSkipIndex(l SkipList) skipIndex {
 // meets a command skip, and one whose path a private mount namespace or a
 // chroot made up never meets a path or command skip.
 func (s *skipIndex) match(f *facts) bool {
-	if s == nil {
+	if s == nil || s.commands == nil && s.paths == nil && s.users == nil && s.pins == nil {
 		return false
 	}
+	f.skipFacts()
 	if !s.commands.match(f.skipName, "") && !s.paths.match(f.skipPath) && !s.users.match(f) &&
 		!(len(s.pins) > 0 && s.matchPin(f)) {
 		return false
