@@ -288,8 +288,16 @@ func (r *compiledRule) located(f *facts) (string, bool) {
 		if f.truncated {
 			return truncatedMark, true
 		}
-		for _, p := range [...]string{f.path, f.script, f.origin} {
-			if root, ok := r.paths.matchRoot(p); ok {
+		if root, ok := r.paths.matchRoot(f.path); ok {
+			return root, true
+		}
+		if f.script != "" {
+			if root, ok := r.paths.matchRoot(f.script); ok {
+				return root, true
+			}
+		}
+		if f.origin != "" {
+			if root, ok := r.paths.matchRoot(f.origin); ok {
 				return root, true
 			}
 		}
