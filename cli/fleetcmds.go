@@ -404,7 +404,7 @@ func writeHosts(w io.Writer, hs []fleet.HostInfo, asJSON bool) error {
 		return errNoFleetHosts
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tMON\tEXEC\tDROPS\tOPEN\tQUEUED\tVERSION")
+	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tMON\tEXEC/S\tDROPS\tOPEN\tQUEUED\tVERSION")
 	for _, h := range hs {
 		state, last, mon, exec, drops, open, queued, ver := "up", "-", "?", "-", "-", "-", "-", "-"
 		if h.Stale {
@@ -415,7 +415,7 @@ func writeHosts(w io.Writer, hs []fleet.HostInfo, asJSON bool) error {
 		}
 		if st := h.Status; st != nil {
 			mon = map[bool]string{true: "on", false: "off"}[st.Monitoring]
-			exec, drops = fmt.Sprint(st.Sensor.Exec), fmt.Sprint(st.Sensor.Drops)
+			exec, drops = fmt.Sprintf("%.0f", st.Rates.Exec), fmt.Sprint(st.Sensor.Drops)
 			open, queued, ver = formatOpen(st.OpenBySev), fmt.Sprint(st.Publish.Pending), st.Version
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, state, last, mon, exec, drops, open, queued, cell(ver))

@@ -144,13 +144,24 @@ type StatusMsg struct {
 	Publish   PublishStats `json:"publish"`
 	// Skips counts the fleet skips applied here, and says why one could not be.
 	Skips SkipsState `json:"skips"`
+	// Rates are events per second since the previous status.
+	Rates Rates `json:"rates"`
+}
+
+// Rates are the sensor's events per second, by kind, and drops per second.
+type Rates struct {
+	Exec       float64 `json:"exec"`
+	Escalation float64 `json:"escalation"`
+	Exit       float64 `json:"exit"`
+	Drops      float64 `json:"drops"`
 }
 
 func (a *Agent) statusLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.StatusEvery)
 	defer t.Stop()
+	var prev *service.Status
 	for {
-		a.publishStatus(ctx)
+		prev = a.publishStatus(ctx, prev)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -159,19 +170,33 @@ func (a *Agent) statusLoop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) publishStatus(ctx context.Context) {
+// publishStatus sends the status and returns it, for the next rates.
+func (a *Agent) publishStatus(ctx context.Context, prev *service.Status) *service.Status {
 	st, err := a.cfg.Service.Status(ctx)
 	if err != nil {
 		a.log.Warn("fleet status: read local status", "err", err)
-		return
+		return prev
 	}
 	msg := StatusMsg{Status: st, FleetHost: a.cfg.Host, Version: a.cfg.Version, Publish: a.pub.stats(), Skips: a.skips.state()}
+	if prev != nil {
+		if d := st.Time.Sub(prev.Time).Seconds(); d > 0 {
+			rate := func(now, was uint64) float64 {
+				if now < was {
+					return 0 // the sensor restarted its counters
+				}
+				return float64(now-was) / d
+			}
+			msg.Rates = Rates{Exec: rate(st.Sensor.Exec, prev.Sensor.Exec), Escalation: rate(st.Sensor.Escalation, prev.Sensor.Escalation),
+				Exit: rate(st.Sensor.Exit, prev.Sensor.Exit), Drops: rate(st.Sensor.Drops, prev.Sensor.Drops)}
+		}
+	}
 	b, err := json.Marshal(&msg)
 	if err != nil {
 		a.log.Warn("fleet status: encode", "err", err)
-		return
+		return &st
 	}
 	if err := a.nc.Publish(StatusSubject(a.cfg.Host), b); err != nil && !errors.Is(err, nats.ErrConnectionReconnecting) {
 		a.log.Debug("fleet status not sent", "err", err)
 	}
+	return &st
 }

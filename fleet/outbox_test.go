@@ -1,0 +1,61 @@
+package fleet
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/rules"
+)
+
+// TestOutboxResumes: the outbox keeps each incident's latest version
+// until it is acknowledged, an acknowledgement of an older version leaves
+// the newer one queued, and after a reopen (an agent restart) the queue
+// and the revision counter carry on where they were.
+func TestOutboxResumes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox")
+	box, err := openOutbox(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	inc := func(id rules.ID, count uint64) rules.Incident {
+		return rules.Incident{ID: id, Time: now, Host: "h", Rule: "r", Status: rules.StatusOpen, Count: count}
+	}
+	if err := box.add([]rules.Incident{inc(1, 1), inc(2, 1), inc(3, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := box.next(10)
+	if len(first) != 3 || first[0].Rev != 1 || first[2].Rev != 3 {
+		t.Fatalf("queued %+v", first)
+	}
+	// Incident 2 is updated while version 1 is in flight; then 1 and 2's
+	// first version are acknowledged.
+	if err := box.add([]rules.Incident{inc(2, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := box.acked(first[:2]); err != nil {
+		t.Fatal(err)
+	}
+	box.close()
+
+	box, err = openOutbox(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.close()
+	left, _ := box.next(10)
+	if len(left) != 2 || left[0].ID != 2 || left[0].Rev != 4 || left[1].ID != 3 || left[1].Rev != 3 {
+		t.Fatalf("after restart the outbox holds %+v, want incident 2 rev 4 and incident 3 rev 3", left)
+	}
+	pending, rev, acked := box.counts()
+	if pending != 2 || rev != 4 || acked != 2 {
+		t.Fatalf("counts: pending %d rev %d acked %d, want 2 4 2", pending, rev, acked)
+	}
+	if err := box.add([]rules.Incident{inc(4, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := box.next(10); all[len(all)-1].Rev != 5 {
+		t.Fatalf("revision after restart %d, want 5 (the counter persists)", all[len(all)-1].Rev)
+	}
+}
