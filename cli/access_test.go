@@ -244,6 +244,14 @@ func TestAgentRefusesUntrustedPaths(t *testing.T) {
 			os.Symlink(filepath.Join(e.dir, "victim"), e.db)
 			return nil
 		}, "not a regular file"},
+		{"rules file writable by others", func(t *testing.T, e *testEnv) []string {
+			os.Chmod(e.rules, 0o666)
+			return nil
+		}, "writable by group or others"},
+		{"rules file owned by uid 65534", func(t *testing.T, e *testEnv) []string {
+			os.Chown(e.rules, nobody, nobody)
+			return nil
+		}, "owned by uid 65534"},
 		{"--output is a symbolic link", func(t *testing.T, e *testEnv) []string {
 			out := filepath.Join(e.dir, "out.ndjson")
 			os.Symlink(filepath.Join(e.dir, "victim"), out)

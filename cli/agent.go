@@ -201,6 +201,13 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 		return err
 	}
 	defer fl.close()
+	if opts.RulesPath != "" {
+		// The rules decide what is detected: a file someone else can
+		// rewrite would let them switch detection off.
+		if err := safepath.CheckFile(opts.RulesPath); err != nil {
+			return fmt.Errorf("--rules: %w", err)
+		}
+	}
 	sock := socketPath(opts)
 	ln, err := agent.Listen(sock, access)
 	if err != nil {

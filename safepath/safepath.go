@@ -186,3 +186,43 @@ func CreateOutput(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// CheckFile checks a file the agent trusts for its configuration (the
+// rules, which decide what is detected): the directories leading to it as
+// CheckDir does, and the file itself, which must be owned by root or this
+// uid and writable by no one else. A symbolic link at the last component
+// is followed only when root (or this uid) owns it, and its target is
+// checked the same way.
+func CheckFile(path string) error {
+	for range maxLinks {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", path, err)
+		}
+		if err := CheckParent(abs, NoGroup); err != nil {
+			return err
+		}
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", abs, err)
+		}
+		if !trustedOwner(fi) {
+			return &UntrustedError{abs, fmt.Sprintf("is owned by uid %d, not root", owner(fi))}
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if fi.Mode().Perm()&0o022 != 0 {
+				return &UntrustedError{abs, fmt.Sprintf("is writable by group or others (mode %04o)", fi.Mode().Perm())}
+			}
+			return nil
+		}
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return fmt.Errorf("check %s: %w", abs, err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(abs), target)
+		}
+		path = target
+	}
+	return &UntrustedError{path, "leads through too many symbolic links"}
+}

@@ -141,3 +141,42 @@ func TestCreateOutput(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to uid 65534")
+	}
+	dir := t.TempDir()
+	write := func(name string, uid int, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte("version: 1\n"), mode)
+		os.Chmod(p, mode)
+		os.Chown(p, uid, uid)
+		return p
+	}
+	good := write("rules.yaml", 0, 0o644)
+	theirs := write("theirs.yaml", nobody, 0o644)
+	open := write("open.yaml", 0, 0o666)
+	link := filepath.Join(dir, "link.yaml")
+	os.Symlink(good, link)
+	badLink := filepath.Join(dir, "badlink.yaml")
+	os.Symlink(good, badLink)
+	os.Lchown(badLink, nobody, nobody)
+	toTheirs := filepath.Join(dir, "to-theirs.yaml")
+	os.Symlink("theirs.yaml", toTheirs)
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{good, ""},
+		{link, ""},
+		{theirs, "owned by uid 65534"},
+		{open, "writable by group or others"},
+		{badLink, "owned by uid 65534"},
+		{toTheirs, "owned by uid 65534"},
+	} {
+		err := CheckFile(tt.path)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("CheckFile(%s) = %v, want %q", filepath.Base(tt.path), err, tt.want)
+		}
+	}
+}
