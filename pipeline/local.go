@@ -762,6 +762,7 @@ func (l *Local) status() (service.Status, error) {
 	hs := l.hashes.Stats()
 	st.ExeHashes = &service.ExeHashStats{Hits: hs.Hits, Misses: hs.Misses, Hashed: hs.Hashed,
 		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries}
+	st.FatesLost = l.engine.FatesLost()
 	if sw, err := l.cfg.Store.MonitoringSwitch(); err == nil {
 		st.MonitoringSwitch = sw
 	}

@@ -129,6 +129,10 @@ type Status struct {
 	// pinned skips), so a request dropped or a file that could not be read
 	// shows; nil from an agent too old to report it.
 	ExeHashes *ExeHashStats `json:"exe_hashes,omitempty"`
+	// FatesLost counts root-escalation incidents whose process's end will
+	// not be attached (rules.Engine.FatesLost): more escalated processes
+	// ran at once than the engine follows.
+	FatesLost uint64 `json:"fates_lost,omitempty"`
 }
 
 // ExeHashStats is what the agent's cache of binaries' SHA-256 did since it
