@@ -128,7 +128,7 @@ func (t *procTable) exeIdentity(dir, exe string) *exeIdentity {
 	if err := unix.Stat(dir+"/exe", &st); err != nil {
 		return nil
 	}
-	id := &exeIdentity{dev: st.Dev, ino: st.Ino, owner: ownerPtr(st.Uid)}
+	id := &exeIdentity{dev: st.Dev, ino: st.Ino, owner: t.owner(st.Uid)}
 	if ns, err := os.Readlink(dir + "/ns/mnt"); err == nil {
 		// "mnt:[4026531841]"
 		ns = strings.TrimSuffix(strings.TrimPrefix(ns, "mnt:["), "]")
@@ -159,21 +159,18 @@ func fsMagicName(magic int64) string {
 	return ""
 }
 
-// owners interns exe owner pointers: a host has few distinct owners, and
-// events share them instead of allocating one each.
-var owners = map[uint32]*uint32{}
-
-// ownerPtr returns a shared pointer to uid. Reader goroutine only (the
-// sensor's one reader, and seeding, which runs on it).
-func ownerPtr(uid uint32) *uint32 {
-	if p, ok := owners[uid]; ok {
+// owner returns a shared pointer to uid: a host has few distinct owners,
+// and events share them instead of allocating one each. Reader goroutine
+// only, like the rest of the table.
+func (t *procTable) owner(uid uint32) *uint32 {
+	if p, ok := t.owners[uid]; ok {
 		return p
 	}
-	if len(owners) > 1024 {
-		clear(owners)
+	if t.owners == nil || len(t.owners) > 1024 {
+		t.owners = make(map[uint32]*uint32)
 	}
 	p := event.Uint32(uid)
-	owners[uid] = p
+	t.owners[uid] = p
 	return p
 }
 

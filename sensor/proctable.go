@@ -77,6 +77,7 @@ type procTable struct {
 	members map[uint32]struct{}
 
 	mounts mountCache
+	owners map[uint32]*uint32 // interned exe owners, see owner
 }
 
 // procKey names a process: pid and start time.

@@ -217,7 +217,7 @@ func (s *Sensor) exeIdentityOf(h *rawHeader, sec *sections, exe event.Text, mntN
 	id := &exeIdentity{
 		dev:   kernelDev(h.ExeDev),
 		ino:   h.ExeIno,
-		owner: ownerPtr(h.ExeOwner),
+		owner: s.table.owner(h.ExeOwner),
 		fs:    string(cstr(sec.fs)),
 		mntNS: mntNS,
 	}
