@@ -185,4 +185,10 @@ func TestDisconnectCatchUp(t *testing.T) {
 	waitFor(t, 30*time.Second, "every incident in the view", func() bool { return len(v.Incidents("cut-off")) >= n*4/5 && len(v.Incidents("steady")) >= n*4/5 })
 	time.Sleep(500 * time.Millisecond)
 	v.checkExactlyOnce(t, []*replayAgent{ra, other})
+
+	// Its watch of the skips bucket came back too.
+	if _, err := v.AddFleetSkip(context.Background(), "", rules.Skip{Kind: rules.SkipUser, Value: "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the reconnected agent applying a fleet skip", func() bool { return ra.agent.skips.state().Applied == 1 })
 }
