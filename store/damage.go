@@ -71,20 +71,22 @@ func (s *Store) unreadable(key []byte, err error) {
 // finishRead turns a read's tally into its result: nil, or a
 // *DamagedError. complete says the read covered every stored incident, so
 // the stored total tells how many it missed.
+// A complete read that found no damage but fewer incidents than stored
+// also met damage: bbolt followed a garbled page without noticing.
 func (s *Store) finishRead(d damage, complete bool, delivered int) error {
-	if !d.any() {
-		return nil
-	}
-	e := &DamagedError{Path: s.path, Records: d.records, Pages: d.pages}
+	missing := 0
 	if complete {
 		if total, err := s.Count(); err == nil && total > delivered {
-			e.Missing = total - delivered
-			if e.Missing > d.records {
-				s.unreadableN.Add(uint64(e.Missing - d.records))
-			}
+			missing = total - delivered
 		}
 	}
-	return e
+	if !d.any() && missing == 0 {
+		return nil
+	}
+	if missing > d.records {
+		s.unreadableN.Add(uint64(missing - d.records))
+	}
+	return &DamagedError{Path: s.path, Records: d.records, Pages: d.pages, Missing: missing}
 }
 
 // salvageChunk reads incidents with lo <= id <= hi straight from the
@@ -104,6 +106,7 @@ func (s *Store) salvageChunk(q service.Query, lo, hi uint64, emitted int, batch 
 			return fmt.Errorf("%w: the incidents are inline in a damaged page", errCorruptPage)
 		}
 		scanned := 0
+		skew := readUint64(tx.Bucket(bucketCounts), keyMaxSkew)
 		r.walkDesc(root, rules.ID(hi).Bytes(), 0, func(flags uint32, k, v []byte) bool {
 			id := idFromKey(k)
 			if flags&bucketElement != 0 || id == 0 {
@@ -119,7 +122,7 @@ func (s *Store) salvageChunk(q service.Query, lo, hi uint64, emitted int, batch 
 			}
 			scanned++
 			var inc rules.Incident
-			if err := decodeIncident(k, v, &inc); err != nil {
+			if err := s.decodeChecked(k, v, &inc, skew); err != nil {
 				d.records++
 				s.unreadable(k, err)
 				return true
@@ -153,10 +156,11 @@ func (s *Store) Check() error {
 		}
 		defer r.close()
 		records, bad := 0, 0
+		skew := readUint64(tx.Bucket(bucketCounts), keyMaxSkew)
 		check := func(flags uint32, k, v []byte) bool {
 			records++
 			var inc rules.Incident
-			if flags&bucketElement != 0 || decodeIncident(k, v, &inc) != nil {
+			if flags&bucketElement != 0 || s.decodeChecked(k, v, &inc, skew) != nil {
 				bad++
 			}
 			return true

@@ -131,6 +131,22 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 	}
 }
 
+// decodeChecked decodes a record and checks that its key is plausible for
+// it: an id is at or after the raise time, by at most the largest skew
+// ever stored. A damaged page can hand bbolt a garbled key over a sound
+// value; this keeps such an incident from appearing under an id it never
+// had.
+func (s *Store) decodeChecked(key, val []byte, inc *rules.Incident, skew uint64) error {
+	if err := decodeIncident(key, val, inc); err != nil {
+		return err
+	}
+	id, t := uint64(inc.ID), timeBound(inc.Time)
+	if id < t || id-t > skew {
+		return fmt.Errorf("id %s does not fit its raise time %s: a damaged key", inc.ID, inc.Time.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // scanChunk reads incidents with lo <= id <= hi through bbolt, newest
 // first, into batch: at most readChunk matches or scanChunk records looked
 // at. Records that do not decode are skipped and counted in d. It returns
@@ -138,7 +154,14 @@ func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
 func (s *Store) scanChunk(q service.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
 	done = true
 	err = s.view(func(tx *bolt.Tx) error {
+		skew := readUint64(tx.Bucket(bucketCounts), keyMaxSkew)
 		sc := newScanner(tx, q.MinSeverity, hi)
+		defer func() {
+			if sc.orphans > 0 {
+				d.records += sc.orphans
+				s.unreadable(nil, fmt.Errorf("%d index entries name incidents that cannot be found", sc.orphans))
+			}
+		}()
 		scanned := 0
 		for {
 			key, val := sc.next()
@@ -155,7 +178,7 @@ func (s *Store) scanChunk(q service.Query, lo, hi uint64, emitted int, batch *[]
 			}
 			scanned++
 			var inc rules.Incident
-			if err := decodeIncident(key, val, &inc); err != nil {
+			if err := s.decodeChecked(key, val, &inc, skew); err != nil {
 				d.records++
 				s.unreadable(key, err)
 				continue
@@ -276,6 +299,8 @@ type scanner struct {
 	hi   []byte
 	// index mode: one cursor and current id per run
 	runs []sevRun
+	// orphans counts index entries whose incident could not be found.
+	orphans int
 }
 
 type sevRun struct {
@@ -358,6 +383,8 @@ func (sc *scanner) next() (key, val []byte) {
 		if val = sc.incs.Get(key); val != nil {
 			return key, val
 		}
-		// An index entry without its incident (damage): skip it.
+		// An index entry without its incident: damage (or a damaged
+		// record replaced earlier). Counted, so the loss shows.
+		sc.orphans++
 	}
 }

@@ -165,26 +165,33 @@ func (s *Store) migrateV1(tx *bolt.Tx) error {
 			return err
 		}
 		w.account(&recs[i].inc, +1)
+		w.noteSkew(&recs[i].inc)
 	}
 	return w.finish()
 }
 
 // migrateV2 replaces schema 2's severity index by the eviction-class index:
-// every record is read once for its status and severity. Records that do
+// every record is read once for its status, severity and id skew. Records that do
 // not decode are indexed as open info, the first to go when the count
 // limit is reached; they stay readable by their id.
 func (s *Store) migrateV2(tx *bolt.Tx) error {
-	idx := tx.Bucket(bucketByClass)
-	idx.FillPercent = appendFill
-	err := tx.Bucket(bucketIncidents).ForEach(func(k, v []byte) error {
+	w := s.newWriteTx(tx)
+	err := w.incs.ForEach(func(k, v []byte) error {
 		var inc rules.Incident
 		if err := decodeIncident(k, v, &inc); err != nil {
 			s.log.Warn("store: migrating an unreadable incident", "id", fmt.Sprintf("%x", k), "err", err)
 			inc.Status, inc.Severity = rules.StatusOpen, rules.SeverityInfo
+		} else {
+			// Databases migrated from schema 1 by older code lack the
+			// id skew; reads now check ids against it.
+			w.noteSkew(&inc)
 		}
-		return idx.Put(classKey(&inc, k), nil)
+		return w.byClass.Put(classKey(&inc, k), nil)
 	})
 	if err != nil {
+		return err
+	}
+	if err := w.finish(); err != nil {
 		return err
 	}
 	if tx.Bucket(bucketBySev) != nil {

@@ -100,10 +100,15 @@ func (w *writeTx) upsert(inc *rules.Incident) error {
 		return err
 	}
 	w.account(inc, +1)
+	w.noteSkew(inc)
+	return nil
+}
+
+// noteSkew raises the stored id skew (keyMaxSkew) to cover inc.
+func (w *writeTx) noteSkew(inc *rules.Incident) {
 	if id, t := uint64(inc.ID), timeBound(inc.Time); id > t && id-t > w.maxSkew {
 		w.maxSkew = id - t
 	}
-	return nil
 }
 
 // putRecord writes the record and its class index entry, without
