@@ -10,9 +10,10 @@
 # root is needed to load BPF programs and to install packages, so a user's
 # run re-executes the script through sudo, keeping PATH (Debian's sudo
 # resets it, hiding a Go in /usr/local/go/bin) and PROCWATCH_REQUIRE_BPF.
-# Go itself is taken from PATH or /usr/local/go/bin; when there is none, the
-# toolchain go.mod names is fetched from the Go module proxy, the way the
-# go command's own toolchain switching does.
+# Go itself is taken from PATH or /usr/local/go/bin; when there is none, or
+# it is older than go.mod's, the newest Go of go.mod's minor version is
+# fetched from the Go module proxy into /usr/local/go (replacing what is
+# there), the way the go command's own toolchain switching fetches it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -86,8 +87,13 @@ ensure_go() {
   want=$(awk '$1 == "go" { print $2; exit }' go.mod)
   if command -v go >/dev/null 2>&1; then
     have=$(go env GOVERSION 2>/dev/null || true)
-    # A Go of 1.21 or later fetches the toolchain go.mod asks for itself.
-    case "$have" in go1.2[1-9]* | go1.[3-9][0-9]*) return 0 ;; esac
+    have=${have#go}
+    # Debian's own Go sets GOTOOLCHAIN=local, so an older Go would not
+    # fetch the toolchain go.mod asks for: only a new enough one will do.
+    if [ -n "$have" ] && [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" = "$want" ]; then
+      return 0
+    fi
+    echo "== Go $have on PATH is older than go.mod's $want"
   fi
   install_packages ca-certificates curl unzip
   local arch
