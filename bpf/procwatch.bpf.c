@@ -373,9 +373,54 @@ static __always_inline __u32 put_dir(struct event *e, __u32 off, struct task_str
 		return off;
 	off = launder(e, off);
 	__u32 start = off;
-	off = put_path(e, off, &f->f_path, F_DIR_TRUNC);
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	if (d == parent && d != BPF_CORE_READ(f, f_path.mnt, mnt_root)) {
+		/* A memfd (a fileless script): named as /proc names it. */
+		e->h.flags |= F_DIR_DELETED;
+		off = put_kstr(e, off, (const char *)BPF_CORE_READ(d, d_name.name), NAME_MAX_READ);
+	} else {
+		if (d != parent && !BPF_CORE_READ(d, d_hash.pprev))
+			e->h.flags |= F_DIR_DELETED;
+		off = put_path(e, off, &f->f_path, F_DIR_TRUNC);
+	}
 	e->h.dir_len = off - start;
 	return off;
+}
+
+/* fd_in_path returns N when a kernel string is "/proc/self/fd/N" or
+ * "/dev/fd/N" (how a fileless script is run: execve of its memfd's fd
+ * path), or -1. */
+static __always_inline __s32 fd_in_path(const char *filename)
+{
+	char buf[24] = {};
+	if (bpf_probe_read_kernel_str(buf, sizeof(buf), filename) <= 0)
+		return -1;
+	int i;
+	if (buf[0] == '/' && buf[1] == 'd' && buf[2] == 'e' && buf[3] == 'v' && buf[4] == '/' &&
+	    buf[5] == 'f' && buf[6] == 'd' && buf[7] == '/')
+		i = 8;
+	else if (buf[0] == '/' && buf[1] == 'p' && buf[2] == 'r' && buf[3] == 'o' && buf[4] == 'c' &&
+		 buf[5] == '/' && buf[6] == 's' && buf[7] == 'e' && buf[8] == 'l' && buf[9] == 'f' &&
+		 buf[10] == '/' && buf[11] == 'f' && buf[12] == 'd' && buf[13] == '/')
+		i = 14;
+	else
+		return -1;
+	__s32 fd = 0;
+	int digits = 0;
+	for (int k = 0; k < 7; k++) {
+		int j = i + k;
+		if (j >= (int)sizeof(buf))
+			return -1;
+		char c = buf[j];
+		if (c == 0)
+			break;
+		if (c < '0' || c > '9')
+			return -1;
+		fd = fd * 10 + (c - '0');
+		digits++;
+	}
+	return digits ? fd : -1;
 }
 
 /* put_ustr copies a user string; returns the new offset. */
@@ -585,10 +630,18 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	/* A script run through a directory fd: name that directory (the fd
 	 * survives the exec, or the kernel would have refused the script). */
 	e->h.dirfd = dirfd;
-	if (script && dirfd != -100)
+	if (script && dirfd != -100) {
 		off = put_dir(e, off, task, dirfd);
-	else if (script)
-		off = put_root(e, off, task);
+	} else if (script) {
+		__s32 fd = fd_in_path(filename);
+		if (fd >= 0) {
+			e->h.dirfd = fd;
+			e->h.flags |= F_DIR_FILE;
+			off = put_dir(e, off, task, fd);
+		} else {
+			off = put_root(e, off, task);
+		}
+	}
 	submit(e, off);
 
 	if (known && !has_root(old_uid, old_euid) && has_root(e->h.uid, e->h.euid)) {

@@ -37,6 +37,8 @@ enum event_flag {
 	F_EXE_ID = 1 << 8, /* exe_dev, exe_ino and exe_owner are set */
 	F_DIR_TRUNC = 1 << 9, /* the dir section lost its top */
 	F_ORIGIN_SAME = 1 << 11, /* the exe origin equals the exe path (the exe is on the namespace's root mount, which shows its whole filesystem); the origin section is empty */
+	F_DIR_DELETED = 1 << 12, /* the dir section's file is unlinked or memory-backed */
+	F_DIR_FILE = 1 << 13, /* exec: the script was named by an fd path ("/proc/self/fd/N", "/dev/fd/N"); the dir section is that fd's file */
 	F_DIR_ROOT = 1 << 10, /* the dir section is the caller's chroot, for an absolute filename */
 };
 

@@ -45,6 +45,8 @@ const (
 	ProcwatchEventFlagF_EXE_ID       ProcwatchEventFlag = 256
 	ProcwatchEventFlagF_DIR_TRUNC    ProcwatchEventFlag = 512
 	ProcwatchEventFlagF_ORIGIN_SAME  ProcwatchEventFlag = 2048
+	ProcwatchEventFlagF_DIR_DELETED  ProcwatchEventFlag = 4096
+	ProcwatchEventFlagF_DIR_FILE     ProcwatchEventFlag = 8192
 	ProcwatchEventFlagF_DIR_ROOT     ProcwatchEventFlag = 1024
 )
 

@@ -36,6 +36,8 @@ const (
 	flagDirTrunc    = uint32(bpf.ProcwatchEventFlagF_DIR_TRUNC)
 	flagDirRoot     = uint32(bpf.ProcwatchEventFlagF_DIR_ROOT)
 	flagOriginSame  = uint32(bpf.ProcwatchEventFlagF_ORIGIN_SAME)
+	flagDirDeleted  = uint32(bpf.ProcwatchEventFlagF_DIR_DELETED)
+	flagDirFile     = uint32(bpf.ProcwatchEventFlagF_DIR_FILE)
 )
 
 var methodNames = [...]string{
@@ -233,11 +235,22 @@ func absPath(filename, cwd, dir event.Text, dirfd int32) event.Text {
 // bprm->filename: as requested, made absolute against the cwd, against the
 // caller's chroot, or against the directory fd of an execveat (which the
 // kernel writes as "/dev/fd/N/NAME", or "/dev/fd/N" for the fd itself).
+//
+// A script run through a path naming an fd ("/proc/self/fd/N",
+// "/dev/fd/N", flag F_DIR_FILE), the way a fileless script in a memfd is
+// run, is named by that fd's file: "/memfd:NAME (deleted)".
 func scriptPath(h *rawHeader, sec *sections, filename, cwd event.Text) event.Text {
-	if dir := dirPath(h, sec); h.Dirfd != unix.AT_FDCWD && dir != "" {
+	dir := dirPath(h, sec)
+	if h.Flags&flagDirFile != 0 && dir != "" {
+		return deleted(dir, h.Flags&flagDirDeleted != 0)
+	}
+	if h.Dirfd != unix.AT_FDCWD && dir != "" {
 		prefix := "/dev/fd/" + strconv.Itoa(int(h.Dirfd))
 		if rest, ok := strings.CutPrefix(string(filename), prefix); ok && (rest == "" || rest[0] == '/') {
-			return absPath(event.Text(strings.TrimPrefix(rest, "/")), cwd, dir, h.Dirfd)
+			if rest == "" {
+				return deleted(dir, h.Flags&flagDirDeleted != 0)
+			}
+			return absPath(event.Text(rest[1:]), cwd, dir, h.Dirfd)
 		}
 	}
 	return requestedPath(h, sec, filename, cwd)
@@ -251,6 +264,10 @@ func requestedPath(h *rawHeader, sec *sections, filename, cwd event.Text) event.
 	dir := dirPath(h, sec)
 	if h.Flags&flagDirRoot != 0 && strings.HasPrefix(string(filename), "/") {
 		return event.Text(path.Join(string(dir), path.Clean(string(filename))))
+	}
+	if filename == "" && h.Dirfd != unix.AT_FDCWD && dir != "" {
+		// execveat(fd, "", AT_EMPTY_PATH): the fd's own file.
+		return deleted(dir, h.Flags&flagDirDeleted != 0)
 	}
 	return absPath(filename, cwd, dir, h.Dirfd)
 }

@@ -157,6 +157,8 @@ func TestScript(t *testing.T) {
 		{"relative", relative, script},
 		{"execveat dirfd", exec.Command(h, "execveat-dir", dir, "x.sh"), script},
 		{"as an argument", exec.Command("/bin/sh", script, "a"), ""},
+		{"memfd by /proc/self/fd", exec.Command(h, "memfd-script-proc", "pw-script"), "/memfd:pw-script (deleted)"},
+		{"memfd by execveat", exec.Command(h, "memfd-script-fd", "pw-script2"), "/memfd:pw-script2 (deleted)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pid := run(t, tt.cmd)

@@ -126,6 +126,26 @@ int main(int argc, char **argv)
 		perror("execve");
 		return 2;
 	}
+	if ((!strcmp(mode, "memfd-script-proc") || !strcmp(mode, "memfd-script-fd")) && argc > 2) {
+		/* A fileless script: the fd stays open across the exec so the
+		 * interpreter can read it. */
+		int fd = memfd_create(argv[2], 0);
+		const char body[] = "#!/bin/sh\nexit 0\n";
+		if (fd < 0 || write(fd, body, sizeof(body) - 1) < 0) {
+			perror("memfd");
+			return 2;
+		}
+		char *sargs[] = {"memfd-script", NULL};
+		if (!strcmp(mode, "memfd-script-fd")) {
+			syscall(SYS_execveat, fd, "", sargs, noenv, AT_EMPTY_PATH);
+		} else {
+			char path[64];
+			snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+			execve(path, sargs, noenv);
+		}
+		perror("exec");
+		return 2;
+	}
 	if (!strcmp(mode, "execveat-dir") && argc > 3) {
 		/* execveat(dirfd, NAME): the dirfd stays open across the exec. */
 		int dir = open(argv[2], O_PATH | O_DIRECTORY);
