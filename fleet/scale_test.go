@@ -96,7 +96,11 @@ func TestScale(t *testing.T) {
 	setupStreams(t, urls, 3)
 
 	// The viewer first, so it sees the hosts come up.
-	viewer := exec.Command(os.Args[0], "-test.run", "^TestScaleViewer$", "-test.v")
+	args := []string{"-test.run", "^TestScaleViewer$", "-test.v"}
+	if prof := os.Getenv("PROCWATCH_FLEET_VIEWER_PROFILE"); prof != "" {
+		args = append(args, "-test.cpuprofile", prof)
+	}
+	viewer := exec.Command(os.Args[0], args...)
 	viewer.Env = append(os.Environ(), "PROCWATCH_FLEET_VIEWER="+urls, fmt.Sprintf("PROCWATCH_FLEET_VIEWER_FOR=%s", dur+10*time.Second))
 	var out strings.Builder
 	viewer.Stdout, viewer.Stderr = &out, &out
