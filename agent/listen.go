@@ -251,7 +251,7 @@ func (s *Server) serveSocket(ctx context.Context, conn net.Conn, p Peer, known b
 			s.refuse(conn, CodeForbidden, fmt.Sprintf("uid %d is not allowed to use this agent (root, --socket-group and --socket-read-group are)", p.UID))
 			return
 		}
-		actor = p.Actor()
+		offStack(func() error { actor = p.Actor(); return nil }) // a user lookup: deep
 	}
 	if err := s.serve(ctx, conn, actor, role); err != nil {
 		log.Debug("agent connection ended", "err", err)

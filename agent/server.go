@@ -193,7 +193,7 @@ func (c *serverConn) run() error {
 	go func() {
 		sent <- c.send(message{Type: typeHello, Version: Version, Software: softwareName, Role: "server"})
 	}()
-	if err := c.handshake(fr); err != nil {
+	if err := offStack(func() error { return c.handshake(fr) }); err != nil {
 		c.rwc.Close()
 		<-sent
 		return err
@@ -216,8 +216,8 @@ func (c *serverConn) run() error {
 			return err
 		}
 		var m message
-		if err := json.Unmarshal(frame, &m); err != nil {
-			c.sendError(0, CodeBadFrame, "frame is not a JSON message: "+err.Error())
+		if err := offStack(func() error { return json.Unmarshal(frame, &m) }); err != nil {
+			offStack(func() error { c.sendError(0, CodeBadFrame, "frame is not a JSON message: "+err.Error()); return nil })
 			continue
 		}
 		if m.Type == typeAck {
@@ -241,6 +241,17 @@ func (c *serverConn) run() error {
 			<-sem
 		}
 	}
+}
+
+// offStack runs fn on a goroutine of its own and waits for it. A
+// connection's reader spends its life blocked in a read; the deep work of
+// decoding JSON runs elsewhere, so the reader's stack stays at its initial
+// few KiB instead of growing once and staying grown: with thousands of
+// idle connections that is most of their memory.
+func offStack(fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	return <-done
 }
 
 // nextFrame reads a frame; on a socket, a connection with nothing running
