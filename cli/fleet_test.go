@@ -148,4 +148,15 @@ func TestFleetCommands(t *testing.T) {
 	if code, out := runFleetCLI(t.Context(), "skip", "list", "--nats", url, "--history"); code != 0 || !strings.Contains(out, "added") {
 		t.Errorf("skip list --history: exit %d\n%s", code, out)
 	}
+	// A fleet skip keeps its pin; a dry run is refused rather than ignored.
+	tool := filepath.Join(dir, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runFleetCLI(t.Context(), "skip", "add", "path", tool, "--pin", "--fleet", "--nats", url); code != 0 || !strings.Contains(out, "pinned to sha256:") {
+		t.Errorf("skip add --pin --fleet: exit %d\n%s", code, out)
+	}
+	if code, out := runFleetCLI(t.Context(), "skip", "add", "path", tool, "--dry-run", "--fleet", "--nats", url); code != 2 || !strings.Contains(out, "--dry-run works without --nats only") {
+		t.Errorf("skip add --dry-run --fleet: exit %d\n%s", code, out)
+	}
 }

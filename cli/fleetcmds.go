@@ -239,6 +239,14 @@ func runFleetSkipAdd(cmd *cobra.Command, nf *natsFlags, args []string, host stri
 	rule, _ := cmd.Flags().GetString("rule")
 	note, _ := cmd.Flags().GetString("note")
 	sk := rules.Skip{Kind: args[0], Value: args[1], Rule: rule, Note: note}
+	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
+		return usageError("--dry-run works without --nats only (a fleet skip is previewed on each host)")
+	}
+	pin, _ := cmd.Flags().GetBool("pin")
+	sha, _ := cmd.Flags().GetString("sha256")
+	if _, err := applyPin(cmd, &sk, pin, sha); err != nil {
+		return err
+	}
 	if err := rules.ValidateSkip(sk); err != nil {
 		return usageError("%v", err)
 	}

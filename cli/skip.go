@@ -127,22 +127,36 @@ func (f skipAddFlags) skip(cmd *cobra.Command, args []string) (rules.Skip, bool,
 	default:
 		return s, false, usageError("skip add: unknown kind %q: want command, path or user", cell(s.Kind))
 	}
+	exact, err := applyPin(cmd, &s, f.pin, f.sha256)
+	if err != nil {
+		return s, false, err
+	}
+	if err := rules.ValidateSkip(s); err != nil {
+		return s, false, usageError("%v", err)
+	}
+	return s, exact, nil
+}
+
+// applyPin pins s as --pin (hash the file here) or --sha256 (a given
+// hash) ask; exact says the value names one regular file, for the
+// warnings. The fleet's skip add uses it too, so no front end drops a pin.
+func applyPin(cmd *cobra.Command, s *rules.Skip, pin bool, sha256 string) (bool, error) {
 	exact := false
-	if f.sha256 != "" {
-		if f.pin {
-			return s, false, usageError("skip add: --pin hashes the file here, --sha256 names the hash; give one of them")
+	if sha256 != "" {
+		if pin {
+			return false, usageError("skip add: --pin hashes the file here, --sha256 names the hash; give one of them")
 		}
 		if s.Kind != rules.SkipPath {
-			return s, false, usageError("skip add --sha256: only a path can be pinned (this is a %s skip)", s.Kind)
+			return false, usageError("skip add --sha256: only a path can be pinned (this is a %s skip)", s.Kind)
 		}
-		s.Pin, exact = strings.ToLower(f.sha256), true
-	} else if f.pin {
+		s.Pin, exact = strings.ToLower(sha256), true
+	} else if pin {
 		if s.Kind != rules.SkipPath {
-			return s, false, usageError("skip add --pin: only a path can be pinned (this is a %s skip)", s.Kind)
+			return false, usageError("skip add --pin: only a path can be pinned (this is a %s skip)", s.Kind)
 		}
 		resolved, sum, err := pinFile(s.Value)
 		if err != nil {
-			return s, false, &ExitError{Code: 1, Err: err}
+			return false, &ExitError{Code: 1, Err: err}
 		}
 		if resolved != s.Value {
 			fmt.Fprintf(cmd.ErrOrStderr(), "procwatch: %s resolves to %s; pinning that, the path the sensor reports\n", cell(s.Value), cell(resolved))
@@ -153,10 +167,7 @@ func (f skipAddFlags) skip(cmd *cobra.Command, args []string) (rules.Skip, bool,
 			exact = true
 		}
 	}
-	if err := rules.ValidateSkip(s); err != nil {
-		return s, false, usageError("%v", err)
-	}
-	return s, exact, nil
+	return exact, nil
 }
 
 // pinFile resolves path as the kernel would report the binary (absolute,
