@@ -1,0 +1,110 @@
+package fleet
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/teatest/v2"
+
+	"github.com/procwatch/procwatch/tui"
+)
+
+// screenProbe wraps the UI so the test reads its screen inside the
+// program's loop.
+type screenProbe struct{ m *tui.Model }
+
+type screenMsg chan string
+
+func (p screenProbe) Init() tea.Cmd { return p.m.Init() }
+
+func (p screenProbe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if ch, ok := msg.(screenMsg); ok {
+		ch <- ansi.Strip(p.m.View().Content)
+		return p, nil
+	}
+	_, cmd := p.m.Update(msg)
+	return p, cmd
+}
+
+func (p screenProbe) View() tea.View { return p.m.View() }
+
+// TestFleetUI runs the real UI on two replayed fleet hosts: the Hosts
+// screen lists them from their status, the incidents of both are merged
+// with a HOST column, and monitoring off on both selected hosts goes
+// through the control service, with the result per host.
+func TestFleetUI(t *testing.T) {
+	c := startCluster(t, 1)
+	urls := c.urls()
+	setupStreams(t, urls, 1)
+	v := newViewer(t, urls)
+	a := startReplayAgent(t, "alpha", urls, capture("alpha", 10), 0)
+	b := startReplayAgent(t, "beta", urls, capture("beta", 10), 0)
+	waitFor(t, 20*time.Second, "both agents settled and up", func() bool {
+		return a.settled() && b.settled() && len(v.Incidents("")) == 16 &&
+			v.Host("alpha", false).Conn().State.String() == "connected" && v.Host("beta", false).Conn().State.String() == "connected"
+	})
+	var list []tui.Host
+	for _, h := range v.Hosts() {
+		fh := v.Host(h.Name, false)
+		list = append(list, tui.Host{Name: h.Name, Service: fh, Conn: fh.Conn})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	m := tui.NewHosts(ctx, list, tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond})
+	tm := teatest.NewTestModel(t, screenProbe{m}, teatest.WithInitialTermSize(160, 48),
+		teatest.WithProgramOptions(tea.WithColorProfile(colorprofile.Ascii)))
+	t.Cleanup(func() {
+		tm.Quit()
+		tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+	})
+	screen := func() string {
+		ch := make(screenMsg, 1)
+		tm.Send(ch)
+		select {
+		case s := <-ch:
+			return s
+		case <-time.After(5 * time.Second):
+			t.Fatal("the UI did not answer")
+			return ""
+		}
+	}
+	wait := func(want ...string) string {
+		t.Helper()
+		var s string
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			s = screen()
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(s, w)
+			}
+			if ok {
+				return s
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("the screen never showed %q:\n%s", want, s)
+		return ""
+	}
+	wait("HOST", "alpha", "beta", "16 shown")
+	tm.Type("8")
+	wait("2 hosts", "connected")
+	tm.Type("*")
+	tm.Type("d")
+	wait("[y/n]")
+	tm.Type("y")
+	s := wait("monitoring off: ok")
+	if strings.Count(s, "monitoring off: ok") != 2 {
+		t.Errorf("want a result on each host:\n%s", s)
+	}
+	for _, ra := range []*replayAgent{a, b} {
+		if st, err := ra.local.Status(ctx); err != nil || st.Monitoring {
+			t.Errorf("%s still monitoring (%v)", ra.host, err)
+		}
+	}
+}
