@@ -186,26 +186,9 @@ func (c *Client) readLoop(fr *frameReader) {
 	var err error
 	stray, strayFrom := 0, time.Now()
 	for {
-		var frame []byte
-		frame, err = fr.next()
-		if errors.Is(err, errFrameTooLarge) {
-			err = &ProtocolError{fmt.Sprintf("it sent a frame over %d bytes", MaxFrame)}
-			break
-		}
-		if err != nil {
-			break
-		}
 		var m message
-		if uerr := json.Unmarshal(frame, &m); uerr != nil {
-			err = &ProtocolError{"it sent a frame that is not a JSON message"}
+		if m, err = readMessage(fr); err != nil {
 			break
-		}
-		m.size = len(frame)
-		if m.Type == typeChunk {
-			if m.Data, err = fr.raw(m.Size); err != nil {
-				err = &ProtocolError{err.Error()}
-				break
-			}
 		}
 		if m.Type == typeError {
 			if m.Error != nil && (m.Error.Code == CodeVersionMismatch || m.Error.Code == CodeBusy || m.Error.Code == CodeForbidden || m.Error.Code == CodeIdle) {
@@ -221,32 +204,64 @@ func (c *Client) readLoop(fr *frameReader) {
 			if now := time.Now(); now.Sub(strayFrom) > time.Minute {
 				stray, strayFrom = 0, now
 			}
-			if stray += len(frame) + m.Size; stray > MaxStrayBytes {
+			if stray += m.size + m.Size; stray > MaxStrayBytes {
 				err = &ProtocolError{fmt.Sprintf("it sent over %d MiB in a minute for requests that had ended or never were", MaxStrayBytes>>20)}
 				break
 			}
 			continue
 		}
-		switch m.Type {
-		case typeResponse:
-			if !cl.persistent || m.Error != nil {
-				c.forget(m.ID)
-			}
-			select {
-			case cl.resp <- m:
-			default:
-			}
-		case typeEnd:
-			c.forget(m.ID)
-			if cl.stream != nil {
-				cl.stream(m)
-			}
-		default:
-			if cl.stream != nil {
-				cl.stream(m)
-			}
+		c.deliver(cl, m)
+	}
+	c.end(err)
+}
+
+// readMessage reads and decodes the next frame, with a chunk's raw bytes.
+func readMessage(fr *frameReader) (message, error) {
+	frame, err := fr.next()
+	if errors.Is(err, errFrameTooLarge) {
+		return message{}, &ProtocolError{fmt.Sprintf("it sent a frame over %d bytes", MaxFrame)}
+	}
+	if err != nil {
+		return message{}, err
+	}
+	var m message
+	if json.Unmarshal(frame, &m) != nil {
+		return message{}, &ProtocolError{"it sent a frame that is not a JSON message"}
+	}
+	m.size = len(frame)
+	if m.Type == typeChunk {
+		if m.Data, err = fr.raw(m.Size); err != nil {
+			return message{}, &ProtocolError{err.Error()}
 		}
 	}
+	return m, nil
+}
+
+// deliver hands m to the call it belongs to.
+func (c *Client) deliver(cl *call, m message) {
+	switch m.Type {
+	case typeResponse:
+		if !cl.persistent || m.Error != nil {
+			c.forget(m.ID)
+		}
+		select {
+		case cl.resp <- m:
+		default:
+		}
+	case typeEnd:
+		c.forget(m.ID)
+		if cl.stream != nil {
+			cl.stream(m)
+		}
+	default:
+		if cl.stream != nil {
+			cl.stream(m)
+		}
+	}
+}
+
+// end fails every pending call once the connection is gone.
+func (c *Client) end(err error) {
 	if err == nil || errors.Is(err, io.EOF) {
 		err = ErrClosed
 	}

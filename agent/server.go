@@ -520,6 +520,11 @@ func (c *serverConn) handle(ctx context.Context, m message, req *inFlight) {
 			return
 		}
 	}
+	c.dispatch(ctx, m, req)
+}
+
+// dispatch runs the method of m.
+func (c *serverConn) dispatch(ctx context.Context, m message, req *inFlight) {
 	svc := c.s.Service
 	switch m.Method {
 	case methodSubscribe:
