@@ -54,7 +54,7 @@ not silence a run whose binary's hash procwatch does not know yet.
 would mask more than 100 open incidents asks first on a terminal, and needs
 --yes otherwise.`,
 		Example: `  procwatch skip add command backup.sh --note "nightly backup"
-  procwatch skip add --rule root-escalation path /usr/bin/su --pin --note "this su, not another"
+  procwatch skip add --rule root-escalation path /usr/bin/su --pin --note "this su only"
   procwatch skip add --rule exec-from-writable-dir path '/tmp/build/*' --dry-run
   procwatch skip add user deploy --dry-run`,
 		Args: skipAddArgs,
