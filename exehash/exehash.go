@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/procwatch/procwatch/event"
 )
 
@@ -252,25 +254,54 @@ var errChanged = errors.New("file changed while it was hashed")
 // hashFile hashes the file at path when it is the file dev/ino names (any
 // file when dev and ino are 0) and did not change while it was read.
 func (c *Cache) hashFile(path string, dev, ino uint64) (Key, string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	f, before, err := openRegular(path, dev, ino)
 	if err != nil {
 		return Key{}, "", err
 	}
 	defer f.Close()
-	before, err := fstat(f)
-	if err != nil {
-		return Key{}, "", err
-	}
-	if dev != 0 || ino != 0 {
-		if before.Dev != dev || before.Ino != ino {
-			return Key{}, "", errOtherFile
-		}
-	}
 	sum, err := hashOpen(f, before, c.opts.MaxSize)
 	if err != nil {
 		return Key{}, "", fmt.Errorf("hash %s: %w", path, err)
 	}
 	return before, sum, nil
+}
+
+// openRegular opens the regular file at path for reading, and when dev or
+// ino is set only if it is that file. The path comes from a process and
+// may by now name a device, a FIFO or a symlink to one, whose open alone
+// can act (a watchdog starts, a tape rewinds, a FIFO blocks): so it is
+// first opened with O_PATH, which opens nothing, checked with fstat, and
+// only then reopened for reading through /proc/self/fd.
+func openRegular(path string, dev, ino uint64) (*os.File, Key, error) {
+	pfd, err := syscall.Open(path, unix.O_PATH|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, Key{}, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(pfd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(pfd, &st); err != nil {
+		return nil, Key{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, Key{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	if (dev != 0 || ino != 0) && (uint64(st.Dev) != dev || st.Ino != ino) {
+		return nil, Key{}, errOtherFile
+	}
+	f, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(pfd), os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, Key{}, fmt.Errorf("open %s: %w", path, err)
+	}
+	before, err := fstat(f)
+	if err != nil {
+		f.Close()
+		return nil, Key{}, err
+	}
+	if before.Dev != uint64(st.Dev) || before.Ino != st.Ino {
+		f.Close()
+		return nil, Key{}, errOtherFile
+	}
+	return f, before, nil
 }
 
 func fstat(f *os.File) (Key, error) {
@@ -306,15 +337,11 @@ func hashOpen(f *os.File, before Key, maxSize int64) (string, error) {
 // File hashes the regular file at path now, the way the cache does, and
 // returns its hex SHA-256. `procwatch skip add path PATH --pin` uses it.
 func File(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	f, before, err := openRegular(path, 0, 0)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	before, err := fstat(f)
-	if err != nil {
-		return "", err
-	}
 	sum, err := hashOpen(f, before, DefaultMaxSize)
 	if err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -221,6 +222,32 @@ func BenchmarkLookupUnknown(b *testing.B) {
 	for b.Loop() {
 		if c.Lookup(ev) != "" {
 			b.Fatal("hit")
+		}
+	}
+}
+
+// TestRefusesDevicesAndFIFOs: a path that by now names a FIFO, a device or
+// a symlink to one is refused, promptly.
+func TestRefusesDevicesAndFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("/dev/null", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, link, "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() { _, err := File(p); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("File(%s) = %v, want not a regular file", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("File(%s) blocked", p)
 		}
 	}
 }
