@@ -21,6 +21,11 @@ type HostMounts struct {
 // DetectHostMounts reads HostMounts from pid 1, or from this process when
 // pid 1 cannot be read (not root, or a sandbox that hides it): a daemon
 // runs in the host's namespaces unless it was put elsewhere on purpose.
+//
+// The root device is the root mount's superblock device as mountinfo
+// gives it, which is what the sensor reports for a binary (stat(2) on
+// btrfs gives a subvolume's own number instead); stat(2) of the root is
+// the fallback.
 func DetectHostMounts() HostMounts {
 	var h HostMounts
 	for _, pid := range []string{"1", "self"} {
@@ -28,15 +33,46 @@ func DetectHostMounts() HostMounts {
 		if err != nil {
 			continue
 		}
-		var st syscall.Stat_t
-		if err := syscall.Stat("/proc/"+pid+"/root/", &st); err != nil {
-			continue
+		dev, ok := rootMountDev("/proc/" + pid + "/mountinfo")
+		if !ok {
+			var st syscall.Stat_t
+			if err := syscall.Stat("/proc/"+pid+"/root/", &st); err != nil {
+				continue
+			}
+			dev = uint64(st.Dev)
 		}
 		h.MntNS = nsInode(ns)
-		h.RootDev = uint64(st.Dev)
+		h.RootDev = dev
 		return h
 	}
 	return h
+}
+
+// rootMountDev returns the device ("major:minor", in stat's encoding) of
+// the mount at "/" in a mountinfo file: the last one listed, which is on
+// top when several are stacked there.
+func rootMountDev(path string) (uint64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	var dev uint64
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != "/" {
+			continue
+		}
+		majS, minS, ok := strings.Cut(f[2], ":")
+		major, err1 := strconv.ParseUint(majS, 10, 32)
+		minor, err2 := strconv.ParseUint(minS, 10, 32)
+		if !ok || err1 != nil || err2 != nil {
+			continue
+		}
+		dev = minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12 | (major&^0xfff)<<32
+		found = true
+	}
+	return dev, found
 }
 
 // nsInode parses "mnt:[4026531841]".
