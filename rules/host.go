@@ -15,7 +15,7 @@ import (
 // them then fail safe (a skip does not apply).
 type HostMounts struct {
 	MntNS   uint64 // inode of /proc/1/ns/mnt
-	RootDev uint64 // st_dev of pid 1's root directory
+	RootDev uint64 // device of pid 1's root mount, in stat(2)'s encoding
 }
 
 // DetectHostMounts reads HostMounts from pid 1, or from this process when
