@@ -128,6 +128,17 @@ func (a *Agent) Close() error {
 		errs = append(errs, a.svc.Stop())
 	}
 	a.wg.Wait()
+	// What the sensor handed over but the writer had not stored yet goes
+	// to the outbox now, so the next start publishes it.
+	var rest []rules.Incident
+	for len(a.pub.queue) > 0 {
+		rest = append(rest, <-a.pub.queue)
+	}
+	if len(rest) > 0 {
+		if err := a.pub.box.add(rest); err != nil {
+			errs = append(errs, fmt.Errorf("fleet outbox: %d incidents not queued: %w", len(rest), err))
+		}
+	}
 	errs = append(errs, a.pub.box.close())
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -249,9 +250,23 @@ func capture(host string, n int) []event.Event {
 	return evs
 }
 
+// agentGate, when set, holds every replay started afterwards until it is
+// closed; agentDirs, when set, is where agents keep their files (the
+// scale run puts them in /dev/shm).
+var (
+	agentGate chan struct{}
+	agentDirs string
+)
+
 func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate float64) *replayAgent {
 	t.Helper()
 	dir := t.TempDir()
+	if agentDirs != "" {
+		dir = filepath.Join(agentDirs, host)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st, err := store.Open(filepath.Join(dir, "procwatch.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +279,7 @@ func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate f
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ra := &replayAgent{host: host, store: st, done: make(chan error, 1),
-		replay: &Replay{Rate: rate, events: evs, done: make(chan struct{})}}
+		replay: &Replay{Rate: rate, events: evs, done: make(chan struct{}), gate: agentGate}}
 	ra.local, err = pipeline.New(pipeline.Config{Host: host, Store: st, Source: ra.replay,
 		Rules: rules.NewEngine(set, rules.EngineOptions{Host: host}), OnIncident: func(inc rules.Incident) { ra.agent.Put(inc) }, Logger: log})
 	if err != nil {

@@ -59,3 +59,27 @@ func TestOutboxResumes(t *testing.T) {
 		t.Fatalf("revision after restart %d, want 5 (the counter persists)", all[len(all)-1].Rev)
 	}
 }
+
+// TestAgentCloseKeepsQueued: incidents handed to the agent but not yet in
+// the outbox when it stops are written there, for the next start.
+func TestAgentCloseKeepsQueued(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox")
+	a, err := NewAgent(AgentConfig{Host: "h", OutboxPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range rules.ID(3) {
+		a.Put(rules.Incident{ID: id + 1, Host: "h", Status: rules.StatusOpen, Count: 1})
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	box, err := openOutbox(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.close()
+	if pending, _, _ := box.counts(); pending != 3 {
+		t.Fatalf("%d incidents in the outbox after Close, want 3", pending)
+	}
+}

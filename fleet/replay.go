@@ -21,6 +21,10 @@ import (
 type Replay struct {
 	Rate float64 // events per second; 0 plays as fast as the pipeline takes them
 
+	// gate, when set, holds the first event back until it is closed (a
+	// load test starts every replayed host at once).
+	gate <-chan struct{}
+
 	mu     sync.Mutex
 	events []event.Event
 	next   int
@@ -76,6 +80,13 @@ func (r *Replay) Done() <-chan struct{} { return r.done }
 // Run implements pipeline.EventSource. Stopped (monitoring off) and run
 // again, it carries on where it was.
 func (r *Replay) Run(ctx context.Context, handle func(*event.Event)) error {
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	var tick <-chan time.Time
 	if r.Rate > 0 {
 		t := time.NewTicker(10 * time.Millisecond)

@@ -101,7 +101,8 @@ func TestScale(t *testing.T) {
 		args = append(args, "-test.cpuprofile", prof)
 	}
 	viewer := exec.Command(os.Args[0], args...)
-	viewer.Env = append(os.Environ(), "PROCWATCH_FLEET_VIEWER="+urls, fmt.Sprintf("PROCWATCH_FLEET_VIEWER_FOR=%s", dur+10*time.Second))
+	viewer.Env = append(os.Environ(), "PROCWATCH_FLEET_VIEWER="+urls, fmt.Sprintf("PROCWATCH_FLEET_VIEWER_FOR=%s", dur+10*time.Second),
+		fmt.Sprintf("PROCWATCH_FLEET_VIEWER_HOSTS=%d", n))
 	var out strings.Builder
 	viewer.Stdout, viewer.Stderr = &out, &out
 	if err := viewer.Start(); err != nil {
@@ -109,12 +110,32 @@ func TestScale(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	start := time.Now()
-	var agents []*replayAgent
+	// Every agent is set up first; the replays start together once the
+	// viewer has seen them all, so the measurement has no warm-up.
+	agentGate = make(chan struct{})
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		shm, err := os.MkdirTemp("/dev/shm", "procwatch-scale-")
+		if err == nil {
+			agentDirs = shm
+			t.Cleanup(func() { os.RemoveAll(shm) })
+		}
+	}
+	defer func() { agentGate, agentDirs = nil, "" }()
+	agents := make([]*replayAgent, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
 	for i := range n {
 		host := fmt.Sprintf("h%03d", i)
-		agents = append(agents, startReplayAgent(t, host, urls, distinctCapture(host, int(rate*dur.Seconds())), rate))
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			agents[i] = startReplayAgent(t, host, urls, distinctCapture(host, int(rate*dur.Seconds())), rate)
+		})
 	}
-	t.Logf("%d agents started in %s", n, time.Since(start).Round(time.Millisecond))
+	wg.Wait()
+	t.Logf("%d agents started in %s; replays start now", n, time.Since(start).Round(time.Millisecond))
+	time.Sleep(4 * time.Second) // a status from each, for the viewer's host list
+	close(agentGate)
 	if err := viewer.Wait(); err != nil {
 		t.Fatalf("viewer: %v\n%s", err, out.String())
 	}
@@ -211,12 +232,9 @@ func TestScaleViewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// The hosts come up over the first seconds: wait until they stop growing.
-	prev := -1
-	for n := len(c.Hosts()); n != prev || n == 0; n = len(c.Hosts()) {
-		prev = n
-		time.Sleep(3 * time.Second)
-	}
+	// Wait for every host's status (the replays start after that).
+	want, _ := strconv.Atoi(os.Getenv("PROCWATCH_FLEET_VIEWER_HOSTS"))
+	c.WaitHosts(ctx, 5*time.Minute, want)
 	infos := c.Hosts()
 	list := make([]tui.Host, len(infos))
 	for i, h := range infos {

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,6 +123,6 @@ func (c *Client) FleetSkips(ctx context.Context, history bool) ([]FleetSkipEntry
 		}
 		out = append(out, fe)
 	}
-	slices.SortFunc(out, func(a, b FleetSkipEntry) int { return int(a.Revision) - int(b.Revision) })
+	slices.SortFunc(out, func(a, b FleetSkipEntry) int { return cmp.Compare(a.Revision, b.Revision) })
 	return out, nil
 }
