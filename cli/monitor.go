@@ -125,6 +125,9 @@ func writeStatusText(w io.Writer, st service.Status) {
 		fmt.Fprintf(w, "sensor:      FAILED: %s\n", cell(s.Error))
 	default:
 		state := cmp.Or(s.State, "unknown")
+		if s.State == event.SensorOff && s.Mode != "" && st.Monitoring {
+			state = "off (loaded, its programs not attached yet)"
+		}
 		if s.Error != "" {
 			fmt.Fprintf(w, "sensor:      %s: %s\n", cell(state), cell(s.Error))
 		} else {

@@ -81,6 +81,7 @@ func TestSensorStates(t *testing.T) {
 		{"failed", service.Status{Monitoring: true, Sensor: sensorStats("failed", "load BPF programs: permission denied", "")}, "✖ NOT MONITORING"},
 		{"on without a sensor", service.Status{Monitoring: true, Sensor: sensorStats("off", "", "")}, "✖ NOT MONITORING"},
 		{"old agent", service.Status{Monitoring: true, Sensor: sensorStats("", "", "tracepoint")}, "● monitoring"},
+		{"loaded, attaching", service.Status{Monitoring: true, Sensor: sensorStats("off", "", "tp_btf")}, "◌ attaching the sensor…"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h header
@@ -97,4 +98,20 @@ func TestSensorStates(t *testing.T) {
 func sensorStats(state, err, mode string) (s event.Stats) {
 	s.State, s.Error, s.Mode = state, err, mode
 	return s
+}
+
+// TestHostsBannerPerHost: with several hosts, each host whose sensor
+// failed gets its own banner line naming it, with its reason.
+func TestHostsBannerPerHost(t *testing.T) {
+	fakes := threeHosts()
+	fakes[0].SetSensorFailed("load BPF programs: the kernel's verifier refused them")
+	h := startHosts(t, fakes, 80, 24, testOptions())
+	s := h.waitFor("7 shown", "✖ web-01 not monitoring: load BPF programs: the kernel's verifier refused them", "✖ mon 0/3")
+	h.typeKeys("8")
+	s = h.waitFor("3 hosts ·")
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "[ ] web-01") && !strings.Contains(l, "FAIL") {
+			t.Errorf("hosts row does not say the sensor failed: %q", l)
+		}
+	}
 }

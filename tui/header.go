@@ -137,6 +137,9 @@ const (
 	sensorAttached = "attached"
 	sensorOff      = "off"
 	sensorFailed   = "failed"
+	// sensorStarting: loaded, monitoring on, its programs not attached
+	// yet (they attach within moments of the start).
+	sensorStarting = "starting"
 )
 
 // sensorState says whether the sensor really runs and, when it does not
@@ -154,6 +157,8 @@ func (h *header) sensorState() (state, reason string) {
 	case sn.State == event.SensorAttached, sn.State == "" && sn.Mode != "":
 		// (An agent older than Stats.State reports only the hooks.)
 		return sensorAttached, ""
+	case sn.State == event.SensorOff && sn.Mode != "":
+		return sensorStarting, ""
 	}
 	return sensorFailed, "monitoring is on but no sensor runs in this pipeline"
 }
@@ -167,6 +172,8 @@ func (h *header) monitoringWord(th theme) string {
 		return th.warn.Render("○ monitoring OFF")
 	case sensorFailed:
 		return th.errText.Render("✖ NOT MONITORING")
+	case sensorStarting:
+		return th.warn.Render("◌ attaching the sensor…")
 	}
 	return th.ok.Render("● monitoring")
 }
@@ -191,6 +198,24 @@ func (h *header) alerts() []alert {
 		if h.st.RulesError != "" {
 			out = append(out, alert{text: "✖ rules error: " + event.DisplayString(h.st.RulesError) + " (the previous rules stay active)", err: true})
 		}
+		out = append(out, storeAlerts(h.st.Store)...)
+	}
+	return out
+}
+
+// storeAlerts are the database's states the operator must read in full:
+// commits failing (incidents wait in memory) and incidents given up on.
+func storeAlerts(db *service.StoreStatus) []alert {
+	if db == nil {
+		return nil
+	}
+	var out []alert
+	if db.CommitError != "" {
+		out = append(out, alert{text: fmt.Sprintf("✖ database: commits failing, %s incident(s) wait in memory: %s",
+			groupDigits(uint64(db.Pending)), event.DisplayString(db.CommitError)), err: true})
+	}
+	if db.Dropped > 0 {
+		out = append(out, alert{text: fmt.Sprintf("✖ database: %s incident(s) dropped while commits failed (see the log)", groupDigits(db.Dropped)), err: true})
 	}
 	return out
 }
@@ -325,7 +350,8 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 		rulesSeg.full = rulesSeg.short
 	}
 	if h.st.RulesError != "" {
-		rulesSeg = seg{full: th.errText.Render("✖ rules error")}
+		// The reason is in the banner.
+		rulesSeg = seg{full: th.errText.Render("✖ rules error"), give: 1}
 	}
 	sw := 16
 	if width >= 140 {
@@ -333,12 +359,8 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	}
 	rates := fmt.Sprintf("exec %s/s  esc %s/s  exit %s/s", compact(h.rates[0]), compact(h.rates[1]), compact(h.rates[2]))
 	spark := th.title.Render(sparkline(h.spark, sw))
-	l2 := fitSegs([]seg{
-		{full: rates + " " + spark, short: rates, give: 1},
-		{full: dropTxt},
-		storeNotice(th, h.st.Store),
-		rulesSeg,
-	}, sep, width)
+	segs2 := append([]seg{{full: rates + " " + spark, short: rates, give: 2}, {full: dropTxt}}, storeNotice(th, h.st.Store)...)
+	l2 := fitSegs(append(segs2, rulesSeg), sep, width)
 
 	// Line 3: tabs.
 	// Padded tabs when they fit; on narrow terminals (eight tabs on 80
@@ -365,20 +387,22 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	return lipgloss.JoinVertical(lipgloss.Left, append(lines, l3)...)
 }
 
-// storeNotice says what the database is losing or failing to write (an
-// empty segment while all is well): failing commits with their pending
-// count first, then evictions by the count limit.
-func storeNotice(th theme, db *service.StoreStatus) seg {
-	switch {
-	case db == nil:
-		return seg{}
-	case db.CommitError != "":
-		short := fmt.Sprintf("db: %s pending, commits failing", groupDigits(uint64(db.Pending)))
-		return seg{full: th.errText.Render(short + ": " + event.DisplayString(db.CommitError)), short: th.errText.Render(short), give: 1}
-	case db.EvictedByCount > 0:
-		return seg{full: th.warn.Render(fmt.Sprintf("db full: %s evicted", groupDigits(db.EvictedByCount)))}
+// storeNotice says what the database is losing or failing to write (no
+// segment while all is well): failing commits with their pending count
+// (their reason is in the banner, so this gives way first), and evictions
+// by the count limit, which never gives way.
+func storeNotice(th theme, db *service.StoreStatus) []seg {
+	if db == nil {
+		return nil
 	}
-	return seg{}
+	var out []seg
+	if db.CommitError != "" {
+		out = append(out, seg{full: th.errText.Render(fmt.Sprintf("db: %s pending, commits failing", groupDigits(uint64(db.Pending)))), give: 1})
+	}
+	if db.EvictedByCount > 0 {
+		out = append(out, seg{full: th.warn.Render(fmt.Sprintf("db full: %s evicted", groupDigits(db.EvictedByCount)))})
+	}
+	return out
 }
 
 // statusPollEvery is how often the header asks for a fresh status.

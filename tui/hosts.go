@@ -104,7 +104,7 @@ func hostColumns() []column {
 		{title: "SEL", min: 3, max: 3},
 		{title: "HOST", min: 10, max: 20},
 		{title: "STATE", min: 11, max: 11},
-		{title: "MON", min: 3, max: 3},
+		{title: "MON", min: 4, max: 4},
 		{title: "EV/S", min: 6, max: 7, drop: 2},
 		{title: "DROPS", min: 6, max: 9, drop: 3},
 		{title: "OPEN C/H/M/L/I", min: 14, max: 20, drop: 1},
@@ -128,6 +128,8 @@ func (m *Model) refreshHosts() {
 				mon = "on"
 			case sensorFailed:
 				mon = "FAIL"
+			case sensorStarting:
+				mon = "…"
 			default:
 				mon = "off"
 			}
@@ -202,6 +204,10 @@ func (m *Model) mergeHeader() {
 		}
 		if h.hdr.st.RulesError != "" {
 			alerts = append(alerts, alert{text: "✖ " + name + " rules error: " + event.DisplayString(h.hdr.st.RulesError) + " (the previous rules stay active)", err: true})
+		}
+		for _, a := range storeAlerts(h.hdr.st.Store) {
+			a.text = "✖ " + name + strings.TrimPrefix(a.text, "✖")
+			alerts = append(alerts, a)
 		}
 		for k, n := range h.hdr.st.OpenBySev {
 			st.OpenBySev[k] += n

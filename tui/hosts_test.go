@@ -355,7 +355,7 @@ func TestActivateDeactivateSelectedHosts(t *testing.T) {
 			h.typeKeys("*") // all three
 			h.waitFor("3 selected")
 			h.typeKeys("a")
-			s := h.waitFor("Monitoring on: done on 2 of 3 host(s) · failed on db-01: host db-01 is unreach", "monitoring on: ok", "monitoring on: fai", "db-01 monitoring on failed: host db-01 is unreachable")
+			s := h.waitFor("Monitoring on: done on 2 of 3 host(s) · failed on db-01: host db-01 is unreach", "monitoring on: ok", "monitoring on: fa", "db-01 monitoring on failed: host db-01 is unreachable")
 			for _, f := range []*hostFake{web1, web2} {
 				if got := callsOf(f, "SetMonitoring"); !slices.Contains(got, "SetMonitoring true") {
 					t.Errorf("%s: calls %q", f.name, got)
