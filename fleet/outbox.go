@@ -27,6 +27,7 @@ var (
 	bucketMeta    = []byte("meta")
 	keyRevision   = []byte("revision") // last revision handed out
 	keyAcked      = []byte("acked")    // revision of the last acknowledged message
+	keyPending    = []byte("pending")  // entries in bucketPending, kept so status need not count them
 )
 
 // entry is one queued incident version.
@@ -70,16 +71,23 @@ func be(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 func (o *outbox) add(incs []rules.Incident) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
 		meta, pend := tx.Bucket(bucketMeta), tx.Bucket(bucketPending)
-		rev := u64(meta.Get(keyRevision))
+		rev, n := u64(meta.Get(keyRevision)), u64(meta.Get(keyPending))
 		for i := range incs {
 			b, err := json.Marshal(&incs[i])
 			if err != nil {
 				return fmt.Errorf("encode incident %s: %w", incs[i].ID, err)
 			}
 			rev++
-			if err := pend.Put(be(uint64(incs[i].ID)), append(be(rev), b...)); err != nil {
+			k := be(uint64(incs[i].ID))
+			if pend.Get(k) == nil {
+				n++
+			}
+			if err := pend.Put(k, append(be(rev), b...)); err != nil {
 				return err
 			}
+		}
+		if err := meta.Put(keyPending, be(n)); err != nil {
+			return err
 		}
 		return meta.Put(keyRevision, be(rev))
 	})
@@ -109,15 +117,19 @@ func (o *outbox) acked(es []entry) error {
 	}
 	return o.db.Update(func(tx *bolt.Tx) error {
 		pend, meta := tx.Bucket(bucketPending), tx.Bucket(bucketMeta)
-		last := u64(meta.Get(keyAcked))
+		last, n := u64(meta.Get(keyAcked)), u64(meta.Get(keyPending))
 		for _, e := range es {
 			k := be(uint64(e.ID))
 			if v := pend.Get(k); len(v) >= 8 && u64(v[:8]) == e.Rev {
 				if err := pend.Delete(k); err != nil {
 					return err
 				}
+				n = max(n, 1) - 1
 			}
 			last = max(last, e.Rev)
+		}
+		if err := meta.Put(keyPending, be(n)); err != nil {
+			return err
 		}
 		return meta.Put(keyAcked, be(last))
 	})
@@ -127,8 +139,8 @@ func (o *outbox) acked(es []entry) error {
 // out and acknowledged.
 func (o *outbox) counts() (pending int, rev, acked uint64) {
 	o.db.View(func(tx *bolt.Tx) error {
-		pending = tx.Bucket(bucketPending).Stats().KeyN
 		meta := tx.Bucket(bucketMeta)
+		pending = int(u64(meta.Get(keyPending)))
 		rev, acked = u64(meta.Get(keyRevision)), u64(meta.Get(keyAcked))
 		return nil
 	})
