@@ -118,7 +118,8 @@ static __always_inline struct event *new_event(struct task_struct *task, __u32 t
 	e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
 	e->h.pid = BPF_CORE_READ(task, tgid);
 	e->h.tid = BPF_CORE_READ(task, pid);
-	e->h.ppid = BPF_CORE_READ(task, real_parent, tgid);
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	e->h.ppid = BPF_CORE_READ(parent, tgid);
 	const struct cred *cred = BPF_CORE_READ(task, real_cred);
 	e->h.uid = BPF_CORE_READ(cred, uid.val);
 	e->h.euid = BPF_CORE_READ(cred, euid.val);
@@ -131,8 +132,11 @@ static __always_inline struct event *new_event(struct task_struct *task, __u32 t
 	bpf_probe_read_kernel_str(e->h.comm, sizeof(e->h.comm), &task->comm);
 	/* pid plus start time names a process uniquely: the process table
 	 * keys on both, so a reused pid never inherits a dead one's ancestry. */
-	e->h.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	e->h.pstart_ns = BPF_CORE_READ(task, real_parent, group_leader, start_boottime);
+	if (e->h.pid == e->h.tid) /* the leader, as after every exec and fork */
+		e->h.start_ns = BPF_CORE_READ(task, start_boottime);
+	else
+		e->h.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->h.pstart_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
 	return e;
 }
 
@@ -197,9 +201,10 @@ static __always_inline __u32 put_path(struct event *e, __u32 off, const struct p
 	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
 	struct mount *mnt = (struct mount *)((void *)vfsmnt - mnt_off);
 
+	/* The mount's root changes only when the walk crosses a mount. */
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	for (int i = 0; i < PATH_DEPTH; i++) {
 		off = launder(e, off);
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		struct dentry *parent = BPF_CORE_READ(d, d_parent);
 		if (d == mnt_root || d == parent) {
 			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
@@ -208,6 +213,7 @@ static __always_inline __u32 put_path(struct event *e, __u32 off, const struct p
 			d = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = up;
 			vfsmnt = (struct vfsmount *)((void *)mnt + mnt_off);
+			mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 			continue;
 		}
 		if (off > DATA_MAX - NAME_MAX_READ) {
