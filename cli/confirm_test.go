@@ -2,11 +2,41 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"sync"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildProcwatch builds the procwatch binary once per test run, for tests
+// that need a real executable (a pseudo-terminal, shell completion).
+func buildProcwatch(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "procwatch-cli-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "procwatch")
+		if out, err := exec.Command("go", "build", "-o", builtBin, "..").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
 
 // TestSkipAddAsksOnTerminal runs the real binary on a pseudo-terminal
 // (util-linux script): a skip that masks more than 100 open incidents asks
@@ -16,11 +46,7 @@ func TestSkipAddAsksOnTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("script (util-linux) is needed for a pseudo-terminal: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "procwatch")
-	build := exec.Command("go", "build", "-o", bin, "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildProcwatch(t)
 	e := newTestEnv(t)
 	storeIncidents(t, e, "/tmp/build/conftest", 101)
 	cmdline := strings.Join(append([]string{bin}, e.args("skip", "add", "--rule", "tmp-exec", "path", "/tmp/build")...), " ")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,6 +93,53 @@ func TestCompletionOfFlagValues(t *testing.T) {
 		out := mustRun(t, e, "completion", shell)
 		if !strings.Contains(out, "__complete") {
 			t.Errorf("completion %s does not call __complete:\n%.200s", shell, out)
+		}
+	}
+}
+
+// TestBashCompletionScript sources the script `procwatch completion bash`
+// prints into a real bash and completes as the shell would on TAB (the
+// bash-completion helpers it calls, when that package is missing, are
+// stood in for by their minimal meaning).
+func TestBashCompletionScript(t *testing.T) {
+	bashBin, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	bin := buildProcwatch(t)
+	e := newTestEnv(t)
+	script := mustRun(t, e, "completion", "bash")
+	scriptFile := filepath.Join(e.dir, "procwatch.bash")
+	if err := os.WriteFile(scriptFile, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) []string {
+		prog := `type _get_comp_words_by_ref >/dev/null 2>&1 || _get_comp_words_by_ref() { cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+compopt() { :; }
+source "$1"; shift
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+__start_procwatch
+printf '%s\n' "${COMPREPLY[@]}"`
+		c := exec.Command(bashBin, append([]string{"-c", prog, "bash", scriptFile}, words...)...)
+		c.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("bash completion of %q: %v", words, err)
+		}
+		return strings.Fields(string(out))
+	}
+	for _, tc := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"procwatch", "incid"}, "incidents"},
+		{[]string{"procwatch", "incidents", "--severity", "cr"}, "critical"},
+		{[]string{"procwatch", "export", "--format", "nd"}, "ndjson"},
+		{[]string{"procwatch", "--rules", e.rules, "--socket", e.sock, "--db", e.db, "skip", "add", "--rule", "tmp"}, "tmp-exec"},
+		{[]string{"procwatch", "skip", "add", "pa"}, "path"},
+	} {
+		if got := complete(tc.words...); strings.Join(got, " ") != tc.want {
+			t.Errorf("TAB after %q: %q, want %q", tc.words, got, tc.want)
 		}
 	}
 }
