@@ -85,7 +85,7 @@ func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJ
 		st.Sensor.State = event.SensorAttached // an agent older than Stats.State
 	}
 	if offline && st.Sensor.State != event.SensorFailed {
-		st.Sensor.State = event.SensorOff
+		st.Sensor.State, st.Sensor.Mode = event.SensorOff, ""
 		st.Sensor.Error = fmt.Sprintf("no agent is running (nothing answers on %s): nothing monitors this host; start one with `procwatch agent` or `systemctl start procwatch`", sock)
 	}
 	if asJSON {
