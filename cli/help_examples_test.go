@@ -162,12 +162,3 @@ func needsOutside(args []string) bool {
 	}
 	return false
 }
-
-func slicesContain(l []string, v string) bool {
-	for _, x := range l {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
