@@ -216,6 +216,21 @@ func TestExeIdentityBehindABindMount(t *testing.T) {
 		t.Errorf("exit: exe %q ino %d origin %q", exit.Exe, exit.ExeIno, exit.ExeOrigin)
 	}
 
+	// The same as an unprivileged user, in a user and mount namespace of
+	// its own: the identity is the file's, whatever the namespace shows.
+	cmd = asNobody(exec.Command("unshare", "-Urm", "sh", "-c", "mount --bind "+fake+" /usr/bin/true && exec /usr/bin/true exit3 unprivileged"))
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Fatalf("run the bind-mounted copy as nobody: %v: %s", err, out)
+	}
+	ev = c.waitFor(t, "unprivileged exec of the fake true", func(ev *event.Event) bool {
+		return ev.Type == event.TypeExec && ev.Exe == "/usr/bin/true" && len(ev.Args) == 3 && ev.Args[2] == "unprivileged"
+	})
+	if ev.UID != nobody || ev.ExeIno != ino || ev.ExeDev != dev || ev.ExeOwner == nil || *ev.ExeOwner != nobody ||
+		string(ev.ExeOrigin) != origin || ev.MntNS == mntNS(t, os.Getpid()) {
+		t.Errorf("unprivileged: uid %d ino %d dev %d owner %v origin %q ns %d", ev.UID, ev.ExeIno, ev.ExeDev, ev.ExeOwner, ev.ExeOrigin, ev.MntNS)
+	}
+
 	// The real /usr/bin/true, run here, has its own identity.
 	pid := run(t, exec.Command("/usr/bin/true"))
 	real := c.waitFor(t, "exec of true", pidIs(pid, event.TypeExec))
