@@ -201,13 +201,13 @@ func (k *keyMap) keySections(multi bool) []keySection {
 
 // active returns every binding that does something in c, for telling an
 // unknown key from a known one.
-func (k *keyMap) active(c keyContext) []key.Binding {
+func (k *keyMap) active(c keyContext, screenKeys []key.Binding) []key.Binding {
 	out := k.globalKeys(c.multi)
 	if c.detail {
 		return append(out, k.detailKeys(c.screen)...)
 	}
 	out = append(out, k.listKeys()...)
-	return append(out, k.screenKeys(c.screen, c.multi)...)
+	return append(out, screenKeys...)
 }
 
 // hint is the always-visible line of keys, most important first: the ones

@@ -3,8 +3,11 @@
 // positives. It talks to the pipeline only through service.Service, so the
 // same UI runs on an in-process pipeline or on a remote agent.
 //
-// Structure: one root Model owns the screens (incident list, three event
-// streams, noise, skips, rules), the header, the detail pane and the help.
+// Structure: one root Model owns what every screen shares (the header, the
+// hosts, the detail pane, the help, dialogs and inputs) and one component
+// per screen (incident list, three event streams, noise, skips, rules,
+// hosts; see component.go): each says its title, lists its keys with their
+// help, handles them, draws its body and is told its size.
 // Update does no I/O: every service call is a tea.Cmd whose result comes
 // back as a message. Events arrive through an inbox that a goroutine fills
 // from the subscription and a tick drains, 20 times a second by default, so
@@ -132,6 +135,7 @@ type Model struct {
 	// host instead of only the incident's own.
 	fanOut    bool
 	hostsList *listView
+	comps     [screenCount]component
 
 	hdr        header
 	inc        *incidentsScreen
@@ -201,6 +205,7 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	for i, t := range []event.EventType{event.TypeExec, event.TypeEscalation, event.TypeExit} {
 		m.streams[i] = newStreamScreen(t, opts.Rows, names)
 	}
+	m.comps = newComponents(m)
 	if multi {
 		m.refreshHosts()
 	}
@@ -289,12 +294,9 @@ func (m *Model) resize(w, h int) {
 	m.width, m.height = max(w, 20), max(h, headerLines+footerLines+4)
 	m.hdrH = m.headerHeight()
 	body := m.height - m.hdrH - footerLines - 1 // one title line
-	for _, l := range m.lists() {
-		l.SetSize(m.width, body)
+	for _, c := range m.comps {
+		c.setSize(m.width, body)
 	}
-	// The hosts table is as tall as its rows; the notes on unreachable
-	// hosts go below it.
-	m.hostsList.SetSize(m.width, max(min(body/2, len(m.hosts)+1), min(body, 3)))
 	m.detail.SetSize(m.width, body+1)
 	m.help.SetWidth(m.width)
 	m.helpVP.SetWidth(m.width)
@@ -305,30 +307,12 @@ func (m *Model) resize(w, h int) {
 	m.input.SetWidth(max(m.width-20, 10))
 }
 
-func (m *Model) lists() []*listView {
-	return []*listView{m.inc.list, m.streams[0].list, m.streams[1].list, m.streams[2].list, m.noise, m.skips, m.rulesList, m.hostsList}
-}
-
 // activeList returns the list of the current screen.
-func (m *Model) activeList() *listView {
-	switch {
-	case m.active == screenIncidents:
-		return m.inc.list
-	case m.active.isStream():
-		return m.streams[m.active-screenExec].list
-	case m.active == screenNoise:
-		return m.noise
-	case m.active == screenSkips:
-		return m.skips
-	case m.active == screenHosts:
-		return m.hostsList
-	}
-	return m.rulesList
-}
+func (m *Model) activeList() *listView { return m.comp().list() }
 
 func (m *Model) activeStream() *streamScreen {
-	if m.active.isStream() {
-		return m.streams[m.active-screenExec]
+	if c, ok := m.comp().(streamComp); ok {
+		return c.s
 	}
 	return nil
 }
@@ -345,13 +329,8 @@ func (m *Model) View() tea.View {
 		body = m.helpTitle() + "\n" + m.helpVP.View()
 	case m.detail.open:
 		body = m.detail.View(m.th)
-	case m.active == screenHosts:
-		body = m.titleLine() + "\n" + m.hostsList.View(m.th)
-		if notes := m.hostNotes(); notes != "" {
-			body += "\n\n" + notes
-		}
 	default:
-		body = m.titleLine() + "\n" + m.activeList().View(m.th)
+		body = m.titleLine() + "\n" + m.comp().view()
 	}
 	msg := m.messageLines()
 	if extra := len(msg) - 1; extra > 0 {
@@ -390,48 +369,11 @@ func (m *Model) windowTitle() string {
 	return fmt.Sprintf("procwatch · %s · %d open", host, open)
 }
 
-// titleLine names the screen with its counts, sort, filter and pause state.
+// titleLine names the screen with what the screen adds (counts, sort,
+// pause state, host) and the filter.
 func (m *Model) titleLine() string {
-	l := m.activeList()
-	parts := []string{m.th.title.Render(screenNames[m.active])}
-	switch {
-	case m.active == screenIncidents:
-		order := "newest first"
-		if m.inc.bySev {
-			order = "by severity"
-		}
-		parts = append(parts, fmt.Sprintf("%s shown", groupDigits(uint64(l.Len()))), order)
-		if m.multi {
-			parts = append(parts, m.hostScope())
-		}
-	case m.active.isStream():
-		s := m.activeStream()
-		parts = append(parts, fmt.Sprintf("%s rows (last %s kept)", groupDigits(uint64(s.rows.Len())), groupDigits(uint64(m.opts.Rows))))
-		switch {
-		case s.paused:
-			parts = append(parts, m.th.paused.Render("PAUSED · "+groupDigits(s.newRows)+" new"))
-		case l.follow:
-			parts = append(parts, "following")
-		default:
-			parts = append(parts, "scrolled (G follows)")
-		}
-	case m.active == screenNoise:
-		win := "last hour"
-		if m.noiseWin > time.Hour {
-			win = "last day"
-		}
-		parts = append(parts, win, "suggested skips for open incidents, most first")
-		if m.multi {
-			parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
-		}
-	case m.active == screenHosts:
-		parts = append(parts, m.hostsTitle())
-	case m.multi:
-		parts = append(parts, fmt.Sprintf("%d", l.Len()), "host "+event.DisplayString(m.hosts[m.focus].name))
-	default:
-		parts = append(parts, fmt.Sprintf("%d", l.Len()))
-	}
-	if f := l.Filter(); f != "" {
+	parts := append([]string{m.th.title.Render(screenNames[m.active])}, m.comp().title()...)
+	if f := m.activeList().Filter(); f != "" {
 		parts = append(parts, m.th.warn.Render("filter: "+event.DisplayString(f)))
 	}
 	return ansi.Truncate(strings.Join(parts, m.th.dim.Render(" · ")), m.width, "…")
@@ -491,8 +433,10 @@ func (m *Model) hintLine() string {
 		}
 	case m.showHelp:
 		keys = []key.Binding{with(m.keys.Close, "esc/q/?", "close help"), with(m.keys.Down, "↑↓ pgup pgdn", "scroll")}
-	default:
+	case m.detail.open:
 		keys = m.keys.hint(m.keyContext())
+	default:
+		keys = m.comp().hint()
 	}
 	return fitHint(m.th, keys, m.width)
 }

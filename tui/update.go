@@ -173,14 +173,7 @@ func (m *Model) apply(host int, b batch) {
 
 // refreshActive hands new rows to the visible screen only; the others catch
 // up when they are shown.
-func (m *Model) refreshActive() {
-	switch {
-	case m.active == screenIncidents:
-		m.inc.refresh()
-	case m.active.isStream():
-		m.activeStream().refresh()
-	}
-}
+func (m *Model) refreshActive() { m.comp().refresh() }
 
 // handleResult handles the replies of service calls.
 func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
@@ -429,7 +422,7 @@ func (m *Model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 		return m.handleHelpKey(msg)
 	}
 	ctx := m.keyContext()
-	if !key.Matches(msg, k.active(ctx)...) {
+	if !key.Matches(msg, k.active(ctx, m.comp().keys())...) {
 		m.unknownKey(msg)
 		return nil
 	}
@@ -541,17 +534,7 @@ func (m *Model) switchTo(s screen) tea.Cmd {
 	m.active = s
 	m.detail.Close()
 	m.refreshActive()
-	switch s {
-	case screenNoise:
-		return m.loadNoise()
-	case screenSkips:
-		return loadSkips(m.ctx, m.target(m.focus))
-	case screenRules:
-		return loadRules(m.ctx, m.target(m.focus))
-	case screenHosts:
-		m.refreshHosts()
-	}
-	return nil
+	return m.comp().shown()
 }
 
 func (m *Model) handleInputKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -638,21 +621,7 @@ func (m *Model) handleListKey(msg tea.KeyPressMsg) tea.Cmd {
 	case key.Matches(msg, k.Undo):
 		return m.undoSkip()
 	}
-	switch {
-	case m.active == screenIncidents:
-		return m.handleIncidentKey(msg)
-	case m.active.isStream():
-		return m.handleStreamKey(msg)
-	case m.active == screenNoise:
-		return m.handleNoiseKey(msg)
-	case m.active == screenSkips:
-		return m.handleSkipsKey(msg)
-	case m.active == screenRules:
-		return m.handleRulesKey(msg)
-	case m.active == screenHosts:
-		return m.handleHostsKey(msg)
-	}
-	return nil
+	return m.comp().update(msg)
 }
 
 func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
