@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/safepath"
 )
 
 // outbox is the agent's queue of incidents not yet acknowledged by
@@ -37,8 +38,14 @@ type entry struct {
 	JSON []byte
 }
 
+// openOutbox opens (creating, 0600) the outbox file. Like the database it
+// sits beside, its directory must be trusted and the file itself is never
+// opened through a symbolic link.
 func openOutbox(path string, noSync bool) (*outbox, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: noSync})
+	if err := safepath.CheckParent(path, safepath.NoGroup); err != nil {
+		return nil, fmt.Errorf("fleet outbox %s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: noSync, OpenFile: safepath.OpenFile})
 	if err != nil {
 		return nil, fmt.Errorf("open fleet outbox %s: %w", path, err)
 	}

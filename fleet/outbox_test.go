@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,5 +82,23 @@ func TestAgentCloseKeepsQueued(t *testing.T) {
 	defer box.close()
 	if pending, _, _ := box.counts(); pending != 3 {
 		t.Fatalf("%d incidents in the outbox after Close, want 3", pending)
+	}
+}
+
+// TestOutboxRefusesSymlink: the outbox is never opened through a symbolic
+// link, which could point it at another file.
+func TestOutboxRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "elsewhere")
+	link := filepath.Join(dir, "outbox")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if box, err := openOutbox(link, false); err == nil {
+		box.close()
+		t.Fatal("opened the outbox through a symbolic link")
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Fatal("the link's target was created")
 	}
 }
