@@ -96,9 +96,36 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	for _, h := range rootHooks {
 		h(root, opts)
 	}
+	// The completion command is added now, not when Execute runs, so that
+	// its usage errors ("completion tcsh") are marked like every other's.
+	root.InitDefaultCompletionCmd()
+	writeCompletionsToOut(root)
 	markUsageErrors(root)
 	registerCompletions(root, opts)
 	return root
+}
+
+// writeCompletionsToOut makes `completion SHELL` write where the command's
+// output is set at run time: cobra's own commands keep the writer current
+// when they were made, before a caller (a test) could set it.
+func writeCompletionsToOut(root *cobra.Command) {
+	gen := map[string]func(*cobra.Command) error{
+		"bash":       func(c *cobra.Command) error { return root.GenBashCompletionV2(c.OutOrStdout(), true) },
+		"zsh":        func(c *cobra.Command) error { return root.GenZshCompletion(c.OutOrStdout()) },
+		"fish":       func(c *cobra.Command) error { return root.GenFishCompletion(c.OutOrStdout(), true) },
+		"powershell": func(c *cobra.Command) error { return root.GenPowerShellCompletionWithDesc(c.OutOrStdout()) },
+	}
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		for _, sub := range c.Commands() {
+			if g, ok := gen[sub.Name()]; ok {
+				sub.Run = nil
+				sub.RunE = func(c *cobra.Command, _ []string) error { return g(c) }
+			}
+		}
+	}
 }
 
 // markUsageErrors makes every way of calling a command wrongly (an unknown

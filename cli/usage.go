@@ -97,6 +97,15 @@ func editDistance(a, b string) int {
 // suggestions when one is close.
 func unknownCommand(c *cobra.Command, name string) error {
 	msg := fmt.Sprintf("unknown command %q for %q", name, c.CommandPath())
+	var names []string
+	for _, sub := range c.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	if len(names) <= 8 && len(names) > 0 {
+		msg += " (want " + strings.Join(names, ", ") + ")"
+	}
 	if s := c.SuggestionsFor(name); len(s) > 0 {
 		msg += fmt.Sprintf("; did you mean %q?", s[0])
 	} else {

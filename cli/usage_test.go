@@ -30,6 +30,8 @@ func TestUsageErrorsSayWhatToDo(t *testing.T) {
 		{[]string{"skip", "rm"}, "skip rm: missing arguments; usage: procwatch skip rm ID"},
 		{[]string{"rules", "check", "a", "b"}, "rules check: too many arguments (2); usage: procwatch rules check [PATH]"},
 		{[]string{"monitor", "status", "now"}, `monitor status takes no arguments (got "now")`},
+		{[]string{"completion", "tcsh"}, `unknown command "tcsh" for "procwatch completion" (want bash, fish, powershell, zsh)`},
+		{[]string{"skip", "ad"}, `(want add, list, rm, suggest); did you mean "add"?`},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
