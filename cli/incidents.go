@@ -251,7 +251,7 @@ func followIncidents(ctx context.Context, svc service.Service, w *bufio.Writer, 
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("follow incidents: the agent ended the stream; run the command again to resume")
+	return fmt.Errorf("follow incidents: the agent ended the stream; run the command again to resume (or see procwatch monitor status)")
 }
 
 // rowFormat lays out the human table with fixed widths, so rows printed

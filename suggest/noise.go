@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // FromIncidents turns the top talkers among incs into suggested skips:
@@ -52,32 +51,6 @@ func FromIncidents(incs []rules.Incident, limit int) []Suggestion {
 				"%d different files ran at %s: not pinned, so any file there is silenced", len(g.pins), clip(g.sg.Skip.Value, 24))}}
 		}
 		out = append(out, g.sg)
-	}
-	sortByCount(out)
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out
-}
-
-// FromNoise turns the Noise screen's path counts into suggested skips:
-// each path for its rule, exactly (never its directory). Noise counters
-// hold no content hashes, so these are not pinned and Warnings says so for
-// binaries in writable places; FromIncidents pins them.
-func FromNoise(n service.Noise, limit int) []Suggestion {
-	var out []Suggestion
-	for _, e := range n.Paths {
-		if e.Value == "" || e.Value[0] != '/' {
-			continue
-		}
-		s := rules.Skip{Kind: rules.SkipPath, Value: e.Value, Rule: e.Rule}
-		sg := Suggestion{Skip: s, Count: e.Count, Why: "only " + clip(e.Value, 50) + forRule(e.Rule)}
-		sg.Warnings = Warnings(Check{Skip: s, ExactFile: true})
-		if !systemPath(e.Value) {
-			sg.Warnings = append(sg.Warnings, Warning{Code: WarnUnpinned,
-				Text: "not pinned: any file later put at " + clip(e.Value, 30) + " is silenced too"})
-		}
-		out = append(out, sg)
 	}
 	sortByCount(out)
 	if limit > 0 && len(out) > limit {
