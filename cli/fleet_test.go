@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/procwatch/procwatch/fleet"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -144,6 +145,39 @@ func TestFleetCommands(t *testing.T) {
 		stop()
 		t.Errorf("the fleet skip left open incidents:\n%s\nagent:\n%s", out, <-agentDone)
 		agentDone <- ""
+	}
+	// --follow prints what arrives after the listing: acknowledging an
+	// incident through the control service publishes a new version.
+	fctx, fstop := context.WithCancel(t.Context())
+	fout := make(chan string, 1)
+	go func() { _, o := runFleetCLI(fctx, "incidents", "--nats", url, "--follow", "--json", "--limit", "1"); fout <- o }()
+	time.Sleep(time.Second)
+	code, list := runFleetCLI(t.Context(), "incidents", "--nats", url, "--json", "--limit", "1")
+	var one rules.Incident
+	if err := json.Unmarshal([]byte(list), &one); code != 0 || err != nil {
+		t.Fatalf("incidents --limit 1: %d %v %s", code, err, list)
+	}
+	nc, err := fleet.Connect(fleet.ConnOptions{URLs: url, FailFast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fc, err := fleet.NewClient(t.Context(), nc, fleet.ClientOptions{Caller: "tester", NoHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	if err := fc.Host("alpha", false).SetStatus(t.Context(), []rules.ID{one.ID}, rules.StatusAcknowledged); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	fstop()
+	followed := <-fout
+	if lines := strings.Split(strings.TrimSpace(followed), "\n"); len(lines) != 2 || !strings.Contains(lines[1], one.ID.String()) || !strings.Contains(lines[1], `"status":"acknowledged"`) {
+		t.Errorf("--follow printed:\n%s\nwant the listing, then incident %s acknowledged", followed, one.ID)
+	}
+	if code, out := runFleetCLI(t.Context(), "skip", "rm", "--nats", url, "nosuch"); code != 1 || !strings.Contains(out, "no fleet skip") {
+		t.Errorf("skip rm of an unknown key: exit %d %s", code, out)
 	}
 	if code, out := runFleetCLI(t.Context(), "skip", "list", "--nats", url, "--history"); code != 0 || !strings.Contains(out, "added") {
 		t.Errorf("skip list --history: exit %d\n%s", code, out)

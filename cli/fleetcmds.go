@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -35,11 +36,16 @@ type fleetSession struct {
 }
 
 func (f *natsFlags) session(ctx context.Context, history bool) (*fleetSession, error) {
+	return f.sessionWith(ctx, fleet.ClientOptions{NoHistory: !history})
+}
+
+func (f *natsFlags) sessionWith(ctx context.Context, o fleet.ClientOptions) (*fleetSession, error) {
 	nc, err := f.connect("procwatch " + fleet.Identity(f.conn("", nil)))
 	if err != nil {
 		return nil, err
 	}
-	c, err := fleet.NewClient(ctx, nc, fleet.ClientOptions{Caller: fleet.Identity(f.conn("", nil)), NoHistory: !history})
+	o.Caller = fleet.Identity(f.conn("", nil))
+	c, err := fleet.NewClient(ctx, nc, o)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -182,11 +188,32 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 		return err
 	}
 	asJSON, _ := cmd.Flags().GetBool("json")
-	if f, _ := cmd.Flags().GetBool("follow"); f {
-		return usageError("--follow does not work with --nats yet; run `procwatch --nats URL` for the live view")
-	}
+	follow, _ := cmd.Flags().GetBool("follow")
 	ctx := cmd.Context()
-	s, err := nf.session(ctx, true)
+	if follow {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	// With --follow, every version that arrives after the history was
+	// read is printed as it comes; a full queue is counted, not waited on.
+	live := make(chan rules.Incident, 4096)
+	var caughtUp atomic.Bool
+	var lost atomic.Uint64
+	opts := fleet.ClientOptions{}
+	if follow {
+		opts.OnIncident = func(h string, inc *rules.Incident, _ uint64, dup bool) {
+			if dup || !caughtUp.Load() || (host != "" && h != host) {
+				return
+			}
+			select {
+			case live <- *inc:
+			default:
+				lost.Add(1)
+			}
+		}
+	}
+	s, err := nf.sessionWith(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -194,6 +221,7 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 	if err := s.c.WaitCaughtUp(ctx, 10*time.Second); err != nil {
 		return err
 	}
+	caughtUp.Store(true)
 	var out []rules.Incident
 	for _, inc := range s.c.Incidents(host) {
 		if q.Matches(&inc) {
@@ -203,7 +231,35 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 			}
 		}
 	}
-	return writeFleetIncidents(cmd.OutOrStdout(), out, asJSON)
+	if err := writeFleetIncidents(cmd.OutOrStdout(), out, asJSON); err != nil || !follow {
+		return err
+	}
+	return followFleet(ctx, cmd.OutOrStdout(), live, &lost, q, asJSON)
+}
+
+// followFleet prints incidents from live until ctx ends.
+func followFleet(ctx context.Context, w io.Writer, live <-chan rules.Incident, lost *atomic.Uint64, q service.Query, asJSON bool) error {
+	var reported uint64
+	for {
+		select {
+		case inc := <-live:
+			if !q.Matches(&inc) {
+				continue
+			}
+			if !asJSON {
+				fmt.Fprintf(w, "%-16s  ", cell(inc.Host))
+			}
+			if err := writeIncident(w, &inc, asJSON); err != nil {
+				return err
+			}
+			if n := lost.Load(); n > reported && !asJSON {
+				fmt.Fprintf(w, "(%d incident updates not shown: this terminal was slow; run procwatch incidents --nats to see them)\n", n-reported)
+				reported = n
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 func writeFleetIncidents(w io.Writer, incs []rules.Incident, asJSON bool) error {
