@@ -150,7 +150,10 @@ func TestFleetCommands(t *testing.T) {
 	// incident through the control service publishes a new version.
 	fctx, fstop := context.WithCancel(t.Context())
 	fout := make(chan string, 1)
-	go func() { _, o := runFleetCLI(fctx, "incidents", "--nats", url, "--follow", "--json", "--limit", "1"); fout <- o }()
+	go func() {
+		_, o := runFleetCLI(fctx, "incidents", "--nats", url, "--follow", "--json", "--limit", "1")
+		fout <- o
+	}()
 	time.Sleep(time.Second)
 	code, list := runFleetCLI(t.Context(), "incidents", "--nats", url, "--json", "--limit", "1")
 	var one rules.Incident
