@@ -107,7 +107,15 @@ static __always_inline void count_drop(void)
 		__sync_fetch_and_add(n, 1);
 }
 
-static __always_inline struct event *new_event(struct task_struct *task, __u32 type)
+/* RD reads a kernel field: with a plain load when the pointer is a BTF
+ * pointer (the arguments of tp_btf hooks), which costs a fraction of a
+ * bpf_probe_read_kernel call, and with BPF_CORE_READ otherwise (classic
+ * tracepoints, where the current task is an untyped address: the typed
+ * bpf_get_current_task_btf needs Linux 5.11, and procwatch runs on 5.8).
+ * btf is a constant at every call site, so the other arm compiles away. */
+#define RD(btf, direct, core) ((btf) ? (direct) : (core))
+
+static __always_inline struct event *new_event(struct task_struct *task, __u32 type, int btf)
 {
 	__u32 zero = 0;
 	struct event *e = bpf_map_lookup_elem(&scratch, &zero);
@@ -116,27 +124,27 @@ static __always_inline struct event *new_event(struct task_struct *task, __u32 t
 	__builtin_memset(&e->h, 0, sizeof(e->h));
 	e->h.type = type;
 	e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->h.pid = BPF_CORE_READ(task, tgid);
-	e->h.tid = BPF_CORE_READ(task, pid);
-	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
-	e->h.ppid = BPF_CORE_READ(parent, tgid);
-	const struct cred *cred = BPF_CORE_READ(task, real_cred);
-	e->h.uid = BPF_CORE_READ(cred, uid.val);
-	e->h.euid = BPF_CORE_READ(cred, euid.val);
-	e->h.gid = BPF_CORE_READ(cred, gid.val);
-	e->h.egid = BPF_CORE_READ(cred, egid.val);
+	e->h.pid = RD(btf, task->tgid, BPF_CORE_READ(task, tgid));
+	e->h.tid = RD(btf, task->pid, BPF_CORE_READ(task, pid));
+	struct task_struct *parent = RD(btf, task->real_parent, BPF_CORE_READ(task, real_parent));
+	e->h.ppid = RD(btf, parent->tgid, BPF_CORE_READ(parent, tgid));
+	const struct cred *cred = RD(btf, task->real_cred, BPF_CORE_READ(task, real_cred));
+	e->h.uid = RD(btf, cred->uid.val, BPF_CORE_READ(cred, uid.val));
+	e->h.euid = RD(btf, cred->euid.val, BPF_CORE_READ(cred, euid.val));
+	e->h.gid = RD(btf, cred->gid.val, BPF_CORE_READ(cred, gid.val));
+	e->h.egid = RD(btf, cred->egid.val, BPF_CORE_READ(cred, egid.val));
 	if (bpf_core_field_exists(task->loginuid))
-		e->h.auid = BPF_CORE_READ(task, loginuid.val);
+		e->h.auid = RD(btf, task->loginuid.val, BPF_CORE_READ(task, loginuid.val));
 	else
 		e->h.auid = (__u32)-1;
 	bpf_probe_read_kernel_str(e->h.comm, sizeof(e->h.comm), &task->comm);
 	/* pid plus start time names a process uniquely: the process table
 	 * keys on both, so a reused pid never inherits a dead one's ancestry. */
 	if (e->h.pid == e->h.tid) /* the leader, as after every exec and fork */
-		e->h.start_ns = BPF_CORE_READ(task, start_boottime);
+		e->h.start_ns = RD(btf, task->start_boottime, BPF_CORE_READ(task, start_boottime));
 	else
-		e->h.start_ns = BPF_CORE_READ(task, group_leader, start_boottime);
-	e->h.pstart_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
+		e->h.start_ns = RD(btf, task->group_leader->start_boottime, BPF_CORE_READ(task, group_leader, start_boottime));
+	e->h.pstart_ns = RD(btf, parent->group_leader->start_boottime, BPF_CORE_READ(parent, group_leader, start_boottime));
 	return e;
 }
 
@@ -282,38 +290,39 @@ static __always_inline int exe_deleted(struct file *exe)
 
 /* put_exe writes the sections that name the running binary (exe path,
  * origin, filesystem type) and its identity (device, inode, owner). */
-static __always_inline __u32 put_exe(struct event *e, __u32 off, struct task_struct *task)
+static __always_inline __u32 put_exe(struct event *e, __u32 off, struct task_struct *task, int btf)
 {
-	struct mnt_namespace *ns = BPF_CORE_READ(task, nsproxy, mnt_ns);
-	e->h.mnt_ns = BPF_CORE_READ(ns, ns.inum);
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	/* btf: task is a BTF pointer, read with plain loads (see RD). */
+	struct mnt_namespace *ns = RD(btf, task->nsproxy->mnt_ns, BPF_CORE_READ(task, nsproxy, mnt_ns));
+	e->h.mnt_ns = RD(btf, ns->ns.inum, BPF_CORE_READ(ns, ns.inum));
+	struct file *exe = RD(btf, task->mm->exe_file, BPF_CORE_READ(task, mm, exe_file));
 	if (!exe)
 		return off;
 	off = launder(e, off);
 	__u32 start = off;
-	struct dentry *d = BPF_CORE_READ(exe, f_path.dentry);
-	struct vfsmount *vm = BPF_CORE_READ(exe, f_path.mnt);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-	struct dentry *mnt_root = BPF_CORE_READ(vm, mnt_root);
+	struct dentry *d = RD(btf, exe->f_path.dentry, BPF_CORE_READ(exe, f_path.dentry));
+	struct vfsmount *vm = RD(btf, exe->f_path.mnt, BPF_CORE_READ(exe, f_path.mnt));
+	struct dentry *parent = RD(btf, d->d_parent, BPF_CORE_READ(d, d_parent));
+	struct dentry *mnt_root = RD(btf, vm->mnt_root, BPF_CORE_READ(vm, mnt_root));
 	if (d == parent && d != mnt_root) {
 		/* A pseudo file such as a memfd: the kernel names it by itself,
 		 * always with " (deleted)" (see exe_deleted). */
 		e->h.flags |= F_EXE_DELETED;
-		off = put_kstr(e, off, (const char *)BPF_CORE_READ(d, d_name.name), NAME_MAX_READ);
+		off = put_kstr(e, off, (const char *)RD(btf, d->d_name.name, BPF_CORE_READ(d, d_name.name)), NAME_MAX_READ);
 	} else {
-		if (d != parent && !BPF_CORE_READ(d, d_hash.pprev))
+		if (d != parent && !RD(btf, d->d_hash.pprev, BPF_CORE_READ(d, d_hash.pprev)))
 			e->h.flags |= F_EXE_DELETED;
 		off = put_path(e, off, &exe->f_path, F_EXE_TRUNC);
 	}
 	e->h.exe_len = off - start;
 
-	struct inode *inode = BPF_CORE_READ(exe, f_inode);
-	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	struct inode *inode = RD(btf, exe->f_inode, BPF_CORE_READ(exe, f_inode));
+	struct super_block *sb = RD(btf, inode->i_sb, BPF_CORE_READ(inode, i_sb));
 	/* The usual case costs no second walk: a binary on the namespace's
 	 * root mount, when that mount shows its filesystem from the top, has
 	 * the same path within the filesystem as in the namespace. */
-	struct mount *nsroot = BPF_CORE_READ(ns, root);
-	if (nsroot && vm == &nsroot->mnt && mnt_root == BPF_CORE_READ(sb, s_root) &&
+	struct mount *nsroot = RD(btf, ns->root, BPF_CORE_READ(ns, root));
+	if (nsroot && vm == &nsroot->mnt && mnt_root == RD(btf, sb->s_root, BPF_CORE_READ(sb, s_root)) &&
 	    d != parent && !(e->h.flags & F_EXE_TRUNC)) {
 		e->h.flags |= F_ORIGIN_SAME;
 	} else {
@@ -323,13 +332,13 @@ static __always_inline __u32 put_exe(struct event *e, __u32 off, struct task_str
 		e->h.origin_len = off - start;
 	}
 
-	e->h.exe_dev = BPF_CORE_READ(sb, s_dev);
-	e->h.exe_ino = BPF_CORE_READ(inode, i_ino);
-	e->h.exe_owner = BPF_CORE_READ(inode, i_uid.val);
+	e->h.exe_dev = RD(btf, sb->s_dev, BPF_CORE_READ(sb, s_dev));
+	e->h.exe_ino = RD(btf, inode->i_ino, BPF_CORE_READ(inode, i_ino));
+	e->h.exe_owner = RD(btf, inode->i_uid.val, BPF_CORE_READ(inode, i_uid.val));
 	e->h.flags |= F_EXE_ID;
 	off = launder(e, off);
 	start = off;
-	off = put_kstr(e, off, BPF_CORE_READ(sb, s_type, name), 32);
+	off = put_kstr(e, off, RD(btf, sb->s_type->name, BPF_CORE_READ(sb, s_type, name)), 32);
 	e->h.fs_len = off - start;
 	return off;
 }
@@ -439,24 +448,24 @@ static __always_inline __u32 put_ustr(struct event *e, __u32 off, const char *s,
 }
 
 /* put_context adds cwd, tty and cgroup path, shared by exec and failed exec. */
-static __always_inline __u32 put_context(struct event *e, __u32 off, struct task_struct *task)
+static __always_inline __u32 put_context(struct event *e, __u32 off, struct task_struct *task, int btf)
 {
 	off = launder(e, off);
 	__u32 start = off;
-	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct fs_struct *fs = RD(btf, task->fs, BPF_CORE_READ(task, fs));
 	if (fs)
 		off = put_path(e, off, &fs->pwd, F_CWD_TRUNC);
 	e->h.cwd_len = off - start;
 
 	start = off;
-	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	struct tty_struct *tty = RD(btf, task->signal->tty, BPF_CORE_READ(task, signal, tty));
 	if (tty)
 		off = put_kstr(e, off, (const char *)&tty->name, 64);
 	e->h.tty_len = off - start;
 
 	start = off;
 	e->h.cgroup_id = bpf_get_current_cgroup_id();
-	struct kernfs_node *kn = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn);
+	struct kernfs_node *kn = RD(btf, task->cgroups->dfl_cgrp->kn, BPF_CORE_READ(task, cgroups, dfl_cgrp, kn));
 	for (int i = 0; i < CGROUP_DEPTH && kn; i++) {
 		off = launder(e, off);
 		struct kernfs_node *parent;
@@ -527,7 +536,7 @@ static __always_inline int exit_exec(long ret)
 	bpf_map_delete_elem(&exec_calls, &tid);
 
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct event *e = new_event(task, EV_EXEC_FAIL);
+	struct event *e = new_event(task, EV_EXEC_FAIL, 0);
 	if (!e)
 		return 0;
 	e->h.retval = (__s32)ret;
@@ -560,7 +569,7 @@ static __always_inline int exit_exec(long ret)
 	}
 	e->h.args_len = off - start;
 
-	off = put_context(e, off, task);
+	off = put_context(e, off, task, 0);
 	if (call.dirfd != -100 /* AT_FDCWD */)
 		off = put_dir(e, off, task, call.dirfd);
 	else
@@ -583,18 +592,18 @@ int exit_execveat(struct trace_event_raw_sys_exit *ctx)
 
 /* on_exec runs in the new program's context: current->mm is the new image,
  * current's credentials are the new ones. */
-static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, const char *filename, int script)
+static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, const char *filename, int script, int btf)
 {
-	if (BPF_CORE_READ(task, tgid) == self_tgid)
+	if (RD(btf, task->tgid, BPF_CORE_READ(task, tgid)) == self_tgid)
 		return 0;
-	struct event *e = new_event(task, EV_EXEC);
+	struct event *e = new_event(task, EV_EXEC, btf);
 	if (!e)
 		return 0;
 	e->h.old_pid = old_pid;
 	if (script)
 		e->h.flags |= F_SCRIPT;
 
-	__u32 off = put_exe(e, 0, task);
+	__u32 off = put_exe(e, 0, task, btf);
 
 	off = launder(e, off);
 	__u32 start = off;
@@ -602,9 +611,9 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	e->h.filename_len = off - start;
 
 	start = off;
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-	unsigned long arg_start = BPF_CORE_READ(mm, arg_start);
-	unsigned long arg_end = BPF_CORE_READ(mm, arg_end);
+	struct mm_struct *mm = RD(btf, task->mm, BPF_CORE_READ(task, mm));
+	unsigned long arg_start = RD(btf, mm->arg_start, BPF_CORE_READ(mm, arg_start));
+	unsigned long arg_end = RD(btf, mm->arg_end, BPF_CORE_READ(mm, arg_end));
 	__u64 len = arg_end - arg_start;
 	if (len > ARGS_MAX) {
 		len = ARGS_MAX;
@@ -616,7 +625,7 @@ static __always_inline int on_exec(struct task_struct *task, __u32 old_pid, cons
 	}
 	e->h.args_len = off - start;
 
-	off = put_context(e, off, task);
+	off = put_context(e, off, task, btf);
 
 	/* Compare with the credentials the caller had before exec. */
 	struct exec_call *c = bpf_map_lookup_elem(&exec_calls, &old_pid);
@@ -679,7 +688,7 @@ int BPF_PROG(btf_sched_exec, struct task_struct *p, pid_t old_pid, struct linux_
 	 * "#!" script (or binfmt_misc) handler chose an interpreter: then
 	 * filename names the script and the exe is the interpreter. */
 	const char *filename = BPF_CORE_READ(bprm, filename);
-	return on_exec(p, old_pid, filename, BPF_CORE_READ(bprm, interp) != filename);
+	return on_exec(p, old_pid, filename, BPF_CORE_READ(bprm, interp) != filename, 1);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -687,7 +696,7 @@ int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 loc = ctx->__data_loc_filename;
-	return on_exec(task, ctx->old_pid, (const char *)ctx + (loc & 0xFFFF), 0);
+	return on_exec(task, ctx->old_pid, (const char *)ctx + (loc & 0xFFFF), 0, 0);
 }
 
 /* ---- fork and exit ---- */
@@ -700,7 +709,7 @@ static __always_inline int on_fork(struct task_struct *parent, struct task_struc
 		return 0; /* a new thread, not a process */
 	/* new_event names the child's real parent (for CLONE_PARENT, the
 	 * forking task's own parent), with its start time. */
-	struct event *e = new_event(child, EV_FORK);
+	struct event *e = new_event(child, EV_FORK, 1);
 	if (!e)
 		return 0;
 	submit(e, 0);
@@ -722,7 +731,7 @@ int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 	/* Threads share the parent's tgid; a new process has its own. Without
 	 * the child task we cannot tell for sure, so report every fork and let
 	 * the process table ignore pids it already knows as threads. */
-	struct event *e = new_event(parent, EV_FORK);
+	struct event *e = new_event(parent, EV_FORK, 0);
 	if (!e)
 		return 0;
 	e->h.ppid = e->h.pid;
@@ -736,23 +745,23 @@ int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
 	return 0;
 }
 
-static __always_inline int on_exit(struct task_struct *task)
+static __always_inline int on_exit(struct task_struct *task, int btf)
 {
-	if (BPF_CORE_READ(task, tgid) == self_tgid)
+	if (RD(btf, task->tgid, BPF_CORE_READ(task, tgid)) == self_tgid)
 		return 0;
 	/* Report a process once: when its last thread exits. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	if (RD(btf, task->signal->live.counter, BPF_CORE_READ(task, signal, live.counter)) != 0)
 		return 0;
-	struct event *e = new_event(task, EV_EXIT);
+	struct event *e = new_event(task, EV_EXIT, btf);
 	if (!e)
 		return 0;
-	e->h.exit_code = BPF_CORE_READ(task, exit_code);
+	e->h.exit_code = RD(btf, task->exit_code, BPF_CORE_READ(task, exit_code));
 	/* The exe may have been deleted since the exec (the mm is still there
 	 * when this tracepoint fires on current kernels). */
-	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct file *exe = RD(btf, task->mm->exe_file, BPF_CORE_READ(task, mm, exe_file));
 	if (exe && exe_deleted(exe))
 		e->h.flags |= F_EXE_DELETED;
-	__u64 start = BPF_CORE_READ(task, group_leader, start_time);
+	__u64 start = RD(btf, task->group_leader->start_time, BPF_CORE_READ(task, group_leader, start_time));
 	e->h.duration_ns = bpf_ktime_get_ns() - start;
 	submit(e, 0);
 	return 0;
@@ -761,13 +770,13 @@ static __always_inline int on_exit(struct task_struct *task)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(btf_sched_exit, struct task_struct *p)
 {
-	return on_exit(p);
+	return on_exit(p, 1);
 }
 
 SEC("tracepoint/sched/sched_process_exit")
 int tp_sched_exit(void *ctx)
 {
-	return on_exit((struct task_struct *)bpf_get_current_task());
+	return on_exit((struct task_struct *)bpf_get_current_task(), 0);
 }
 
 /* ---- set*uid ---- */
@@ -822,7 +831,7 @@ static __always_inline int finish_setid(long ret)
 	if (!gained && (ret == 0 || !c.init_ns))
 		return 0; /* worked but not root (user namespace), or refused inside one */
 
-	struct event *e = new_event(task, EV_ESCALATION);
+	struct event *e = new_event(task, EV_ESCALATION, 0);
 	if (!e)
 		return 0;
 	e->h.method = c.method;
@@ -838,7 +847,7 @@ static __always_inline int finish_setid(long ret)
 		e->h.new_uid = c.req_uid == (__u32)-1 ? c.old_uid : c.req_uid;
 		e->h.new_euid = c.req_euid == (__u32)-1 ? c.old_euid : c.req_euid;
 	}
-	__u32 off = put_exe(e, 0, task);
+	__u32 off = put_exe(e, 0, task, 0);
 	submit(e, off);
 	return 0;
 }
