@@ -128,42 +128,41 @@ func (s *Store) trimToCount(w *writeTx) error {
 	if excess <= 0 {
 		return nil
 	}
-	type victim struct {
-		idxKey []byte
-		inc    rules.Incident
-		ok     bool // the record exists and matches its index entry
-	}
-	var victims []victim
+	// Take the victims' index keys first: a bucket must not change
+	// under its own cursor.
+	var keys [][]byte
 	c := w.byClass.Cursor()
-	for k, _ := c.First(); k != nil && int64(len(victims)) < excess; k, _ = c.Next() {
-		v := victim{idxKey: bytes.Clone(k)}
-		if len(k) == 10 {
-			if rec := w.incs.Get(k[2:]); rec != nil {
-				var ok bool
-				v.inc, ok = s.decodeForRemoval(k[2:], rec)
-				v.ok = !ok || bytes.Equal(classKey(&v.inc, k[2:]), k)
-			}
-		}
-		victims = append(victims, v)
+	for k, _ := c.First(); k != nil && int64(len(keys)) < excess; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
 	}
 	var evicted, worst int64
-	for _, v := range victims {
-		if !v.ok {
-			// A stale entry (damage, or a replaced damaged record):
-			// drop it; the incident it named is gone or indexed again.
-			if err := w.byClass.Delete(v.idxKey); err != nil {
-				return fmt.Errorf("count retention: %w", err)
-			}
-			continue
-		}
-		if err := w.byClass.Delete(v.idxKey); err != nil {
+	ic := w.incs.Cursor()
+	for _, k := range keys {
+		if err := w.byClass.Delete(k); err != nil {
 			return fmt.Errorf("count retention: %w", err)
 		}
-		if err := w.remove(v.idxKey[2:], &v.inc); err != nil {
+		if len(k) != 10 {
+			continue // a damaged index entry
+		}
+		id := k[2:]
+		ik, iv := ic.Seek(id)
+		if !bytes.Equal(ik, id) {
+			continue // stale: the incident is gone
+		}
+		inc, ok := s.decodeForRemoval(id, iv)
+		if ok && !bytes.Equal(classKey(&inc, id), k) {
+			continue // stale: the incident is indexed under its real class
+		}
+		// One seek per victim: the cursor deletes the record it found.
+		if err := ic.Delete(); err != nil {
 			return fmt.Errorf("count retention: %w", err)
 		}
+		if err := w.clearMasks(id); err != nil {
+			return fmt.Errorf("count retention: %w", err)
+		}
+		w.account(&inc, -1)
 		evicted++
-		worst = int64(v.idxKey[0])<<8 | int64(v.idxKey[1])
+		worst = int64(k[0])<<8 | int64(k[1])
 	}
 	if evicted > 0 {
 		w.countDelta[string(keyEvicted)] += evicted
