@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ type scaleResult struct {
 	LatP50ms     float64 `json:"latency_p50_ms"` // event handled by an agent's pipeline -> fleet client in the UI process
 	LatP99ms     float64 `json:"latency_p99_ms"`
 	LatMaxms     float64 `json:"latency_max_ms"`
+	ScreenP50ms  float64 `json:"screen_p50_ms"` // event handled -> the frame that first shows the incident
+	ScreenP99ms  float64 `json:"screen_p99_ms"`
+	ScreenMaxms  float64 `json:"screen_max_ms"`
+	OnScreen     int     `json:"on_screen"`   // incidents timed to the screen
 	ViewP99ms    float64 `json:"view_p99_ms"` // one render of the UI
 	KeyP50ms     float64 `json:"key_p50_ms"`  // key sent -> next frame rendered
 	KeyP99ms     float64 `json:"key_p99_ms"`
@@ -172,6 +177,12 @@ type keyProbe struct {
 	seen  *bool
 	keys  *[]float64
 	views *[]float64
+	// seenAt maps an incident id to when its event was handled (LastSeen);
+	// applied collects those a tick just put on screen, screen their
+	// event-to-frame latencies.
+	seenAt  map[uint64]time.Time
+	applied *[]time.Time
+	screen  *[]float64
 }
 
 func (p keyProbe) Init() tea.Cmd { return p.m.Init() }
@@ -181,6 +192,19 @@ func (p keyProbe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		p.mu.Lock()
 		*p.seen = true
 		p.mu.Unlock()
+	}
+	// The UI's tick carries the incidents it applies now; the frame after
+	// this Update shows them. Read by reflection: the type is the UI's own.
+	if rv := reflect.ValueOf(msg); rv.Kind() == reflect.Struct && rv.Type().Name() == "tickMsg" {
+		if incs := rv.FieldByName("batch").FieldByName("incidents"); incs.IsValid() {
+			p.mu.Lock()
+			for i := range incs.Len() {
+				if at, ok := p.seenAt[incs.Index(i).FieldByName("ID").Uint()]; ok {
+					*p.applied = append(*p.applied, at)
+				}
+			}
+			p.mu.Unlock()
+		}
 	}
 	_, cmd := p.m.Update(msg)
 	return p, cmd
@@ -192,6 +216,10 @@ func (p keyProbe) View() tea.View {
 	now := time.Now()
 	p.mu.Lock()
 	*p.views = append(*p.views, float64(now.Sub(t0).Microseconds())/1000)
+	for _, at := range *p.applied {
+		*p.screen = append(*p.screen, float64(now.Sub(at).Microseconds())/1000)
+	}
+	*p.applied = (*p.applied)[:0]
 	if *p.seen && !p.sent.IsZero() {
 		*p.keys = append(*p.keys, float64(now.Sub(*p.sent).Microseconds())/1000)
 		*p.seen, *p.sent = false, time.Time{}
@@ -208,9 +236,10 @@ func TestScaleViewer(t *testing.T) {
 	}
 	runFor, _ := time.ParseDuration(os.Getenv("PROCWATCH_FLEET_VIEWER_FOR"))
 	var (
-		mu   sync.Mutex
-		lats []float64
-		dups int
+		mu     sync.Mutex
+		lats   []float64
+		dups   int
+		seenAt = map[uint64]time.Time{}
 	)
 	nc, err := Connect(ConnOptions{URLs: urls, FailFast: true})
 	if err != nil {
@@ -222,6 +251,7 @@ func TestScaleViewer(t *testing.T) {
 	c, err := NewClient(ctx, nc, ClientOptions{Caller: "scale", OnIncident: func(_ string, inc *rules.Incident, _ uint64, dup bool) {
 		d := float64(time.Since(inc.LastSeen).Microseconds()) / 1000
 		mu.Lock()
+		seenAt[uint64(inc.ID)] = inc.LastSeen
 		lats = append(lats, d)
 		if dup {
 			dups++
@@ -244,12 +274,15 @@ func TestScaleViewer(t *testing.T) {
 	opts := tui.Options{}
 	m := tui.NewHosts(ctx, list, opts)
 	var (
-		sent  time.Time
-		seen  bool
-		keys  []float64
-		views []float64
+		sent    time.Time
+		seen    bool
+		keys    []float64
+		views   []float64
+		applied []time.Time
+		screen  []float64
 	)
-	p := keyProbe{m: m, mu: &mu, sent: &sent, seen: &seen, keys: &keys, views: &views}
+	p := keyProbe{m: m, mu: &mu, sent: &sent, seen: &seen, keys: &keys, views: &views,
+		seenAt: seenAt, applied: &applied, screen: &screen}
 	prog := tea.NewProgram(p, tea.WithInput(nil), tea.WithOutput(devNull(t)), tea.WithWindowSize(160, 48), tea.WithContext(ctx))
 	done := make(chan error, 1)
 	go func() { _, err := prog.Run(); done <- err }()
@@ -278,6 +311,7 @@ func TestScaleViewer(t *testing.T) {
 	defer mu.Unlock()
 	r := scaleResult{Hosts: len(infos), Incidents: len(lats), Dups: dups,
 		LatP50ms: pct(lats, 0.5), LatP99ms: pct(lats, 0.99), LatMaxms: pct(lats, 1),
+		ScreenP50ms: pct(screen, 0.5), ScreenP99ms: pct(screen, 0.99), ScreenMaxms: pct(screen, 1), OnScreen: len(screen),
 		ViewP99ms: pct(views, 0.99), KeyP50ms: pct(keys, 0.5), KeyP99ms: pct(keys, 0.99), KeyMaxms: pct(keys, 1),
 		CPUSeconds: cpu, WallSeconds: wall, CPUPercent: 100 * cpu / wall, MaxRSSMiB: float64(ru.Maxrss) / 1024,
 		TickMs: 50, KeysMeasured: len(keys)}
