@@ -61,6 +61,8 @@ func TestDefaultRulesEvasions(t *testing.T) {
 		{"loader running a memfd", loaderRun("/", "/proc/self/fd/3"), "exec-via-dynamic-loader:high skipped=0"},
 		{"loader behind options", loaderRun("/", "--library-path", "/opt/lib", "/dev/shm/p"), "exec-via-dynamic-loader:high skipped=0"},
 		{"loader listing a system binary (ldd)", loaderRun("/", "--list", "/usr/bin/ls"), "skipped=0"},
+		{"ldd run from a /tmp directory: options are not files", loaderRun("/tmp/build", "--list", "/usr/bin/ls"), "skipped=0"},
+		{"loader running ./-x from /tmp", loaderRun("/tmp", "./-x"), "exec-via-dynamic-loader:high skipped=0"},
 		{"bind mount of a /tmp file over /usr/bin/true", with(execEvent("/usr/bin/true", 1000), func(ev *event.Event) {
 			onRoot(ev)
 			ev.ExeOrigin, ev.MntNS, ev.ExeOwner = "/tmp/evil", privateNS, event.Uint32(1000)

@@ -191,7 +191,9 @@ func (s *argSet) match(args []event.Text, cwd string, buf []byte) (bool, []byte)
 			if c := path.Clean(arg); c != arg && s.matchOne(c) {
 				return true, buf
 			}
-		case strings.HasPrefix(cwd, "/") && arg != "":
+		case strings.HasPrefix(cwd, "/") && arg != "" && arg[0] != '-':
+			// An option ("--list") names no file below cwd; a program
+			// really named "-x" has to be given as "./-x", which is joined.
 			buf = append(append(append(buf[:0], cwd...), '/'), arg...)
 			joined := path.Clean(unsafe.String(unsafe.SliceData(buf), len(buf)))
 			if s.matchOne(joined) {
