@@ -297,13 +297,36 @@ func fitSegs(segs []seg, sep string, width int) string {
 // View renders the header: three lines, then a banner line for each state
 // the operator must see in full; tabs is how many screens exist.
 func (h *header) View(th theme, width int, active screen, tabs int, maxBanner int) string {
+	lines := append([]string{h.line1(th, width), h.line2(th, width)}, h.bannerLines(th, width, maxBanner)...)
+	return lipgloss.JoinVertical(lipgloss.Left, append(lines, tabLine(th, width, active, tabs))...)
+}
+
+// line1 is who, the sensor's real state, open incidents and where the
+// data comes from.
+func (h *header) line1(th theme, width int) string {
 	sep := th.dim.Render(" │ ")
-	// Line 1: who, the sensor's real state, open incidents, where the data
-	// comes from.
+	if h.connErr != "" {
+		return fitSegs([]seg{{full: th.title.Render("procwatch"), give: 1}, {full: th.errText.Render("✖ disconnected")}}, sep, width)
+	}
 	host := "connecting…"
 	if h.have {
 		host = event.DisplayString(h.st.Host)
 	}
+	segs := []seg{{full: th.title.Render("procwatch"), give: 4}}
+	if h.who != "" {
+		segs = append(segs, seg{full: h.who}, h.openSeg(th))
+	} else {
+		segs = append(segs, seg{full: th.bold.Render(host), give: 1}, seg{full: h.monitoringWord(th)}, h.openSeg(th))
+	}
+	if h.source != "" {
+		segs = append(segs, seg{full: th.dim.Render(h.source), short: th.dim.Render(h.sourceShort), give: 3})
+	}
+	return fitSegs(segs, sep, width)
+}
+
+// openSeg counts open incidents by severity: every severity by name, or
+// in short the total and the non-zero ones by initial.
+func (h *header) openSeg(th theme) seg {
 	var full, short []string
 	total := 0
 	for s := rules.SeverityCritical; s >= rules.SeverityInfo; s-- {
@@ -321,22 +344,12 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	if len(short) > 0 {
 		open.short += " " + strings.Join(short, " ")
 	}
-	segs := []seg{{full: th.title.Render("procwatch"), give: 4}}
-	if h.who != "" {
-		segs = append(segs, seg{full: h.who}, open)
-	} else {
-		segs = append(segs, seg{full: th.bold.Render(host), give: 1}, seg{full: h.monitoringWord(th)}, open)
-	}
-	if h.source != "" {
-		segs = append(segs, seg{full: th.dim.Render(h.source), short: th.dim.Render(h.sourceShort), give: 3})
-	}
-	if h.connErr != "" {
-		segs = []seg{{full: th.title.Render("procwatch"), give: 1}, {full: th.errText.Render("✖ disconnected")}}
-	}
-	l1 := fitSegs(segs, sep, width)
+	return open
+}
 
-	// Line 2: drops and rules status first, as they must not be cut, then
-	// the rates.
+// line2 is the event rates with their sparkline, drops, the database's
+// notices and the rules status; drops and evictions never give way.
+func (h *header) line2(th theme, width int) string {
 	drops := h.st.Sensor.Drops + h.uiDropped
 	dropTxt := th.dim.Render("drops 0")
 	if drops > 0 {
@@ -359,12 +372,14 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 	}
 	rates := fmt.Sprintf("exec %s/s  esc %s/s  exit %s/s", compact(h.rates[0]), compact(h.rates[1]), compact(h.rates[2]))
 	spark := th.title.Render(sparkline(h.spark, sw))
-	segs2 := append([]seg{{full: rates + " " + spark, short: rates, give: 2}, {full: dropTxt}}, storeNotice(th, h.st.Store)...)
-	l2 := fitSegs(append(segs2, rulesSeg), sep, width)
+	segs := append([]seg{{full: rates + " " + spark, short: rates, give: 2}, {full: dropTxt}}, storeNotice(th, h.st.Store)...)
+	return fitSegs(append(segs, rulesSeg), th.dim.Render(" │ "), width)
+}
 
-	// Line 3: tabs.
-	// Padded tabs when they fit; on narrow terminals (eight tabs on 80
-	// columns) idle tabs lose their padding so that none is cut.
+// tabLine names the screens, the active one reversed: padded when they
+// fit; on narrow terminals (eight tabs on 80 columns) idle tabs lose their
+// padding so that none is cut.
+func tabLine(th theme, width int, active screen, tabs int) string {
 	idle, join := th.tabIdle, ""
 	plain := 0
 	for i := range tabs {
@@ -382,9 +397,7 @@ func (h *header) View(th theme, width int, active screen, tabs int, maxBanner in
 			labels[i] = idle.Render(label)
 		}
 	}
-	l3 := ansi.Truncate(strings.Join(labels, join), width, "…")
-	lines := append([]string{l1, l2}, h.bannerLines(th, width, maxBanner)...)
-	return lipgloss.JoinVertical(lipgloss.Left, append(lines, l3)...)
+	return ansi.Truncate(strings.Join(labels, join), width, "…")
 }
 
 // storeNotice says what the database is losing or failing to write (no

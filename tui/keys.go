@@ -68,7 +68,7 @@ func newKeyMap() keyMap {
 		Sort:    b([]string{"o"}, "o", "sort time/severity"),
 		Export:  b([]string{"e"}, "e", "export shown to JSON"),
 
-		SkipCmd:     b([]string{"s"}, "s", "skip (rule)"),
+		SkipCmd:     b([]string{"s"}, "s", "skip command (rule; binary if escalation)"),
 		SkipPath:    b([]string{"p"}, "p", "skip this binary (rule)"),
 		SkipCmdAll:  b([]string{"S"}, "S", "skip command (all rules)"),
 		SkipPathAll: b([]string{"P"}, "P", "skip binary (all rules)"),
