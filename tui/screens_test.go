@@ -231,7 +231,7 @@ func TestRulesScreenMonitoring(t *testing.T) {
 	h.typeKeys("m")
 	h.waitFor("Switch monitoring off?")
 	h.typeKeys("y")
-	h.waitFor("○ monitoring OFF", "Monitoring off: the sensor is detached")
+	h.waitFor("○ monitoring OFF", "Monitoring off: the sensor is being detached")
 	h.typeKeys("m")
 	h.waitFor("● monitoring", "Monitoring on")
 	calls := strings.Join(f.Calls(), "\n")

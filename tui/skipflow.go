@@ -218,3 +218,30 @@ func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	return nil
 }
+
+// skipAdded says what a stored skip masked and keeps it for undo.
+func (m *Model) skipAdded(msg skipAddedMsg) tea.Cmd {
+	ok, bad := split(msg.results)
+	if len(ok) == 0 {
+		m.setErr(m.onHosts("add skip", bad), bad[0].err)
+		return nil
+	}
+	m.undo = append(m.undo, ok)
+	m.setMsg("Skipped %s%s: masked %d incident(s) · u undoes%s", describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
+	return m.reloadAfterSkip(ok)
+}
+
+// skipRemoved says what a removed (or undone) skip unmasked.
+func (m *Model) skipRemoved(msg skipRemovedMsg) tea.Cmd {
+	ok, bad := split(msg.results)
+	if len(ok) == 0 {
+		m.setErr(m.onHosts("remove skip", bad), bad[0].err)
+		return nil
+	}
+	verb := "Removed"
+	if msg.undo {
+		verb = "Undid"
+	}
+	m.setMsg("%s skip %s%s: unmasked %d incident(s)%s", verb, describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
+	return m.reloadAfterSkip(ok)
+}

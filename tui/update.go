@@ -191,30 +191,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			return m.loadNoise() // a skip masked some: suggest anew
 		}
 	case statusMsg:
-		var next tea.Cmd
-		if msg.poll {
-			next = pollStatusLater()
-		}
-		if m.multi {
-			h := m.hosts[msg.host]
-			if msg.conn != nil {
-				h.state, h.haveState = *msg.conn, true
-			}
-			h.statusErr = ""
-			if msg.err != nil {
-				h.statusErr = event.DisplayString(msg.err.Error())
-			} else {
-				h.hdr.observe(msg.st)
-			}
-			m.refreshHosts()
-			return next
-		}
-		if msg.err != nil {
-			m.hdr.connErr = event.DisplayString(msg.err.Error())
-			return next
-		}
-		m.hdr.observe(msg.st)
-		return next
+		return m.statusResult(msg)
 	case rulesMsg:
 		if msg.host != m.focus {
 			return nil
@@ -243,54 +220,15 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			m.noise.SetRows(noiseRows(msg.list))
 		}
 	case statusSetMsg:
-		ok, bad := split(msg.results)
-		if len(ok) == 0 {
-			m.setErr(m.onHosts("change incident status", bad), bad[0].err)
-			return nil
-		}
-		n := 0
-		var cmds []tea.Cmd
-		for _, r := range ok {
-			m.inc.setStatus(r.host, r.ids, msg.status, m.users, m.opts.Location)
-			n += len(r.ids)
-			cmds = append(cmds, m.loadStatus(r.host, false))
-		}
-		m.inc.refresh()
-		m.refreshDetail()
-		verb := "Acknowledged"
-		switch msg.status {
-		case rules.StatusMasked:
-			verb = "Masked"
-		case rules.StatusOpen:
-			verb = "Re-opened"
-		}
-		m.setMsg("%s %d incident(s)%s%s", verb, n, m.onWhat(ok), m.failures(bad))
-		return tea.Batch(cmds...)
+		return m.statusSetResult(msg)
 	case skipPreviewMsg:
 		m.confirmSkip(msg)
 	case fleetSkipAddedMsg:
 		m.fleetSkipAdded(msg)
 	case skipAddedMsg:
-		ok, bad := split(msg.results)
-		if len(ok) == 0 {
-			m.setErr(m.onHosts("add skip", bad), bad[0].err)
-			return nil
-		}
-		m.undo = append(m.undo, ok)
-		m.setMsg("Skipped %s%s: masked %d incident(s) · u undoes%s", describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
-		return m.reloadAfterSkip(ok)
+		return m.skipAdded(msg)
 	case skipRemovedMsg:
-		ok, bad := split(msg.results)
-		if len(ok) == 0 {
-			m.setErr(m.onHosts("remove skip", bad), bad[0].err)
-			return nil
-		}
-		verb := "Removed"
-		if msg.undo {
-			verb = "Undid"
-		}
-		m.setMsg("%s skip %s%s: unmasked %d incident(s)%s", verb, describeSkip(ok[0].skip), m.onWhat(ok), total(ok), m.failures(bad))
-		return m.reloadAfterSkip(ok)
+		return m.skipRemoved(msg)
 	case monitoringMsg:
 		if m.multi {
 			return m.monitoringResult(msg)
@@ -299,11 +237,13 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			m.setErr("switch monitoring", err)
 			return nil
 		}
+		// The sensor attaches or detaches in the background: the header
+		// says when it has, from the next status.
 		m.hdr.st.Monitoring = msg.on
 		if msg.on {
-			m.setMsg("Monitoring on: the sensor is attached")
+			m.setMsg("Monitoring on: the sensor is being attached")
 		} else {
-			m.setMsg("Monitoring off: the sensor is detached")
+			m.setMsg("Monitoring off: the sensor is being detached")
 		}
 		return m.loadStatus(0, false)
 	case exportedMsg:
@@ -314,6 +254,63 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 		m.setMsg("Exported %d incident(s) to %s", msg.count, event.DisplayString(msg.path))
 	}
 	return nil
+}
+
+// statusResult takes a host's status (or why it could not be had) into
+// its header, and re-arms the poll when the reply is the poll's.
+func (m *Model) statusResult(msg statusMsg) tea.Cmd {
+	var next tea.Cmd
+	if msg.poll {
+		next = pollStatusLater()
+	}
+	if m.multi {
+		h := m.hosts[msg.host]
+		if msg.conn != nil {
+			h.state, h.haveState = *msg.conn, true
+		}
+		h.statusErr = ""
+		if msg.err != nil {
+			h.statusErr = event.DisplayString(msg.err.Error())
+		} else {
+			h.hdr.observe(msg.st)
+		}
+		m.refreshHosts()
+		return next
+	}
+	if msg.err != nil {
+		m.hdr.connErr = event.DisplayString(msg.err.Error())
+		return next
+	}
+	m.hdr.observe(msg.st)
+	return next
+}
+
+// statusSetResult shows a triage change at once in the list and in an
+// open detail pane, and says how it went.
+func (m *Model) statusSetResult(msg statusSetMsg) tea.Cmd {
+	ok, bad := split(msg.results)
+	if len(ok) == 0 {
+		m.setErr(m.onHosts("change incident status", bad), bad[0].err)
+		return nil
+	}
+	n := 0
+	var cmds []tea.Cmd
+	for _, r := range ok {
+		m.inc.setStatus(r.host, r.ids, msg.status, m.users, m.opts.Location)
+		n += len(r.ids)
+		cmds = append(cmds, m.loadStatus(r.host, false))
+	}
+	m.inc.refresh()
+	m.refreshDetail()
+	verb := "Acknowledged"
+	switch msg.status {
+	case rules.StatusMasked:
+		verb = "Masked"
+	case rules.StatusOpen:
+		verb = "Re-opened"
+	}
+	m.setMsg("%s %d incident(s)%s%s", verb, n, m.onWhat(ok), m.failures(bad))
+	return tea.Batch(cmds...)
 }
 
 // monitoringResult shows, per host and on the message line, how switching
