@@ -279,7 +279,7 @@ func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate f
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ra := &replayAgent{host: host, store: st, done: make(chan error, 1),
-		replay: &Replay{Rate: rate, events: evs, done: make(chan struct{}), gate: agentGate}}
+		replay: &Replay{Rate: rate, events: evs, done: make(chan struct{}), gate: agentGate, stats: event.Stats{Mode: "replay"}}}
 	ra.local, err = pipeline.New(pipeline.Config{Host: host, Store: st, Source: ra.replay,
 		Rules: rules.NewEngine(set, rules.EngineOptions{Host: host}), OnIncident: func(inc rules.Incident) { ra.agent.Put(inc) }, Logger: log})
 	if err != nil {

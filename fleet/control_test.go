@@ -39,6 +39,22 @@ func TestControlAndSkips(t *testing.T) {
 	})
 	ctx := context.Background()
 
+	// The status message carries what the Hosts screen shows.
+	statusOK := func(st *StatusMsg, name string) bool {
+		return st != nil && st.Host == name && st.FleetHost == name && st.Version == "1.0.0" && st.Monitoring &&
+			st.Sensor.Mode == "replay" && st.Sensor.Exec == 20 && st.OpenBySev["high"]+st.OpenBySev["medium"] == 16 &&
+			st.Publish.Connected && st.Publish.Pending == 0 && st.Publish.Acked > 0 && st.Skips.Watching
+	}
+	waitFor(t, 10*time.Second, "complete status messages from both hosts", func() bool {
+		ok := 0
+		for _, h := range v.Hosts() {
+			if statusOK(h.Status, h.Name) {
+				ok++
+			}
+		}
+		return ok == 2
+	})
+
 	// Monitoring off on one host, through its control service.
 	if err := v.Host("beta", false).SetMonitoring(ctx, false); err != nil {
 		t.Fatal(err)
