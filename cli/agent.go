@@ -32,8 +32,6 @@ import (
 	"github.com/procwatch/procwatch/store"
 )
 
-func init() { commands = append(commands, newAgentCmd) }
-
 // newEventSource loads the sensor; attached runs each time its programs
 // are attached. Tests replace it with a fake source so the agent can run
 // end to end without BPF.

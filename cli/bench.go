@@ -14,8 +14,6 @@ import (
 	"github.com/procwatch/procwatch/sensor"
 )
 
-func init() { commands = append(commands, newBenchCmd) }
-
 func newBenchCmd(opts *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",

@@ -9,8 +9,6 @@ import (
 	"github.com/procwatch/procwatch/pipeline"
 )
 
-func init() { rootFlags = append(rootFlags, addContainerFlags) }
-
 func addContainerFlags(root *cobra.Command, opts *Options) {
 	root.PersistentFlags().StringArrayVar(&opts.ContainerSockets, "container-socket", nil,
 		"container runtime socket that names containers: Docker Engine API (Docker, Podman's `podman system service`) or, for containerd.sock, crio.sock or a cri: prefix, CRI; repeat for several, `none` turns lookups off (default: the Docker, Podman, containerd and CRI-O sockets under /run, root-owned only)")

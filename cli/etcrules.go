@@ -14,8 +14,6 @@ const SystemRules = "/etc/procwatch/rules.yaml"
 // systemRulesPath is SystemRules; tests point it elsewhere.
 var systemRulesPath = SystemRules
 
-func init() { rootHooks = append(rootHooks, defaultToSystemRules) }
-
 // defaultToSystemRules makes every command read SystemRules when --rules
 // is not given and the file is there. A file that exists but cannot be
 // read is still chosen, so its error is reported instead of silently

@@ -22,8 +22,6 @@ import (
 	"github.com/procwatch/procwatch/sensor"
 )
 
-func init() { commands = append(commands, newEventsCmd) }
-
 func newEventsCmd(opts *Options) *cobra.Command {
 	var asJSON bool
 	var ringMiB int

@@ -20,8 +20,6 @@ import (
 	"github.com/procwatch/procwatch/service"
 )
 
-func init() { commands = append(commands, newExportCmd) }
-
 // progressDelay is how long an export runs before a progress bar appears;
 // quick exports stay silent.
 const progressDelay = time.Second

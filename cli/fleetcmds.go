@@ -24,11 +24,6 @@ import (
 	"github.com/procwatch/procwatch/tui"
 )
 
-func init() {
-	rootHooks = append(rootHooks, addFleetFrontEnds)
-	commands = append(commands, newHostsCmd, newFleetCmd)
-}
-
 // fleetSession is a connection and a fleet client for one command.
 type fleetSession struct {
 	nc *nats.Conn

@@ -23,8 +23,6 @@ import (
 	"github.com/procwatch/procwatch/service"
 )
 
-func init() { commands = append(commands, newIncidentsCmd) }
-
 // usageError marks a bad flag value: exit code 2, like cobra's own usage
 // errors, so scripts can tell a typo from a failure.
 func usageError(format string, args ...any) error {

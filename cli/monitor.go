@@ -18,8 +18,6 @@ import (
 	"github.com/procwatch/procwatch/service"
 )
 
-func init() { commands = append(commands, newMonitorCmd) }
-
 func newMonitorCmd(opts *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "monitor",

@@ -51,21 +51,43 @@ func (e *ExitError) Error() string { return e.Err.Error() }
 // the exit code.
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// commands lists the constructors of every subcommand. Files add to it in
-// their init functions so that each command lives in its own file.
-var commands []func(*Options) *cobra.Command
+// subcommands lists the constructor of every subcommand, one per file. To
+// add a command, write its file and name its constructor here: this list
+// and the two below are the whole command tree's map.
+func subcommands() []func(*Options) *cobra.Command {
+	return []func(*Options) *cobra.Command{
+		newAgentCmd,     // agent.go
+		newBenchCmd,     // bench.go
+		newEventsCmd,    // events.go
+		newExportCmd,    // export.go
+		newHostsCmd,     // fleetcmds.go
+		newFleetCmd,     // fleetcmds.go
+		newIncidentsCmd, // incidents.go
+		newMonitorCmd,   // monitor.go
+		newRulesCmd,     // rules.go
+		newServeCmd,     // serve.go
+		newSkipCmd,      // skip.go
+	}
+}
 
 // rootFlags add global flags that belong to one command's file (the TUI's
 // --host), so that file keeps its flags next to the code that reads them.
-var rootFlags []func(root *cobra.Command, opts *Options)
+func rootFlags() []func(root *cobra.Command, opts *Options) {
+	return []func(root *cobra.Command, opts *Options){
+		addContainerFlags, // containers.go: --container-socket
+		addHostFlags,      // ui.go: --host, --hosts-file
+	}
+}
 
-// rootHooks run once the whole command tree is built, so a file can add
-// flags to other files' commands (fleet.go adds --nats to several).
-var rootHooks []func(root *cobra.Command, opts *Options)
-
-// rootRun runs when procwatch is started without a subcommand. The TUI's
-// file sets it; until then the root command prints help.
-var rootRun func(opts *Options, cmd *cobra.Command, args []string) error
+// rootHooks run once the whole command tree is built, so a file can adjust
+// other files' commands. Order matters: the system rules default is set
+// before the fleet front ends wrap the commands that read rules.
+func rootHooks() []func(root *cobra.Command, opts *Options) {
+	return []func(root *cobra.Command, opts *Options){
+		defaultToSystemRules, // etcrules.go
+		addFleetFrontEnds,    // fleetcmds.go: --nats on several commands
+	}
+}
 
 // NewRoot builds the procwatch command tree.
 func NewRoot() *cobra.Command {
@@ -83,17 +105,16 @@ refused attempt), and each exit. Rules turn events into incidents.`,
 	root.PersistentFlags().StringVar(&opts.RulesPath, "rules", "", "rules file (default: /etc/procwatch/rules.yaml when it exists, else the built-in rules.yaml)")
 	root.PersistentFlags().StringVar(&opts.DBPath, "db", "", "incident database (default: /var/lib/procwatch/procwatch.db as root)")
 	root.PersistentFlags().StringVar(&opts.Socket, "socket", "", "agent socket (default: /run/procwatch/procwatch.sock)")
-	for _, add := range rootFlags {
+	for _, add := range rootFlags() {
 		add(root, opts)
 	}
-	if rootRun != nil {
-		root.RunE = func(cmd *cobra.Command, args []string) error { return rootRun(opts, cmd, args) }
-		root.Args = cobra.NoArgs
-	}
-	for _, c := range commands {
+	// Without a subcommand procwatch opens the terminal UI (ui.go).
+	root.RunE = func(cmd *cobra.Command, args []string) error { return runUI(opts, cmd, args) }
+	root.Args = cobra.NoArgs
+	for _, c := range subcommands() {
 		root.AddCommand(c(opts))
 	}
-	for _, h := range rootHooks {
+	for _, h := range rootHooks() {
 		h(root, opts)
 	}
 	// The completion command is added now, not when Execute runs, so that

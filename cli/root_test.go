@@ -1,7 +1,12 @@
 package cli
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -32,6 +37,51 @@ func TestCobraUsageErrorsExitTwo(t *testing.T) {
 	for _, tt := range tests {
 		if got := Main(append(global, tt.args...)); got != tt.want {
 			t.Errorf("procwatch %v: exit %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
+
+// TestCommandTreeIsListedInRoot: every subcommand and global flag is wired
+// in root.go's lists, none by a file's init function, and two builds of the
+// tree are the same (no package state leaks between them).
+func TestCommandTreeIsListedInRoot(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		parsed, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range parsed.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == "init" {
+				t.Errorf("%s: func init() registers something; name it in root.go's lists instead", fset.Position(fn.Pos()))
+			}
+		}
+	}
+	names := func() []string {
+		var out []string
+		for _, c := range NewRoot().Commands() {
+			out = append(out, c.Name())
+		}
+		return out
+	}
+	first, second := names(), names()
+	want := []string{"agent", "bench", "completion", "events", "export", "fleet", "hosts", "incidents", "monitor", "rules", "serve", "skip"}
+	if !slices.Equal(first, second) {
+		t.Errorf("two builds differ: %v then %v", first, second)
+	}
+	for _, w := range want {
+		if !slices.Contains(first, w) {
+			t.Errorf("command %q missing from the tree %v", w, first)
+		}
+	}
+	root := NewRoot()
+	for _, flag := range []string{"host", "hosts-file", "container-socket"} {
+		if root.Flags().Lookup(flag) == nil && root.PersistentFlags().Lookup(flag) == nil {
+			t.Errorf("root flag --%s missing", flag)
 		}
 	}
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/procwatch/procwatch/rules"
 )
 
-func init() { commands = append(commands, newRulesCmd) }
-
 func newRulesCmd(opts *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",

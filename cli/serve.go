@@ -17,8 +17,6 @@ import (
 	"github.com/procwatch/procwatch/sensor"
 )
 
-func init() { commands = append(commands, newServeCmd) }
-
 func newServeCmd(opts *Options) *cobra.Command {
 	var stdio bool
 	cmd := &cobra.Command{

@@ -19,8 +19,6 @@ import (
 	"github.com/procwatch/procwatch/suggest"
 )
 
-func init() { commands = append(commands, newSkipCmd) }
-
 func newSkipCmd(opts *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "skip",

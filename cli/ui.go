@@ -22,11 +22,6 @@ import (
 	"github.com/procwatch/procwatch/tui"
 )
 
-func init() {
-	rootRun = runUI
-	rootFlags = append(rootFlags, addHostFlags)
-}
-
 // addHostFlags adds --host and --hosts-file to the root command. They are
 // flags of the root command only, not persistent ones: only the UI reads
 // them, and a subcommand given --host should say it does not know it
