@@ -3,6 +3,9 @@ package tui
 import (
 	"strings"
 	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
 
 	"github.com/charmbracelet/x/ansi"
 
@@ -113,5 +116,24 @@ func TestHostsBannerPerHost(t *testing.T) {
 		if strings.Contains(l, "[ ] web-01") && !strings.Contains(l, "FAIL") {
 			t.Errorf("hosts row does not say the sensor failed: %q", l)
 		}
+	}
+}
+
+// TestRulesErrorShowsAtOnce: a rules file that fails to reload reaches
+// the UI in the next update's status and shows at once, over an open
+// detail pane too, in full.
+func TestRulesErrorShowsAtOnce(t *testing.T) {
+	f := newFake()
+	h := start(t, f, 80, 24, testOptions())
+	h.waitFor("5 shown")
+	h.press(tea.KeyEnter)
+	h.waitFor("Incident ")
+	st, _ := f.Status(t.Context())
+	st.RulesError = `/etc/procwatch/rules.yaml:12:3: unknown field "sevrity"`
+	st.Time = st.Time.Add(time.Second)
+	f.Publish(service.Update{Status: &st})
+	s := h.waitFor(`✖ rules error: /etc/procwatch/rules.yaml:12:3: unknown field "sevrity" (the previous rules stay active)`, "Incident ")
+	if strings.Contains(s, "rules ok") {
+		t.Errorf("header still says rules ok:\n%s", s)
 	}
 }
