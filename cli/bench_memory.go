@@ -39,9 +39,11 @@ and reads the agent's resident memory (VmRSS, RssAnon and RssFile in /proc)
 at rest, with --idle connections open and idle after their hello, and at
 its peak while one client pipelines --pipelined requests for every incident
 (limit 0) and an export of everything. Prints the figures and whether the
-agent's own (anonymous) memory stays under 128 MiB; exits 1 when it does
-not. The file-backed part includes every page of the memory-mapped
-database the agent has read.`,
+agent's resident memory (VmRSS) stays under 128 MiB; exits 1 when it does
+not. The file-backed part includes the pages of the memory-mapped
+database the agent has read and not yet handed back to the kernel (the
+store releases them after its start-up check and every few MiB a read
+goes through).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b.out = cmd.OutOrStdout()
@@ -105,13 +107,13 @@ func (b *memoryBench) run(ctx context.Context) error {
 	fmt.Fprintf(b.out, "%-52s %9s %9s %9s\n", "agent", "VmRSS", "anon", "file")
 	for _, r := range rows {
 		verdict := "ok"
-		if r.rss.anon > memoryBudget {
+		if r.rss.total > memoryBudget {
 			verdict, over = "OVER 128 MiB", true
 		}
 		fmt.Fprintf(b.out, "%-52s %5.1f MiB %5.1f MiB %5.1f MiB  %s\n", r.what, mib(r.rss.total), mib(r.rss.anon), mib(r.rss.file), verdict)
 	}
-	fmt.Fprintln(b.out, "(anon: the agent's own memory, held to 128 MiB; file: pages of the binary, the BPF maps and the memory-mapped database")
-	fmt.Fprintln(b.out, " it has read, shared with the page cache and reclaimable: the whole database once a start-up check or an export read it)")
+	fmt.Fprintln(b.out, "(VmRSS is held to 128 MiB; anon: the agent's own memory; file: pages of the binary, the BPF maps and of the")
+	fmt.Fprintln(b.out, " memory-mapped database read since the store last handed them back to the kernel)")
 	if over {
 		return fmt.Errorf("bench memory: the agent went over 128 MiB")
 	}

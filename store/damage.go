@@ -150,6 +150,8 @@ func (s *Store) salvageChunk(q service.Query, lo, hi uint64, emitted int, batch 
 // sound database, and keeps its finding for Status.
 func (s *Store) Check() error {
 	err := s.view(func(tx *bolt.Tx) error {
+		// The check reads every page through the mapping: hand them back.
+		defer releaseMapped(tx)
 		r, err := openRawTree(tx)
 		if err != nil {
 			return err

@@ -162,12 +162,18 @@ func (s *Store) scanChunk(q service.Query, lo, hi uint64, emitted int, batch *[]
 				s.unreadable(nil, fmt.Errorf("%d index entries name incidents that cannot be found", sc.orphans))
 			}
 		}()
-		scanned := 0
+		scanned, read := 0, 0
+		defer func() {
+			if s.mapped.note(read) {
+				releaseMapped(tx)
+			}
+		}()
 		for {
 			key, val := sc.next()
 			if key == nil {
 				return nil
 			}
+			read += len(val)
 			id := binary.BigEndian.Uint64(key)
 			if id < lo {
 				return nil
@@ -209,13 +215,19 @@ func (s *Store) After(id rules.ID, fn func(*rules.Incident) error) error {
 		more := false
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bucketIncidents).Cursor()
-			scanned := 0
+			scanned, read := 0, 0
+			defer func() {
+				if s.mapped.note(read) {
+					releaseMapped(tx)
+				}
+			}()
 			for k, v := c.Seek(start); k != nil; k, v = c.Next() {
 				if scanned == readChunk {
 					more = true
 					return nil
 				}
 				scanned++
+				read += len(v)
 				from = uint64(idFromKey(k))
 				var inc rules.Incident
 				if err := decodeIncident(k, v, &inc); err != nil {

@@ -169,6 +169,7 @@ type Store struct {
 
 	damageLogged time.Time     // guarded by emu
 	unreadableN  atomic.Uint64 // damaged records skipped by reads
+	mapped       mappedReads   // bytes read through the mapping since its pages were released
 	checkErr     atomic.Pointer[string]
 
 	committed atomic.Uint64
@@ -310,6 +311,8 @@ func Open(path string, opts Options) (s *Store, err error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: apply retention: %w", path, err)
 	}
+	// Opening read the pages a migration or retention touched.
+	_ = s.view(func(tx *bolt.Tx) error { releaseMapped(tx); return nil })
 	go s.loop()
 	if opts.CheckAtOpen {
 		go s.checkInBackground()
