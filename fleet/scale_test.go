@@ -45,6 +45,7 @@ type scaleResult struct {
 	ScreenMaxms  float64 `json:"screen_max_ms"`
 	OnScreen     int     `json:"on_screen"`   // incidents timed to the screen
 	ViewP99ms    float64 `json:"view_p99_ms"` // one render of the UI
+	ViewsPerSec  float64 `json:"views_per_s"` // renders (View calls) per second
 	KeyP50ms     float64 `json:"key_p50_ms"`  // key sent -> next frame rendered
 	KeyP99ms     float64 `json:"key_p99_ms"`
 	KeyMaxms     float64 `json:"key_max_ms"`
@@ -312,7 +313,7 @@ func TestScaleViewer(t *testing.T) {
 	r := scaleResult{Hosts: len(infos), Incidents: len(lats), Dups: dups,
 		LatP50ms: pct(lats, 0.5), LatP99ms: pct(lats, 0.99), LatMaxms: pct(lats, 1),
 		ScreenP50ms: pct(screen, 0.5), ScreenP99ms: pct(screen, 0.99), ScreenMaxms: pct(screen, 1), OnScreen: len(screen),
-		ViewP99ms: pct(views, 0.99), KeyP50ms: pct(keys, 0.5), KeyP99ms: pct(keys, 0.99), KeyMaxms: pct(keys, 1),
+		ViewP99ms: pct(views, 0.99), ViewsPerSec: float64(len(views)) / wall, KeyP50ms: pct(keys, 0.5), KeyP99ms: pct(keys, 0.99), KeyMaxms: pct(keys, 1),
 		CPUSeconds: cpu, WallSeconds: wall, CPUPercent: 100 * cpu / wall, MaxRSSMiB: float64(ru.Maxrss) / 1024,
 		TickMs: 50, KeysMeasured: len(keys)}
 	b, _ := json.Marshal(r)
