@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -107,5 +108,46 @@ func TestRetentionFlagErrors(t *testing.T) {
 		if code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "retention") {
 			t.Errorf("%v: exit %d, %q", args, code, errOut)
 		}
+	}
+}
+
+// TestAgentFloodKeepsWhatMatters floods a running agent at its count limit
+// through the rules: 2,000 failed execs of distinct /tmp paths by uid 65534
+// (medium) after a few successful ones (high). The high incidents all
+// survive, only flood incidents are evicted, and the eviction counter moves
+// in monitor status and in the Prometheus metrics.
+func TestAgentFloodKeepsWhatMatters(t *testing.T) {
+	src := useFakeSensor(t)
+	e := newTestEnv(t)
+	port := freePort(t)
+	stop := startAgent(t, e, "--retention-count", "100", "--metrics-addr", ":"+port)
+	for i := range 5 {
+		src.emit(t, tmpExec(fmt.Sprintf("/tmp/dropper%d", i), "x"))
+	}
+	waitIncidents(t, e, 5)
+	const flood = 2000
+	for i := range flood {
+		ev := tmpExec(fmt.Sprintf("/tmp/flood/%05d", i), "x")
+		ev.UID, ev.EUID, ev.Outcome, ev.Errno = 65534, 65534, event.Failure, "EACCES"
+		src.emit(t, ev)
+	}
+	want := uint64(5 + flood - 100)
+	waitMetric(t, "http://127.0.0.1:"+port+"/metrics", float64(want), "procwatch_store_evicted_incidents_total")
+	if st := agentStoreStatus(t, e); st.EvictedByCount != want || st.Incidents != 100 {
+		t.Errorf("status after the flood: %+v", st)
+	}
+	high := parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--severity", "high", "--limit", "0"))
+	if len(high) != 5 {
+		t.Errorf("%d high incidents survived the flood, want all 5", len(high))
+	}
+	for _, inc := range parseNDJSON(t, mustRun(t, e, "incidents", "--json", "--limit", "0")) {
+		if inc.Severity != rules.SeverityHigh && !strings.HasPrefix(string(inc.Process.Exe), "/tmp/flood/") {
+			t.Errorf("unexpected incident %s", inc.Process.Exe)
+		}
+	}
+	if err, log := stop(); err != nil {
+		t.Fatalf("agent: %v\n%s", err, log)
+	} else if n := strings.Count(log, "count limit reached"); n != 1 {
+		t.Errorf("%d eviction log lines for one flood, want 1", n)
 	}
 }
