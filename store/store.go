@@ -70,7 +70,10 @@ type Options struct {
 	// RetentionAge drops incidents last seen longer ago than this.
 	// 0 means the stored setting or 30 days; <0 keeps them forever.
 	RetentionAge time.Duration
-	// RetentionCount keeps at most this many incidents, dropping the oldest.
+	// RetentionCount keeps at most this many incidents, deleting masked,
+	// then acknowledged, then open ones of the lowest severity first
+	// (oldest first within each), so a flood cannot push out an open high
+	// or critical incident while anything lower is left.
 	// 0 means the stored setting or 1,000,000; <0 is unlimited.
 	RetentionCount int
 	// ReadOnly opens the file with a shared lock and refuses writes; the
