@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/containers"
-	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/daemon"
 )
 
 func addContainerFlags(root *cobra.Command, opts *Options) {
@@ -15,30 +15,11 @@ func addContainerFlags(root *cobra.Command, opts *Options) {
 }
 
 // openContainers builds the container-name cache the pipeline asks before
-// the rules, or returns nil when there is no sensor or lookups are off.
-// Sockets named on the command line are trusted whoever owns them; the
-// default ones only when owned by root (see docs/containers.md).
+// the rules (daemon.OpenContainers), or returns nil when there is no
+// sensor or lookups are off.
 func openContainers(opts *Options, log *slog.Logger, withSensor bool) *containers.Cache {
 	if !withSensor {
 		return nil
 	}
-	paths, requireRoot := opts.ContainerSockets, false
-	for _, p := range paths {
-		if p == "none" {
-			log.Info("container lookups off (--container-socket none): events in containers carry their id only")
-			return nil
-		}
-	}
-	if len(paths) == 0 {
-		paths, requireRoot = containers.DefaultSockets, true
-	}
-	c, err := containers.New(containers.Config{Sources: containers.Sources(paths, requireRoot), Logger: log})
-	if err != nil {
-		log.Warn("container lookups off", "err", err)
-		return nil
-	}
-	log.Info("naming containers through their runtime's API", "sockets", c.Stats().Sources)
-	return c
+	return daemon.OpenContainers(opts.ContainerSockets, log)
 }
-
-var _ pipeline.ContainerNamer = (*containers.Cache)(nil)

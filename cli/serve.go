@@ -62,19 +62,19 @@ func runServe(ctx context.Context, opts *Options, conn io.ReadWriteCloser, stder
 			return err
 		}
 		log.Warn("running without the sensor: queries and changes only", "reason", sensorErr)
-		p.local.SetSourceError(sensorErr)
+		p.Local.SetSourceError(sensorErr)
 	}
 	runCtx, stopRun := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
-	go func() { runDone <- p.local.Run(runCtx) }()
+	go func() { runDone <- p.Local.Run(runCtx) }()
 	// Changes are recorded as this process's uid, with the SSH login and
 	// client address sshd put in its environment.
 	who := agent.SSHActor()
-	srv := &agent.Server{Service: p.local, Logger: log, Stdio: &who}
+	srv := &agent.Server{Service: p.Local, Logger: log, Stdio: &who}
 	serveErr := srv.Serve(runCtx, conn)
 	stopRun()
 	runErr := <-runDone
-	return errors.Join(serveErr, runErr, p.close())
+	return errors.Join(serveErr, runErr, p.Close())
 }
 
 // relay copies bytes both ways between the front end and the agent until

@@ -156,7 +156,7 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 		if p, err = openPipeline(opts, log, 0, false, nil); err != nil {
 			return err
 		}
-		p.local.SetSourceError(sensorErr)
+		p.Local.SetSourceError(sensorErr)
 		log.Warn("running without the sensor", "reason", sensorErr)
 	}
 	uiOpts.OwnPipeline, uiOpts.OwnSocket = true, sock
@@ -164,20 +164,20 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	runDone := make(chan error, 1)
-	go func() { runDone <- p.local.Run(runCtx) }()
+	go func() { runDone <- p.Local.Run(runCtx) }()
 	srvDone := make(chan error, 1)
 	go func() {
-		srv := &agent.Server{Service: p.local, Logger: log}
+		srv := &agent.Server{Service: p.Local, Logger: log}
 		srvDone <- srv.ServeListener(runCtx, ln)
 	}()
 
-	uiErr := tui.Run(runCtx, p.local, uiOpts)
+	uiErr := tui.Run(runCtx, p.Local, uiOpts)
 	stopRun()
 	if err := <-srvDone; err != nil {
 		log.Warn("socket server", "err", err)
 	}
 	runErr := <-runDone
-	return errors.Join(uiErr, runErr, p.close())
+	return errors.Join(uiErr, runErr, p.Close())
 }
 
 // boundedLog keeps the first max bytes of log output and counts the rest.
