@@ -20,7 +20,7 @@ import (
 // after the global and navigation keys.
 type component interface {
 	// list is the screen's table, for navigation and the filter.
-	list() *listView
+	list() lister
 	// title is what the title line says after the screen's name.
 	title() []string
 	// keys are the screen's own bindings; hint the ones the hint line
@@ -76,7 +76,7 @@ func (m *Model) comp() component { return m.comps[m.active] }
 
 type incidentsComp struct{ baseComp }
 
-func (c incidentsComp) list() *listView { return c.m.inc.list }
+func (c incidentsComp) list() lister { return c.m.inc.list }
 func (c incidentsComp) title() []string {
 	order := "newest first"
 	if c.m.inc.bySev {
@@ -100,7 +100,7 @@ type streamComp struct {
 	s *streamScreen
 }
 
-func (c streamComp) list() *listView { return c.s.list }
+func (c streamComp) list() lister { return c.s.list }
 func (c streamComp) title() []string {
 	parts := []string{fmt.Sprintf("%s rows (last %s kept)", groupDigits(uint64(c.s.rows.Len())), groupDigits(uint64(c.m.opts.Rows)))}
 	switch {
@@ -122,7 +122,7 @@ func (c streamComp) refresh()                           { c.s.refresh() }
 
 type noiseComp struct{ baseComp }
 
-func (c noiseComp) list() *listView { return c.m.noise }
+func (c noiseComp) list() lister { return c.m.noise }
 func (c noiseComp) title() []string {
 	win := "last hour"
 	if c.m.noiseWin > time.Hour {
@@ -143,7 +143,7 @@ func (c noiseComp) shown() tea.Cmd                     { return c.m.loadNoise() 
 
 type skipsComp struct{ baseComp }
 
-func (c skipsComp) list() *listView                    { return c.m.skips }
+func (c skipsComp) list() lister                    { return c.m.skips }
 func (c skipsComp) title() []string                    { return c.m.countAndFocus(c.m.skips) }
 func (c skipsComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleSkipsKey(msg) }
 func (c skipsComp) view() string                       { return c.m.skips.View(c.m.th) }
@@ -154,7 +154,7 @@ func (c skipsComp) shown() tea.Cmd                     { return loadSkips(c.m.ct
 
 type rulesComp struct{ baseComp }
 
-func (c rulesComp) list() *listView                    { return c.m.rulesList }
+func (c rulesComp) list() lister                    { return c.m.rulesList }
 func (c rulesComp) title() []string                    { return c.m.countAndFocus(c.m.rulesList) }
 func (c rulesComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleRulesKey(msg) }
 func (c rulesComp) view() string                       { return c.m.rulesList.View(c.m.th) }
@@ -163,7 +163,7 @@ func (c rulesComp) shown() tea.Cmd                     { return loadRules(c.m.ct
 
 // countAndFocus is the title of the skips and rules screens: how many
 // rows, and with several hosts whose they are.
-func (m *Model) countAndFocus(l *listView) []string {
+func (m *Model) countAndFocus(l lister) []string {
 	parts := []string{fmt.Sprintf("%d", l.Len())}
 	if m.multi {
 		parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
@@ -175,7 +175,7 @@ func (m *Model) countAndFocus(l *listView) []string {
 
 type hostsComp struct{ baseComp }
 
-func (c hostsComp) list() *listView                    { return c.m.hostsList }
+func (c hostsComp) list() lister                    { return c.m.hostsList }
 func (c hostsComp) title() []string                    { return []string{c.m.hostsTitle()} }
 func (c hostsComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleHostsKey(msg) }
 func (c hostsComp) view() string {

@@ -250,7 +250,7 @@ func hay(cells ...string) string {
 // incidentRow formats an incident for the incident list. hostIdx is the
 // index of the host it came from; name is that host's name when the UI
 // shows several, "" otherwise.
-func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache, loc *time.Location) *row {
+func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache, loc *time.Location) *row[*rules.Incident] {
 	summary := in.Summary.Display()
 	if summary == "" {
 		summary = commandLine(&in.Process)
@@ -270,7 +270,7 @@ func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache,
 		// Two agents on one machine raise the same id for one event.
 		key = keyOf(name, in.ID.String())
 	}
-	return &row{
+	return &row[*rules.Incident]{
 		key:   key,
 		cells: cells,
 		tail:  argsText(&in.Process),
@@ -374,7 +374,7 @@ func streamColumnsOne(t event.EventType) ([]column, int) {
 
 // streamRow formats an event for its stream screen; host is as for
 // incidentRow.
-func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *time.Location) *row {
+func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *time.Location) *row[*streamItem] {
 	ev := &it.ev
 	pid := strconv.FormatUint(uint64(ev.PID), 10)
 	var cells []string
@@ -393,7 +393,7 @@ func streamRow(seq uint64, it *streamItem, host string, users *userCache, loc *t
 	if host != "" {
 		cells = slices.Insert(cells, 1, event.DisplayString(host))
 	}
-	return &row{
+	return &row[*streamItem]{
 		key:   seq,
 		cells: cells,
 		sev:   it.sev,

@@ -114,7 +114,7 @@ func hostColumns() []column {
 
 // refreshHosts rebuilds the Hosts screen's rows and the merged header.
 func (m *Model) refreshHosts() {
-	rows := make([]*row, len(m.hosts))
+	rows := make([]*row[*hostView], len(m.hosts))
 	for i, h := range m.hosts {
 		sel := "[ ]"
 		if h.selected {
@@ -143,7 +143,7 @@ func (m *Model) refreshHosts() {
 		}
 		name := event.DisplayString(h.name)
 		cells := []string{sel, name, st.String(), mon, rate, drops, open, h.result}
-		rows[i] = &row{key: keyOf(h.name), cells: cells, hay: hay(cells...), item: h, host: i,
+		rows[i] = &row[*hostView]{key: keyOf(h.name), cells: cells, hay: hay(cells...), item: h, host: i,
 			dim: st != hosts.Connected}
 	}
 	m.hostsList.SetRows(rows)
@@ -364,7 +364,7 @@ func (m *Model) statusTargets(in *rules.Incident, host int) []target {
 		want := sameIncidentKey(in)
 		self := incKey{host, in.ID}
 		for k, r := range m.inc.byID {
-			other := r.item.(*rules.Incident)
+			other := r.item
 			if inScope[k.host] && k != self && other.Status == rules.StatusOpen && sameIncidentKey(other) == want {
 				ids[k.host] = append(ids[k.host], k.id)
 			}

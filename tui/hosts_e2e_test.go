@@ -235,7 +235,7 @@ func TestHostsEndToEnd(t *testing.T) {
 		got := map[string]rules.Incident{}
 		h.with(func(m *Model) {
 			for k, r := range m.inc.byID {
-				if in := r.item.(*rules.Incident); string(in.Process.Exe) == exe {
+				if in := r.item; string(in.Process.Exe) == exe {
 					got[m.hosts[k.host].name] = *in
 				}
 			}

@@ -238,8 +238,8 @@ func (h *harness) selectIncident(want ...string) {
 	h.t.Helper()
 	h.typeKeys("g")
 	for range 50 {
-		var r *row
-		h.with(func(m *Model) { r = m.activeList().Selected() })
+		var r *row[*rules.Incident]
+		h.with(func(m *Model) { r = m.inc.list.Selected() })
 		line := strings.Join(r.cells, " ")
 		ok := true
 		for _, w := range want {

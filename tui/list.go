@@ -29,15 +29,16 @@ const (
 	flexRoom = 48
 )
 
-// row is one formatted line of a list. Its cells are escaped once, when the
-// row is built, so rendering never sees process bytes.
-type row struct {
+// row is one formatted line of a list, holding the item it shows (an
+// incident, an event, a skip…). Its cells are escaped once, when the row
+// is built, so rendering never sees process bytes.
+type row[T any] struct {
 	key   uint64
 	cells []string
 	sev   rules.Severity
 	dim   bool
 	hay   string // lower-case text the filter searches
-	item  any
+	item  T
 	host  int // index of the host the row came from (0 with one host)
 	// tail, when set, is shown at the end of the flexible column when its
 	// text is too long for it (an incident's arguments): rows that differ
@@ -45,11 +46,25 @@ type row struct {
 	tail string
 }
 
+// lister is what the Model needs of any screen's list, whatever its rows
+// hold: moving, filtering, sizing and drawing.
+type lister interface {
+	Move(n int)
+	Page() int
+	Home()
+	End()
+	Filter() string
+	SetFilter(s string)
+	SetSize(w, h int)
+	Len() int
+	View(th theme) string
+}
+
 // listView is the scrolling, filterable table shared by the incident list,
 // the event streams and the noise, skips and rules screens. It keeps the
 // selection on the same row key while rows arrive or leave, and renders only
 // the rows that fit through a bubbles table.
-type listView struct {
+type listView[T any] struct {
 	cols   []column
 	sevCol int // column coloured by row severity; -1 for none
 	tail   bool
@@ -60,7 +75,7 @@ type listView struct {
 	// mode, the first one otherwise.
 	follow bool
 
-	all, shown []*row
+	all, shown []*row[T]
 	filter     string
 
 	sel    uint64
@@ -81,14 +96,14 @@ type listView struct {
 	empty      string
 }
 
-func newListView(cols []column, sevCol int, tail bool, empty string) *listView {
-	l := &listView{cols: cols, sevCol: sevCol, tail: tail, follow: true, empty: empty}
+func newListView[T any](cols []column, sevCol int, tail bool, empty string) *listView[T] {
+	l := &listView[T]{cols: cols, sevCol: sevCol, tail: tail, follow: true, empty: empty}
 	l.tbl = table.New(table.WithFocused(true))
 	return l
 }
 
 // SetSize lays the columns out for a body of w×h cells.
-func (l *listView) SetSize(w, h int) {
+func (l *listView[T]) SetSize(w, h int) {
 	l.width, l.height = w, max(h, 2)
 	l.widths = layoutColumns(l.cols, w)
 	tc := make([]table.Column, len(l.cols))
@@ -171,26 +186,26 @@ func hideOne(cols []column, hidden []bool) bool {
 
 // SetRows replaces the rows (in display order) and keeps the selection on
 // the same key when it is still there.
-func (l *listView) SetRows(rows []*row) {
+func (l *listView[T]) SetRows(rows []*row[T]) {
 	l.all = rows
 	l.refilter()
 }
 
 // SetFilter shows only rows whose text contains s, ignoring case.
-func (l *listView) SetFilter(s string) {
+func (l *listView[T]) SetFilter(s string) {
 	l.filter = s
 	l.refilter()
 }
 
 // Filter returns the current filter text.
-func (l *listView) Filter() string { return l.filter }
+func (l *listView[T]) Filter() string { return l.filter }
 
-func (l *listView) refilter() {
+func (l *listView[T]) refilter() {
 	if l.filter == "" {
 		l.shown = l.all
 	} else {
 		needle := strings.ToLower(l.filter)
-		l.shown = make([]*row, 0, len(l.all)/4)
+		l.shown = make([]*row[T], 0, len(l.all)/4)
 		for _, r := range l.all {
 			if strings.Contains(r.hay, needle) {
 				l.shown = append(l.shown, r)
@@ -200,7 +215,7 @@ func (l *listView) refilter() {
 	l.reselect()
 }
 
-func (l *listView) reselect() {
+func (l *listView[T]) reselect() {
 	l.gen++
 	n := len(l.shown)
 	switch {
@@ -225,7 +240,7 @@ func (l *listView) reselect() {
 
 // find returns the index of key in shown, or the nearest sensible index when
 // the row is gone (evicted or filtered out).
-func (l *listView) find(key uint64) int {
+func (l *listView[T]) find(key uint64) int {
 	// Rows are ordered by key in both directions, so search.
 	lo, hi := 0, len(l.shown)
 	for lo < hi {
@@ -248,7 +263,7 @@ func (l *listView) find(key uint64) int {
 
 // findLinear is find for lists whose order is not by key (incidents sorted
 // by severity, noise by count).
-func (l *listView) findLinear(key uint64) int {
+func (l *listView[T]) findLinear(key uint64) int {
 	for i, r := range l.shown {
 		if r.key == key {
 			return i
@@ -257,7 +272,7 @@ func (l *listView) findLinear(key uint64) int {
 	return min(l.idx, len(l.shown)-1)
 }
 
-func (l *listView) clampTop() {
+func (l *listView[T]) clampTop() {
 	h := l.tbl.Height()
 	if h <= 0 {
 		h = 1
@@ -273,7 +288,7 @@ func (l *listView) clampTop() {
 
 // Move moves the selection by n rows (negative is up) and turns follow mode
 // off unless the move lands on the newest row.
-func (l *listView) Move(n int) {
+func (l *listView[T]) Move(n int) {
 	if len(l.shown) == 0 {
 		return
 	}
@@ -289,16 +304,16 @@ func (l *listView) Move(n int) {
 }
 
 // Home selects the first row, End the last one.
-func (l *listView) Home() { l.Move(-len(l.shown)) }
+func (l *listView[T]) Home() { l.Move(-len(l.shown)) }
 
 // End selects the last row.
-func (l *listView) End() { l.Move(len(l.shown)) }
+func (l *listView[T]) End() { l.Move(len(l.shown)) }
 
 // Page is the number of rows one page moves.
-func (l *listView) Page() int { return max(l.tbl.Height()-1, 1) }
+func (l *listView[T]) Page() int { return max(l.tbl.Height()-1, 1) }
 
 // Selected returns the selected row, or nil when the list is empty.
-func (l *listView) Selected() *row {
+func (l *listView[T]) Selected() *row[T] {
 	if len(l.shown) == 0 || l.idx >= len(l.shown) {
 		return nil
 	}
@@ -306,10 +321,10 @@ func (l *listView) Selected() *row {
 }
 
 // Len returns the number of rows shown after filtering.
-func (l *listView) Len() int { return len(l.shown) }
+func (l *listView[T]) Len() int { return len(l.shown) }
 
 // View renders the visible window of rows.
-func (l *listView) View(th theme) string {
+func (l *listView[T]) View(th theme) string {
 	if l.cachedView != "" && l.cachedGen == l.gen && l.cachedVer == th.version {
 		return l.cachedView
 	}
@@ -318,7 +333,7 @@ func (l *listView) View(th theme) string {
 	return l.cachedView
 }
 
-func (l *listView) render(th theme) string {
+func (l *listView[T]) render(th theme) string {
 	h := l.tbl.Height()
 	end := min(l.top+h, len(l.shown))
 	win := make([]table.Row, 0, end-l.top)
@@ -355,7 +370,7 @@ func (l *listView) render(th theme) string {
 // withTail returns r with its tail fitted into the flexible column when
 // the column's text does not fit: the head of the text, cut, then the
 // tail, cut to at most half the column.
-func (l *listView) withTail(r *row) *row {
+func (l *listView[T]) withTail(r *row[T]) *row[T] {
 	if r.tail == "" {
 		return r
 	}
@@ -377,7 +392,7 @@ func (l *listView) withTail(r *row) *row {
 	return r
 }
 
-func (l *listView) styled(r *row, th theme) table.Row {
+func (l *listView[T]) styled(r *row[T], th theme) table.Row {
 	if !r.dim && (l.sevCol < 0 || r.sev == rules.SeverityNone) {
 		return r.cells
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/suggest"
 )
 
 // Options tune the UI. Zero values pick the defaults.
@@ -134,16 +135,16 @@ type Model struct {
 	// fanOut sends skips, acknowledgements and masks to every selected
 	// host instead of only the incident's own.
 	fanOut    bool
-	hostsList *listView
+	hostsList *listView[*hostView]
 	comps     [screenCount]component
 
 	hdr        header
 	inc        *incidentsScreen
 	streams    [3]*streamScreen
-	noise      *listView
+	noise      *listView[*suggest.Suggestion]
 	noiseWin   time.Duration
-	skips      *listView
-	rulesList  *listView
+	skips      *listView[*rules.Skip]
+	rulesList  *listView[*rules.Rule]
 	ruleByName map[string]*rules.Rule
 	detail     detailPane
 	showHelp   bool
@@ -187,11 +188,11 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 		help:       help.New(),
 		users:      newUserCache(opts.LookupUser),
 		inc:        newIncidentsScreen(names),
-		hostsList:  newListView(hostColumns(), -1, false, "no hosts"),
-		noise:      newListView(noiseColumns(), -1, false, "no incidents in this window"),
+		hostsList:  newListView[*hostView](hostColumns(), -1, false, "no hosts"),
+		noise:      newListView[*suggest.Suggestion](noiseColumns(), -1, false, "no incidents in this window"),
 		noiseWin:   time.Hour,
-		skips:      newListView(skipColumns(), -1, false, "no skips"),
-		rulesList:  newListView(ruleColumns(), -1, false, "no rules loaded"),
+		skips:      newListView[*rules.Skip](skipColumns(), -1, false, "no skips"),
+		rulesList:  newListView[*rules.Rule](ruleColumns(), -1, false, "no rules loaded"),
 		ruleByName: map[string]*rules.Rule{},
 		detail:     newDetailPane(),
 		input:      textinput.New(),
@@ -199,9 +200,7 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 		width:      80,
 		height:     24,
 	}
-	for _, l := range []*listView{m.noise, m.skips, m.rulesList, m.hostsList} {
-		l.follow = false
-	}
+	m.noise.follow, m.skips.follow, m.rulesList.follow, m.hostsList.follow = false, false, false, false
 	for i, t := range []event.EventType{event.TypeExec, event.TypeEscalation, event.TypeExit} {
 		m.streams[i] = newStreamScreen(t, opts.Rows, names)
 	}
@@ -308,7 +307,7 @@ func (m *Model) resize(w, h int) {
 }
 
 // activeList returns the list of the current screen.
-func (m *Model) activeList() *listView { return m.comp().list() }
+func (m *Model) activeList() lister { return m.comp().list() }
 
 func (m *Model) activeStream() *streamScreen {
 	if c, ok := m.comp().(streamComp); ok {

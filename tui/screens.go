@@ -37,9 +37,9 @@ func (s screen) isStream() bool { return s >= screenExec && s <= screenExits }
 // shows them newest first or by severity. With several hosts it merges
 // them, each row naming its host, and can show one host only.
 type incidentsScreen struct {
-	byID      map[incKey]*row
+	byID      map[incKey]*row[*rules.Incident]
 	bySev     bool
-	list      *listView
+	list      *listView[*rules.Incident]
 	names     []string // host names; nil with one host
 	onlyHost  int      // show only this host's incidents; -1 shows all
 	needsSort bool
@@ -53,10 +53,10 @@ type incKey struct {
 
 func newIncidentsScreen(names []string) *incidentsScreen {
 	cols, sevCol := incidentColumns(names != nil)
-	l := newListView(cols, sevCol, false, "no incidents yet")
+	l := newListView[*rules.Incident](cols, sevCol, false, "no incidents yet")
 	l.byKey = names == nil
 	l.follow = false // new incidents must not pull the selection away
-	return &incidentsScreen{byID: map[incKey]*row{}, list: l, names: names, onlyHost: -1}
+	return &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1}
 }
 
 func (s *incidentsScreen) hostName(host int) string {
@@ -86,7 +86,7 @@ func (s *incidentsScreen) setStatus(host int, ids []rules.ID, st rules.Status, u
 	for _, id := range ids {
 		k := incKey{host, id}
 		if r := s.byID[k]; r != nil {
-			in := *r.item.(*rules.Incident)
+			in := *r.item
 			in.Status = st
 			s.byID[k] = incidentRow(&in, host, s.hostName(host), users, loc)
 			s.needsSort = true
@@ -107,14 +107,14 @@ func (s *incidentsScreen) refresh() {
 		return
 	}
 	s.needsSort = false
-	rows := make([]*row, 0, len(s.byID))
+	rows := make([]*row[*rules.Incident], 0, len(s.byID))
 	for k, r := range s.byID {
 		if s.onlyHost < 0 || k.host == s.onlyHost {
 			rows = append(rows, r)
 		}
 	}
-	idOf := func(r *row) rules.ID { return r.item.(*rules.Incident).ID }
-	slices.SortFunc(rows, func(a, b *row) int {
+	idOf := func(r *row[*rules.Incident]) rules.ID { return r.item.ID }
+	slices.SortFunc(rows, func(a, b *row[*rules.Incident]) int {
 		if s.bySev && a.sev != b.sev {
 			return cmp.Compare(b.sev, a.sev)
 		}
@@ -139,7 +139,7 @@ func (s *incidentsScreen) toggleSort() {
 // selected returns the incident under the cursor and its host.
 func (s *incidentsScreen) selected() (*rules.Incident, int) {
 	if r := s.list.Selected(); r != nil {
-		return r.item.(*rules.Incident), r.host
+		return r.item, r.host
 	}
 	return nil, 0
 }
@@ -148,7 +148,7 @@ func (s *incidentsScreen) selected() (*rules.Incident, int) {
 func (s *incidentsScreen) shown() []rules.Incident {
 	out := make([]rules.Incident, 0, len(s.list.shown))
 	for _, r := range s.list.shown {
-		out = append(out, *r.item.(*rules.Incident))
+		out = append(out, *r.item)
 	}
 	return out
 }
@@ -157,8 +157,8 @@ func (s *incidentsScreen) shown() []rules.Incident {
 // Pausing freezes what is shown while rows keep arriving and being counted.
 type streamScreen struct {
 	names   []string // host names; nil with one host
-	rows    *ring[*row]
-	list    *listView
+	rows    *ring[*row[*streamItem]]
+	list    *listView[*streamItem]
 	seq     uint64
 	paused  bool
 	newRows uint64
@@ -167,9 +167,9 @@ type streamScreen struct {
 
 func newStreamScreen(t event.EventType, capacity int, names []string) *streamScreen {
 	cols, verdict := streamColumns(t, names != nil)
-	l := newListView(cols, verdict, true, "waiting for events…")
+	l := newListView[*streamItem](cols, verdict, true, "waiting for events…")
 	l.byKey = true
-	return &streamScreen{names: names, rows: newRing[*row](capacity), list: l}
+	return &streamScreen{names: names, rows: newRing[*row[*streamItem]](capacity), list: l}
 }
 
 func (s *streamScreen) add(it *streamItem, users *userCache, loc *time.Location) {
@@ -205,7 +205,7 @@ func (s *streamScreen) togglePause() {
 
 func (s *streamScreen) selected() *streamItem {
 	if r := s.list.Selected(); r != nil {
-		return r.item.(*streamItem)
+		return r.item
 	}
 	return nil
 }
@@ -230,8 +230,8 @@ func noiseColumns() []column {
 
 // noiseRows shows each suggestion: how many incidents it silences, for
 // which rule, the skip, and its warnings in brief.
-func noiseRows(list []suggest.Suggestion) []*row {
-	rows := make([]*row, len(list))
+func noiseRows(list []suggest.Suggestion) []*row[*suggest.Suggestion] {
+	rows := make([]*row[*suggest.Suggestion], len(list))
 	for i := range list {
 		sg := &list[i]
 		s := sg.Skip
@@ -244,7 +244,7 @@ func noiseRows(list []suggest.Suggestion) []*row {
 			warn = append(warn, event.DisplayString(w.Code))
 		}
 		cells := []string{groupDigits(uint64(sg.Count)), ruleScope(s.Rule), what, strings.Join(warn, ", ")}
-		rows[i] = &row{key: keyOf(s.Kind, s.Rule, s.Value, s.Pin), cells: cells, hay: hay(cells...), item: sg}
+		rows[i] = &row[*suggest.Suggestion]{key: keyOf(s.Kind, s.Rule, s.Value, s.Pin), cells: cells, hay: hay(cells...), item: sg}
 	}
 	return rows
 }
@@ -269,8 +269,8 @@ func skipColumns() []column {
 	}
 }
 
-func skipRows(list []rules.Skip, loc *time.Location) []*row {
-	rows := make([]*row, len(list))
+func skipRows(list []rules.Skip, loc *time.Location) []*row[*rules.Skip] {
+	rows := make([]*row[*rules.Skip], len(list))
 	for i := range list {
 		s := &list[i]
 		added := ""
@@ -282,7 +282,7 @@ func skipRows(list []rules.Skip, loc *time.Location) []*row {
 			note = strings.TrimSpace(note + " (" + event.DisplayString(s.AddedBy) + ")")
 		}
 		cells := []string{event.DisplayString(s.Source), event.DisplayString(s.Kind), ruleScope(s.Rule), event.DisplayString(s.Value), note, added}
-		rows[i] = &row{key: keyOf(s.ID, s.Source, s.Kind, s.Rule, s.Value), cells: cells, hay: hay(cells...), item: s,
+		rows[i] = &row[*rules.Skip]{key: keyOf(s.ID, s.Source, s.Kind, s.Rule, s.Value), cells: cells, hay: hay(cells...), item: s,
 			dim: s.Source != rules.SourceAdded}
 	}
 	return rows
@@ -299,14 +299,14 @@ func ruleColumns() []column {
 	}
 }
 
-func ruleRows(list []rules.Rule) []*row {
-	rows := make([]*row, len(list))
+func ruleRows(list []rules.Rule) []*row[*rules.Rule] {
+	rows := make([]*row[*rules.Rule], len(list))
 	for i := range list {
 		r := &list[i]
 		nskips := len(r.Skip.Commands) + len(r.Skip.Paths) + len(r.Skip.Users)
 		cells := []string{event.DisplayString(r.Name), event.DisplayString(r.Type), r.Severity.Success.String(),
 			r.Severity.Failure.String(), strconv.Itoa(nskips), selectorText(r.Match)}
-		rows[i] = &row{key: keyOf(r.Name), cells: cells, hay: hay(cells...), item: r,
+		rows[i] = &row[*rules.Rule]{key: keyOf(r.Name), cells: cells, hay: hay(cells...), item: r,
 			sev: max(r.Severity.Success, r.Severity.Failure)}
 	}
 	return rows
@@ -332,7 +332,7 @@ func (m *Model) confirmAll(st rules.Status) {
 	ids := make([][]rules.ID, len(m.hosts))
 	n, already := 0, 0
 	for _, r := range m.inc.list.shown {
-		in := r.item.(*rules.Incident)
+		in := r.item
 		if in.Status == st {
 			already++
 			continue

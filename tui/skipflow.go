@@ -164,7 +164,7 @@ func (m *Model) loadNoise() tea.Cmd {
 		if k.host != m.focus {
 			continue
 		}
-		if in := r.item.(*rules.Incident); in.Status == rules.StatusOpen && !in.LastSeen.Before(since) {
+		if in := r.item; in.Status == rules.StatusOpen && !in.LastSeen.Before(since) {
 			incs = append(incs, in)
 		}
 	}
@@ -193,7 +193,7 @@ func (m *Model) handleNoiseKey(msg tea.KeyPressMsg) tea.Cmd {
 	if r == nil {
 		return nil
 	}
-	sg := r.item.(*suggest.Suggestion)
+	sg := r.item
 	o := skipOffer{skip: sg.Skip, orig: sg.Skip, why: sg.Why, exact: sg.Skip.Kind == rules.SkipPath, to: m.targets(m.focus)}
 	o.skip.Note = "added in the procwatch TUI (Noise screen)"
 	o.orig = o.skip

@@ -57,7 +57,7 @@ func TestStreamBoundedAndSelectionKept(t *testing.T) {
 	h.waitFor("scrolled (G follows)")
 	sel := func() string {
 		var pid string
-		h.with(func(m *Model) { pid = m.activeList().Selected().cells[1] })
+		h.with(func(m *Model) { pid = m.streams[0].list.Selected().cells[1] })
 		return pid
 	}
 	if got := sel(); got != "1056" {
@@ -78,7 +78,7 @@ func TestStreamBoundedAndSelectionKept(t *testing.T) {
 	h.waitFor("100 rows (last 100 kept)", "3029")
 	var oldest string
 	h.with(func(m *Model) {
-		shown := m.activeList().shown
+		shown := m.streams[0].list.shown
 		oldest = shown[0].cells[1]
 		if newest := shown[len(shown)-1].cells[1]; newest != "4079" {
 			t.Errorf("newest row pid %s, want 4079", newest)

@@ -578,7 +578,7 @@ func (m *Model) openInput(mode inputMode, value string) tea.Cmd {
 
 // handleNav moves the selection of l; it reports whether msg was a
 // navigation key.
-func (m *Model) handleNav(l *listView, msg tea.KeyPressMsg) bool {
+func (m *Model) handleNav(l lister, msg tea.KeyPressMsg) bool {
 	k := &m.keys
 	switch {
 	case key.Matches(msg, k.Up):
@@ -731,7 +731,7 @@ func (m *Model) refreshDetail() {
 	if r == nil {
 		return
 	}
-	m.detail.update(m.incidentDetailOf(r.item.(*rules.Incident), m.detail.inc.host))
+	m.detail.update(m.incidentDetailOf(r.item, m.detail.inc.host))
 }
 
 // selectedEvent returns the event under the cursor, the rule it raised an
@@ -808,7 +808,7 @@ func (m *Model) handleSkipsKey(msg tea.KeyPressMsg) tea.Cmd {
 		if r == nil {
 			return nil
 		}
-		s := *r.item.(*rules.Skip)
+		s := *r.item
 		if s.Source != rules.SourceAdded || s.ID == "" {
 			m.setMsg("this skip is written in %s: edit that file to remove it", event.DisplayString(s.Source))
 			return nil
