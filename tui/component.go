@@ -143,7 +143,7 @@ func (c noiseComp) shown() tea.Cmd                     { return c.m.loadNoise() 
 
 type skipsComp struct{ baseComp }
 
-func (c skipsComp) list() lister                    { return c.m.skips }
+func (c skipsComp) list() lister                       { return c.m.skips }
 func (c skipsComp) title() []string                    { return c.m.countAndFocus(c.m.skips) }
 func (c skipsComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleSkipsKey(msg) }
 func (c skipsComp) view() string                       { return c.m.skips.View(c.m.th) }
@@ -154,7 +154,7 @@ func (c skipsComp) shown() tea.Cmd                     { return loadSkips(c.m.ct
 
 type rulesComp struct{ baseComp }
 
-func (c rulesComp) list() lister                    { return c.m.rulesList }
+func (c rulesComp) list() lister                       { return c.m.rulesList }
 func (c rulesComp) title() []string                    { return c.m.countAndFocus(c.m.rulesList) }
 func (c rulesComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleRulesKey(msg) }
 func (c rulesComp) view() string                       { return c.m.rulesList.View(c.m.th) }
@@ -175,7 +175,7 @@ func (m *Model) countAndFocus(l lister) []string {
 
 type hostsComp struct{ baseComp }
 
-func (c hostsComp) list() lister                    { return c.m.hostsList }
+func (c hostsComp) list() lister                       { return c.m.hostsList }
 func (c hostsComp) title() []string                    { return []string{c.m.hostsTitle()} }
 func (c hostsComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleHostsKey(msg) }
 func (c hostsComp) view() string {
