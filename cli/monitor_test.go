@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestMonitorStatusSensorState checks that `monitor status` reports what

@@ -15,7 +15,7 @@ import (
 	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // serveEnv makes the test binary serve a fake agent on stdin/stdout, so

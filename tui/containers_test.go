@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // The detail pane names the container, escaping the name and image, which

@@ -7,7 +7,7 @@ import (
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // The detail pane of an escalation says how its process ended (or that it

@@ -13,7 +13,7 @@ import (
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // t0 is the fixed time every test scene starts at.

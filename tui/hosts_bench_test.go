@@ -7,7 +7,7 @@ import (
 
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // BenchmarkMergedIncidents measures one tick that brings a new incident

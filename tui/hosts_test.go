@@ -16,7 +16,7 @@ import (
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // hostFake is one host of a multi-host test: a servicetest.Fake that can be

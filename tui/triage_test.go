@@ -10,7 +10,7 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestTriageRoundTrip acknowledges an incident from its open detail pane,

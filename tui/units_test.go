@@ -13,7 +13,7 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/tui/servicetest"
+	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 func TestLayoutColumns(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/service/servicetest"
 	"github.com/procwatch/procwatch/suggest"
-	"github.com/procwatch/procwatch/tui/servicetest"
 )
 
 // adminDay is an ordinary admin's day as the sensor reports it, under the

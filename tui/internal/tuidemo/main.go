@@ -14,8 +14,8 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/service/servicetest"
 	"github.com/procwatch/procwatch/tui"
-	"github.com/procwatch/procwatch/tui/servicetest"
 )
 
 func main() {
