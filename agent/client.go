@@ -510,6 +510,79 @@ func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incide
 	return got, nil
 }
 
+// EachIncident implements service.IncidentStreamer: fn gets each incident
+// as its frame arrives, so a client asking for every incident holds one
+// frame at a time instead of the whole answer. The connection's reader
+// waits for fn to take each frame, so a slow fn slows the agent's answer
+// (and other calls on this connection) rather than filling memory; an
+// agent whose write then times out closes the connection. An agent that
+// sends more incidents than q.Limit is cut off (see ProtocolError). fn
+// must not retain inc.
+func (c *Client) EachIncident(ctx context.Context, q service.Query, fn func(*rules.Incident) error) error {
+	frames := make(chan []rules.Incident)
+	stop := make(chan struct{})
+	defer close(stop)
+	var broke atomic.Pointer[ProtocolError]
+	received := 0 // on the reader goroutine only
+	id, cl, err := c.start(methodIncidents, incidentsParams{q}, func(m message) {
+		if m.Type != typeIncidents || broke.Load() != nil {
+			return
+		}
+		if received += len(m.Incidents); q.Limit > 0 && received > q.Limit {
+			pe := &ProtocolError{fmt.Sprintf("it sent more than the %d incidents asked for", q.Limit)}
+			broke.Store(pe)
+			c.fail(pe)
+			return
+		}
+		select {
+		case frames <- m.Incidents:
+		case <-stop:
+		}
+	})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // an early return cancels the request
+	var res countResult
+	waited := make(chan error, 1)
+	go func() { waited <- c.wait(wctx, id, cl, &res) }()
+	n := 0
+	for {
+		select {
+		case batch := <-frames:
+			for i := range batch {
+				if err := fn(&batch[i]); err != nil {
+					return err
+				}
+				n++
+			}
+		case err := <-waited:
+			// The response follows the last frame on the reader, which
+			// waited for each frame to be taken: all were handed to fn.
+			if pe := broke.Load(); pe != nil {
+				return pe
+			}
+			return c.answered(err, n, res)
+		}
+	}
+}
+
+// answered turns the end of a streamed incidents answer into its error.
+func (c *Client) answered(err error, n int, res countResult) error {
+	switch {
+	case err != nil:
+		return err
+	case n != res.Count:
+		return fmt.Errorf("incidents: agent announced %d, sent %d", res.Count, n)
+	case res.Truncated:
+		return fmt.Errorf("incidents: %d returned, more match: %w", n, ErrTruncated)
+	case res.Damaged != "":
+		return &service.DamagedWarning{Message: res.Damaged}
+	}
+	return nil
+}
+
 // Noise implements service.Service.
 func (c *Client) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
 	var n service.Noise
@@ -641,4 +714,7 @@ func (c *Client) Export(ctx context.Context, q service.Query, format string, w i
 	return res.Count, err
 }
 
-var _ service.Service = (*Client)(nil)
+var (
+	_ service.Service          = (*Client)(nil)
+	_ service.IncidentStreamer = (*Client)(nil)
+)

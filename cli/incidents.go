@@ -147,7 +147,9 @@ or, when none runs, straight from the database.
 Filters combine: --severity is a minimum, --since/--until take a duration
 back from now (90m, 7d) or a time. --json writes one incident per line
 (NDJSON) with the export's field names; without it, process strings are
-escaped so they cannot act on the terminal.
+escaped so they cannot act on the terminal. Incidents are written as they
+arrive from the agent, so --limit 0 lists every incident (up to the
+agent's cap per answer; export has none) without holding them in memory.
 
 --follow prints the list, then every new incident that matches as it is
 raised, until Ctrl-C. With --json it also prints each later update of an
@@ -176,30 +178,39 @@ incident raised while following (its count and last_seen move on).`,
 	return cmd
 }
 
+// runIncidents writes the incidents matching q as they arrive from the
+// service (the agent streams them in frames), so listing every incident
+// costs a frame of memory, not the whole answer.
 func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q service.Query, asJSON, follow bool) error {
 	start := time.Now()
-	incs, err := svc.Incidents(ctx, q)
+	w := bufio.NewWriter(out)
+	n := 0
+	var newest rules.ID
+	err := service.EachIncident(ctx, svc, q, func(inc *rules.Incident) error {
+		if n == 0 && !asJSON {
+			fmt.Fprintf(w, rowFormat, "ID", "TIME", "SEVERITY", "STATUS", "COUNT", "RULE", "SUMMARY")
+		}
+		n++
+		newest = max(newest, inc.ID)
+		if err := writeIncident(w, inc, asJSON); err != nil {
+			return fmt.Errorf("write incidents: %w", err)
+		}
+		return nil
+	})
 	// A damaged database: list what could be read, then warn (exit 1).
 	var damaged error
 	if errors.Is(err, service.ErrDamaged) {
 		damaged, err = err, nil
 	}
 	if err != nil {
+		w.Flush() // what was listed stays listed
 		return fmt.Errorf("list incidents: %w", err)
 	}
-	w := bufio.NewWriter(out)
-	if !asJSON {
-		if len(incs) == 0 && !follow {
-			fmt.Fprintln(w, "no incidents match")
-		} else {
+	if n == 0 && !asJSON {
+		if follow {
 			fmt.Fprintf(w, rowFormat, "ID", "TIME", "SEVERITY", "STATUS", "COUNT", "RULE", "SUMMARY")
-		}
-	}
-	var newest rules.ID
-	for i := range incs {
-		newest = max(newest, incs[i].ID)
-		if err := writeIncident(w, &incs[i], asJSON); err != nil {
-			return err
+		} else {
+			fmt.Fprintln(w, "no incidents match")
 		}
 	}
 	if err := w.Flush(); err != nil {
