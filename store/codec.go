@@ -18,7 +18,9 @@ import (
 // names, varints instead of decimal text), decoding an order of magnitude
 // faster, and exact bytes for event.Text without any escaping. Unknown
 // field numbers are skipped, so a field added later can be read by a newer
-// decoder from old records (it is simply absent).
+// decoder from old records (it is simply absent). A known field with
+// another wire type than the one written here is a corrupt record
+// (codec_wire.go lists each field's wire type).
 //
 // Field numbers are part of the on-disk schema: never reuse or renumber
 // one. The ID is not stored in the value; it is the key.
@@ -332,7 +334,7 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 		return fmt.Errorf("%w: key of %d bytes", errCorruptRecord, len(key))
 	}
 	*inc = rules.Incident{ID: idFromKey(key)}
-	return eachField(val, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
+	return eachField(val, incWire, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
 		var err error
 		switch num {
 		case fIncTime:
@@ -378,7 +380,7 @@ func decodeIncident(key, val []byte, inc *rules.Incident) error {
 }
 
 func decodeChange(buf []byte, c *rules.Change) error {
-	return eachField(buf, func(num protowire.Number, _ protowire.Type, _ uint64, b []byte) error {
+	return eachField(buf, changeWire, func(num protowire.Number, _ protowire.Type, _ uint64, b []byte) error {
 		var err error
 		switch num {
 		case fChangeTime:
@@ -390,7 +392,7 @@ func decodeChange(buf []byte, c *rules.Change) error {
 		case fChangeSkip:
 			c.Skip = string(b)
 		case fChangeBy:
-			err = eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+			err = eachField(b, actorWire, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 				switch num {
 				case fActorUID:
 					c.By.UID = uint32(v)
@@ -413,7 +415,7 @@ func decodeChange(buf []byte, c *rules.Change) error {
 }
 
 func decodeEvent(buf []byte, ev *event.Event) error {
-	return eachField(buf, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
+	return eachField(buf, evWire, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
 		var err error
 		switch num {
 		case fEvType:
@@ -480,7 +482,7 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 			ev.ParentExe = event.Text(b)
 		case fEvAncestors:
 			var a event.Ancestor
-			err = eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+			err = eachField(b, ancWire, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 				switch num {
 				case fAncPID:
 					a.PID = uint32(v)
@@ -518,7 +520,7 @@ func decodeEvent(buf []byte, ev *event.Event) error {
 }
 
 func decodeFate(buf []byte, f *event.Fate) error {
-	return eachField(buf, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
+	return eachField(buf, fateWire, func(num protowire.Number, _ protowire.Type, v uint64, b []byte) error {
 		var err error
 		switch num {
 		case fFateTime:
@@ -543,7 +545,7 @@ func decodeFate(buf []byte, f *event.Fate) error {
 func decodeTime(b []byte) (time.Time, error) {
 	var sec, off int64
 	var nsec uint64
-	err := eachField(b, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
+	err := eachField(b, timeWire, func(num protowire.Number, _ protowire.Type, v uint64, _ []byte) error {
 		switch num {
 		case fTimeSec:
 			sec = protowire.DecodeZigZag(v)
@@ -570,11 +572,12 @@ func decodeTime(b []byte) (time.Time, error) {
 	return t.In(time.FixedZone("", int(off))), nil
 }
 
-// eachField walks the fields of one message. For varint fields v holds the
-// value; for length-delimited fields b holds the bytes (aliasing buf).
-// Fixed-width and group fields, which procwatch never writes, are skipped
-// like any unknown field.
-func eachField(buf []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error) error {
+// eachField walks the fields of one message, whose schema is want. For
+// varint fields v holds the value; for length-delimited fields b holds the
+// bytes (aliasing buf). A known field whose wire type is not the one
+// procwatch writes is a corrupt record. Unknown fields (a newer writer's),
+// of any wire type, are skipped without calling fn.
+func eachField(buf []byte, want *wireTypes, fn func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error) error {
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
 		if n < 0 {
@@ -583,18 +586,24 @@ func eachField(buf []byte, fn func(num protowire.Number, typ protowire.Type, v u
 		buf = buf[n:]
 		var v uint64
 		var b []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(buf)
-		case protowire.BytesType:
-			b, n = protowire.ConsumeBytes(buf)
-		default:
+		switch kind := want.kind(num); {
+		case kind == unknownField:
 			n = protowire.ConsumeFieldValue(num, typ, buf)
 			if n < 0 {
 				return fmt.Errorf("%w: %v", errCorruptRecord, protowire.ParseError(n))
 			}
 			buf = buf[n:]
 			continue
+		case kind == varintField && typ == protowire.VarintType:
+			v, n = protowire.ConsumeVarint(buf)
+		case kind == bytesField && typ == protowire.BytesType:
+			b, n = protowire.ConsumeBytes(buf)
+		default:
+			wantType := protowire.VarintType
+			if kind == bytesField {
+				wantType = protowire.BytesType
+			}
+			return fmt.Errorf("%w: field %d is %s, procwatch writes it as %s", errCorruptRecord, num, wireName(typ), wireName(wantType))
 		}
 		if n < 0 {
 			return fmt.Errorf("%w: field %d: %v", errCorruptRecord, num, protowire.ParseError(n))
