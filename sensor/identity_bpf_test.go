@@ -1,3 +1,5 @@
+//go:build linux
+
 package sensor_test
 
 // Integration tests for what a process cannot fake about the binary it

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sensor
 
 import (
@@ -12,16 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/procwatch/procwatch/bpf"
-)
-
-// Modes name the hook sets the sensor can run with. The BTF mode uses BTF
-// raw tracepoints (tp_btf) for the scheduler hooks, which hand the program
-// the task and the binprm directly; the fallback uses the classic
-// tracepoints of the same events. Both use the syscalls tracepoints for
-// failed execs and the set*uid family.
-const (
-	ModeBTF        = "tp_btf+tracepoint"
-	ModeTracepoint = "tracepoint"
 )
 
 // hook is one program and where it attaches.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package sensor
 
 import (
@@ -20,30 +22,8 @@ import (
 	"github.com/procwatch/procwatch/event"
 )
 
-// DefaultRingBufferBytes is the ring buffer size when Config leaves it 0:
-// room for several seconds of an exec storm at the largest event size.
-const DefaultRingBufferBytes = 8 << 20
-
 // sweepInterval is how often the process table forgets dead processes.
 const sweepInterval = time.Minute
-
-// Config tunes the sensor.
-type Config struct {
-	// RingBufferBytes is the ring buffer size: a power of two and a multiple
-	// of the page size. 0 means DefaultRingBufferBytes.
-	RingBufferBytes int
-	// ProcDir is where the process table is seeded from; "" means /proc.
-	ProcDir string
-	// Mode forces a hook set (ModeBTF or ModeTracepoint); "" picks the best
-	// the kernel offers.
-	Mode string
-	// Attached, when set, is called by Run once the programs are attached,
-	// so a caller can say "watching" only when it is true.
-	Attached func()
-	// Logger receives the sensor's rare notices (such as mounting
-	// tracefs); default slog.Default().
-	Logger *slog.Logger
-}
 
 // Sensor owns the loaded BPF programs and turns their ring buffer records
 // into Events. Load once with New; Run attaches and reads until its context

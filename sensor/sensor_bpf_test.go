@@ -1,3 +1,5 @@
+//go:build linux
+
 package sensor_test
 
 // Integration tests against the real kernel: they load the BPF programs,
