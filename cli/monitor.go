@@ -115,7 +115,7 @@ func writeStatusText(w io.Writer, st service.Status) {
 	}
 	s := st.Sensor
 	fmt.Fprintf(w, "host:        %s\n", cell(st.Host))
-	fmt.Fprintf(w, "monitoring:  %s\n", on)
+	fmt.Fprintf(w, "monitoring:  %s%s\n", on, formatSwitch(st.MonitoringSwitch))
 	switch s.State {
 	case event.SensorAttached:
 		fmt.Fprintf(w, "sensor:      attached (%s); exec %d, escalation %d, exit %d, dropped %d\n", cell(s.Mode), s.Exec, s.Escalation, s.Exit, s.Drops)
@@ -141,9 +141,25 @@ func writeStatusText(w io.Writer, st service.Status) {
 		fmt.Fprintf(w, "rules error: %s (the previous rules stay active)\n", cell(st.RulesError))
 	}
 	fmt.Fprintf(w, "open:        %s\n", formatOpen(st.OpenBySev))
+	if st.FatesLost > 0 {
+		fmt.Fprintf(w, "fates lost:  %s root escalations will not get their process's end (more escalated processes ran at once than the rules follow)\n", thousands(st.FatesLost))
+	}
 	if st.Store != nil {
 		writeStoreStatus(w, st.Store, st.Time)
 	}
+}
+
+// formatSwitch says who last switched monitoring and when, as the kernel
+// reported the caller; empty when nobody has.
+func formatSwitch(sw *service.MonitoringSwitch) string {
+	if sw == nil {
+		return ""
+	}
+	verb := "off"
+	if sw.On {
+		verb = "on"
+	}
+	return fmt.Sprintf(" (switched %s by %s at %s)", verb, cell(sw.By.String()), sw.Time.Local().Format("2006-01-02 15:04:05"))
 }
 
 // writeStoreStatus adds the database lines: size and limits, what count

@@ -14,7 +14,7 @@ import (
 type statusCollector struct {
 	status func() (service.Status, error)
 
-	events, drops, malformed, ring, open, monitoring, rulesFailing *prometheus.Desc
+	events, drops, malformed, ring, open, monitoring, rulesFailing, fatesLost *prometheus.Desc
 }
 
 func newStatusCollector(status func() (service.Status, error)) *statusCollector {
@@ -34,12 +34,14 @@ func newStatusCollector(status func() (service.Status, error)) *statusCollector 
 			"1 while monitoring is on (the sensor is wanted attached), 0 after `procwatch monitor off`.", nil, nil),
 		rulesFailing: prometheus.NewDesc("procwatch_rules_reload_failing",
 			"1 while the last rules reload failed and the previous rules are active.", nil, nil),
+		fatesLost: prometheus.NewDesc("procwatch_fates_lost_total",
+			"Root-escalation incidents whose process's end will not be attached: more escalated processes ran at once than the rules follow.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.drops, c.malformed, c.ring, c.open, c.monitoring, c.rulesFailing} {
+	for _, d := range []*prometheus.Desc{c.events, c.drops, c.malformed, c.ring, c.open, c.monitoring, c.rulesFailing, c.fatesLost} {
 		ch <- d
 	}
 }
@@ -61,6 +63,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.ring, prometheus.GaugeValue, float64(s.BufferBytes))
 	ch <- prometheus.MustNewConstMetric(c.monitoring, prometheus.GaugeValue, boolValue(st.Monitoring))
 	ch <- prometheus.MustNewConstMetric(c.rulesFailing, prometheus.GaugeValue, boolValue(st.RulesError != ""))
+	ch <- prometheus.MustNewConstMetric(c.fatesLost, prometheus.CounterValue, float64(st.FatesLost))
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.open, err)
 		return

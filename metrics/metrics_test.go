@@ -61,6 +61,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 		Monitoring: true,
 		Sensor:     event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
 		OpenBySev:  map[string]int{"high": 3, "critical": 1},
+		FatesLost:  6,
 	}, nil)
 	storeStats := store.Stats{Queued: 7, Committed: 120, Batches: 4, Blocked: 2, Dropped: 1, LastError: "disk full", Evicted: 11, Unreadable: 3}
 	m, err := New(Sources{Status: box.get, Store: func() store.Stats { return storeStats }})
@@ -107,6 +108,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	want(t, f, 1, "procwatch_store_commit_failing")
 	want(t, f, 11, "procwatch_store_evicted_incidents_total")
 	want(t, f, 3, "procwatch_store_unreadable_records_total")
+	want(t, f, 6, "procwatch_fates_lost_total")
 
 	h := f["procwatch_rule_evaluation_seconds"].GetMetric()[0].GetHistogram()
 	if sum := h.GetSampleSum(); sum < 0.001 || sum > 0.0011 {
@@ -117,6 +119,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 		"procwatch_incidents_open":          "GAUGE",
 		"procwatch_rule_evaluation_seconds": "HISTOGRAM",
 		"procwatch_monitoring":              "GAUGE",
+		"procwatch_fates_lost_total":        "COUNTER",
 	} {
 		if got := f.Type(name); got != typ {
 			t.Errorf("%s is a %s, want %s", name, got, typ)
