@@ -1,8 +1,11 @@
-// Package agent carries service.Service over a byte stream: the local unix
-// socket of `procwatch agent`, the stdin/stdout of `procwatch serve --stdio`
-// and, later, SSH. One protocol serves all of them; docs/protocol.md
-// specifies it. Serve answers on the pipeline's side, Client implements
-// service.Service on the front end's side.
+// Package agent is procwatch's wire protocol: it carries service.Service
+// over a byte stream. Despite the name it is not the daemon (`procwatch
+// agent` is assembled in package daemon); it is what the daemon's socket
+// speaks: the local unix socket of `procwatch agent`, the stdin/stdout of
+// `procwatch serve --stdio`, and SSH through the latter. One protocol
+// serves all of them; docs/protocol.md specifies it. Server answers on the
+// pipeline's side (with the socket's access checks and connection limits),
+// Client implements service.Service on the front end's side.
 package agent
 
 import (

@@ -1,7 +1,9 @@
-// Package service defines the one interface between procwatch's pipeline
-// (sensor, rules, store) and its front ends (the TUI and the CLI). A local
-// pipeline implements it in process; an agent client implements it over a
-// socket or SSH, so front ends never touch BPF or the database directly.
+// Package service is procwatch's API contract: the one interface, and the
+// plain data types it passes, between the pipeline (sensor, rules, store)
+// and the front ends (the TUI and the CLI). It holds no service of its own.
+// pipeline.Local implements it in process; agent.Client implements it over
+// a socket or SSH; service/servicetest is an in-memory fake for tests. So
+// front ends never touch BPF or the database directly.
 package service
 
 import (
