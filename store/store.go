@@ -161,6 +161,10 @@ type Store struct {
 	loopDone                      chan struct{}
 
 	wmu sync.Mutex // serialises write transactions
+	// seen and skip are commitBatch's scratch space for superseded
+	// repeats; held under wmu.
+	seen map[rules.ID]int
+	skip []bool
 	enc encoder
 	buf []byte
 

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -195,6 +196,30 @@ func (s *Store) loop() {
 	}
 }
 
+// superseded marks the incidents of batch that a later one with the same
+// id replaces: a repeat carries the incident's whole state (count, last
+// seen, process), so only the last of each id needs writing, and a storm
+// of one repeating incident costs one record update per commit instead of
+// one per event. The last takes the first one's status, as writing them
+// in turn would have kept it. Callers hold s.wmu.
+func (s *Store) superseded(batch []rules.Incident) []bool {
+	s.skip = slices.Grow(s.skip[:0], len(batch))[:len(batch)]
+	if s.seen == nil {
+		s.seen = map[rules.ID]int{}
+	}
+	clear(s.seen)
+	for i := len(batch) - 1; i >= 0; i-- {
+		last, later := s.seen[batch[i].ID]
+		s.skip[i] = later
+		if later {
+			batch[last].Status = batch[i].Status
+		} else {
+			s.seen[batch[i].ID] = i
+		}
+	}
+	return s.skip
+}
+
 // flushQueued commits everything queued when it is called, in batches. It
 // commits at least once even with an empty queue, which waits for a commit
 // in flight (holding s.wmu) that may hold incidents queued earlier.
@@ -235,7 +260,15 @@ func (s *Store) commitBatch() (left int, err error) {
 	var w *writeTx
 	err = s.update(func(tx *bolt.Tx) error {
 		w = s.newWriteTx(tx)
+		superseded := s.superseded(batch)
 		for i := range batch {
+			if superseded[i] {
+				// A later repeat in this batch carries this incident's
+				// whole state; writing both would only decode and encode
+				// the record twice.
+				w.noteSkew(&batch[i])
+				continue
+			}
 			if err := w.upsert(&batch[i]); err != nil {
 				return err
 			}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/rules"
+)
+
+// TestRepeatsInOneBatch checks that a batch holding many repeats of the
+// same incidents (an exec storm deduplicated by the rules) commits to the
+// same state as committing each repeat on its own: record, count, status,
+// severity index and noise counters.
+func TestRepeatsInOneBatch(t *testing.T) {
+	a, b := fixture(baseTime, 1), fixture(baseTime.Add(time.Second), 2)
+	var puts []rules.Incident
+	for i := 1; i <= 300; i++ {
+		ra, rb := a, b
+		ra.Count, ra.LastSeen = uint64(i), a.LastSeen.Add(time.Duration(i)*time.Millisecond)
+		rb.Count = uint64(i)
+		if i > 100 && i <= 200 {
+			ra.Severity = rules.SeverityCritical // raised mid-storm, then back
+		}
+		ra.Process.Args = append(ra.Process.Args[:len(ra.Process.Args):len(ra.Process.Args)], event.Text(string(rune(0x30+i%10))))
+		puts = append(puts, ra)
+		if i%3 == 0 {
+			puts = append(puts, rb)
+		}
+	}
+	// A status given with the first put (no stored record yet) survives,
+	// as it would when each is written in turn.
+	puts[0].Status = rules.StatusAcknowledged
+
+	batched, _ := openTemp(t, Options{RetentionAge: -1, BatchInterval: time.Hour})
+	putAll(t, batched, puts)
+	oneByOne, _ := openTemp(t, Options{RetentionAge: -1, BatchInterval: time.Hour})
+	for i := range puts {
+		putAll(t, oneByOne, puts[i:i+1])
+	}
+
+	if st := batched.Stats(); st.Committed != uint64(len(puts)) || st.Batches != 1 {
+		t.Errorf("batched Stats: committed %d batches %d, want %d and 1", st.Committed, st.Batches, len(puts))
+	}
+	for _, id := range []rules.ID{a.ID, b.ID} {
+		got, ok, err := batched.Get(id)
+		want, _, _ := oneByOne.Get(id)
+		if err != nil || !ok {
+			t.Fatalf("Get %v: found %v, %v", id, ok, err)
+		}
+		sameIncident(t, got, want)
+	}
+	if got, _, _ := batched.Get(a.ID); got.Count != 300 || got.Status != rules.StatusAcknowledged {
+		t.Errorf("a: count %d status %s, want 300 acknowledged", got.Count, got.Status)
+	}
+	gotOpen, _ := batched.OpenBySeverity()
+	wantOpen, _ := oneByOne.OpenBySeverity()
+	if len(gotOpen) != len(wantOpen) {
+		t.Errorf("OpenBySeverity: %v, want %v", gotOpen, wantOpen)
+	}
+	for k, v := range wantOpen {
+		if gotOpen[k] != v {
+			t.Errorf("OpenBySeverity[%s] = %d, want %d", k, gotOpen[k], v)
+		}
+	}
+	gotNoise, _ := batched.Noise(time.Time{}, 0)
+	wantNoise, _ := oneByOne.Noise(time.Time{}, 0)
+	if len(gotNoise.Commands) != len(wantNoise.Commands) || len(gotNoise.Paths) != len(wantNoise.Paths) {
+		t.Fatalf("Noise: %+v, want %+v", gotNoise, wantNoise)
+	}
+	for i := range wantNoise.Commands {
+		if gotNoise.Commands[i] != wantNoise.Commands[i] {
+			t.Errorf("Noise command %d: %+v, want %+v", i, gotNoise.Commands[i], wantNoise.Commands[i])
+		}
+	}
+	if n, _ := batched.Count(); n != 2 {
+		t.Errorf("Count = %d, want 2", n)
+	}
+}
