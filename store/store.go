@@ -165,8 +165,8 @@ type Store struct {
 	// repeats; held under wmu.
 	seen map[rules.ID]int
 	skip []bool
-	enc encoder
-	buf []byte
+	enc  encoder
+	buf  []byte
 
 	evicted      atomic.Uint64 // incidents deleted by count retention, ever (counts/evicted_by_count)
 	emu          sync.Mutex    // guards the eviction log's state below
