@@ -86,6 +86,10 @@ type Local struct {
 	host   string
 	engine *rules.Engine
 	hashes *exehash.Cache
+	// sums remembers the content hash each incident's first event got, so
+	// a repeat (an exec storm counted into one incident) costs no stat.
+	// Sensor goroutine only; emptied when it reaches maxSums.
+	sums   map[rules.ID]string
 	active atomic.Bool // monitoring on; when off, handle raises nothing
 
 	obs      Observer // nil when nobody observes
@@ -255,7 +259,7 @@ func (l *Local) handle(ev *event.Event) {
 	}
 	// The content hash costs a stat and a map lookup, never a read: only
 	// for binaries a pinned skip names, before judging, and for those that
-	// raise an incident, after.
+	// raise an incident whose hash is not known yet, after.
 	ev.ExeSHA256 = ""
 	if l.engine.PinnedPath(string(ev.Exe)) {
 		ev.ExeSHA256 = l.hashes.Lookup(ev)
@@ -265,7 +269,7 @@ func (l *Local) handle(ev *event.Event) {
 		l.obs.Judged(time.Since(began), v.Incidents)
 	}
 	incs, skipped := v.Incidents, v.Skipped > 0
-	if len(incs) > 0 && ev.ExeSHA256 == "" {
+	if ev.ExeSHA256 == "" && l.needSum(incs) {
 		ev.ExeSHA256 = l.hashes.Lookup(ev)
 	}
 	for i := range incs {
@@ -273,12 +277,7 @@ func (l *Local) handle(ev *event.Event) {
 		if inc.Host == "" {
 			inc.Host = l.host
 		}
-		// A repeat carries its first event; its hash is this event's only
-		// when both ran the same file.
-		if inc.Process.ExeSHA256 == "" && (inc.Count == 1 ||
-			inc.Process.ExeDev == ev.ExeDev && inc.Process.ExeIno == ev.ExeIno) {
-			inc.Process.ExeSHA256 = ev.ExeSHA256
-		}
+		l.fillSum(inc, ev)
 		l.cfg.Store.Put(*inc)
 		if l.cfg.OnIncident != nil {
 			l.cfg.OnIncident(*inc)
@@ -302,6 +301,42 @@ func (l *Local) handle(ev *event.Event) {
 	l.pending.Incidents = append(l.pending.Incidents, incs[:kept]...)
 	l.pendDropped += uint64(len(incs) - kept)
 	l.pendMu.Unlock()
+}
+
+// maxSums bounds Local.sums.
+const maxSums = 4096
+
+// needSum reports whether an incident of incs lacks the hash of its first
+// event's binary: only then is the event's binary looked up (a stat or
+// two), so the repeats of an incident whose hash is known cost none.
+func (l *Local) needSum(incs []rules.Incident) bool {
+	for i := range incs {
+		if _, ok := l.sums[incs[i].ID]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fillSum gives inc the hash of its first event's binary: the one
+// remembered for the incident, else ev's when ev is that first event or
+// ran the same file (a repeat carries its first event), and remembers it.
+func (l *Local) fillSum(inc *rules.Incident, ev *event.Event) {
+	if inc.Process.ExeSHA256 != "" {
+		return
+	}
+	if sum, ok := l.sums[inc.ID]; ok {
+		inc.Process.ExeSHA256 = sum
+		return
+	}
+	if ev.ExeSHA256 == "" || !(inc.Count == 1 || inc.Process.ExeDev == ev.ExeDev && inc.Process.ExeIno == ev.ExeIno) {
+		return
+	}
+	inc.Process.ExeSHA256 = ev.ExeSHA256
+	if l.sums == nil || len(l.sums) >= maxSums {
+		l.sums = make(map[rules.ID]string, 64)
+	}
+	l.sums[inc.ID] = ev.ExeSHA256
 }
 
 // copyEvent copies ev including its slices, since the sensor may reuse

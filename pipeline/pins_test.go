@@ -111,3 +111,42 @@ func TestPinnedSkipSilencesOnlyThatFile(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatsLookUpNoHash checks that the repeats of an incident whose
+// binary's hash is known cost no lookup in the hash cache (each is a stat
+// or two), while the incident still carries the hash.
+func TestRepeatsLookUpNoHash(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	dir, err := os.MkdirTemp("/tmp", "repeat-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := filepath.Join(dir, "tool")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho storm\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want, err := exehash.File(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.source.emit(t, fileExec(t, p, "x")) // unknown yet: queued for hashing
+	waitHashed(t, h.local, fileExec(t, p, "x"))
+	h.source.emit(t, fileExec(t, p, "x")) // the repeat that learns the hash
+	st := h.local.hashes.Stats()
+	looked := st.Hits + st.Misses
+	for range 50 {
+		h.source.emit(t, fileExec(t, p, "x"))
+	}
+	if st := h.local.hashes.Stats(); st.Hits+st.Misses != looked {
+		t.Errorf("50 repeats made %d hash lookups, want 0", st.Hits+st.Misses-looked)
+	}
+	incs := h.incidents(t, service.Query{})
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents, want 1 counting every run", len(incs))
+	}
+	if incs[0].Count != 52 || incs[0].Process.ExeSHA256 != want {
+		t.Errorf("incident count %d exe_sha256 %q, want 52 and %s", incs[0].Count, incs[0].Process.ExeSHA256, want)
+	}
+}
