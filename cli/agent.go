@@ -26,10 +26,6 @@ import (
 	"github.com/procwatch/procwatch/store"
 )
 
-// newEventSource loads the sensor. Tests replace it with a fake source so
-// the agent can run end to end without BPF.
-var newEventSource daemon.SourceLoader = daemon.LoadSensor
-
 type agentFlags struct {
 	output        string
 	group         string
@@ -239,31 +235,4 @@ func checkMetricsAddr(addr string, allowRemote bool) error {
 		return usageError("--metrics-addr: %v", err)
 	}
 	return nil
-}
-
-// pipelineConfig is the pipeline the global flags describe; withSensor
-// feeds it from the sensor, or from the capture --replay names.
-func pipelineConfig(opts *Options, log *slog.Logger, storeOpts store.Options, ringBytes int, withSensor bool) daemon.PipelineConfig {
-	return daemon.PipelineConfig{
-		Logger:           log,
-		RulesPath:        opts.RulesPath,
-		RulesLabel:       rulesLabel(opts),
-		DBPath:           dbPath(opts),
-		Store:            storeOpts,
-		Host:             opts.agentHost,
-		WithSensor:       withSensor,
-		Source:           opts.agentSource,
-		NewSource:        newEventSource,
-		RingBytes:        ringBytes,
-		ContainerSockets: opts.ContainerSockets,
-	}
-}
-
-// openPipeline opens the store, the rules (watched for changes when they
-// come from a file) and, with withSensor, the sensor; a sensor that does
-// not load is an error. onIncident may be nil.
-func openPipeline(opts *Options, log *slog.Logger, ringBytes int, withSensor bool, onIncident func(rules.Incident)) (*daemon.Pipeline, error) {
-	c := pipelineConfig(opts, log, store.Options{Logger: log}, ringBytes, withSensor)
-	c.OnIncident = onIncident
-	return daemon.OpenPipeline(c)
 }
