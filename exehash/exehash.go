@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/procwatch/procwatch/event"
 )
@@ -70,6 +71,9 @@ type Cache struct {
 	// so a storm of execs of one new binary queues it once.
 	inflight map[[2]uint64]struct{}
 	reqs     chan request
+	// served, when set, is told each file (device, inode) whose request
+	// was served or dropped (see OnServed).
+	served func(dev, ino uint64)
 
 	hits, misses, hashed, failed, dropped atomic.Uint64
 }
@@ -111,6 +115,48 @@ func (c *Cache) Stats() Stats {
 		Failed: c.failed.Load(), Dropped: c.dropped.Load(), Entries: n}
 }
 
+// OnServed sets fn to be told the file (device, inode) of every request
+// the worker has served, hashed or not, and of every request dropped
+// because the queue was full: whoever waits for a file's hash learns
+// when to look (with Verified). fn runs on the worker's goroutine, or on
+// Lookup's caller for a drop, and must not block or call the Cache back.
+// Set it before Run.
+func (c *Cache) OnServed(fn func(dev, ino uint64)) { c.served = fn }
+
+// Verified returns the hex SHA-256 of the file with device dev and inode
+// ino, found as /proc/PID/exe or at exe, when the cache holds it for the
+// file's current version and that version was last changed (its ctime,
+// which user space cannot set) no later than ranAt, the time the file was
+// executed: the sum is then that of the content that ran. Otherwise "";
+// it never queues a request.
+func (c *Cache) Verified(pid uint32, exe string, dev, ino uint64, ranAt time.Time) string {
+	if c == nil || ino == 0 {
+		return ""
+	}
+	c.mu.RLock()
+	e, known := c.files[[2]uint64{dev, ino}]
+	c.mu.RUnlock()
+	if !known || e.key.Ctime > ranAt.UnixNano() {
+		return ""
+	}
+	if k, ok := c.current(pid, exe, dev, ino); ok && k == e.key {
+		return e.sum
+	}
+	return ""
+}
+
+// current stats the file dev/ino under its candidate names and returns
+// its version.
+func (c *Cache) current(pid uint32, exe string, dev, ino uint64) (Key, bool) {
+	for _, p := range c.candidates(pid, exe) {
+		k, ok := statKey(p)
+		if ok && k.Dev == dev && k.Ino == ino {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
 // Lookup returns the hex SHA-256 of the binary ev ran, when the cache holds
 // it for the file's current version; otherwise "" and the file is queued
 // for hashing (without waiting). It costs one or two stat calls and never
@@ -125,16 +171,9 @@ func (c *Cache) Lookup(ev *event.Event) string {
 	e, known := c.files[id]
 	c.mu.RUnlock()
 	if known {
-		for _, p := range c.candidates(ev.PID, string(ev.Exe)) {
-			k, ok := statKey(p)
-			if !ok || k.Dev != ev.ExeDev || k.Ino != ev.ExeIno {
-				continue
-			}
-			if k == e.key {
-				c.hits.Add(1)
-				return e.sum
-			}
-			break // the file changed since it was hashed
+		if k, ok := c.current(ev.PID, string(ev.Exe), ev.ExeDev, ev.ExeIno); ok && k == e.key {
+			c.hits.Add(1)
+			return e.sum
 		}
 	}
 	c.misses.Add(1)
@@ -168,6 +207,14 @@ func (c *Cache) request(r request) {
 	default:
 		c.dropped.Add(1)
 		c.done(id)
+		c.tell(id)
+	}
+}
+
+// tell passes a served or dropped request of a file on to OnServed's fn.
+func (c *Cache) tell(id [2]uint64) {
+	if c.served != nil && id[1] != 0 {
+		c.served(id[0], id[1])
 	}
 }
 
@@ -208,7 +255,11 @@ func (c *Cache) Run(stop <-chan struct{}) {
 }
 
 func (c *Cache) serve(r request) {
-	defer c.done([2]uint64{r.dev, r.ino})
+	id := [2]uint64{r.dev, r.ino}
+	// The waiters are told after the hash is in place (put), so a Lookup
+	// that missed it is followed by a call of OnServed's fn.
+	defer c.tell(id)
+	defer c.done(id)
 	for _, p := range c.candidates(r.pid, r.path) {
 		key, sum, err := c.hashFile(p, r.dev, r.ino)
 		if errors.Is(err, errOtherFile) || errors.Is(err, os.ErrNotExist) {

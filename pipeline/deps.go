@@ -48,6 +48,9 @@ type Store interface {
 	SetMonitoringBy(on bool, by *rules.Actor) error
 	MonitoringSwitch() (*service.MonitoringSwitch, error)
 	Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
+	// SetExeSHA256 gives stored incidents without an exe_sha256 the sum
+	// computed after they were raised, and returns those it changed.
+	SetExeSHA256(sums map[rules.ID]string) ([]rules.Incident, error)
 }
 
 // Observer is told what the pipeline does, so the agent can export metrics

@@ -57,7 +57,9 @@ type Config struct {
 	MailboxIncidents int // per-subscriber incident bound; default service.DefaultMailboxIncidents
 
 	// OnIncident sees every new or updated incident, on the sensor's
-	// goroutine; it must be quick. The agent's --output uses it.
+	// goroutine (or, for an incident given its exe_sha256 after it was
+	// raised, on the hash updater's); it must be quick and safe to call
+	// from both. The agent's --output uses it.
 	OnIncident func(rules.Incident)
 
 	// Observer, when set, is told what the pipeline does, for metrics.
@@ -90,6 +92,7 @@ type Local struct {
 	// a repeat (an exec storm counted into one incident) costs no stat.
 	// Sensor goroutine only; emptied when it reaches maxSums.
 	sums   map[rules.ID]string
+	late   *lateHashes // incidents waiting for their binary's hash
 	active atomic.Bool // monitoring on; when off, handle raises nothing
 
 	obs      Observer // nil when nobody observes
@@ -146,6 +149,8 @@ func New(cfg Config) (*Local, error) {
 	if l.hashes == nil {
 		l.hashes = exehash.New(exehash.Options{})
 	}
+	l.late = newLateHashes()
+	l.hashes.OnServed(l.late.notify)
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -187,12 +192,18 @@ func (l *Local) Run(ctx context.Context) error {
 		defer close(hashDone)
 		l.hashes.Run(hashStop)
 	}()
+	lateDone := make(chan struct{})
+	go func() {
+		defer close(lateDone)
+		l.runLateHashes(hashStop)
+	}()
 	l.warmPins()
 	err := l.runSource(ctx)
 	stopFan()
 	<-fanDone
 	close(hashStop)
 	<-hashDone
+	<-lateDone
 	l.dropAll()
 	if ferr := l.cfg.Store.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("flush store: %w", ferr)
@@ -269,7 +280,11 @@ func (l *Local) handle(ev *event.Event) {
 		l.obs.Judged(time.Since(began), v.Incidents)
 	}
 	incs, skipped := v.Incidents, v.Skipped > 0
-	if ev.ExeSHA256 == "" && l.needSum(incs) {
+	// A hash still unknown is attached later (latehash.go): l.late.mu is
+	// held from the lookup until the incidents are queued and remembered.
+	late := ev.ExeSHA256 == "" && l.needSum(incs)
+	if late {
+		l.late.mu.Lock()
 		ev.ExeSHA256 = l.hashes.Lookup(ev)
 	}
 	for i := range incs {
@@ -282,6 +297,12 @@ func (l *Local) handle(ev *event.Event) {
 		if l.cfg.OnIncident != nil {
 			l.cfg.OnIncident(*inc)
 		}
+	}
+	if late {
+		if ev.ExeSHA256 == "" {
+			l.late.addLocked(ev, incs)
+		}
+		l.late.mu.Unlock()
 	}
 	watching := l.nsubs.Load() > 0
 	if !watching {
@@ -448,10 +469,11 @@ type incidentVersion struct {
 	status   rules.Status
 	lastSeen time.Time
 	ended    bool // the process's fate is attached
+	hashed   bool // exe_sha256 is known (it may be attached later)
 }
 
 func versionOf(inc *rules.Incident) incidentVersion {
-	return incidentVersion{inc.Count, inc.Status, inc.LastSeen, inc.Fate != nil}
+	return incidentVersion{inc.Count, inc.Status, inc.LastSeen, inc.Fate != nil, inc.Process.ExeSHA256 != ""}
 }
 
 // deliver replays, then forwards the mailbox to out until ctx ends or the
@@ -796,7 +818,8 @@ func (l *Local) status() (service.Status, error) {
 	st.Store = &db
 	hs := l.hashes.Stats()
 	st.ExeHashes = &service.ExeHashStats{Hits: hs.Hits, Misses: hs.Misses, Hashed: hs.Hashed,
-		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries}
+		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries,
+		Attached: l.late.attached.Load(), Unattached: l.late.unattached.Load()}
 	st.FatesLost = l.engine.FatesLost()
 	if sw, err := l.cfg.Store.MonitoringSwitch(); err == nil {
 		st.MonitoringSwitch = sw

@@ -149,6 +149,12 @@ type ExeHashStats struct {
 	Failed  uint64 `json:"failed"`
 	Dropped uint64 `json:"dropped"`
 	Entries int    `json:"entries"`
+	// Attached counts incidents raised before their binary's hash was
+	// known that were given it once the background hash was done;
+	// Unattached those that could not be (the file changed after it ran,
+	// it could not be hashed, or too many waited at once).
+	Attached   uint64 `json:"attached"`
+	Unattached uint64 `json:"unattached"`
 }
 
 // MonitoringSwitch is who last switched monitoring on or off, and when,

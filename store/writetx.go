@@ -85,6 +85,7 @@ func (w *writeTx) upsert(inc *rules.Incident) error {
 			w.s.log.Warn("store: replacing unreadable incident", "id", inc.ID.String(), "err", err)
 		} else {
 			inc.Status = prev.Status
+			keepExeSHA256(inc, &prev)
 			w.account(&prev, -1)
 			if prev.Severity != inc.Severity {
 				if err := w.byClass.Delete(classKey(&prev, key)); err != nil {
@@ -102,6 +103,16 @@ func (w *writeTx) upsert(inc *rules.Incident) error {
 	w.account(inc, +1)
 	w.noteSkew(inc)
 	return nil
+}
+
+// keepExeSHA256 keeps the exe_sha256 given to a stored incident after it
+// was raised (SetExeSHA256) when a repeat of it, judged before the hash
+// was known, arrives without one for the same binary.
+func keepExeSHA256(inc, prev *rules.Incident) {
+	p, q := &inc.Process, &prev.Process
+	if p.ExeSHA256 == "" && q.ExeSHA256 != "" && p.ExeDev == q.ExeDev && p.ExeIno == q.ExeIno {
+		p.ExeSHA256 = q.ExeSHA256
+	}
 }
 
 // noteSkew raises the stored id skew (keyMaxSkew) to cover inc.
