@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/sensor"
+	"github.com/procwatch/procwatch/store"
 )
 
 func newEventsCmd(opts *Options) *cobra.Command {
@@ -113,11 +113,9 @@ func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, 
 			return
 		}
 		if asJSON {
-			line, writeErr = json.Marshal(ev)
-			if writeErr == nil {
-				line = append(line, '\n')
-				_, writeErr = w.Write(line)
-			}
+			// The same bytes as json.Marshal(ev), without its reflection.
+			line = append(store.AppendEventJSON(line[:0], ev), '\n')
+			_, writeErr = w.Write(line)
 		} else {
 			_, writeErr = io.WriteString(w, formatEvent(ev))
 		}

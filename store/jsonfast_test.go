@@ -56,6 +56,13 @@ func TestIncidentJSONMatchesEncodingJSON(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Errorf("fast JSON differs from encoding/json\n got: %s\nwant: %s", got, want)
 			}
+			want, err = json.Marshal(&inc.Process)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := AppendEventJSON(nil, &inc.Process); !bytes.Equal(got, want) {
+				t.Errorf("fast event JSON differs from encoding/json\n got: %s\nwant: %s", got, want)
+			}
 		})
 	}
 }
