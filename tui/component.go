@@ -48,9 +48,9 @@ type baseComp struct {
 	id screen
 }
 
-func (b baseComp) keys() []key.Binding { return b.m.keys.screenKeys(b.id, b.m.multi) }
+func (b baseComp) keys() []key.Binding { return b.m.keys.screenKeys(b.id, b.m.several()) }
 func (b baseComp) hint() []key.Binding {
-	return b.m.keys.hint(keyContext{screen: b.id, multi: b.m.multi})
+	return b.m.keys.hint(keyContext{screen: b.id, multi: b.m.several()})
 }
 func (b baseComp) shown() tea.Cmd { return nil }
 func (b baseComp) refresh()       {}
@@ -83,7 +83,7 @@ func (c incidentsComp) title() []string {
 		order = "by severity"
 	}
 	parts := []string{fmt.Sprintf("%s shown", groupDigits(uint64(c.m.inc.list.Len()))), order}
-	if c.m.multi {
+	if c.m.several() {
 		parts = append(parts, c.m.hostScope())
 	}
 	return parts
@@ -129,7 +129,7 @@ func (c noiseComp) title() []string {
 		win = "last day"
 	}
 	parts := []string{win, "suggested skips for open incidents, most first"}
-	if c.m.multi {
+	if c.m.several() {
 		parts = append(parts, "host "+event.DisplayString(c.m.hosts[c.m.focus].name))
 	}
 	return parts
@@ -165,7 +165,7 @@ func (c rulesComp) shown() tea.Cmd                     { return loadRules(c.m.ct
 // rows, and with several hosts whose they are.
 func (m *Model) countAndFocus(l lister) []string {
 	parts := []string{fmt.Sprintf("%d", l.Len())}
-	if m.multi {
+	if m.several() {
 		parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
 	}
 	return parts

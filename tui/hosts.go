@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -46,7 +47,7 @@ func NewHosts(ctx context.Context, list []Host, opts Options) *Model {
 	for i, h := range list {
 		hv[i] = &hostView{name: h.Name, svc: h.Service, conn: h.Conn}
 	}
-	return newModel(ctx, hv, true, opts)
+	return newModel(ctx, hv, opts)
 }
 
 // hostView is what the UI holds about one host: its subscription, the
@@ -86,6 +87,16 @@ func (h *hostView) connState() hosts.State {
 	return hosts.Connected
 }
 
+// trouble says, escaped, why what the UI shows of the host may be stale:
+// its connection is down, or its subscription or status failed; "" when
+// all is well.
+func (h *hostView) trouble() string {
+	if h.conn != nil && h.haveState && h.state.State != hosts.Connected {
+		return cmp.Or(h.reason(), h.state.State.String())
+	}
+	return cmp.Or(h.subErr, h.statusErr)
+}
+
 // reason says why the host is not connected, escaped.
 func (h *hostView) reason() string {
 	switch {
@@ -112,7 +123,8 @@ func hostColumns() []column {
 	}
 }
 
-// refreshHosts rebuilds the Hosts screen's rows and the merged header.
+// refreshHosts rebuilds the Hosts screen's rows and the header from the
+// hosts' state; it runs whatever the number of hosts.
 func (m *Model) refreshHosts() {
 	rows := make([]*row[*hostView], len(m.hosts))
 	for i, h := range m.hosts {
@@ -176,10 +188,25 @@ func (m *Model) hostNotes() string {
 	return ansi.Wrap(strings.Join(lines, "\n"), m.width, " ")
 }
 
-// mergeHeader sums the hosts' status into the header: events per second,
+// mergeHeader builds the header from the hosts: one host's header is its
+// own, with its trouble as the connection error; several hosts' status is
+// summed (see sumHeader).
+func (m *Model) mergeHeader() {
+	if m.several() {
+		m.sumHeader()
+		return
+	}
+	h := m.hosts[0]
+	src, short := m.hdr.source, m.hdr.sourceShort
+	m.hdr = h.hdr
+	m.hdr.source, m.hdr.sourceShort = src, short
+	m.hdr.connErr = h.trouble()
+}
+
+// sumHeader sums the hosts' status into the header: events per second,
 // drops, open incidents by severity, and a line saying how many hosts are
 // connected and monitoring.
-func (m *Model) mergeHeader() {
+func (m *Model) sumHeader() {
 	st := service.Status{OpenBySev: map[string]int{}}
 	var rates [3]float64
 	var uiDropped uint64
@@ -290,7 +317,7 @@ func (m *Model) hostNames(idx []int) string {
 // onWhat names where an action goes, for confirmations: "" with one host,
 // " on web1" or " on 2 hosts (...)" otherwise.
 func (m *Model) onWhat(results []hostResult) string {
-	if !m.multi {
+	if !m.several() {
 		return ""
 	}
 	idx := make([]int, len(results))

@@ -432,6 +432,31 @@ func TestSingleHostHasNoHostsScreen(t *testing.T) {
 	}
 }
 
+// TestOneHostIsTheSingleHostUI: one configured host (a remote one, with
+// a connection of its own) runs through the same code as a single
+// pipeline: the same screen, no HOST column or Hosts screen, and its
+// connection trouble in the header's banner, gone when it is back.
+func TestOneHostIsTheSingleHostUI(t *testing.T) {
+	single := start(t, newFake(), 160, 48, testOptions())
+	want := single.waitFor("5 shown")
+	web := newHostFake(testHost, servicetest.SampleIncidents(testHost, t0))
+	h := startHosts(t, []*hostFake{web}, 160, 48, testOptions())
+	got := h.waitFor("5 shown")
+	if got != want {
+		t.Errorf("one configured host differs from the single-host UI:\n%s\nwant:\n%s", got, want)
+	}
+	web.setDown("ssh: connect to host web-01 port 22: Connection refused")
+	h.typeKeys("7") // the Rules screen refreshes the status
+	h.typeKeys("r")
+	s := h.waitFor("✖ disconnected: ssh: connect to host web-01 port 22: Connection refused")
+	if strings.Contains(s, "8 Hosts") || strings.Contains(s, "1 hosts") {
+		t.Errorf("one host shows the several-hosts header or tabs:\n%s", s)
+	}
+	web.setDown("")
+	h.typeKeys("r")
+	h.waitGone("disconnected")
+}
+
 func TestHostileHostNamesAndReasons(t *testing.T) {
 	evil := newHostFake("evil\x1b[2J\x1b]0;pwned\x07", nil)
 	evil.setDown("ssh: \x1b[31mred\r\x1b[2Kfake=ok \u202eesrever")

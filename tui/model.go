@@ -126,10 +126,11 @@ type Model struct {
 	hdrH          int // header height with its banner, as laid out
 	active        screen
 
-	// hosts holds one entry per host: exactly one when the UI shows a
-	// single pipeline (multi is false), one per configured host otherwise.
+	// hosts holds one entry per host: one for a single pipeline, one per
+	// configured host otherwise. One host is the same UI as several; what
+	// is only worth showing with several (the HOST column, the Hosts
+	// screen, host names in titles and messages) asks several().
 	hosts []*hostView
-	multi bool
 	// focus is the host whose noise, skips and rules screens are shown.
 	focus int
 	// fanOut sends skips, acknowledgements and masks to every selected
@@ -167,13 +168,13 @@ type Model struct {
 // New builds the UI on svc. ctx bounds every service call and the
 // subscription; cancel it to stop them.
 func New(ctx context.Context, svc service.Service, opts Options) *Model {
-	return newModel(ctx, []*hostView{{svc: svc}}, false, opts)
+	return newModel(ctx, []*hostView{{svc: svc}}, opts)
 }
 
-func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Model {
+func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {
 	opts.defaults()
-	var names []string
-	if multi {
+	var names []string // host names for the HOST column; nil with one host
+	if len(hv) > 1 {
 		for _, h := range hv {
 			names = append(names, h.name)
 		}
@@ -181,7 +182,6 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 	m := &Model{
 		ctx:        ctx,
 		hosts:      hv,
-		multi:      multi,
 		opts:       opts,
 		keys:       newKeyMap(),
 		th:         newTheme(true),
@@ -205,16 +205,14 @@ func newModel(ctx context.Context, hv []*hostView, multi bool, opts Options) *Mo
 		m.streams[i] = newStreamScreen(t, opts.Rows, names)
 	}
 	m.comps = newComponents(m)
-	if multi {
-		m.refreshHosts()
-	}
+	m.refreshHosts()
 	m.help.Styles = m.th.help
 	m.resize(m.width, m.height)
 	if opts.Notice != "" {
 		m.setErrText(event.DisplayString(opts.Notice))
 	}
 	switch {
-	case multi:
+	case m.several():
 	case opts.Agent != "":
 		m.hdr.source, m.hdr.sourceShort = "agent "+event.DisplayString(opts.Agent), "agent"
 	case opts.OwnPipeline && opts.OwnSocket != "":
@@ -245,22 +243,17 @@ func (m *Model) resubscribe(host int, after rules.ID) tea.Cmd {
 	return subscribe(m.ctx, h.svc, after, h.box, h.gen)
 }
 
-// screenCount is how many screens this UI has: the Hosts screen exists
-// only with several hosts.
+// several says the UI shows more than one host. It is the one place the
+// number of hosts decides what is shown; the code paths are the same.
+func (m *Model) several() bool { return len(m.hosts) > 1 }
+
+// screenCount is how many screens this UI has: the Hosts screen is worth
+// showing only with several hosts.
 func (m *Model) screenCount() screen {
-	if m.multi {
+	if m.several() {
 		return screenCount
 	}
 	return screenCount - 1
-}
-
-// hostHeader returns the header state of host i: the header itself with
-// one host, the host's own (merged into the header) with several.
-func (m *Model) hostHeader(i int) *header {
-	if m.multi {
-		return &m.hosts[i].hdr
-	}
-	return &m.hdr
 }
 
 // target returns host i as the target of a call.
@@ -301,7 +294,7 @@ func (m *Model) resize(w, h int) {
 	m.helpVP.SetWidth(m.width)
 	m.helpVP.SetHeight(body)
 	if m.showHelp {
-		m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.multi), m.width))
+		m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.several()), m.width))
 	}
 	m.input.SetWidth(max(m.width-20, 10))
 }
@@ -360,7 +353,7 @@ func (m *Model) windowTitle() string {
 	}
 	host := "procwatch"
 	switch {
-	case m.multi:
+	case m.several():
 		host = fmt.Sprintf("%d hosts", len(m.hosts))
 	case m.hdr.have:
 		host = event.DisplayString(m.hdr.st.Host)
@@ -441,7 +434,7 @@ func (m *Model) hintLine() string {
 }
 
 func (m *Model) keyContext() keyContext {
-	return keyContext{screen: m.active, detail: m.detail.open, multi: m.multi}
+	return keyContext{screen: m.active, detail: m.detail.open, multi: m.several()}
 }
 
 // helpTitle names the help screen and how far it is scrolled.

@@ -13,8 +13,9 @@ import (
 )
 
 // resubscribeAfter is how long the UI waits before reopening a
-// subscription that ended or failed. With several hosts a subscription
-// that ended is reopened sooner: the host's Subscribe itself waits for the
+// subscription that ended or failed. A subscription of a host that keeps
+// its own connection (it reports one: a remote or fleet host) is reopened
+// sooner when it ended: the host's Subscribe itself waits for the
 // reconnection.
 const (
 	resubscribeAfter     = 2 * time.Second
@@ -66,14 +67,13 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		m.apply(msg.host, msg.batch)
 		if msg.closed {
-			if m.multi {
-				// The host's Subscribe waits for its reconnection.
-				h.subErr = "subscription ended; reconnecting"
-				m.refreshHosts()
-				return m, tea.Batch(resubscribeLater(msg.host, hostResubscribeAfter), m.loadStatus(msg.host, false))
+			h.subErr = "subscription ended; reconnecting"
+			m.refreshHosts()
+			after := resubscribeAfter
+			if h.conn != nil {
+				after = hostResubscribeAfter // its Subscribe waits for the reconnection
 			}
-			m.hdr.connErr = "subscription ended; reconnecting"
-			return m, resubscribeLater(msg.host, resubscribeAfter)
+			return m, tea.Batch(resubscribeLater(msg.host, after), m.loadStatus(msg.host, false))
 		}
 		return m, drainEvery(m.opts.Tick, h.box, m.users, h.gen)
 	case subscribedMsg:
@@ -82,18 +82,12 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		if msg.err != nil {
-			if m.multi {
-				h.subErr = event.DisplayString(msg.err.Error())
-				m.refreshHosts()
-			} else {
-				m.hdr.connErr = event.DisplayString(msg.err.Error())
-			}
+			h.subErr = event.DisplayString(msg.err.Error())
+			m.refreshHosts()
 			return m, resubscribeLater(msg.host, resubscribeAfter)
 		}
 		h.subErr = ""
-		if !m.multi {
-			m.hdr.connErr = ""
-		}
+		m.refreshHosts()
 		// Load stored incidents only now, so nothing raised between the
 		// query and the subscription can be missed.
 		return m, tea.Batch(drainEvery(m.opts.Tick, h.box, m.users, h.gen),
@@ -101,8 +95,8 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case resubscribeMsg:
 		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
 	case statusPollMsg:
-		if m.multi {
-			m.hdr.sparkSample() // the merged header observes no status, so it samples here
+		if m.several() {
+			m.hdr.sparkSample() // the summed header observes no status, so it samples here
 		}
 		cmds := make([]tea.Cmd, len(m.hosts))
 		for i := range m.hosts {
@@ -160,12 +154,12 @@ func (m *Model) apply(host int, b batch) {
 	if len(b.incidents) > 0 {
 		m.refreshDetail()
 	}
-	hdr := m.hostHeader(host)
+	hdr := &m.hosts[host].hdr
 	if b.status != nil {
 		hdr.observe(*b.status)
 	}
 	hdr.uiDropped += b.dropped
-	if m.multi && (b.status != nil || b.dropped > 0) {
+	if b.status != nil || b.dropped > 0 {
 		m.refreshHosts()
 	}
 	m.refreshActive()
@@ -230,22 +224,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 	case skipRemovedMsg:
 		return m.skipRemoved(msg)
 	case monitoringMsg:
-		if m.multi {
-			return m.monitoringResult(msg)
-		}
-		if err := msg.results[0].err; err != nil {
-			m.setErr("switch monitoring", err)
-			return nil
-		}
-		// The sensor attaches or detaches in the background: the header
-		// says when it has, from the next status.
-		m.hdr.st.Monitoring = msg.on
-		if msg.on {
-			m.setMsg("Monitoring on: the sensor is being attached")
-		} else {
-			m.setMsg("Monitoring off: the sensor is being detached")
-		}
-		return m.loadStatus(0, false)
+		return m.monitoringResult(msg)
 	case exportedMsg:
 		if msg.err != nil {
 			m.setErr("export", msg.err)
@@ -263,25 +242,17 @@ func (m *Model) statusResult(msg statusMsg) tea.Cmd {
 	if msg.poll {
 		next = pollStatusLater()
 	}
-	if m.multi {
-		h := m.hosts[msg.host]
-		if msg.conn != nil {
-			h.state, h.haveState = *msg.conn, true
-		}
-		h.statusErr = ""
-		if msg.err != nil {
-			h.statusErr = event.DisplayString(msg.err.Error())
-		} else {
-			h.hdr.observe(msg.st)
-		}
-		m.refreshHosts()
-		return next
+	h := m.hosts[msg.host]
+	if msg.conn != nil {
+		h.state, h.haveState = *msg.conn, true
 	}
+	h.statusErr = ""
 	if msg.err != nil {
-		m.hdr.connErr = event.DisplayString(msg.err.Error())
-		return next
+		h.statusErr = event.DisplayString(msg.err.Error())
+	} else {
+		h.hdr.observe(msg.st)
 	}
-	m.hdr.observe(msg.st)
+	m.refreshHosts()
 	return next
 }
 
@@ -314,7 +285,8 @@ func (m *Model) statusSetResult(msg statusSetMsg) tea.Cmd {
 }
 
 // monitoringResult shows, per host and on the message line, how switching
-// monitoring on several hosts went.
+// monitoring on one or several hosts went. The sensors attach or detach in
+// the background: the header says when they have, from the next status.
 func (m *Model) monitoringResult(msg monitoringMsg) tea.Cmd {
 	word := "off"
 	if msg.on {
@@ -340,7 +312,15 @@ func (m *Model) monitoringResult(msg monitoringMsg) tea.Cmd {
 	case len(bad) > 0:
 		m.setErrText(fmt.Sprintf("Monitoring %s: done on %d of %d host(s)%s", word, len(ok), len(msg.results), m.failures(bad)))
 	default:
-		m.setMsg("Monitoring %s%s", word, m.onWhat(ok))
+		verb := "attached"
+		if !msg.on {
+			verb = "detached"
+		}
+		sensors := "the sensor is being "
+		if len(ok) > 1 {
+			sensors = "the sensors are being "
+		}
+		m.setMsg("Monitoring %s%s: %s%s", word, m.onWhat(ok), sensors, verb)
 	}
 	return tea.Batch(cmds...)
 }
@@ -381,14 +361,14 @@ func (m *Model) failures(bad []hostResult) string {
 
 // onHost adds the host's name to what failed, when there are several.
 func (m *Model) onHost(what string, host int) string {
-	if !m.multi {
+	if !m.several() {
 		return what
 	}
 	return what + " on " + event.DisplayString(m.hosts[host].name)
 }
 
 func (m *Model) onHosts(what string, results []hostResult) string {
-	if !m.multi {
+	if !m.several() {
 		return what
 	}
 	return what + m.onWhat(results)
@@ -478,7 +458,7 @@ func (m *Model) handleConfirmKey(msg tea.KeyPressMsg) tea.Cmd {
 
 func (m *Model) openHelp() {
 	m.showHelp = true
-	m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.multi), m.width))
+	m.helpVP.SetContent(helpText(m.th, m.keys.keySections(m.several()), m.width))
 	m.helpVP.GotoTop()
 }
 
@@ -516,7 +496,7 @@ func (m *Model) unknownKey(msg tea.KeyPressMsg) {
 		return // a modifier on its own
 	}
 	name = event.DisplayString(name)
-	if where, b, ok := m.keys.knownElsewhere(msg, m.multi); ok {
+	if where, b, ok := m.keys.knownElsewhere(msg, m.several()); ok {
 		if m.detail.open {
 			m.setMsg("%s (%s) works in %s, not in the detail pane · esc closes it · ? lists every key", name, b.Help().Desc, where)
 			return
@@ -635,7 +615,7 @@ func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
 			return nil
 		}
 		name := m.hdr.st.Host
-		if m.multi {
+		if m.several() {
 			name = "all-hosts"
 			if m.inc.onlyHost >= 0 {
 				name = m.hosts[m.inc.onlyHost].name
@@ -648,9 +628,9 @@ func (m *Model) handleIncidentKey(msg tea.KeyPressMsg) tea.Cmd {
 			st = rules.StatusMasked
 		}
 		m.confirmAll(st)
-	case m.multi && key.Matches(msg, k.HostFilter):
+	case key.Matches(msg, k.HostFilter): // bound with several hosts only
 		return m.cycleHostFilter()
-	case m.multi && key.Matches(msg, k.FanOut):
+	case key.Matches(msg, k.FanOut):
 		m.toggleFanOut()
 	default:
 		return m.actOnSelection(msg)
@@ -714,7 +694,7 @@ func (m *Model) openDetail() {
 // incidentDetailOf is the detail pane's title and text for in.
 func (m *Model) incidentDetailOf(in *rules.Incident, host int) (string, string) {
 	title := "Incident " + in.ID.String()
-	if m.multi {
+	if m.several() {
 		title += " · host " + event.DisplayString(m.hosts[host].name)
 	}
 	return title, incidentDetail(in, m.ruleByName[in.Rule], m.users, m.opts.Location)
@@ -830,7 +810,7 @@ func (m *Model) handleRulesKey(msg tea.KeyPressMsg) tea.Cmd {
 		return tea.Batch(loadRules(m.ctx, m.target(m.focus)), m.loadStatus(m.focus, false))
 	case key.Matches(msg, k.Monitor):
 		to := []target{m.target(m.focus)}
-		on := !m.hostHeader(m.focus).st.Monitoring
+		on := !m.hosts[m.focus].hdr.st.Monitoring
 		if on {
 			return setMonitoring(m.ctx, to, true)
 		}
