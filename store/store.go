@@ -148,8 +148,9 @@ type Store struct {
 
 	qmu     sync.Mutex
 	queue   []rules.Incident
-	drained chan struct{} // closed whenever the queue is taken for a commit
-	failing bool          // the last commit failed
+	spare   []rules.Incident // an empty committed queue array, for Put to reuse
+	drained chan struct{}    // closed whenever the queue is taken for a commit
+	failing bool             // the last commit failed
 	// While failing: since when, how many failures, when the next retry
 	// is due and its delay, and when the next log line may be written.
 	failSince, retryAt, failLogAt time.Time

@@ -62,6 +62,9 @@ func (s *Store) Put(inc rules.Incident) {
 			return
 		}
 	}
+	if s.queue == nil {
+		s.queue, s.spare = s.spare, nil
+	}
 	s.queue = append(s.queue, inc)
 	n := len(s.queue)
 	s.qmu.Unlock()
@@ -69,6 +72,10 @@ func (s *Store) Put(inc rules.Incident) {
 		s.kickLoop()
 	}
 }
+
+// maxSpare bounds the queue array kept for reuse (in incidents), so a
+// burst does not pin a large array for good.
+const maxSpare = 4096
 
 func (s *Store) kickLoop() {
 	select {
@@ -246,10 +253,12 @@ func (s *Store) commitBatch() (left int, err error) {
 	defer s.wmu.Unlock()
 	s.qmu.Lock()
 	n := min(len(s.queue), txLimit)
+	array := s.queue[:0]
 	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
-	if len(s.queue) == 0 {
-		s.queue = nil // start the next queue on a fresh array
+	whole := len(s.queue) == 0
+	if whole {
+		s.queue = nil // start the next queue on the spare array
 	}
 	close(s.drained)
 	s.drained = make(chan struct{})
@@ -300,5 +309,10 @@ func (s *Store) commitBatch() (left int, err error) {
 	s.committed.Add(uint64(n))
 	s.batches.Add(1)
 	clear(batch) // let the incidents' strings go
+	if whole && cap(array) <= maxSpare {
+		// Put fills the next queue on this array instead of growing a
+		// new one: an incident storm then allocates no queue at all.
+		s.spare = array
+	}
 	return len(s.queue), nil
 }
