@@ -275,6 +275,12 @@ func writeEvent(w *detailWriter, ev *event.Event, users *userCache, loc *time.Lo
 		w.line("Escalation", fmt.Sprintf("%s: uid %s, euid %s", event.DisplayString(ev.Method), idChange(ev.OldUID, ev.NewUID), idChange(ev.OldEUID, ev.NewEUID)))
 	}
 	w.line("Exe", ev.Exe.Display())
+	if ev.ExeSHA256 != "" {
+		// Computed by the agent in the background: an incident raised at
+		// a binary's first sighting gets it shortly after (the pane
+		// follows the update).
+		w.line("SHA-256", event.DisplayString(ev.ExeSHA256))
+	}
 	if ev.Script != "" {
 		w.line("Script", ev.Script.Display())
 	}

@@ -16,12 +16,14 @@ import (
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
+	"github.com/procwatch/procwatch/service"
 )
 
 // TestEndToEnd drives the real procwatch binary in tmux as root: a
 // set-user-ID-root program in a directory under /tmp, run as uid 65534,
 // must show up as an incident; `p` must offer a skip of exactly that file
-// pinned to its SHA-256, for its rule; `y` must store it (`procwatch skip
+// pinned to its SHA-256, for its rule, after one run (the hash computed in
+// the background reaches the incident); `y` must store it (`procwatch skip
 // list --json` shows it), and running the program again must raise
 // nothing.
 //
@@ -141,9 +143,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("probe printed %q, want euid=0 (is the set-user-ID bit honoured here?)", got)
 		}
 	}
-	// The pipeline hashes a binary in the background after its first
-	// sighting: run the probe until its incident carries the SHA-256 (the
-	// repeats update the same incident), as a busy /tmp binary would.
+	// The probe runs once: its first sighting raises the incident before
+	// the pipeline has hashed the binary, and the background hash then
+	// gives the stored incident (and the UI) its SHA-256, without a rerun.
 	sum := fileSHA256(t, probe)
 	probeIncident := func() *rules.Incident {
 		t.Helper()
@@ -163,15 +165,30 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return nil
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		runProbe()
-		time.Sleep(300 * time.Millisecond)
-		if in := probeIncident(); in != nil && in.Process.ExeSHA256 == sum {
+	runProbe()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		in := probeIncident()
+		if in != nil && in.Process.ExeSHA256 == sum {
+			if in.Count != 1 {
+				t.Fatalf("the probe ran once but its incident counts %d sightings", in.Count)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the probe's incident never carried its SHA-256 %s: %+v", sum, probeIncident())
+			t.Fatalf("the first sighting's incident never got its SHA-256 %s: %+v", sum, in)
 		}
+	}
+	// It came after the incident was raised (a first sighting's lookup
+	// always misses), and the agent counts it.
+	stOut, err := cli("monitor", "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		ExeHashes *service.ExeHashStats `json:"exe_hashes"`
+	}
+	if err := json.Unmarshal(stOut, &st); err != nil || st.ExeHashes == nil || st.ExeHashes.Attached == 0 {
+		t.Fatalf("monitor status --json counts no exe_hashes.attached (%v):\n%s", err, stOut)
 	}
 	countBefore := probeIncident().Count
 	// Filter to the probe so other activity on the host cannot hide it.
@@ -195,6 +212,7 @@ func TestEndToEnd(t *testing.T) {
 		waitScreen("the list", 10*time.Second, contains("Incidents ·"))
 		tm("send-keys", "-t", session, "j")
 	}
+	waitScreen("the binary's SHA-256 in the detail pane", 10*time.Second, contains("SHA-256", sum[:40]))
 	// p offers the exact binary, pinned to its content: the probe lives in
 	// a directory under /tmp.
 	tm("send-keys", "-t", session, "p")
