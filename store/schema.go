@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -160,22 +162,31 @@ func (s *Store) migrateV1(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
+	var keys classKeys
 	for i := range recs {
-		if err := w.putRecord(recs[i].key, &recs[i].inc); err != nil {
+		w.s.buf = w.s.enc.encodeIncident(w.s.buf[:0], &recs[i].inc)
+		if err := w.incs.Put(recs[i].key, bytes.Clone(w.s.buf)); err != nil {
 			return err
 		}
+		keys = append(keys, classKey(&recs[i].inc, recs[i].key)...)
 		w.account(&recs[i].inc, +1)
 		w.noteSkew(&recs[i].inc)
+	}
+	if err := w.putClassKeys(keys); err != nil {
+		return err
 	}
 	return w.finish()
 }
 
 // migrateV2 replaces schema 2's severity index by the eviction-class index:
-// every record is read once for its status, severity and id skew. Records that do
-// not decode are indexed as open info, the first to go when the count
-// limit is reached; they stay readable by their id.
+// every record is read once for its status, severity and id skew. The
+// index keys are sorted before they are written: bbolt splits nodes only
+// at commit, so a million keys put in id order (spread over fifteen class
+// and severity runs) would each shift a growing node, while keys put in
+// key order are appended.
 func (s *Store) migrateV2(tx *bolt.Tx) error {
 	w := s.newWriteTx(tx)
+	var keys classKeys
 	err := w.incs.ForEach(func(k, v []byte) error {
 		var inc rules.Incident
 		if err := decodeIncident(k, v, &inc); err != nil {
@@ -186,9 +197,15 @@ func (s *Store) migrateV2(tx *bolt.Tx) error {
 			// id skew; reads now check ids against it.
 			w.noteSkew(&inc)
 		}
-		return w.byClass.Put(classKey(&inc, k), nil)
+		if len(k) == 8 {
+			keys = append(keys, classKey(&inc, k)...)
+		}
+		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := w.putClassKeys(keys); err != nil {
 		return err
 	}
 	if err := w.finish(); err != nil {
@@ -198,6 +215,37 @@ func (s *Store) migrateV2(tx *bolt.Tx) error {
 		return tx.DeleteBucket(bucketBySev)
 	}
 	return nil
+}
+
+// putClassKeys writes a migration's class index keys in key order (see
+// migrateV2 for why).
+func (w *writeTx) putClassKeys(keys classKeys) error {
+	sort.Sort(keys)
+	for i := 0; i < len(keys); i += classKeyLen {
+		if err := w.byClass.Put(keys[i:i+classKeyLen:i+classKeyLen], nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classKeyLen is the length of a class index key: class, severity, id.
+const classKeyLen = 10
+
+// classKeys holds class index keys back to back, 10 bytes each, so that a
+// million of them take 10 MB in one allocation while they are sorted.
+type classKeys []byte
+
+func (k classKeys) Len() int { return len(k) / classKeyLen }
+func (k classKeys) Less(i, j int) bool {
+	return bytes.Compare(k[i*classKeyLen:(i+1)*classKeyLen], k[j*classKeyLen:(j+1)*classKeyLen]) < 0
+}
+func (k classKeys) Swap(i, j int) {
+	var t [classKeyLen]byte
+	a, b := k[i*classKeyLen:(i+1)*classKeyLen], k[j*classKeyLen:(j+1)*classKeyLen]
+	copy(t[:], a)
+	copy(a, b)
+	copy(b, t[:])
 }
 
 // idFromKey reads an incident key; a key of the wrong length (damage) reads
