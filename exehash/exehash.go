@@ -124,12 +124,13 @@ func (c *Cache) Stats() Stats {
 func (c *Cache) OnServed(fn func(dev, ino uint64)) { c.served = fn }
 
 // Verified returns the hex SHA-256 of the file with device dev and inode
-// ino, found as /proc/PID/exe or at exe, when the cache holds it for the
-// file's current version and that version was last changed (its ctime,
-// which user space cannot set) no later than ranAt, the time the file was
-// executed: the sum is then that of the content that ran. Otherwise "";
-// it never queues a request.
-func (c *Cache) Verified(pid uint32, exe string, dev, ino uint64, ranAt time.Time) string {
+// ino when the cache holds it for a version last changed (its ctime, which
+// user space cannot set) no later than ranAt, the time the file was
+// executed: nothing changed the file between the exec and the hash, so the
+// sum is that of the content that ran, whatever happened to the file
+// since (a short-lived process, a path only its mount namespace sees).
+// Otherwise ""; it never stats, reads or queues anything.
+func (c *Cache) Verified(dev, ino uint64, ranAt time.Time) string {
 	if c == nil || ino == 0 {
 		return ""
 	}
@@ -139,10 +140,7 @@ func (c *Cache) Verified(pid uint32, exe string, dev, ino uint64, ranAt time.Tim
 	if !known || e.key.Ctime > ranAt.UnixNano() {
 		return ""
 	}
-	if k, ok := c.current(pid, exe, dev, ino); ok && k == e.key {
-		return e.sum
-	}
-	return ""
+	return e.sum
 }
 
 // current stats the file dev/ino under its candidate names and returns

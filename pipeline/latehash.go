@@ -23,6 +23,9 @@ const (
 	// lateGather is how long the updater gathers served files before it
 	// writes their incidents to the store in one transaction.
 	lateGather = 50 * time.Millisecond
+	// lateMaxAge is how long a file may wait without its notice before
+	// it is given up (counted), when notices were lost.
+	lateMaxAge = time.Minute
 )
 
 // lateHashes remembers the incidents raised before their binary's SHA-256
@@ -42,9 +45,8 @@ type lateHashes struct {
 }
 
 type lateFile struct {
-	pid  uint32 // the latest process seen running it (its /proc/PID/exe)
-	exe  string
-	incs []lateInc
+	since time.Time // when the first incident began to wait
+	incs  []lateInc
 }
 
 type lateInc struct {
@@ -80,10 +82,9 @@ func (h *lateHashes) addLocked(ev *event.Event, incs []rules.Incident) {
 				h.unattached.Add(1)
 				continue
 			}
-			f = &lateFile{}
+			f = &lateFile{since: time.Now()}
 			h.files[id] = f
 		}
-		f.pid, f.exe = ev.PID, string(ev.Exe)
 		if f.has(incs[i].ID) {
 			continue
 		}
@@ -105,14 +106,14 @@ func (f *lateFile) has(id rules.ID) bool {
 }
 
 // take removes and returns the waiting files named in ids, or every
-// waiting file after a lost notice.
-func (h *lateHashes) take(ids [][2]uint64) map[[2]uint64]*lateFile {
+// waiting file after a lost notice (sweep).
+func (h *lateHashes) take(ids [][2]uint64) (files map[[2]uint64]*lateFile, sweep bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make(map[[2]uint64]*lateFile, len(ids))
 	if h.overflow.Swap(false) {
 		out, h.files = h.files, map[[2]uint64]*lateFile{}
-		return out
+		return out, true
 	}
 	for _, id := range ids {
 		if f := h.files[id]; f != nil {
@@ -120,7 +121,31 @@ func (h *lateHashes) take(ids [][2]uint64) map[[2]uint64]*lateFile {
 			delete(h.files, id)
 		}
 	}
-	return out
+	return out, false
+}
+
+// putBack returns a file taken by a sweep whose hash is not known yet,
+// unless it waited too long; h.mu not held.
+func (h *lateHashes) putBack(id [2]uint64, f *lateFile, now time.Time) bool {
+	if now.Sub(f.since) > lateMaxAge {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if g := h.files[id]; g != nil {
+		// Remembered again meanwhile: keep both lists, within the bound.
+		for _, w := range f.incs {
+			if !g.has(w.id) && len(g.incs) < maxLatePerFile {
+				g.incs = append(g.incs, w)
+			}
+		}
+		return true
+	}
+	if len(h.files) >= maxLateFiles {
+		return false
+	}
+	h.files[id] = f
+	return true
 }
 
 // runLateHashes gives incidents their binary's SHA-256 as the hash cache
@@ -155,17 +180,23 @@ func (l *Local) runLateHashes(stop <-chan struct{}) {
 // attachLate writes the sums of the served files to their incidents
 // (those whose file is unchanged since it ran) and hands the changed
 // incidents to subscribers and OnIncident like any update.
-func (l *Local) attachLate(files map[[2]uint64]*lateFile) {
+func (l *Local) attachLate(files map[[2]uint64]*lateFile, sweep bool) {
 	h := l.late
 	sums := map[rules.ID]string{}
 	waiting := 0
+	now := time.Now()
 	for id, f := range files {
+		n := len(sums)
 		for _, w := range f.incs {
-			waiting++
-			if s := l.hashes.Verified(f.pid, f.exe, id[0], id[1], w.ranAt); s != "" {
+			if s := l.hashes.Verified(id[0], id[1], w.ranAt); s != "" {
 				sums[w.id] = s
 			}
 		}
+		// A sweep finds files not served yet: they wait on.
+		if sweep && len(sums) == n && h.putBack(id, f, now) {
+			continue
+		}
+		waiting += len(f.incs)
 	}
 	if waiting == 0 {
 		return

@@ -152,3 +152,27 @@ func TestLateHashesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestLateSweepKeepsUnservedFiles: after lost notices the updater looks at
+// every waiting file; one not hashed yet waits on, one waiting too long is
+// given up and counted.
+func TestLateSweepKeepsUnservedFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	l := h.local
+	ev := &event.Event{Time: time.Now(), PID: 7, Exe: "/tmp/never-hashed", ExeDev: 1, ExeIno: 99}
+	l.late.mu.Lock()
+	l.late.addLocked(ev, []rules.Incident{{ID: rules.NewID(time.Now()), Process: *ev}})
+	l.late.mu.Unlock()
+
+	l.late.overflow.Store(true)
+	l.attachLate(l.late.take(nil))
+	if n := len(l.late.files); n != 1 || l.late.unattached.Load() != 0 {
+		t.Fatalf("after a sweep: %d files waiting, %d unattached; want 1, 0", n, l.late.unattached.Load())
+	}
+	l.late.files[[2]uint64{1, 99}].since = time.Now().Add(-2 * lateMaxAge)
+	l.late.overflow.Store(true)
+	l.attachLate(l.late.take(nil))
+	if n := len(l.late.files); n != 0 || l.late.unattached.Load() != 1 {
+		t.Fatalf("after waiting too long: %d files waiting, %d unattached; want 0, 1", n, l.late.unattached.Load())
+	}
+}
