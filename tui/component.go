@@ -50,7 +50,7 @@ type baseComp struct {
 
 func (b baseComp) keys() []key.Binding { return b.m.keys.screenKeys(b.id, b.m.several()) }
 func (b baseComp) hint() []key.Binding {
-	return b.m.keys.hint(keyContext{screen: b.id, multi: b.m.several()})
+	return b.m.keys.hint(keyContext{screen: b.id, several: b.m.several()})
 }
 func (b baseComp) shown() tea.Cmd { return nil }
 func (b baseComp) refresh()       {}
@@ -128,11 +128,7 @@ func (c noiseComp) title() []string {
 	if c.m.noiseWin > time.Hour {
 		win = "last day"
 	}
-	parts := []string{win, "suggested skips for open incidents, most first"}
-	if c.m.several() {
-		parts = append(parts, "host "+event.DisplayString(c.m.hosts[c.m.focus].name))
-	}
-	return parts
+	return append([]string{win, "suggested skips for open incidents, most first"}, c.m.focusTitle()...)
 }
 func (c noiseComp) update(msg tea.KeyPressMsg) tea.Cmd { return c.m.handleNoiseKey(msg) }
 func (c noiseComp) view() string                       { return c.m.noise.View(c.m.th) }
@@ -162,13 +158,18 @@ func (c rulesComp) setSize(w, h int)                   { c.m.rulesList.SetSize(w
 func (c rulesComp) shown() tea.Cmd                     { return loadRules(c.m.ctx, c.m.target(c.m.focus)) }
 
 // countAndFocus is the title of the skips and rules screens: how many
-// rows, and with several hosts whose they are.
+// rows, and whose they are.
 func (m *Model) countAndFocus(l lister) []string {
-	parts := []string{fmt.Sprintf("%d", l.Len())}
-	if m.several() {
-		parts = append(parts, "host "+event.DisplayString(m.hosts[m.focus].name))
+	return append([]string{fmt.Sprintf("%d", l.Len())}, m.focusTitle()...)
+}
+
+// focusTitle names, for the title line, the host whose noise, skips and
+// rules are shown: nothing with one host, there is no other.
+func (m *Model) focusTitle() []string {
+	if !m.several() {
+		return nil
 	}
-	return parts
+	return []string{"host " + event.DisplayString(m.hosts[m.focus].name)}
 }
 
 // Hosts (several hosts only).

@@ -284,7 +284,7 @@ func incidentRow(in *rules.Incident, hostIdx int, name string, users *userCache,
 
 // incidentColumns are the incident list's columns and the index of the
 // severity column. With several hosts a HOST column follows the time.
-func incidentColumns(multi bool) ([]column, int) {
+func incidentColumns(several bool) ([]column, int) {
 	cols := []column{
 		{title: "TIME", min: 8, max: 8},
 		{title: "SEV", min: 8, max: 8},
@@ -296,7 +296,7 @@ func incidentColumns(multi bool) ([]column, int) {
 		// COUNT and then USER give way.
 		{title: "SUMMARY", min: 32, flex: true},
 	}
-	if multi {
+	if several {
 		return slices.Insert(cols, 1, hostColumn), 2
 	}
 	return cols, 1
@@ -328,9 +328,9 @@ func verdictWord(it *streamItem) string {
 // streamColumns are the columns of each stream screen; the verdict column
 // (severity or "skip") is returned as the second value. With several hosts
 // a HOST column follows the time.
-func streamColumns(t event.EventType, multi bool) ([]column, int) {
+func streamColumns(t event.EventType, several bool) ([]column, int) {
 	cols, verdict := streamColumnsOne(t)
-	if multi {
+	if several {
 		return slices.Insert(cols, 1, hostColumn), verdict + 1
 	}
 	return cols, verdict

@@ -29,9 +29,9 @@ type header struct {
 	uiDropped uint64     // events the UI itself lost (slow subscriber)
 	connErr   string
 	// who replaces the host and monitoring part of line 1 when the UI
-	// shows several hosts; multiAlerts then holds the hosts' alerts.
-	who         string
-	multiAlerts []alert
+	// shows several hosts; hostAlerts then holds the hosts' alerts.
+	who        string
+	hostAlerts []alert
 	// source says where the data comes from ("agent /run/….sock"), in
 	// full and short; empty says nothing.
 	source, sourceShort string
@@ -186,8 +186,8 @@ func (h *header) alerts() []alert {
 		return []alert{{text: "✖ disconnected: " + h.connErr, err: true}}
 	}
 	var out []alert
-	if h.multiAlerts != nil {
-		out = append(out, h.multiAlerts...)
+	if h.who != "" { // the sum of several hosts: their own alerts, named
+		out = append(out, h.hostAlerts...)
 	} else {
 		switch state, reason := h.sensorState(); state {
 		case sensorFailed:

@@ -251,10 +251,7 @@ func (m *Model) sumHeader() {
 	if len(off) > 0 {
 		alerts = append(alerts, alert{text: "○ monitoring is off on " + strings.Join(off, ", ") + " (Hosts screen: a switches it on)"})
 	}
-	m.hdr.multiAlerts = alerts
-	if alerts == nil {
-		m.hdr.multiAlerts = []alert{} // several hosts: never the single-host alerts
-	}
+	m.hdr.hostAlerts = alerts // never the one-host alerts: they are in here, named
 	st.RulesError = strings.Join(rulesErrs, "; ")
 	st.RulesPath = "" // each host has its own; the Rules screen shows the focused one
 	m.hdr.st, m.hdr.have, m.hdr.rates, m.hdr.uiDropped = st, true, rates, uiDropped

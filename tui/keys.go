@@ -118,9 +118,9 @@ type keySection struct {
 
 // keyContext says where the operator is, which decides what keys do.
 type keyContext struct {
-	screen screen
-	detail bool
-	multi  bool // several hosts: the Hosts screen and host keys exist
+	screen  screen
+	detail  bool
+	several bool // several hosts: the Hosts screen and host keys exist
 }
 
 func (k *keyMap) listKeys() []key.Binding {
@@ -132,12 +132,12 @@ func (k *keyMap) skipKeys() []key.Binding {
 }
 
 // screenKeys are the bindings of one screen beyond the list keys.
-func (k *keyMap) screenKeys(s screen, multi bool) []key.Binding {
+func (k *keyMap) screenKeys(s screen, several bool) []key.Binding {
 	switch {
 	case s == screenIncidents:
 		out := []key.Binding{k.Open, k.Ack, k.Mask, k.Reopen, k.AckAll, k.MaskAll, k.Sort, k.Export}
 		out = append(out, k.skipKeys()...)
-		if multi {
+		if several {
 			out = append(out, k.HostFilter, k.FanOut)
 		}
 		return out
@@ -168,9 +168,9 @@ func (k *keyMap) detailKeys(s screen) []key.Binding {
 }
 
 // globalKeys work everywhere outside dialogs and inputs.
-func (k *keyMap) globalKeys(multi bool) []key.Binding {
+func (k *keyMap) globalKeys(several bool) []key.Binding {
 	n := screenCount
-	if !multi {
+	if !several {
 		n-- // no Hosts screen
 	}
 	out := append([]key.Binding{}, k.Screens[:n]...)
@@ -178,18 +178,18 @@ func (k *keyMap) globalKeys(multi bool) []key.Binding {
 }
 
 // keySections lists every binding of every screen, for the help screen.
-func (k *keyMap) keySections(multi bool) []keySection {
+func (k *keyMap) keySections(several bool) []keySection {
 	secs := []keySection{
-		{title: "Everywhere", keys: k.globalKeys(multi)},
+		{title: "Everywhere", keys: k.globalKeys(several)},
 		{title: "Every list", keys: k.listKeys()},
-		{title: "Incidents (1)", keys: k.screenKeys(screenIncidents, multi)},
-		{title: "Exec, Escalations, Exits (2-4)", keys: k.screenKeys(screenExec, multi)},
-		{title: "Noise (5)", keys: k.screenKeys(screenNoise, multi)},
-		{title: "Skips (6)", keys: k.screenKeys(screenSkips, multi)},
-		{title: "Rules (7)", keys: k.screenKeys(screenRules, multi)},
+		{title: "Incidents (1)", keys: k.screenKeys(screenIncidents, several)},
+		{title: "Exec, Escalations, Exits (2-4)", keys: k.screenKeys(screenExec, several)},
+		{title: "Noise (5)", keys: k.screenKeys(screenNoise, several)},
+		{title: "Skips (6)", keys: k.screenKeys(screenSkips, several)},
+		{title: "Rules (7)", keys: k.screenKeys(screenRules, several)},
 	}
-	if multi {
-		secs = append(secs, keySection{title: "Hosts (8)", keys: k.screenKeys(screenHosts, multi)})
+	if several {
+		secs = append(secs, keySection{title: "Hosts (8)", keys: k.screenKeys(screenHosts, several)})
 	}
 	return append(secs,
 		keySection{title: "Detail pane", keys: k.detailKeys(screenIncidents)},
@@ -202,7 +202,7 @@ func (k *keyMap) keySections(multi bool) []keySection {
 // active returns every binding that does something in c, for telling an
 // unknown key from a known one.
 func (k *keyMap) active(c keyContext, screenKeys []key.Binding) []key.Binding {
-	out := k.globalKeys(c.multi)
+	out := k.globalKeys(c.several)
 	if c.detail {
 		return append(out, k.detailKeys(c.screen)...)
 	}
@@ -229,7 +229,7 @@ func (k *keyMap) hint(c keyContext) []key.Binding {
 	case c.screen == screenIncidents:
 		rest = append([]key.Binding{k.Open, with(k.Ack, "a", "ack"), k.Mask}, skips...)
 		rest = append(rest, with(k.Reopen, "R", "reopen"), k.Filter)
-		if c.multi {
+		if c.several {
 			rest = append(rest, with(k.HostFilter, "H", "host"), with(k.FanOut, "F", "fan out"))
 		}
 		rest = append(rest, with(k.AckAll, "A", "ack all"), with(k.MaskAll, "X", "mask all"), with(k.Sort, "o", "sort"), with(k.Export, "e", "export"))
@@ -334,8 +334,8 @@ func helpText(th theme, secs []keySection, width int) string {
 
 // knownElsewhere names a screen where key msg does something, for the
 // hint on a key that does nothing here.
-func (k *keyMap) knownElsewhere(msg tea.KeyPressMsg, multi bool) (string, key.Binding, bool) {
-	for _, s := range k.keySections(multi) {
+func (k *keyMap) knownElsewhere(msg tea.KeyPressMsg, several bool) (string, key.Binding, bool) {
+	for _, s := range k.keySections(several) {
 		if s.modal {
 			continue
 		}

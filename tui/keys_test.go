@@ -12,15 +12,15 @@ import (
 // and checks that every binding of every screen was on screen at some
 // point, key and description.
 func TestHelpListsEveryKey(t *testing.T) {
-	for _, multi := range []bool{false, true} {
+	for _, several := range []bool{false, true} {
 		for _, sz := range sizes {
 			name := sz.name
-			if multi {
+			if several {
 				name += "-hosts"
 			}
 			t.Run(name, func(t *testing.T) {
 				var h *harness
-				if multi {
+				if several {
 					h = startHosts(t, threeHosts(), sz.w, sz.h, testOptions())
 					h.waitFor("7 shown")
 				} else {
@@ -29,7 +29,7 @@ func TestHelpListsEveryKey(t *testing.T) {
 				}
 				h.typeKeys("?")
 				first := h.waitFor("Keys · every screen")
-				if !multi {
+				if !several {
 					h.golden(first)
 				}
 				seen := first
@@ -43,7 +43,7 @@ func TestHelpListsEveryKey(t *testing.T) {
 					seen += h.screen()
 				}
 				km := newKeyMap()
-				for _, sec := range km.keySections(multi) {
+				for _, sec := range km.keySections(several) {
 					if !strings.Contains(seen, sec.title) {
 						t.Errorf("help lacks section %q", sec.title)
 					}
@@ -54,7 +54,7 @@ func TestHelpListsEveryKey(t *testing.T) {
 						}
 					}
 				}
-				if multi && !strings.Contains(seen, "Hosts (8)") {
+				if several && !strings.Contains(seen, "Hosts (8)") {
 					t.Errorf("help with several hosts lacks the Hosts screen")
 				}
 				for i, l := range strings.Split(h.screen(), "\n") {
@@ -63,7 +63,7 @@ func TestHelpListsEveryKey(t *testing.T) {
 					}
 				}
 				h.typeKeys("q") // closes the help, does not quit
-				if multi {
+				if several {
 					h.waitFor("7 shown")
 				} else {
 					h.waitFor("5 shown")
@@ -139,7 +139,7 @@ func TestHintKeepsWholeBindings(t *testing.T) {
 	for s := range screenCount {
 		for _, detail := range []bool{false, true} {
 			for _, w := range []int{40, 80, 160} {
-				c := keyContext{screen: s, detail: detail, multi: true}
+				c := keyContext{screen: s, detail: detail, several: true}
 				line := fitHint(th, km.hint(c), w)
 				if ansi.StringWidth(line) > w {
 					t.Errorf("%s detail=%v width %d: hint %d wide", screenNames[s], detail, w, ansi.StringWidth(line))

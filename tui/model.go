@@ -434,7 +434,7 @@ func (m *Model) hintLine() string {
 }
 
 func (m *Model) keyContext() keyContext {
-	return keyContext{screen: m.active, detail: m.detail.open, multi: m.several()}
+	return keyContext{screen: m.active, detail: m.detail.open, several: m.several()}
 }
 
 // helpTitle names the help screen and how far it is scrolled.
