@@ -279,15 +279,7 @@ func split(m message) (message, message, bool) {
 		case len(u.Events) > 1:
 			h := len(u.Events) / 2
 			ua, ub = u, service.Update{}
-			ua.Events, ub.Events = u.Events[:h], u.Events[h:]
-			ua.Skipped, ub.Skipped = nil, nil
-			for _, i := range u.Skipped {
-				if i < h {
-					ua.Skipped = append(ua.Skipped, i)
-				} else {
-					ub.Skipped = append(ub.Skipped, i-h)
-				}
-			}
+			ua.Events, ub.Events = u.Events[:h], u.Events[h:] // verdicts travel with their events
 			ub.Incidents = u.Incidents
 			ua.Incidents = nil
 		case len(u.Incidents) > 1:

@@ -297,7 +297,7 @@ func waitProbe(t *testing.T, updates <-chan service.Update, id, arg string, unna
 				if ev.ContainerName == "" {
 					return nil, unnamed + 1
 				}
-				return ev, unnamed
+				return &ev.Event, unnamed
 			}
 		case <-timeout:
 			t.Fatalf("the exec of the probe (%s) never arrived", arg)

@@ -101,7 +101,7 @@ func (h *Host) holdLease(ctx context.Context, box *service.Mailbox) {
 	sub, err := h.c.nc.Subscribe(EventsSubject(h.name), func(m *nats.Msg) {
 		var lm LiveMsg
 		if json.Unmarshal(m.Data, &lm) == nil {
-			box.Put(service.Update{Events: lm.Events, Skipped: lm.Skipped, Dropped: lm.Dropped})
+			box.Put(service.Update{Events: lm.Events, Dropped: lm.Dropped})
 		}
 	})
 	if err != nil {

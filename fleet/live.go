@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/service"
 )
 
 // maxLease caps one lease: a viewer that vanishes stops the events within
@@ -14,12 +14,11 @@ import (
 const maxLease = 60 * time.Second
 
 // LiveMsg is one batch of live events on procwatch.v1.<host>.events.
-// Skipped lists the indexes of events a skip suppressed, as in
-// service.Update.
+// Each event carries its verdict ("skip", when a skip suppressed a rule's
+// match), as in service.Update.
 type LiveMsg struct {
-	Events  []event.Event `json:"events"`
-	Skipped []int         `json:"skipped,omitempty"`
-	Dropped uint64        `json:"dropped,omitempty"`
+	Events  []service.Envelope `json:"events"`
+	Dropped uint64             `json:"dropped,omitempty"`
 }
 
 // lease publishes the host's live events only while a viewer holds a
@@ -93,7 +92,7 @@ func (l *lease) stream(ctx context.Context) {
 			if len(u.Events) == 0 && u.Dropped == 0 {
 				continue
 			}
-			b, err := json.Marshal(LiveMsg{Events: u.Events, Skipped: u.Skipped, Dropped: u.Dropped})
+			b, err := json.Marshal(LiveMsg{Events: u.Events, Dropped: u.Dropped})
 			if err == nil {
 				l.a.nc.Publish(subj, b)
 			}

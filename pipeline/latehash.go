@@ -221,11 +221,7 @@ func (l *Local) attachLate(files map[[2]uint64]*lateFile, sweep bool) {
 	}
 	// Through the pending batch, behind the sighting that raised them.
 	if l.nsubs.Load() > 0 {
-		l.pendMu.Lock()
-		room := max(0, maxPendingIncidents-len(l.pending.Incidents))
-		kept := min(room, len(changed))
-		l.pending.Incidents = append(l.pending.Incidents, changed[:kept]...)
-		l.pendDropped += uint64(len(changed) - kept)
-		l.pendMu.Unlock()
+		l.queueIncidents(changed)
+		l.events.Signal() // wake fanOut: no event comes with them
 	}
 }

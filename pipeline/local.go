@@ -15,18 +15,22 @@ import (
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/exehash"
+	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
 
 // Defaults of Config.
 const (
-	DefaultTick        = 50 * time.Millisecond
+	// DefaultTick is one frame at 60 Hz: events are gathered at most this
+	// long after the first of a batch arrives, so a subscriber gets them
+	// within a frame and a storm still travels in batches.
+	DefaultTick        = 16 * time.Millisecond
 	DefaultDropAfter   = 30 * time.Second
 	DefaultStatusEvery = 2 * time.Second
-	// maxPendingEvents bounds the events gathered between two ticks; past
-	// it events are counted as dropped for every subscriber instead of
-	// growing memory during a storm.
+	// maxPendingEvents bounds the events gathered for one batch; past it
+	// the oldest are dropped (queue.Queue) and counted for every
+	// subscriber instead of growing memory during a storm.
 	maxPendingEvents = 16384
 	// maxPendingIncidents does the same for incidents; they remain stored.
 	maxPendingIncidents = 65536
@@ -49,7 +53,7 @@ type Config struct {
 	// which a rules.Watcher on the file calls.
 	RulesPath string
 
-	Tick        time.Duration // how often events are batched to subscribers; default 50ms
+	Tick        time.Duration // longest wait from an event to its batch's delivery; default DefaultTick
 	DropAfter   time.Duration // a subscriber that accepts nothing this long is dropped; default 30s
 	StatusEvery time.Duration // how often subscribers get a Status; default 2s
 
@@ -80,8 +84,9 @@ type Config struct {
 
 // Local is service.Service for this host: events from the Source go
 // through the rules Engine into the Store and out to subscribers. The
-// sensor's goroutine never waits for a subscriber: it appends to a batch
-// that a ticker hands to each subscriber's Mailbox.
+// sensor's goroutine never waits for a subscriber: it pushes to a bounded
+// queue that fanOut drains, within Config.Tick of the batch's first event,
+// into each subscriber's Mailbox.
 type Local struct {
 	cfg    Config
 	log    *slog.Logger
@@ -101,9 +106,11 @@ type Local struct {
 	sourceErr atomic.Pointer[string]
 	skipMu    sync.Mutex // serialises skip changes, so the engine gets the latest list
 
+	events      *queue.Queue[service.Envelope] // the batch being gathered
 	pendMu      sync.Mutex
-	pending     service.Update
-	pendDropped uint64
+	pendIncs    []rules.Incident
+	pendDropped uint64        // incidents over maxPendingIncidents since the last batch
+	incsDropped atomic.Uint64 // the same over the pipeline's life
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -144,6 +151,7 @@ func New(cfg Config) (*Local, error) {
 		host:       cfg.Host,
 		subs:       make(map[*subscriber]struct{}),
 		monChanged: make(chan struct{}, 1),
+		events:     queue.New[service.Envelope](maxPendingEvents),
 		hashes:     cfg.ExeHashes,
 	}
 	if l.hashes == nil {
@@ -279,7 +287,7 @@ func (l *Local) handle(ev *event.Event) {
 	if l.obs != nil {
 		l.obs.Judged(time.Since(began), v.Incidents)
 	}
-	incs, skipped := v.Incidents, v.Skipped > 0
+	incs := v.Incidents
 	// A hash still unknown is attached later (latehash.go): l.late.mu is
 	// held from the lookup until the incidents are queued and remembered.
 	late := ev.ExeSHA256 == "" && l.needSum(incs)
@@ -308,20 +316,29 @@ func (l *Local) handle(ev *event.Event) {
 	if !watching {
 		return
 	}
-	l.pendMu.Lock()
-	if len(l.pending.Events) < maxPendingEvents {
-		if skipped {
-			l.pending.Skipped = append(l.pending.Skipped, len(l.pending.Events))
-		}
-		l.pending.Events = append(l.pending.Events, copyEvent(ev))
-	} else {
-		l.pendDropped++
+	env := service.Envelope{Event: copyEvent(ev)}
+	if v.Skipped > 0 {
+		hit := v.Skip
+		env.Skip = &hit
 	}
-	room := maxPendingIncidents - len(l.pending.Incidents)
+	l.queueIncidents(incs)
+	l.events.Push(env)
+}
+
+// queueIncidents adds incs to the batch being gathered, counting those
+// past maxPendingIncidents (they remain stored).
+func (l *Local) queueIncidents(incs []rules.Incident) {
+	if len(incs) == 0 {
+		return
+	}
+	l.pendMu.Lock()
+	room := max(0, maxPendingIncidents-len(l.pendIncs))
 	kept := min(room, len(incs))
-	l.pending.Incidents = append(l.pending.Incidents, incs[:kept]...)
-	l.pendDropped += uint64(len(incs) - kept)
+	l.pendIncs = append(l.pendIncs, incs[:kept]...)
+	lost := uint64(len(incs) - kept)
+	l.pendDropped += lost
 	l.pendMu.Unlock()
+	l.incsDropped.Add(lost)
 }
 
 // maxSums bounds Local.sums.
@@ -360,6 +377,10 @@ func (l *Local) fillSum(inc *rules.Incident, ev *event.Event) {
 	l.sums[inc.ID] = ev.ExeSHA256
 }
 
+// Dropped is how many events and incidents the pipeline's own batch
+// dropped since it started (each subscriber's mailbox counts its own).
+func (l *Local) Dropped() uint64 { return l.events.Dropped() + l.incsDropped.Load() }
+
 // copyEvent copies ev including its slices, since the sensor may reuse
 // their memory once handle returns.
 func copyEvent(ev *event.Event) event.Event {
@@ -369,48 +390,71 @@ func copyEvent(ev *event.Event) event.Event {
 	return c
 }
 
-// fanOut hands the current batch to every subscriber on each tick, sends a
-// status now and then, and drops subscribers that stopped reading.
+// fanOut hands each batch to every subscriber within Config.Tick of its
+// first event (no free-running ticker: an idle pipeline does not wake),
+// sends a status every StatusEvery, and drops subscribers that stopped
+// reading.
 func (l *Local) fanOut(ctx context.Context) {
-	tick := time.NewTicker(l.cfg.Tick)
-	defer tick.Stop()
+	statusTick := time.NewTicker(l.cfg.StatusEvery)
+	defer statusTick.Stop()
 	lastStatus := time.Now()
+	var buf []service.Envelope
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			l.pendMu.Lock()
-			batch := l.pending
-			batch.Dropped = l.pendDropped
-			l.pending = service.Update{}
-			l.pendDropped = 0
-			l.pendMu.Unlock()
-			if l.nsubs.Load() == 0 {
-				continue
+		case <-statusTick.C:
+		case <-l.events.Ready():
+			// Gather the rest of the reader's batch for at most a tick.
+			t := time.NewTimer(l.cfg.Tick)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
 			}
-			if now.Sub(lastStatus) >= l.cfg.StatusEvery || l.statusDue.Swap(false) {
-				lastStatus = now
-				if st, err := l.status(); err == nil {
-					batch.Status = &st
-				} else {
-					l.log.Warn("status for subscribers", "err", err)
-				}
-			}
-			l.subMu.Lock()
-			for s := range l.subs {
-				if s.box.Stalled(now, l.cfg.DropAfter) {
-					l.log.Warn("dropping a subscriber that stopped reading", "after", l.cfg.DropAfter)
-					l.removeLocked(s)
-					if l.obs != nil {
-						l.obs.SubscriberDropped()
-					}
-					continue
-				}
-				s.box.Put(batch)
-			}
-			l.subMu.Unlock()
 		}
+		now := time.Now()
+		var batch service.Update
+		var dropped uint64
+		buf, dropped = l.events.Take(buf[:0])
+		l.pendMu.Lock()
+		batch.Incidents, l.pendIncs = l.pendIncs, nil
+		batch.Dropped = dropped + l.pendDropped
+		l.pendDropped = 0
+		l.pendMu.Unlock()
+		if l.nsubs.Load() == 0 {
+			continue
+		}
+		// Mailboxes copy the elements; buf is reused for the next batch.
+		batch.Events = buf
+		if now.Sub(lastStatus) >= l.cfg.StatusEvery || l.statusDue.Swap(false) {
+			lastStatus = now
+			if st, err := l.status(); err == nil {
+				batch.Status = &st
+			} else {
+				l.log.Warn("status for subscribers", "err", err)
+			}
+		}
+		l.putAll(now, batch)
+	}
+}
+
+// putAll puts batch in every subscriber's mailbox, dropping those that
+// accepted nothing for Config.DropAfter.
+func (l *Local) putAll(now time.Time, batch service.Update) {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	for s := range l.subs {
+		if s.box.Stalled(now, l.cfg.DropAfter) {
+			l.log.Warn("dropping a subscriber that stopped reading", "after", l.cfg.DropAfter)
+			l.removeLocked(s)
+			if l.obs != nil {
+				l.obs.SubscriberDropped()
+			}
+			continue
+		}
+		s.box.Put(batch)
 	}
 }
 
@@ -454,6 +498,7 @@ func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan service.U
 	l.nsubs.Add(1)
 	l.subMu.Unlock()
 	l.statusDue.Store(true)
+	l.events.Signal()
 	if !l.running.Load() {
 		if st, err := l.status(); err == nil {
 			s.box.Put(service.Update{Status: &st})

@@ -182,6 +182,23 @@ type Verdict struct {
 	// Skipped counts rules that would have raised an incident had a skip
 	// not suppressed it, so front ends can show suppressed events dimmed.
 	Skipped int
+	// Skip names the first suppressed match and the kind of skip that
+	// suppressed it; zero when Skipped is 0.
+	Skip SkipHit
+}
+
+// Kinds of skip in SkipHit.By.
+const (
+	SkipByRule   = "rule"   // a skip written on the rule in the rules file
+	SkipByAdded  = "added"  // a skip added at run time (skip list)
+	SkipByGlobal = "global" // a global skip of the rules file
+)
+
+// SkipHit says which rule's match a skip suppressed, and which kind of
+// skip it was, so a front end can say why an event is dimmed.
+type SkipHit struct {
+	Rule string `json:"rule"`
+	By   string `json:"by"`
 }
 
 // Evaluate judges one event and returns the incidents it raises or
@@ -220,7 +237,10 @@ func (e *Engine) Judge(ev *event.Event) Verdict {
 			continue
 		}
 		global := r.rule.Type != TypeRootEscalation
-		if r.skip.match(f) || added.matchRule(r.rule.Name, global, f) || (global && set.global.match(f)) {
+		if by := skippedBy(r, added, set, global, f); by != "" {
+			if v.Skipped == 0 {
+				v.Skip = SkipHit{Rule: r.rule.Name, By: by}
+			}
 			v.Skipped++
 			continue
 		}
@@ -552,4 +572,19 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// skippedBy returns the kind of the first skip that suppresses rule r's
+// match of the event, or "" when none does: the rule's own skips always
+// apply, global ones except on root-escalation rules (global false).
+func skippedBy(r *compiledRule, added *addedIndex, set *RuleSet, global bool, f *facts) string {
+	switch {
+	case r.skip.match(f):
+		return SkipByRule
+	case added.matchRule(r.rule.Name, global, f):
+		return SkipByAdded
+	case global && set.global.match(f):
+		return SkipByGlobal
+	}
+	return ""
 }

@@ -2,8 +2,10 @@ package service
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -16,20 +18,22 @@ const (
 )
 
 // Mailbox collects updates for one consumer that reads at its own pace. Put
-// never blocks: it merges into what the consumer has not taken yet, keeping
-// the latest version of each incident (by ID) and the latest status, and
-// counts what it has to throw away once a bound is reached. The producer
-// (the sensor's reader, or a socket reader) therefore never waits for a slow
-// consumer, and the consumer learns how much it lost from Update.Dropped.
+// never blocks: events go into a queue.Queue (drop-oldest, counted),
+// incidents are merged by ID keeping the latest version of each, and the
+// latest status replaces the previous one. The producer (the sensor's
+// reader, or a socket reader) therefore never waits for a slow consumer,
+// and the consumer learns how much it lost from Update.Dropped.
 type Mailbox struct {
-	maxEvents    int
 	maxIncidents int
+	events       *queue.Queue[Envelope]
 
 	mu        sync.Mutex
-	pending   Update
+	incidents []rules.Incident
 	index     map[rules.ID]int // position of each pending incident
+	status    *Status
 	has       bool
-	ready     chan struct{}
+	lostIncs  uint64 // incidents dropped since the last Take
+	totalIncs atomic.Uint64
 	lastTaken time.Time
 }
 
@@ -43,10 +47,9 @@ func NewMailbox(maxEvents, maxIncidents int) *Mailbox {
 		maxIncidents = DefaultMailboxIncidents
 	}
 	return &Mailbox{
-		maxEvents:    maxEvents,
 		maxIncidents: maxIncidents,
+		events:       queue.New[Envelope](maxEvents),
 		index:        make(map[rules.ID]int),
-		ready:        make(chan struct{}, 1),
 		lastTaken:    time.Now(),
 	}
 }
@@ -58,61 +61,55 @@ func (m *Mailbox) Put(u Update) {
 		return
 	}
 	m.mu.Lock()
-	room := m.maxEvents - len(m.pending.Events)
-	if room < 0 {
-		room = 0
-	}
-	kept := min(len(u.Events), room)
-	m.pending.Dropped += uint64(len(u.Events) - kept)
-	base := len(m.pending.Events)
-	m.pending.Events = append(m.pending.Events, u.Events[:kept]...)
-	for _, i := range u.Skipped {
-		if i >= 0 && i < kept {
-			m.pending.Skipped = append(m.pending.Skipped, base+i)
-		}
-	}
 	for _, inc := range u.Incidents {
 		if i, ok := m.index[inc.ID]; ok {
-			m.pending.Incidents[i] = inc
+			m.incidents[i] = inc
 			continue
 		}
-		if len(m.pending.Incidents) >= m.maxIncidents {
-			m.pending.Dropped++
+		if len(m.incidents) >= m.maxIncidents {
+			m.lostIncs++
+			m.totalIncs.Add(1)
 			continue
 		}
-		m.index[inc.ID] = len(m.pending.Incidents)
-		m.pending.Incidents = append(m.pending.Incidents, inc)
+		m.index[inc.ID] = len(m.incidents)
+		m.incidents = append(m.incidents, inc)
 	}
 	if u.Status != nil {
 		st := *u.Status
-		m.pending.Status = &st
+		m.status = &st
 	}
-	m.pending.Dropped += u.Dropped
 	m.has = true
 	m.mu.Unlock()
-	select {
-	case m.ready <- struct{}{}:
-	default:
-	}
+	// Events after the incidents: a consumer woken by the queue finds both.
+	m.events.AddDropped(u.Dropped)
+	m.events.Push(u.Events...)
+	m.events.Signal()
 }
 
 // Ready is signalled (at most one token) after Put; the consumer then calls
 // Take.
-func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
+func (m *Mailbox) Ready() <-chan struct{} { return m.events.Ready() }
 
 // Take removes and returns everything pending; ok is false when nothing is.
 func (m *Mailbox) Take() (u Update, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.has {
+	var dropped uint64
+	u.Events, dropped = m.events.Take(nil)
+	if !m.has && len(u.Events) == 0 && dropped == 0 {
 		return Update{}, false
 	}
-	u = m.pending
-	m.pending = Update{}
+	u.Incidents, u.Status = m.incidents, m.status
+	u.Dropped = dropped + m.lostIncs
+	m.incidents, m.status, m.lostIncs, m.has = nil, nil, 0, false
 	clear(m.index)
-	m.has = false
 	return u, true
 }
+
+// Dropped is how many events and incidents this mailbox itself dropped
+// over its life (not those reported to it by an upstream Update.Dropped),
+// for Status and metrics.
+func (m *Mailbox) Dropped() uint64 { return m.events.Dropped() + m.totalIncs.Load() }
 
 // Delivered records that the consumer accepted an update, for Stalled.
 func (m *Mailbox) Delivered(now time.Time) {

@@ -10,9 +10,11 @@ import (
 
 func TestMailboxMergesAndBounds(t *testing.T) {
 	m := NewMailbox(3, 2)
-	ev := func(pid uint32) event.Event { return event.Event{PID: pid} }
-	m.Put(Update{Events: []event.Event{ev(1), ev(2)}, Skipped: []int{1}})
-	m.Put(Update{Events: []event.Event{ev(3), ev(4)}, Skipped: []int{0, 1}})
+	ev := func(pid uint32) Envelope { return Envelope{Event: event.Event{PID: pid}} }
+	skip := &rules.SkipHit{Rule: "r", By: rules.SkipByGlobal}
+	skipped := func(pid uint32) Envelope { e := ev(pid); e.Skip = skip; return e }
+	m.Put(Update{Events: []Envelope{ev(1), skipped(2)}})
+	m.Put(Update{Events: []Envelope{skipped(3), ev(4)}})
 	m.Put(Update{Incidents: []rules.Incident{{ID: 1, Count: 1}, {ID: 2, Count: 1}}})
 	m.Put(Update{Incidents: []rules.Incident{{ID: 1, Count: 5}, {ID: 3, Count: 1}}, Dropped: 2})
 	st := Status{Host: "a"}
@@ -22,11 +24,17 @@ func TestMailboxMergesAndBounds(t *testing.T) {
 	if !ok {
 		t.Fatal("nothing to take")
 	}
-	if len(u.Events) != 3 || u.Events[2].PID != 3 {
-		t.Errorf("events %+v, want pids 1-3", u.Events)
+	// Drop-oldest: pid 1 gave way; each verdict stayed with its event.
+	if len(u.Events) != 3 || u.Events[0].PID != 2 || u.Events[2].PID != 4 {
+		t.Errorf("events %+v, want pids 2-4", u.Events)
 	}
-	if len(u.Skipped) != 2 || u.Skipped[0] != 1 || u.Skipped[1] != 2 {
-		t.Errorf("skipped %v, want [1 2] (the index of pid 4 is gone with it)", u.Skipped)
+	for i, want := range []bool{true, true, false} {
+		if got := u.Events[i].Skip != nil; got != want {
+			t.Errorf("event pid %d skipped %v, want %v", u.Events[i].PID, got, want)
+		}
+	}
+	if m.Dropped() != 2 {
+		t.Errorf("lifetime drops %d, want 2 (the producer's 2 are counted where they happened)", m.Dropped())
 	}
 	if len(u.Incidents) != 2 || u.Incidents[0].Count != 5 {
 		t.Errorf("incidents %+v, want id 1 at count 5 and id 2", u.Incidents)
@@ -43,7 +51,7 @@ func TestMailboxMergesAndBounds(t *testing.T) {
 	}
 	now := time.Now()
 	m.Delivered(now)
-	m.Put(Update{Events: []event.Event{ev(9)}})
+	m.Put(Update{Events: []Envelope{ev(9)}})
 	if m.Stalled(now.Add(time.Second), 2*time.Second) || !m.Stalled(now.Add(3*time.Second), 2*time.Second) {
 		t.Error("Stalled does not follow the last delivery")
 	}

@@ -97,17 +97,13 @@ func (q *Query) Matches(inc *rules.Incident) bool {
 // Update is one message of a subscription. Exactly the fields that changed
 // are set.
 type Update struct {
-	Events    []event.Event    `json:"events,omitempty"`
+	Events    []Envelope       `json:"events,omitempty"`
 	Incidents []rules.Incident `json:"incidents,omitempty"` // new or updated (count, status)
 	Status    *Status          `json:"status,omitempty"`
 	// Dropped counts the events and incidents this subscriber lost since its
 	// previous update because it read too slowly. Lost incidents are still
 	// stored: a consumer that sees Dropped > 0 can query them again.
 	Dropped uint64 `json:"dropped,omitempty"`
-	// Skipped lists the indexes in Events of events that a rule matched but
-	// a skip suppressed, so front ends can show false positives dimmed
-	// instead of hiding them.
-	Skipped []int `json:"skipped,omitempty"`
 }
 
 // Status is a snapshot of one host.

@@ -32,14 +32,8 @@ func (b *inbox) put(u service.Update) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	p := &b.pending
-	start := len(p.items)
 	for i := range u.Events {
-		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i]})
-	}
-	for _, i := range u.Skipped {
-		if i >= 0 && i < len(u.Events) {
-			p.items[start+i].skipped = true
-		}
+		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i].Event, skipped: u.Events[i].Skip != nil})
 	}
 	if over := len(p.items) - b.maxEvents; over > 0 {
 		p.items = append(p.items[:0], p.items[over:]...)

@@ -287,7 +287,7 @@ func mustSkips(t *testing.T, f *servicetest.Fake) []rules.Skip {
 func publishExec(f *servicetest.Fake, at time.Time, base uint32, n int, exe string) {
 	u := service.Update{}
 	for i := range n {
-		u.Events = append(u.Events, servicetest.ExecEvent(at, base+uint32(i), 1000, exe))
+		u.Events = append(u.Events, service.Envelope{Event: servicetest.ExecEvent(at, base+uint32(i), 1000, exe)})
 	}
 	f.Publish(u)
 }

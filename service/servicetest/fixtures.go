@@ -153,19 +153,20 @@ func HostileIncidents(host string, t0 time.Time) []rules.Incident {
 // LoadBatch returns n events spread over the three types, starting at pid
 // base, as one update. Every fiftieth event is marked skipped.
 func LoadBatch(at time.Time, base uint32, n int) service.Update {
-	u := service.Update{Events: make([]event.Event, 0, n)}
+	u := service.Update{Events: make([]service.Envelope, n)}
 	for i := range n {
 		pid := base + uint32(i)
+		e := &u.Events[i]
 		switch i % 3 {
 		case 0:
-			u.Events = append(u.Events, ExecEvent(at, pid, 1000, "/usr/bin/grep", "-r", "needle", "/srv"))
+			e.Event = ExecEvent(at, pid, 1000, "/usr/bin/grep", "-r", "needle", "/srv")
 		case 1:
-			u.Events = append(u.Events, ExitEvent(at, pid, 1000, "/usr/bin/grep", 1, ""))
+			e.Event = ExitEvent(at, pid, 1000, "/usr/bin/grep", 1, "")
 		default:
-			u.Events = append(u.Events, EscalationEvent(at, pid, 1000, "/usr/bin/sudo", "systemctl", "status"))
+			e.Event = EscalationEvent(at, pid, 1000, "/usr/bin/sudo", "systemctl", "status")
 		}
 		if i%50 == 0 {
-			u.Skipped = append(u.Skipped, i)
+			e.Skip = &rules.SkipHit{Rule: "load", By: rules.SkipByGlobal}
 		}
 	}
 	return u

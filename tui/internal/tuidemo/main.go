@@ -99,7 +99,7 @@ func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
 			if n%150 == 0 {
 				ev := servicetest.EscalationEvent(now, pid, 65534, "/opt/tools/suidtest")
 				pid++
-				u.Events = append(u.Events, ev)
+				u.Events = append(u.Events, service.Envelope{Event: ev})
 				u.Incidents = append(u.Incidents, servicetest.IncidentFor(rules.NewID(now), host, "root-escalation",
 					rules.TypeRootEscalation, rules.SeverityHigh, ev, "uid 65534 became root through set-user-ID /opt/tools/suidtest"))
 			}
