@@ -38,10 +38,12 @@ func FromHosts(list []*hosts.Host) []Host {
 	return out
 }
 
-// NewHosts builds the UI on several hosts: incidents and events of all of
-// them merged with a host column, a Hosts screen to see their state and
-// switch monitoring on several at once, and actions routed to the host an
-// incident came from. The list must not be empty.
+// NewHosts builds the UI on a list of hosts, one or several, through the
+// same code: incidents and events of all of them merged, actions routed to
+// the host an incident came from. With several, a HOST column, a Hosts
+// screen to see their state and switch monitoring on several at once, and
+// host names in titles and messages tell them apart. The list must not be
+// empty.
 func NewHosts(ctx context.Context, list []Host, opts Options) *Model {
 	hv := make([]*hostView, len(list))
 	for i, h := range list {

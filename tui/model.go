@@ -8,6 +8,11 @@
 // per screen (incident list, three event streams, noise, skips, rules,
 // hosts; see component.go): each says its title, lists its keys with their
 // help, handles them, draws its body and is told its size.
+// One host is the multi-host UI with one host: every host, one or
+// several, has a hostView whose status and subscription go through the
+// same code, and the header is built from them; only what is worth
+// showing (HOST column, Hosts screen, host names) depends on how many
+// there are (Model.several).
 // Update does no I/O: every service call is a tea.Cmd whose result comes
 // back as a message. Events arrive through an inbox that a goroutine fills
 // from the subscription and a tick drains, 20 times a second by default, so
@@ -165,10 +170,10 @@ type Model struct {
 	msgSticky bool
 }
 
-// New builds the UI on svc. ctx bounds every service call and the
-// subscription; cancel it to stop them.
+// New builds the UI on svc: NewHosts with one host. ctx bounds every
+// service call and the subscription; cancel it to stop them.
 func New(ctx context.Context, svc service.Service, opts Options) *Model {
-	return newModel(ctx, []*hostView{{svc: svc}}, opts)
+	return NewHosts(ctx, []Host{{Service: svc}}, opts)
 }
 
 func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {

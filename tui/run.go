@@ -19,7 +19,7 @@ func Run(ctx context.Context, svc service.Service, opts Options, progOpts ...tea
 	return run(ctx, New(ctx, svc, opts), progOpts)
 }
 
-// RunHosts is Run on several hosts (see NewHosts).
+// RunHosts is Run on a list of hosts, one or several (see NewHosts).
 func RunHosts(ctx context.Context, list []Host, opts Options, progOpts ...tea.ProgramOption) error {
 	if len(list) == 0 {
 		return errors.New("terminal UI: no hosts to show")

@@ -361,16 +361,11 @@ func (m *Model) failures(bad []hostResult) string {
 
 // onHost adds the host's name to what failed, when there are several.
 func (m *Model) onHost(what string, host int) string {
-	if !m.several() {
-		return what
-	}
-	return what + " on " + event.DisplayString(m.hosts[host].name)
+	return m.onHosts(what, []hostResult{{host: host}})
 }
 
+// onHosts adds the hosts' names to what failed (see onWhat).
 func (m *Model) onHosts(what string, results []hostResult) string {
-	if !m.several() {
-		return what
-	}
 	return what + m.onWhat(results)
 }
 
