@@ -53,8 +53,18 @@ func openOutbox(path string, noSync bool) (*outbox, error) {
 		if _, err := tx.CreateBucketIfNotExists(bucketPending); err != nil {
 			return err
 		}
-		_, err := tx.CreateBucketIfNotExists(bucketMeta)
-		return err
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		// A new outbox starts its revisions at the current time in
+		// microseconds, so an agent whose outbox was lost or deleted still
+		// numbers new versions above those the fleet has seen (viewers keep
+		// the highest revision; the stream drops a repeated message id).
+		if meta.Get(keyRevision) == nil {
+			return meta.Put(keyRevision, be(uint64(max(time.Now().UnixMicro(), 0))))
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
