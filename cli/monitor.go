@@ -141,6 +141,9 @@ func writeStatusText(w io.Writer, st service.Status) {
 		fmt.Fprintf(w, "rules error: %s (the previous rules stay active)\n", cell(st.RulesError))
 	}
 	fmt.Fprintf(w, "open:        %s\n", formatOpen(st.OpenBySev))
+	if st.QueueDropped > 0 {
+		fmt.Fprintf(w, "queues:      %s events and incidents dropped for front ends that read too slowly (incidents stay stored)\n", thousands(st.QueueDropped))
+	}
 	if st.FatesLost > 0 {
 		fmt.Fprintf(w, "fates lost:  %s root escalations will not get their process's end (more escalated processes ran at once than the rules follow)\n", thousands(st.FatesLost))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/service/servicetest"
 )
 
@@ -82,5 +83,18 @@ func TestMonitorStatusNoAgentExits1(t *testing.T) {
 	}
 	if !strings.Contains(out, `"state": "off"`) {
 		t.Errorf("stdout:\n%s", out)
+	}
+}
+
+// TestMonitorStatusShowsQueueDrops: drops of the agent's queues get their
+// own line, absent while there are none.
+func TestMonitorStatusShowsQueueDrops(t *testing.T) {
+	for _, n := range []uint64{0, 12345} {
+		var b bytes.Buffer
+		writeStatusText(&b, service.Status{Host: "h", QueueDropped: n})
+		want := "queues:      12,345 events and incidents dropped for front ends that read too slowly"
+		if got := strings.Contains(b.String(), want); got != (n > 0) {
+			t.Errorf("QueueDropped %d:\n%s\nwant the queues line: %v", n, b.String(), n > 0)
+		}
 	}
 }

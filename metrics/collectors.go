@@ -14,7 +14,7 @@ import (
 type statusCollector struct {
 	status func() (service.Status, error)
 
-	events, drops, malformed, ring, open, monitoring, rulesFailing, fatesLost *prometheus.Desc
+	events, drops, malformed, ring, open, monitoring, rulesFailing, fatesLost, queueDropped *prometheus.Desc
 }
 
 func newStatusCollector(status func() (service.Status, error)) *statusCollector {
@@ -36,12 +36,14 @@ func newStatusCollector(status func() (service.Status, error)) *statusCollector 
 			"1 while the last rules reload failed and the previous rules are active.", nil, nil),
 		fatesLost: prometheus.NewDesc("procwatch_fates_lost_total",
 			"Root-escalation incidents whose process's end will not be attached: more escalated processes ran at once than the rules follow.", nil, nil),
+		queueDropped: prometheus.NewDesc("procwatch_queue_dropped_total",
+			"Events and incidents the agent's queues (pipeline batch, subscriber mailboxes) dropped because a front end read too slowly; incidents stay stored.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.events, c.drops, c.malformed, c.ring, c.open, c.monitoring, c.rulesFailing, c.fatesLost} {
+	for _, d := range []*prometheus.Desc{c.events, c.drops, c.malformed, c.ring, c.open, c.monitoring, c.rulesFailing, c.fatesLost, c.queueDropped} {
 		ch <- d
 	}
 }
@@ -64,6 +66,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.monitoring, prometheus.GaugeValue, boolValue(st.Monitoring))
 	ch <- prometheus.MustNewConstMetric(c.rulesFailing, prometheus.GaugeValue, boolValue(st.RulesError != ""))
 	ch <- prometheus.MustNewConstMetric(c.fatesLost, prometheus.CounterValue, float64(st.FatesLost))
+	ch <- prometheus.MustNewConstMetric(c.queueDropped, prometheus.CounterValue, float64(st.QueueDropped))
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.open, err)
 		return

@@ -58,10 +58,11 @@ func want(t *testing.T, f metricstest.Families, v float64, name string, labels .
 func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	box := &statusBox{}
 	box.set(service.Status{
-		Monitoring: true,
-		Sensor:     event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
-		OpenBySev:  map[string]int{"high": 3, "critical": 1},
-		FatesLost:  6,
+		Monitoring:   true,
+		Sensor:       event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
+		OpenBySev:    map[string]int{"high": 3, "critical": 1},
+		FatesLost:    6,
+		QueueDropped: 13,
 	}, nil)
 	storeStats := store.Stats{Queued: 7, Committed: 120, Batches: 4, Blocked: 2, Dropped: 1, LastError: "disk full", Evicted: 11, Unreadable: 3}
 	m, err := New(Sources{Status: box.get, Store: func() store.Stats { return storeStats }})
@@ -109,6 +110,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	want(t, f, 11, "procwatch_store_evicted_incidents_total")
 	want(t, f, 3, "procwatch_store_unreadable_records_total")
 	want(t, f, 6, "procwatch_fates_lost_total")
+	want(t, f, 13, "procwatch_queue_dropped_total")
 
 	h := f["procwatch_rule_evaluation_seconds"].GetMetric()[0].GetHistogram()
 	if sum := h.GetSampleSum(); sum < 0.001 || sum > 0.0011 {
@@ -120,6 +122,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 		"procwatch_rule_evaluation_seconds": "HISTOGRAM",
 		"procwatch_monitoring":              "GAUGE",
 		"procwatch_fates_lost_total":        "COUNTER",
+		"procwatch_queue_dropped_total":     "COUNTER",
 	} {
 		if got := f.Type(name); got != typ {
 			t.Errorf("%s is a %s, want %s", name, got, typ)

@@ -111,6 +111,7 @@ type Local struct {
 	pendIncs    []rules.Incident
 	pendDropped uint64        // incidents over maxPendingIncidents since the last batch
 	incsDropped atomic.Uint64 // the same over the pipeline's life
+	goneDropped atomic.Uint64 // drops of the mailboxes of subscribers gone
 
 	subMu sync.Mutex
 	subs  map[*subscriber]struct{}
@@ -381,6 +382,18 @@ func (l *Local) fillSum(inc *rules.Incident, ev *event.Event) {
 // dropped since it started (each subscriber's mailbox counts its own).
 func (l *Local) Dropped() uint64 { return l.events.Dropped() + l.incsDropped.Load() }
 
+// queueDropped is Status.QueueDropped: the batch's drops and those of
+// every mailbox, present and gone, since the pipeline started.
+func (l *Local) queueDropped() uint64 {
+	l.subMu.Lock()
+	defer l.subMu.Unlock()
+	n := l.Dropped() + l.goneDropped.Load()
+	for s := range l.subs {
+		n += s.box.Dropped()
+	}
+	return n
+}
+
 // copyEvent copies ev including its slices, since the sensor may reuse
 // their memory once handle returns.
 func copyEvent(ev *event.Event) event.Event {
@@ -473,6 +486,7 @@ func (l *Local) removeLocked(s *subscriber) {
 		return
 	}
 	delete(l.subs, s)
+	l.goneDropped.Add(s.box.Dropped())
 	l.nsubs.Add(-1)
 	s.cancel()
 }
@@ -866,6 +880,7 @@ func (l *Local) status() (service.Status, error) {
 		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries,
 		Attached: l.late.attached.Load(), Unattached: l.late.unattached.Load()}
 	st.FatesLost = l.engine.FatesLost()
+	st.QueueDropped = l.queueDropped()
 	if sw, err := l.cfg.Store.MonitoringSwitch(); err == nil {
 		st.MonitoringSwitch = sw
 	}

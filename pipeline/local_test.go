@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -769,6 +770,85 @@ func TestStoreErrorsNamedOnce(t *testing.T) {
 		}
 		if n := strings.Count(c.err.Error(), c.verb); n != 1 {
 			t.Errorf("%q names %q %d times, want once", c.err, c.verb, n)
+		}
+	}
+}
+
+// TestSlowSubscriberDropsOldestAndStatusCountsThem: a mailbox of 4 events
+// given one batch of 60 keeps the newest 4, tells the subscriber it lost
+// 56, and Status.QueueDropped (header, monitor status, metrics) counts
+// them. The incident raised by the first event is not lost: it travels
+// beside the events and stays stored.
+func TestSlowSubscriberDropsOldestAndStatusCountsThem(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Tick = 2 * time.Second; c.MailboxEvents = 4 })
+	h.waitRunning(t)
+	ch, err := h.local.Subscribe(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	h.source.emit(t, execEvent("/tmp/x", "first"))
+	for i := 1; i < n; i++ {
+		h.source.emit(t, execEvent("/usr/bin/true", fmt.Sprint(i)))
+	}
+	var delivered []service.Envelope
+	var dropped uint64
+	got := collect(t, ch, func(us []service.Update) bool {
+		if len(us) > 0 {
+			u := us[len(us)-1]
+			delivered = append(delivered, u.Events...)
+			dropped += u.Dropped
+		}
+		return uint64(len(delivered))+dropped == n
+	})
+	if dropped == 0 || len(delivered) > 4 {
+		t.Fatalf("delivered %d, dropped %d: want at most 4 delivered and the rest dropped", len(delivered), dropped)
+	}
+	if last := delivered[len(delivered)-1]; string(last.Args[1]) != fmt.Sprint(n-1) {
+		t.Errorf("last delivered event is %q, want the newest (%d): the oldest give way", last.Args[1], n-1)
+	}
+	if _, incs := countEvents(got); incs != 1 {
+		t.Errorf("%d incidents delivered, want the one /tmp/x raised", incs)
+	}
+	st, err := h.local.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.QueueDropped != dropped {
+		t.Errorf("Status.QueueDropped = %d, want the %d the subscriber was told of", st.QueueDropped, dropped)
+	}
+}
+
+// TestSkipVerdictTravelsWithTheEvent: an event a skip suppressed reaches
+// the subscriber marked with the rule and the kind of skip, the others
+// unmarked, whatever their position in the batch.
+func TestSkipVerdictTravelsWithTheEvent(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	if _, _, err := h.local.AddSkip(context.Background(), rules.Skip{Kind: rules.SkipPath, Value: "/tmp/ok", Rule: "tmp-exec"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := h.local.Subscribe(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.source.emit(t, execEvent("/usr/bin/true", "a"))
+	h.source.emit(t, execEvent("/tmp/ok/x", "b"))
+	h.source.emit(t, execEvent("/tmp/bad", "c"))
+	var evs []service.Envelope
+	collect(t, ch, func(us []service.Update) bool {
+		if len(us) > 0 {
+			evs = append(evs, us[len(us)-1].Events...)
+		}
+		return len(evs) == 3
+	})
+	for _, e := range evs {
+		want := string(e.Exe) == "/tmp/ok/x"
+		if (e.Skip != nil) != want {
+			t.Errorf("%s: skip %+v, want skipped=%v", e.Exe, e.Skip, want)
+		}
+		if want && (e.Skip.Rule != "tmp-exec" || e.Skip.By != rules.SkipByAdded) {
+			t.Errorf("%s: skip %+v, want tmp-exec by an added skip", e.Exe, e.Skip)
 		}
 	}
 }

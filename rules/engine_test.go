@@ -675,3 +675,31 @@ rules:
 		t.Fatalf("summary round trip: %q, %v", back.Summary, err)
 	}
 }
+
+// TestJudgeNamesTheSkip: the verdict names the first suppressed rule and
+// the kind of skip that suppressed it, which the pipeline passes on with
+// the event (service.Envelope.Skip).
+func TestJudgeNamesTheSkip(t *testing.T) {
+	set := mustParse(t, doc("{paths: [/tmp/global]}", execTmp+"    skip: {paths: [/tmp/ok]}\n"))
+	e := NewEngine(set, EngineOptions{Host: "h"})
+	if err := e.SetAddedSkips([]Skip{{ID: "7", Kind: SkipPath, Value: "/tmp/added", Source: SourceAdded}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		exe  string
+		want SkipHit
+	}{
+		{"/tmp/ok/x", SkipHit{Rule: "exec-tmp", By: SkipByRule}},
+		{"/tmp/added/x", SkipHit{Rule: "exec-tmp", By: SkipByAdded}},
+		{"/tmp/global/x", SkipHit{Rule: "exec-tmp", By: SkipByGlobal}},
+		{"/tmp/other/x", SkipHit{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.exe, func(t *testing.T) {
+			v := e.Judge(execEvent(tc.exe, 1000))
+			if v.Skip != tc.want || (v.Skipped > 0) != (tc.want != SkipHit{}) {
+				t.Errorf("skip %+v (skipped %d), want %+v", v.Skip, v.Skipped, tc.want)
+			}
+		})
+	}
+}

@@ -131,6 +131,11 @@ type Status struct {
 	// not be attached (rules.Engine.FatesLost): more escalated processes
 	// ran at once than the engine follows.
 	FatesLost uint64 `json:"fates_lost,omitempty"`
+	// QueueDropped counts the events and incidents the agent's queues
+	// dropped since it started (the pipeline's batch and every
+	// subscriber's mailbox, docs/queues.md): what front ends reading too
+	// slowly did not see live. Dropped incidents remain stored.
+	QueueDropped uint64 `json:"queue_dropped,omitempty"`
 }
 
 // ExeHashStats is what the agent's cache of binaries' SHA-256 did since it

@@ -350,10 +350,13 @@ func (h *header) openSeg(th theme) seg {
 // line2 is the event rates with their sparkline, drops, the database's
 // notices and the rules status; drops and evictions never give way.
 func (h *header) line2(th theme, width int) string {
-	drops := h.st.Sensor.Drops + h.uiDropped
+	drops := h.st.Sensor.Drops + h.st.QueueDropped + h.uiDropped
 	dropTxt := th.dim.Render("drops 0")
 	if drops > 0 {
 		dropTxt = th.errText.Render(fmt.Sprintf("drops %s", groupDigits(drops)))
+		if h.st.QueueDropped > 0 {
+			dropTxt += th.errText.Render(fmt.Sprintf(" (queues %s)", groupDigits(h.st.QueueDropped)))
+		}
 		if h.uiDropped > 0 {
 			dropTxt += th.errText.Render(fmt.Sprintf(" (ui %s)", groupDigits(h.uiDropped)))
 		}

@@ -148,7 +148,7 @@ func (m *Model) refreshHosts() {
 				mon = "off"
 			}
 			rate = compact(h.hdr.rates[0] + h.hdr.rates[1] + h.hdr.rates[2])
-			drops = groupDigits(h.hdr.st.Sensor.Drops + h.hdr.uiDropped)
+			drops = groupDigits(h.hdr.st.Sensor.Drops + h.hdr.st.QueueDropped + h.hdr.uiDropped)
 			var n []string
 			for s := rules.SeverityCritical; s >= rules.SeverityInfo; s-- {
 				n = append(n, fmt.Sprint(h.hdr.st.OpenBySev[s.String()]))
@@ -242,6 +242,7 @@ func (m *Model) sumHeader() {
 			st.OpenBySev[k] += n
 		}
 		st.Sensor.Drops += h.hdr.st.Sensor.Drops
+		st.QueueDropped += h.hdr.st.QueueDropped
 		uiDropped += h.hdr.uiDropped
 		for i := range rates {
 			rates[i] += h.hdr.rates[i]
