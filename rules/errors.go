@@ -58,15 +58,17 @@ func closest(s string, candidates []string) string {
 		bestDist = 2
 	}
 	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), c); d < bestDist {
+		if d := EditDistance(strings.ToLower(s), c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, in bytes. It
+// ranks "did you mean" hints: for rule fields and values here, and for the
+// CLI's flag names, so both suggest the same way.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
