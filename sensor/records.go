@@ -77,9 +77,9 @@ func (s *Sensor) decodeExec(h *rawHeader, data []byte, c clock, out []event.Even
 	}
 	start, pstart := ticks(h.StartNs), ticks(h.PstartNs)
 	ev := &out[len(out)-1]
-	execContext(h, &sec, ev)
+	s.execContext(h, &sec, ev)
 	ev.Outcome = event.Success
-	ev.Exe = recordedExe(h, &sec)
+	ev.Exe = s.recordedExe(h, &sec)
 	id := s.exeIdentityOf(h, &sec, ev.Exe, ev.MntNS)
 	setIdentity(ev, id)
 	if h.Flags&flagScript != 0 {
@@ -109,7 +109,7 @@ func (s *Sensor) decodeExecFail(h *rawHeader, data []byte, c clock, out []event.
 		return out
 	}
 	ev := &out[len(out)-1]
-	execContext(h, &sec, ev)
+	s.execContext(h, &sec, ev)
 	ev.Outcome = event.Failure
 	ev.Errno = errnoName(h.Retval)
 	ev.Exe = requestedPath(h, &sec, ev.Filename, ev.Cwd)
@@ -119,15 +119,17 @@ func (s *Sensor) decodeExecFail(h *rawHeader, data []byte, c clock, out []event.
 }
 
 // execContext fills the fields an exec record carries, successful or not.
-func execContext(h *rawHeader, sec *sections, ev *event.Event) {
+// The filename, cwd and cgroup come from the sensor's text caches: an exec
+// storm repeats them, and each would otherwise be a new string per exec.
+func (s *Sensor) execContext(h *rawHeader, sec *sections, ev *event.Event) {
 	ev.Type = event.TypeExec
-	ev.Filename = event.Text(cstr(sec.filename))
+	ev.Filename = s.filenames.get(cstr(sec.filename), plainText)
 	ev.Args = splitArgs(sec.args)
 	ev.ArgsTruncated = h.Flags&flagArgsTrunc != 0
-	ev.Cwd = truncatedPath(joinPath(sec.cwd), h.Flags&flagCwdTrunc != 0)
+	ev.Cwd = truncatedPath(s.paths.get(sec.cwd, joinPath), h.Flags&flagCwdTrunc != 0)
 	ev.TTY = ttyName(sec.tty)
-	ev.Cgroup = joinPath(sec.cgroup)
-	ev.ContainerID = containerID(ev.Cgroup)
+	cg := s.cgroups.get(sec.cgroup)
+	ev.Cgroup, ev.ContainerID = cg.path, cg.containerID
 }
 
 // decodeEscalation makes the event of a suid exec or a set*uid call that
@@ -140,7 +142,7 @@ func (s *Sensor) decodeEscalation(h *rawHeader, data []byte, c clock, out []even
 	start := ticks(h.StartNs)
 	ev := &out[len(out)-1]
 	ev.Type = event.TypeEscalation
-	ev.Exe = recordedExe(h, &sec)
+	ev.Exe = s.recordedExe(h, &sec)
 	setIdentity(ev, s.exeIdentityOf(h, &sec, ev.Exe, ev.MntNS))
 	ev.Filename = event.Text(cstr(sec.filename))
 	s.withProcess(ev, start)
@@ -264,8 +266,8 @@ func setIdentity(ev *event.Event, id *exeIdentity) {
 }
 
 // recordedExe decodes the exe path of an exec or escalation record.
-func recordedExe(h *rawHeader, sec *sections) event.Text {
-	exe := truncatedPath(joinPath(sec.exe), h.Flags&flagExeTrunc != 0)
+func (s *Sensor) recordedExe(h *rawHeader, sec *sections) event.Text {
+	exe := truncatedPath(s.paths.get(sec.exe, joinPath), h.Flags&flagExeTrunc != 0)
 	return deleted(exe, h.Flags&flagExeDeleted != 0)
 }
 

@@ -49,7 +49,13 @@ type Sensor struct {
 	drops                                   *ebpf.Map
 
 	comms commCache
-	ids   map[idKey]cachedID // interned binary identities; reader goroutine only
+	// Caches of decoded record sections; reader goroutine only. Each
+	// cache holds one decoding: the same bytes are a different text as a
+	// filename and as a path's components.
+	paths     textCache // exe and cwd paths
+	filenames textCache // exec filenames as given
+	cgroups   cgroupCache
+	ids       map[idKey]cachedID // interned binary identities; reader goroutine only
 }
 
 // New loads the BPF programs (root or CAP_BPF+CAP_PERFMON needed) without
@@ -322,6 +328,63 @@ func (c *commCache) text(comm *[16]int8) event.Text {
 	t := event.Text(cstr(commBytes(comm)))
 	(*c)[*comm] = t
 	return t
+}
+
+// textCache interns the text decoded from a record section (a path's
+// components, a filename) by the section's bytes: an exec storm repeats
+// the same exe, cwd and filename thousands of times a second, and each
+// would otherwise cost a new string. Sections longer than maxCachedText
+// are decoded every time, so the cache stays small; a flood of distinct
+// names only empties it (maxTexts), it never grows past the bound.
+type textCache map[string]event.Text
+
+const (
+	maxTexts      = 4096
+	maxCachedText = 256
+)
+
+func (c *textCache) get(raw []byte, decode func([]byte) event.Text) event.Text {
+	if len(raw) > maxCachedText {
+		return decode(raw)
+	}
+	if t, ok := (*c)[string(raw)]; ok {
+		return t
+	}
+	if *c == nil || len(*c) >= maxTexts {
+		*c = make(textCache, 256)
+	}
+	t := decode(raw)
+	(*c)[string(raw)] = t
+	return t
+}
+
+// plainText is a section's bytes as they are.
+func plainText(b []byte) event.Text { return event.Text(b) }
+
+// cgroupCache interns cgroup paths with the container id found in them,
+// the same way textCache does (a storm runs in one cgroup).
+type cgroupCache map[string]cgroupInfo
+
+type cgroupInfo struct {
+	path        event.Text
+	containerID string
+}
+
+func (c *cgroupCache) get(raw []byte) cgroupInfo {
+	if len(raw) > maxCachedText {
+		p := joinPath(raw)
+		return cgroupInfo{p, containerID(p)}
+	}
+	if cg, ok := (*c)[string(raw)]; ok {
+		return cg
+	}
+	if *c == nil || len(*c) >= maxTexts {
+		*c = make(cgroupCache, 64)
+	}
+	p := joinPath(raw)
+	cg := cgroupInfo{p, containerID(p)}
+	(*c)[string(raw)] = cg
+	return cg
 }
 
 // clock converts the kernel's boot-time nanoseconds to wall-clock time. The
