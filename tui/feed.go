@@ -7,51 +7,53 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
 
-// inbox sits between a subscription and the model. A goroutine appends
-// every update to it without ever waiting for the UI; a tick drains it in
-// one message. It is bounded: when the UI falls behind, the oldest pending
-// events are dropped and counted, so memory stays flat and the reader of
-// the subscription never blocks on rendering.
+// inbox sits between a subscription and the model. A goroutine puts every
+// update in it without ever waiting for the UI; the model drains it as soon
+// as something arrives, at most once a frame (Options.Tick). Its events are
+// a queue.Queue: when the UI falls behind, the oldest pending events are
+// dropped and counted, so memory stays flat and the reader of the
+// subscription never blocks on rendering.
 type inbox struct {
-	host      int // index of the host whose subscription fills it
-	maxEvents int
-	mu        sync.Mutex
-	pending   batch
+	host    int // index of the host whose subscription fills it
+	items   *queue.Queue[streamItem]
+	mu      sync.Mutex
+	pending batch // everything but the items
 }
 
 func newInbox(host, maxEvents int) *inbox {
-	return &inbox{host: host, maxEvents: maxEvents}
+	return &inbox{host: host, items: queue.New[streamItem](maxEvents)}
 }
 
 // put adds one update. It is called from the subscription pump.
 func (b *inbox) put(u service.Update) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	p := &b.pending
-	for i := range u.Events {
-		p.items = append(p.items, streamItem{host: b.host, ev: u.Events[i].Event, skipped: u.Events[i].Skip != nil})
-	}
-	if over := len(p.items) - b.maxEvents; over > 0 {
-		p.items = append(p.items[:0], p.items[over:]...)
-		p.dropped += uint64(over)
-	}
 	p.incidents = append(p.incidents, u.Incidents...)
 	if u.Status != nil {
 		st := *u.Status
 		p.status = &st
 	}
-	p.dropped += u.Dropped
+	b.mu.Unlock()
+	b.items.AddDropped(u.Dropped)
+	items := make([]streamItem, len(u.Events))
+	for i := range u.Events {
+		items[i] = streamItem{host: b.host, ev: u.Events[i].Event, skipped: u.Events[i].Skip != nil}
+	}
+	b.items.Push(items...)
+	b.items.Signal() // incidents or a status alone wake the model too
 }
 
 // close records that the subscription ended.
 func (b *inbox) close(err error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.pending.closed, b.pending.err = true, err
+	b.mu.Unlock()
+	b.items.Signal()
 }
 
 // batch is everything an inbox held at one tick.
@@ -70,6 +72,9 @@ func (b *inbox) take() batch {
 	defer b.mu.Unlock()
 	out := b.pending
 	b.pending = batch{}
+	var dropped uint64
+	out.items, dropped = b.items.Take(nil)
+	out.dropped += dropped
 	return out
 }
 
@@ -89,10 +94,27 @@ type subscribedMsg struct {
 	err  error
 }
 
-// drainEvery returns a command that waits one tick, resolves the user names
-// the batch needs (I/O, so here and not in Update) and hands the batch over.
-func drainEvery(d time.Duration, box *inbox, users *userCache, gen int) tea.Cmd {
-	return tea.Tick(d, func(t time.Time) tea.Msg {
+// drainNext returns a command that waits until the inbox has something,
+// and at least d (one frame) after the previous drain at last, resolves the
+// user names the batch needs (I/O, so here and not in Update) and hands
+// the batch over. No ticker runs: an idle subscription costs nothing, and
+// a batch reaches the model within a frame of its arrival.
+func drainNext(ctx context.Context, d time.Duration, last time.Time, box *inbox, users *userCache, gen int) tea.Cmd {
+	return func() tea.Msg {
+		select {
+		case <-box.items.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+		if wait := d - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+		}
 		b := box.take()
 		var uids []uint32
 		for i := range b.items {
@@ -102,8 +124,8 @@ func drainEvery(d time.Duration, box *inbox, users *userCache, gen int) tea.Cmd 
 			uids = eventUIDs(&b.incidents[i].Process, uids)
 		}
 		users.resolve(uids)
-		return tickMsg{batch: b, host: box.host, gen: gen, at: t}
-	})
+		return tickMsg{batch: b, host: box.host, gen: gen, at: time.Now()}
+	}
 }
 
 // subscribe opens a subscription and starts the goroutine that copies its

@@ -44,8 +44,9 @@ type Options struct {
 	// Rows is how many events each stream keeps (default 10,000). Older
 	// rows are dropped, so memory stays bounded at any event rate.
 	Rows int
-	// Tick is how often pending events are drained into the screens
-	// (default 50ms, 20 times a second).
+	// Tick is the shortest time between two drains of a subscription's
+	// pending events into the screens: one frame (default 16ms). A drain
+	// happens as soon as events arrive, never on an idle subscription.
 	Tick time.Duration
 	// Incidents is how many stored incidents are loaded at start
 	// (default 10,000).
@@ -80,7 +81,7 @@ func (o *Options) defaults() {
 		o.Rows = 10_000
 	}
 	if o.Tick <= 0 {
-		o.Tick = 50 * time.Millisecond
+		o.Tick = 16 * time.Millisecond
 	}
 	if o.Incidents <= 0 {
 		o.Incidents = 10_000

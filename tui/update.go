@@ -75,7 +75,7 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			}
 			return m, tea.Batch(resubscribeLater(msg.host, after), m.loadStatus(msg.host, false))
 		}
-		return m, drainEvery(m.opts.Tick, h.box, m.users, h.gen)
+		return m, drainNext(m.ctx, m.opts.Tick, msg.at, h.box, m.users, h.gen)
 	case subscribedMsg:
 		h := m.hosts[msg.host]
 		if msg.gen != h.gen {
@@ -90,7 +90,7 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.refreshHosts()
 		// Load stored incidents only now, so nothing raised between the
 		// query and the subscription can be missed.
-		return m, tea.Batch(drainEvery(m.opts.Tick, h.box, m.users, h.gen),
+		return m, tea.Batch(drainNext(m.ctx, m.opts.Tick, time.Time{}, h.box, m.users, h.gen),
 			loadIncidents(m.ctx, m.target(msg.host), m.opts.Incidents, m.users), m.loadStatus(msg.host, false))
 	case resubscribeMsg:
 		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
