@@ -140,10 +140,10 @@ func TestHeaderRates(t *testing.T) {
 
 func TestHeaderDropsAndRulesError(t *testing.T) {
 	var h header
-	h.observe(service.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
+	h.observe(service.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, QueueDropped: 40, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
 	h.uiDropped = 2
 	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1), 4))
-	for _, want := range []string{"drops 1,502 (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
+	for _, want := range []string{"drops 1,542 (queues 40) (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("header lacks %q:\n%s", want, out)
 		}
