@@ -24,8 +24,9 @@ import (
 // Push never blocks; when the queue is full the oldest items give way.
 type Queue[T any] struct {
 	mu      sync.Mutex
-	buf     []T // ring of cap items
-	head    int // index of the oldest item
+	limit   int // the most items held
+	buf     []T // ring, grown on demand up to limit items
+	head    int // index of the oldest item in buf
 	n       int // items held
 	dropped uint64
 	total   atomic.Uint64
@@ -33,12 +34,23 @@ type Queue[T any] struct {
 }
 
 // New returns an empty queue holding at most capacity items (at least 1).
+// Its memory grows with what it holds, so an idle queue with a large
+// bound costs little.
 func New[T any](capacity int) *Queue[T] {
-	return &Queue[T]{buf: make([]T, max(capacity, 1)), ready: make(chan struct{}, 1)}
+	return &Queue[T]{limit: max(capacity, 1), ready: make(chan struct{}, 1)}
 }
 
 // Cap is the most items the queue holds.
-func (q *Queue[T]) Cap() int { return len(q.buf) }
+func (q *Queue[T]) Cap() int { return q.limit }
+
+// grow makes room for one more item below the limit, keeping the order.
+func (q *Queue[T]) grow() {
+	nb := make([]T, min(max(2*len(q.buf), 16), q.limit))
+	for i := 0; i < q.n; i++ {
+		nb[i] = q.buf[(q.head+i)%len(q.buf)]
+	}
+	q.buf, q.head = nb, 0
+}
 
 // Push appends items, dropping (and counting) the oldest ones past the
 // bound, and signals Ready.
@@ -47,16 +59,17 @@ func (q *Queue[T]) Push(items ...T) {
 		return
 	}
 	q.mu.Lock()
-	c := len(q.buf)
-	if over := len(items) - c; over > 0 {
+	if over := len(items) - q.limit; over > 0 {
 		q.drop(uint64(over))
 		items = items[over:]
 	}
 	for _, it := range items {
+		if q.n == len(q.buf) && q.n < q.limit {
+			q.grow()
+		}
+		c := len(q.buf)
 		if q.n == c {
-			var zero T
-			q.buf[q.head] = zero
-			q.head = (q.head + 1) % c
+			q.head = (q.head + 1) % c // the oldest gives way (overwritten below)
 			q.n--
 			q.drop(1)
 		}
@@ -105,11 +118,14 @@ func (q *Queue[T]) Take(dst []T) ([]T, uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	c := len(q.buf)
+	if dst == nil && q.n > 0 {
+		dst = make([]T, 0, q.n)
+	}
 	var zero T
 	for i := 0; i < q.n; i++ {
 		j := (q.head + i) % c
 		dst = append(dst, q.buf[j])
-		q.buf[j] = zero
+		q.buf[j] = zero // let the taken items' memory go
 	}
 	q.head, q.n = 0, 0
 	d := q.dropped
