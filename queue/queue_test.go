@@ -21,6 +21,7 @@ func TestDropOldest(t *testing.T) {
 		{"one over", 3, [][]int{{1, 2, 3}, {4}}, []int{2, 3, 4}, 1, 1, 0},
 		{"one push larger than the queue", 3, [][]int{{1, 2, 3, 4, 5, 6, 7}}, []int{5, 6, 7}, 4, 4, 0},
 		{"wraps many times", 2, [][]int{{1}, {2}, {3}, {4}, {5}}, []int{4, 5}, 3, 3, 0},
+		{"grows its ring, then drops the oldest", 20, [][]int{seq(1, 15), seq(16, 30)}, seq(11, 30), 10, 10, 0},
 		{"upstream drops are passed on, not counted as own", 4, [][]int{{1}}, []int{1}, 5, 0, 5},
 	}
 	for _, tt := range tests {
@@ -83,4 +84,12 @@ func TestConcurrentNothingLostUncounted(t *testing.T) {
 	if taken+dropped != producers*each || dropped != q.Dropped() {
 		t.Fatalf("taken %d + dropped %d != %d (lifetime %d)", taken, dropped, producers*each, q.Dropped())
 	}
+}
+
+func seq(from, to int) []int {
+	var s []int
+	for i := from; i <= to; i++ {
+		s = append(s, i)
+	}
+	return s
 }
