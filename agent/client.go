@@ -396,7 +396,9 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 	ended := make(chan struct{})
 	var endOnce sync.Once
 	// pending counts the bytes of updates put and not yet taken; past
-	// MaxPendingBytes an update is counted as dropped instead of kept.
+	// MaxPendingBytes what is pending gives way to the new update and is
+	// counted as dropped: the queues' drop-oldest policy (docs/queues.md),
+	// by bytes as well as by count.
 	var pending atomic.Int64
 	stream := func(m message) {
 		switch m.Type {
@@ -405,9 +407,9 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 				return
 			}
 			if pending.Add(int64(m.size)) > int64(MaxPendingBytes) {
-				pending.Add(-int64(m.size))
-				box.Put(service.Update{Dropped: uint64(max(len(m.Update.Events)+len(m.Update.Incidents), 1)) + m.Update.Dropped})
-				return
+				old, _ := box.Take()
+				pending.Store(int64(m.size))
+				box.Put(service.Update{Status: old.Status, Dropped: uint64(len(old.Events)+len(old.Incidents)) + old.Dropped})
 			}
 			box.Put(*m.Update)
 		case typeEnd:

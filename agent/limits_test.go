@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/service"
 )
 
@@ -336,12 +337,20 @@ func TestSubscriptionFloodIsBounded(t *testing.T) {
 		t.Errorf("heap grew by %d MiB while the caller took nothing", grew>>20)
 	}
 	var kept, dropped uint64
+	var newest rules.ID
 	for u := range ch {
 		kept += uint64(len(u.Incidents))
 		dropped += u.Dropped
+		for _, in := range u.Incidents {
+			newest = max(newest, in.ID)
+		}
 	}
 	if kept+dropped != floods || dropped == 0 {
 		t.Errorf("kept %d and dropped %d of %d updates", kept, dropped, floods)
+	}
+	// Drop-oldest: the last update the agent sent is among those kept.
+	if newest != floods {
+		t.Errorf("newest incident kept is %v, want the last one sent (%d)", newest, floods)
 	}
 }
 
