@@ -212,10 +212,25 @@ func writeFlood(w *detailWriter, in *rules.Incident) {
 	}
 }
 
+// skipKindText names the kind of skip of a rules.SkipHit.
+func skipKindText(by string) string {
+	switch by {
+	case rules.SkipByRule:
+		return "a skip written on the rule"
+	case rules.SkipByAdded:
+		return "an added skip (skip list)"
+	case rules.SkipByGlobal:
+		return "a global skip of the rules file"
+	}
+	return "a skip"
+}
+
 // eventDetail describes a stream event and what the pipeline decided.
 func eventDetail(it *streamItem, users *userCache, loc *time.Location) string {
 	var w detailWriter
 	switch {
+	case it.skipped && it.skip.Rule != "":
+		w.line("Verdict", fmt.Sprintf("matched rule %s but %s suppressed it", event.DisplayString(it.skip.Rule), skipKindText(it.skip.By)))
 	case it.skipped:
 		w.line("Verdict", "matched a rule but a skip suppressed it")
 	case it.sev != rules.SeverityNone:

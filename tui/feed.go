@@ -43,6 +43,9 @@ func (b *inbox) put(u service.Update) {
 	items := make([]streamItem, len(u.Events))
 	for i := range u.Events {
 		items[i] = streamItem{host: b.host, ev: u.Events[i].Event, skipped: u.Events[i].Skip != nil}
+		if s := u.Events[i].Skip; s != nil {
+			items[i].skip = *s
+		}
 	}
 	b.items.Push(items...)
 	b.items.Signal() // incidents or a status alone wake the model too

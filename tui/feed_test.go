@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ func TestDrainWaitsForEventsNotATick(t *testing.T) {
 	}
 	if tm.items[0].skipped || !tm.items[1].skipped {
 		t.Errorf("skipped = %v, %v; want only the second", tm.items[0].skipped, tm.items[1].skipped)
+	}
+	if d := eventDetail(&tm.items[1], newUserCache(nil), time.UTC); !strings.Contains(d, "matched rule r but an added skip (skip list) suppressed it") {
+		t.Errorf("the detail does not say which skip:\n%s", d)
 	}
 	go func() { msgs <- drainNext(ctx, time.Millisecond, time.Now(), box, newUserCache(nil), 3)() }()
 	cancel()

@@ -310,6 +310,7 @@ type streamItem struct {
 	host     int // index of the host it came from
 	ev       event.Event
 	skipped  bool
+	skip     rules.SkipHit // which rule and kind of skip, when skipped
 	incident rules.ID
 	sev      rules.Severity
 	rule     string
