@@ -123,5 +123,5 @@ func (m *Mailbox) Delivered(now time.Time) {
 func (m *Mailbox) Stalled(now time.Time, d time.Duration) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.has && now.Sub(m.lastTaken) > d
+	return (m.has || m.events.Len() > 0) && now.Sub(m.lastTaken) > d
 }
