@@ -13,7 +13,7 @@ import (
 // which is what lets the operator's laptop build the multi-host UI.
 func TestLayering(t *testing.T) {
 	stdlibOnly := []string{"./event"}
-	noLoader := []string{"./event", "./rules", "./store", "./service", "./agent", "./hosts", "./tui", "./pipeline", "./metrics", "./fleet"}
+	noLoader := []string{"./event", "./rules", "./store", "./api", "./protocol", "./hosts", "./tui", "./pipeline", "./metrics", "./fleet"}
 	for _, pkg := range stdlibOnly {
 		for _, dep := range deps(t, pkg) {
 			if strings.Contains(strings.SplitN(dep, "/", 2)[0], ".") && !strings.HasPrefix(dep, "github.com/procwatch/procwatch/event") {

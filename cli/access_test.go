@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -202,7 +202,7 @@ func TestHelperAcknowledge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := agent.Dial(sock)
+	c, err := protocol.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestServeStdioRecordsTheSSHUser(t *testing.T) {
 		procwatchBinary(t), "--socket", e.sock, "serve", "--stdio")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "USER=alice", "SSH_CONNECTION=203.0.113.7 52144 10.0.0.1 22"}
 	cmd.Stdin = strings.NewReader(fmt.Sprintf(`{"type":"hello","version":%d,"software":"test","role":"client"}`+"\n"+
-		`{"type":"request","id":1,"method":"set_status","params":{"ids":["%s"],"status":"masked"}}`+"\n", agent.Version, inc.ID))
+		`{"type":"request","id":1,"method":"set_status","params":{"ids":["%s"],"status":"masked"}}`+"\n", protocol.Version, inc.ID))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"type":"response","id":1,"result"`) {
 		t.Fatalf("serve --stdio: %v\n%s", err, out)

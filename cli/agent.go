@@ -16,13 +16,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/daemon"
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -132,9 +132,9 @@ is given too.`,
 	cmd.Flags().StringVar(&f.output, "output", "", "also write every incident as NDJSON to FILE, or - for stdout")
 	cmd.Flags().StringVar(&f.group, "socket-group", "", "let members of this group use the socket (directory 0750, socket 0660)")
 	cmd.Flags().StringVar(&f.readGroup, "socket-read-group", "", "let members of this group query and subscribe, but change nothing (socket 0666, callers checked by their kernel credentials)")
-	cmd.Flags().IntVar(&f.maxConns, "max-connections", agent.DefaultMaxConnections, "serve at most this many socket connections of non-root callers at once; more are told the agent is busy")
-	cmd.Flags().IntVar(&f.maxConnsUID, "max-connections-per-uid", agent.DefaultMaxConnectionsPerUID, "at most this many of them from one uid (root is never limited)")
-	cmd.Flags().DurationVar(&f.idleTimeout, "idle-timeout", agent.DefaultIdleTimeout, "close a socket connection that sends nothing and has nothing running for this long")
+	cmd.Flags().IntVar(&f.maxConns, "max-connections", protocol.DefaultMaxConnections, "serve at most this many socket connections of non-root callers at once; more are told the agent is busy")
+	cmd.Flags().IntVar(&f.maxConnsUID, "max-connections-per-uid", protocol.DefaultMaxConnectionsPerUID, "at most this many of them from one uid (root is never limited)")
+	cmd.Flags().DurationVar(&f.idleTimeout, "idle-timeout", protocol.DefaultIdleTimeout, "close a socket connection that sends nothing and has nothing running for this long")
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
 	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
@@ -148,7 +148,7 @@ is given too.`,
 // daemon package.
 func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	access := agent.NoGroups
+	access := protocol.NoGroups
 	var err error
 	if access.FullGID, err = lookupGroup("--socket-group", f.group); err != nil {
 		return err
@@ -202,8 +202,8 @@ func (l fleetLink) Chain(put func(rules.Incident)) func(rules.Incident) { return
 func (l fleetLink) Start(ctx context.Context, local *pipeline.Local) error {
 	return l.fa.start(ctx, local)
 }
-func (l fleetLink) Serve(local *pipeline.Local) service.Service { return l.fa.serve(local) }
-func (l fleetLink) Close()                                      { l.fa.close() }
+func (l fleetLink) Serve(local *pipeline.Local) api.Service { return l.fa.serve(local) }
+func (l fleetLink) Close()                                  { l.fa.close() }
 
 // lookupGroup resolves a group flag's name (or number) to its gid; an
 // empty value gives -1.

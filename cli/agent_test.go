@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -119,7 +119,7 @@ func startAgent(t *testing.T, e testEnv, extra ...string) (stop func() (error, s
 	go func() { done <- root.ExecuteContext(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, err := agent.Dial(e.sock); err == nil {
+		if c, err := protocol.Dial(e.sock); err == nil {
 			c.Close()
 			break
 		}
@@ -436,11 +436,11 @@ func TestServeStdio(t *testing.T) {
 	e := newTestEnv(t)
 	opts := &Options{RulesPath: e.rules, DBPath: e.db, Socket: e.sock}
 
-	serveOn := func(t *testing.T) (*agent.Client, func() error) {
+	serveOn := func(t *testing.T) (*protocol.Client, func() error) {
 		front, back := net.Pipe()
 		done := make(chan error, 1)
 		go func() { done <- runServe(context.Background(), opts, back, io.Discard) }()
-		c, err := agent.NewClient(front)
+		c, err := protocol.NewClient(front)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,7 +464,7 @@ func TestServeStdio(t *testing.T) {
 		src.emit(t, tmpExec("/tmp/via-serve", "1"))
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			incs, err := c.Incidents(context.Background(), service.Query{})
+			incs, err := c.Incidents(context.Background(), api.Query{})
 			if err == nil && len(incs) == 1 {
 				break
 			}
@@ -484,7 +484,7 @@ func TestServeStdio(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The agent itself changed, not a second pipeline.
-		direct, err := agent.Dial(e.sock)
+		direct, err := protocol.Dial(e.sock)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/store"
 )
@@ -171,7 +171,7 @@ func startBenchAgent(ctx context.Context, db, sock string, maxConns int) (int, f
 			return 0, nil, fmt.Errorf("the agent exited at start: %s", strings.TrimSpace(stderr.String()))
 		default:
 		}
-		if c, err := agent.Dial(sock); err == nil {
+		if c, err := protocol.Dial(sock); err == nil {
 			c.Close()
 			return cmd.Process.Pid, stop, nil
 		}
@@ -182,7 +182,7 @@ func startBenchAgent(ctx context.Context, db, sock string, maxConns int) (int, f
 
 // holdIdle opens n connections and completes the hello on each.
 func holdIdle(sock string, n int) ([]net.Conn, error) {
-	hello := fmt.Sprintf(`{"type":"hello","version":%d,"software":"bench","role":"client"}`+"\n", agent.Version)
+	hello := fmt.Sprintf(`{"type":"hello","version":%d,"software":"bench","role":"client"}`+"\n", protocol.Version)
 	conns := make([]net.Conn, 0, n)
 	for range n {
 		c, err := net.Dial("unix", sock)
@@ -211,7 +211,7 @@ func askEverything(sock string, pid, pipelined int) (rss, error) {
 		return rss{}, err
 	}
 	defer c.Close()
-	fmt.Fprintf(c, `{"type":"hello","version":%d,"software":"bench","role":"client"}`+"\n", agent.Version)
+	fmt.Fprintf(c, `{"type":"hello","version":%d,"software":"bench","role":"client"}`+"\n", protocol.Version)
 	for i := 1; i <= pipelined; i++ {
 		fmt.Fprintf(c, `{"type":"request","id":%d,"method":"incidents","params":{"query":{"limit":0}}}`+"\n", i)
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/hosts"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/store"
 )
@@ -77,7 +77,7 @@ func registerCompletions(root *cobra.Command, opts *Options) {
 // those of --rules (or the built-in file).
 func ruleNames(opts *Options) []string {
 	var rs []rules.Rule
-	if c, err := agent.Dial(socketPath(opts)); err == nil {
+	if c, err := protocol.Dial(socketPath(opts)); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 		rs, _ = c.Rules(ctx)
 		cancel()
@@ -118,7 +118,7 @@ func hostNames(opts *Options, suffix string) []string {
 // from the agent or, with none, the database read-only.
 func skipIDs(opts *Options) []string {
 	var skips []rules.Skip
-	if c, err := agent.Dial(socketPath(opts)); err == nil {
+	if c, err := protocol.Dial(socketPath(opts)); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
 		skips, _ = c.Skips(ctx)
 		cancel()

@@ -8,10 +8,10 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -20,7 +20,7 @@ func socketPath(opts *Options) string {
 	if opts.Socket != "" {
 		return opts.Socket
 	}
-	return agent.DefaultSocket
+	return protocol.DefaultSocket
 }
 
 // dbPath is the database the global --db flag chooses.
@@ -38,9 +38,9 @@ func dbPath(opts *Options) string {
 // export work offline. A database held by another process with no agent
 // answering gives the store's LockedError. close releases the connection
 // or the database.
-func connectService(ctx context.Context, opts *Options) (svc service.Service, close func() error, err error) {
+func connectService(ctx context.Context, opts *Options) (svc api.Service, close func() error, err error) {
 	sock := socketPath(opts)
-	c, err := agent.Dial(sock)
+	c, err := protocol.Dial(sock)
 	if err == nil {
 		return c, c.Close, nil
 	}
@@ -92,7 +92,7 @@ func noAgent(err error) bool {
 // Retention is off in this process: a command that only reads (or adds a
 // skip) must never delete incidents; the agent that owns the database
 // applies the retention policy when it runs.
-func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (service.Service, func() error, error) {
+func openOffline(ctx context.Context, opts *Options, log *slog.Logger) (api.Service, func() error, error) {
 	// A database on a read-only file or filesystem is opened read-only:
 	// it can still be read (monitor status says so); changes fail.
 	st, err := store.Open(dbPath(opts), store.Options{RetentionAge: -1, RetentionCount: -1, ReadOnlyFallback: true})
@@ -149,7 +149,7 @@ func rulesLabel(opts *Options) string {
 
 // withService runs fn against connectService's Service and closes it,
 // keeping fn's error first.
-func withService(ctx context.Context, opts *Options, fn func(service.Service) error) error {
+func withService(ctx context.Context, opts *Options, fn func(api.Service) error) error {
 	svc, closeFn, err := connectService(ctx, opts)
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // progressDelay is how long an export runs before a progress bar appears;
@@ -59,12 +59,12 @@ terminal and the export takes more than a second.`,
 			var bar *lazyBar
 			if fd, ok := stderr.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(fd.Fd())) {
 				bar = &lazyBar{w: stderr, start: time.Now()}
-				ctx = service.WithExportProgress(ctx, bar.update)
+				ctx = api.WithExportProgress(ctx, bar.update)
 			}
-			return withService(ctx, opts, func(svc service.Service) error {
+			return withService(ctx, opts, func(svc api.Service) error {
 				n, err := runExport(ctx, svc, q, format, output, cmd.OutOrStdout())
 				bar.finish()
-				if err != nil && !errors.Is(err, service.ErrDamaged) {
+				if err != nil && !errors.Is(err, api.ErrDamaged) {
 					return err
 				}
 				if output != "" && output != "-" {
@@ -81,7 +81,7 @@ terminal and the export takes more than a second.`,
 }
 
 // runExport writes the export to stdout or, atomically, to a file.
-func runExport(ctx context.Context, svc service.Service, q service.Query, format, output string, stdout io.Writer) (int, error) {
+func runExport(ctx context.Context, svc api.Service, q api.Query, format, output string, stdout io.Writer) (int, error) {
 	if output == "" || output == "-" {
 		w := bufio.NewWriterSize(stdout, 256<<10)
 		n, err := svc.Export(ctx, q, format, w)
@@ -128,7 +128,7 @@ func runExport(ctx context.Context, svc service.Service, q service.Query, format
 // incidents but wrote every other one (nil for success or other errors):
 // the output is kept and the warning shown (exit 1).
 func asDamaged(err error) error {
-	if errors.Is(err, service.ErrDamaged) {
+	if errors.Is(err, api.ErrDamaged) {
 		return fmt.Errorf("warning: %w", err)
 	}
 	return nil

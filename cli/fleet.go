@@ -11,10 +11,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/fleet"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // natsFlags are the connection flags every fleet command takes.
@@ -153,7 +153,7 @@ func (fa *fleetAgent) start(ctx context.Context, local *pipeline.Local) error {
 
 // serve returns the service the socket server should use: with a fleet,
 // local wrapped so that changes made through the socket reach the fleet.
-func (fa *fleetAgent) serve(local *pipeline.Local) service.Service {
+func (fa *fleetAgent) serve(local *pipeline.Local) api.Service {
 	if fa == nil || fa.agent == nil {
 		return local
 	}

@@ -18,9 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/fleet"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/tui"
 )
 
@@ -156,7 +156,7 @@ func runFleetUI(ctx context.Context, nf *natsFlags) error {
 }
 
 // queryFromFlags rebuilds the incidents command's filters from its flags.
-func queryFromFlags(cmd *cobra.Command) (service.Query, error) {
+func queryFromFlags(cmd *cobra.Command) (api.Query, error) {
 	fs := cmd.Flags()
 	var f queryFlags
 	f.severity, _ = fs.GetString("severity")
@@ -233,7 +233,7 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 }
 
 // followFleet prints incidents from live until ctx ends.
-func followFleet(ctx context.Context, w io.Writer, live <-chan rules.Incident, lost *atomic.Uint64, q service.Query, asJSON bool) error {
+func followFleet(ctx context.Context, w io.Writer, live <-chan rules.Incident, lost *atomic.Uint64, q api.Query, asJSON bool) error {
 	var reported uint64
 	for {
 		select {

@@ -17,10 +17,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // usageError marks a bad flag value: exit code 2, like cobra's own usage
@@ -47,9 +47,9 @@ func (f *queryFlags) register(fs *pflag.FlagSet, defaultLimit int) {
 	fs.IntVar(&f.limit, "limit", defaultLimit, "at most this many incidents, newest first (0: all)")
 }
 
-// query turns the flags into a service.Query.
-func (f *queryFlags) query(now time.Time) (service.Query, error) {
-	var q service.Query
+// query turns the flags into a api.Query.
+func (f *queryFlags) query(now time.Time) (api.Query, error) {
+	var q api.Query
 	if f.severity != "" {
 		sev, err := rules.ParseSeverity(f.severity)
 		if err != nil || sev == rules.SeverityNone {
@@ -162,7 +162,7 @@ incident raised while following (its count and last_seen move on).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return withService(ctx, opts, func(svc service.Service) error {
+			return withService(ctx, opts, func(svc api.Service) error {
 				if _, offline := svc.(*pipeline.Local); offline && follow {
 					// Without an agent nothing new is raised, and holding
 					// the database would keep an agent from starting.
@@ -181,12 +181,12 @@ incident raised while following (its count and last_seen move on).`,
 // runIncidents writes the incidents matching q as they arrive from the
 // service (the agent streams them in frames), so listing every incident
 // costs a frame of memory, not the whole answer.
-func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q service.Query, asJSON, follow bool) error {
+func runIncidents(ctx context.Context, svc api.Service, out io.Writer, q api.Query, asJSON, follow bool) error {
 	start := time.Now()
 	w := bufio.NewWriter(out)
 	n := 0
 	var newest rules.ID
-	err := service.EachIncident(ctx, svc, q, func(inc *rules.Incident) error {
+	err := api.EachIncident(ctx, svc, q, func(inc *rules.Incident) error {
 		if n == 0 && !asJSON {
 			fmt.Fprintf(w, rowFormat, "ID", "TIME", "SEVERITY", "STATUS", "COUNT", "RULE", "SUMMARY")
 		}
@@ -199,7 +199,7 @@ func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q ser
 	})
 	// A damaged database: list what could be read, then warn (exit 1).
 	var damaged error
-	if errors.Is(err, service.ErrDamaged) {
+	if errors.Is(err, api.ErrDamaged) {
 		damaged, err = err, nil
 	}
 	if err != nil {
@@ -228,7 +228,7 @@ func runIncidents(ctx context.Context, svc service.Service, out io.Writer, q ser
 // followIncidents prints matching incidents as the service reports them.
 // It resumes after the newest one listed, or a little before the listing
 // began, so nothing raised between listing and subscribing is missed.
-func followIncidents(ctx context.Context, svc service.Service, w *bufio.Writer, q service.Query, asJSON bool, newest rules.ID, start time.Time) error {
+func followIncidents(ctx context.Context, svc api.Service, w *bufio.Writer, q api.Query, asJSON bool, newest rules.ID, start time.Time) error {
 	after := max(newest, rules.ID(start.Add(-5*time.Second).UnixNano()))
 	updates, err := svc.Subscribe(ctx, after)
 	if err != nil {

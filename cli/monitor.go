@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 func newMonitorCmd(opts *Options) *cobra.Command {
@@ -34,7 +34,7 @@ the database, so it holds across agent restarts.`,
 			Short: map[bool]string{true: "Attach the sensor and raise incidents again", false: "Detach the sensor; raise no incidents"}[on],
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withService(cmd.Context(), opts, func(svc service.Service) error {
+				return withService(cmd.Context(), opts, func(svc api.Service) error {
 					if err := svc.SetMonitoring(cmd.Context(), on); err != nil {
 						return err
 					}
@@ -60,8 +60,8 @@ or no agent is running. Scripts and health checks can rely on that.`,
   procwatch monitor status --json | jq .sensor`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withService(cmd.Context(), opts, func(svc service.Service) error {
-				_, isAgent := svc.(*agent.Client)
+			return withService(cmd.Context(), opts, func(svc api.Service) error {
+				_, isAgent := svc.(*protocol.Client)
 				return runMonitorStatus(cmd.Context(), svc, cmd.OutOrStdout(), asJSON, !isAgent, socketPath(opts))
 			})
 		},
@@ -74,7 +74,7 @@ or no agent is running. Scripts and health checks can rely on that.`,
 // runMonitorStatus writes the status. offline says no agent answered on
 // sock, so the status comes from the database alone and nothing runs a
 // sensor: the sensor is reported off, with that as its error.
-func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJSON, offline bool, sock string) error {
+func runMonitorStatus(ctx context.Context, svc api.Service, w io.Writer, asJSON, offline bool, sock string) error {
 	st, err := svc.Status(ctx)
 	if err != nil {
 		return err
@@ -108,7 +108,7 @@ func runMonitorStatus(ctx context.Context, svc service.Service, w io.Writer, asJ
 }
 
 // writeStatusText writes the status for a person, one fact a line.
-func writeStatusText(w io.Writer, st service.Status) {
+func writeStatusText(w io.Writer, st api.Status) {
 	on := "off"
 	if st.Monitoring {
 		on = "on"
@@ -154,7 +154,7 @@ func writeStatusText(w io.Writer, st service.Status) {
 
 // formatSwitch says who last switched monitoring and when, as the kernel
 // reported the caller; empty when nobody has.
-func formatSwitch(sw *service.MonitoringSwitch) string {
+func formatSwitch(sw *api.MonitoringSwitch) string {
 	if sw == nil {
 		return ""
 	}
@@ -167,7 +167,7 @@ func formatSwitch(sw *service.MonitoringSwitch) string {
 
 // writeStoreStatus adds the database lines: size and limits, what count
 // retention deleted, and anything pending, failing, dropped or damaged.
-func writeStoreStatus(w io.Writer, db *service.StoreStatus, now time.Time) {
+func writeStoreStatus(w io.Writer, db *api.StoreStatus, now time.Time) {
 	mode := ""
 	if db.ReadOnly {
 		mode = " (read-only)"

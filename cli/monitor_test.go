@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestMonitorStatusSensorState checks that `monitor status` reports what
@@ -91,7 +91,7 @@ func TestMonitorStatusNoAgentExits1(t *testing.T) {
 func TestMonitorStatusShowsQueueDrops(t *testing.T) {
 	for _, n := range []uint64{0, 12345} {
 		var b bytes.Buffer
-		writeStatusText(&b, service.Status{Host: "h", QueueDropped: n})
+		writeStatusText(&b, api.Status{Host: "h", QueueDropped: n})
 		want := "queues:      12,345 events and incidents dropped for front ends that read too slowly"
 		if got := strings.Contains(b.String(), want); got != (n > 0) {
 			t.Errorf("QueueDropped %d:\n%s\nwant the queues line: %v", n, b.String(), n > 0)

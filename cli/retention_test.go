@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // agentStoreStatus reads the database part of `monitor status --json`.
-func agentStoreStatus(t *testing.T, e testEnv) service.StoreStatus {
+func agentStoreStatus(t *testing.T, e testEnv) api.StoreStatus {
 	t.Helper()
-	var st service.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(mustRun(t, e, "monitor", "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}

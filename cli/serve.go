@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/sensor"
 )
 
@@ -69,8 +69,8 @@ func runServe(ctx context.Context, opts *Options, conn io.ReadWriteCloser, stder
 	go func() { runDone <- p.Local.Run(runCtx) }()
 	// Changes are recorded as this process's uid, with the SSH login and
 	// client address sshd put in its environment.
-	who := agent.SSHActor()
-	srv := &agent.Server{Service: p.Local, Logger: log, Stdio: &who}
+	who := protocol.SSHActor()
+	srv := &protocol.Server{Service: p.Local, Logger: log, Stdio: &who}
 	serveErr := srv.Serve(runCtx, conn)
 	stopRun()
 	runErr := <-runDone

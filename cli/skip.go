@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/suggest"
 )
 
@@ -70,7 +70,7 @@ would mask more than 100 open incidents asks first on a terminal, and needs
 			if err != nil {
 				return err
 			}
-			return withService(cmd.Context(), opts, func(svc service.Service) error {
+			return withService(cmd.Context(), opts, func(svc api.Service) error {
 				return runSkipAdd(cmd, svc, f, s, exact)
 			})
 		},
@@ -195,7 +195,7 @@ func pinFile(p string) (string, string, error) {
 
 // runSkipAdd previews the skip, warns, asks when it masks many, and adds it
 // unless this is a dry run.
-func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules.Skip, exact bool) error {
+func runSkipAdd(cmd *cobra.Command, svc api.Service, f skipAddFlags, s rules.Skip, exact bool) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	n, err := svc.PreviewSkip(ctx, s)
@@ -251,7 +251,7 @@ func runSkipAdd(cmd *cobra.Command, svc service.Service, f skipAddFlags, s rules
 // dryRunList is how many of the incidents a dry run would mask it lists.
 const dryRunList = 20
 
-func printDryRun(cmd *cobra.Command, svc service.Service, s rules.Skip, n int, warnings []suggest.Warning) error {
+func printDryRun(cmd *cobra.Command, svc api.Service, s rules.Skip, n int, warnings []suggest.Warning) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "dry run: skip %s would mask %s; nothing stored\n", describeSkip(s), nounCount(n, "open incident"))
 	for _, w := range warnings {
@@ -260,7 +260,7 @@ func printDryRun(cmd *cobra.Command, svc service.Service, s rules.Skip, n int, w
 	if n == 0 {
 		return nil
 	}
-	incs, err := svc.Incidents(cmd.Context(), service.Query{Status: rules.StatusOpen})
+	incs, err := svc.Incidents(cmd.Context(), api.Query{Status: rules.StatusOpen})
 	if err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ incidents it masked become open again.`,
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withService(cmd.Context(), opts, func(svc service.Service) error {
+			return withService(cmd.Context(), opts, func(svc api.Service) error {
 				id := args[0]
 				if len(args) == 2 {
 					var err error
@@ -347,7 +347,7 @@ incidents it masked become open again.`,
 }
 
 // findSkip finds the id of the added skip with this kind, value and rule.
-func findSkip(cmd *cobra.Command, svc service.Service, kind, value, rule string) (string, error) {
+func findSkip(cmd *cobra.Command, svc api.Service, kind, value, rule string) (string, error) {
 	skips, err := svc.Skips(cmd.Context())
 	if err != nil {
 		return "", err // the service's error says "list skips" itself
@@ -377,7 +377,7 @@ func newSkipListCmd(opts *Options) *cobra.Command {
 		Short: "List every skip with its source: rules.yaml or added",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withService(cmd.Context(), opts, func(svc service.Service) error {
+			return withService(cmd.Context(), opts, func(svc api.Service) error {
 				skips, err := svc.Skips(cmd.Context())
 				if err != nil {
 					return err

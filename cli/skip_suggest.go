@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/suggest"
 )
 
@@ -38,8 +38,8 @@ Each suggestion comes with its warnings and with the command that adds it.`,
 			if limit < 0 {
 				return usageError("--limit %d: want 0 (all) or more", limit)
 			}
-			return withService(cmd.Context(), opts, func(svc service.Service) error {
-				incs, err := svc.Incidents(cmd.Context(), service.Query{Status: rules.StatusOpen})
+			return withService(cmd.Context(), opts, func(svc api.Service) error {
+				incs, err := svc.Incidents(cmd.Context(), api.Query{Status: rules.StatusOpen})
 				if err != nil {
 					return err
 				}

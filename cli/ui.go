@@ -16,8 +16,8 @@ import (
 	"github.com/charmbracelet/x/term"
 	"github.com/spf13/cobra"
 
-	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/hosts"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/tui"
 )
@@ -90,7 +90,7 @@ func runUI(opts *Options, cmd *cobra.Command, _ []string) error {
 	}
 
 	sock := socketPath(opts)
-	c, err := agent.Dial(sock)
+	c, err := protocol.Dial(sock)
 	if err == nil {
 		uiOpts.Agent = sock
 		runErr := tui.Run(ctx, c, uiOpts)
@@ -145,7 +145,7 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	defer logs.writeTo(os.Stderr)
 
-	ln, err := agent.Listen(sock, agent.NoGroups)
+	ln, err := protocol.Listen(sock, protocol.NoGroups)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 	go func() { runDone <- p.Local.Run(runCtx) }()
 	srvDone := make(chan error, 1)
 	go func() {
-		srv := &agent.Server{Service: p.Local, Logger: log}
+		srv := &protocol.Server{Service: p.Local, Logger: log}
 		srvDone <- srv.ServeListener(runCtx, ln)
 	}()
 

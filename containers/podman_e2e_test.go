@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/containers"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/sensor"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -133,7 +133,7 @@ type e2ePipeline struct {
 	cache   *containers.Cache
 	local   *pipeline.Local
 	store   *store.Store
-	updates <-chan service.Update
+	updates <-chan api.Update
 	ctx     context.Context
 }
 
@@ -195,7 +195,7 @@ func checkIncidents(t *testing.T, e *e2ePipeline, id string, named *event.Event,
 	if err := e.store.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	incs, err := e.local.Incidents(e.ctx, service.Query{})
+	incs, err := e.local.Incidents(e.ctx, api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestPodmanContainerIsNamed(t *testing.T) {
 
 // waitProbe reads updates until the exec of the probe with the given
 // argument arrives, and returns it when it carries a container name.
-func waitProbe(t *testing.T, updates <-chan service.Update, id, arg string, unnamed int) (*event.Event, int) {
+func waitProbe(t *testing.T, updates <-chan api.Update, id, arg string, unnamed int) (*event.Event, int) {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {

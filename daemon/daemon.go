@@ -22,12 +22,12 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/pipeline"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/safepath"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -39,10 +39,10 @@ type Config struct {
 
 	Pipeline PipelineConfig
 
-	Socket               string       // the API socket's path
-	Access               agent.Access // who may use the socket
-	MaxConnections       int          // non-root connections at once
-	MaxConnectionsPerUID int          // of them from one uid
+	Socket               string          // the API socket's path
+	Access               protocol.Access // who may use the socket
+	MaxConnections       int             // non-root connections at once
+	MaxConnectionsPerUID int             // of them from one uid
 	IdleTimeout          time.Duration
 
 	// MetricsAddr serves Prometheus metrics when not empty; the caller has
@@ -70,7 +70,7 @@ type Fleet interface {
 	// Start connects and starts publishing and serving control for local.
 	Start(ctx context.Context, local *pipeline.Local) error
 	// Serve wraps local so that changes made through the socket reach the fleet.
-	Serve(local *pipeline.Local) service.Service
+	Serve(local *pipeline.Local) api.Service
 	// Close stops publishing; it may be called twice.
 	Close()
 }
@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("--rules: %w", err)
 		}
 	}
-	ln, err := agent.Listen(cfg.Socket, cfg.Access)
+	ln, err := protocol.Listen(cfg.Socket, cfg.Access)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func openObserved(ctx context.Context, cfg Config, withMetrics bool, put func(ru
 		var err error
 		// Scrapes start only once p is set: serve starts the server.
 		mx, err = metrics.New(metrics.Sources{
-			Status: func() (service.Status, error) { return p.Local.Snapshot() },
+			Status: func() (api.Status, error) { return p.Local.Snapshot() },
 			Store:  func() store.Stats { return p.Store.Stats() },
 			Logger: cfg.Logger,
 		})
@@ -198,11 +198,11 @@ func serve(ctx context.Context, cfg Config, p *Pipeline, ln, metricsLn net.Liste
 		})
 	}
 	part("pipeline", p.Local.Run)
-	var svc service.Service = p.Local
+	var svc api.Service = p.Local
 	if cfg.Fleet != nil {
 		svc = cfg.Fleet.Serve(p.Local)
 	}
-	srv := &agent.Server{Service: svc, Logger: log, Access: cfg.Access, MaxConnections: cfg.MaxConnections,
+	srv := &protocol.Server{Service: svc, Logger: log, Access: cfg.Access, MaxConnections: cfg.MaxConnections,
 		MaxConnectionsPerUID: cfg.MaxConnectionsPerUID, IdleTimeout: cfg.IdleTimeout}
 	part("socket server", func(ctx context.Context) error { return srv.ServeListener(ctx, ln) })
 	if mx != nil {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -56,7 +56,7 @@ func startDaemon(t *testing.T, ctx context.Context, src *stopSource) (string, st
 			Logger: log, Stdout: io.Discard,
 			Pipeline: PipelineConfig{RulesPath: rulesFile, RulesLabel: rulesFile, DBPath: db, Store: store.Options{Logger: log},
 				Source: src, ContainerSockets: []string{"none"}},
-			Socket: sock, Access: agent.NoGroups, MaxConnections: 4, MaxConnectionsPerUID: 4, IdleTimeout: time.Minute,
+			Socket: sock, Access: protocol.NoGroups, MaxConnections: 4, MaxConnectionsPerUID: 4, IdleTimeout: time.Minute,
 		})
 	}()
 	select {

@@ -13,14 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // AgentConfig assembles an Agent.
 type AgentConfig struct {
-	Host    string          // the fleet host name: one subject token (CheckHost)
-	Service service.Service // the local pipeline, which stays the host's source of truth
+	Host    string      // the fleet host name: one subject token (CheckHost)
+	Service api.Service // the local pipeline, which stays the host's source of truth
 	// OutboxPath is the bbolt file queuing incidents until JetStream
 	// acknowledges them.
 	OutboxPath string
@@ -78,11 +78,11 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 
 // SetService names the local pipeline when it is built after the agent
 // (its incidents are queued from the start). Call it before Start.
-func (a *Agent) SetService(s service.Service) { a.cfg.Service = a.Publishing(s) }
+func (a *Agent) SetService(s api.Service) { a.cfg.Service = a.Publishing(s) }
 
 // Service is the pipeline the agent works on, wrapped so that status
 // changes are published (see Publishing).
-func (a *Agent) Service() service.Service { return a.cfg.Service }
+func (a *Agent) Service() api.Service { return a.cfg.Service }
 
 // Host is the agent's fleet host name.
 func (a *Agent) Host() string { return a.cfg.Host }
@@ -149,7 +149,7 @@ func (a *Agent) Stats() PublishStats { return a.pub.stats() }
 // StatusMsg is what an agent publishes once a second on
 // procwatch.v1.<host>.status.
 type StatusMsg struct {
-	service.Status
+	api.Status
 	FleetHost string       `json:"fleet_host"`
 	Version   string       `json:"version"`
 	Publish   PublishStats `json:"publish"`
@@ -170,7 +170,7 @@ type Rates struct {
 func (a *Agent) statusLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.StatusEvery)
 	defer t.Stop()
-	var prev *service.Status
+	var prev *api.Status
 	for {
 		prev = a.publishStatus(ctx, prev)
 		select {
@@ -182,7 +182,7 @@ func (a *Agent) statusLoop(ctx context.Context) {
 }
 
 // publishStatus sends the status and returns it, for the next rates.
-func (a *Agent) publishStatus(ctx context.Context, prev *service.Status) *service.Status {
+func (a *Agent) publishStatus(ctx context.Context, prev *api.Status) *api.Status {
 	st, err := a.cfg.Service.Status(ctx)
 	if err != nil {
 		a.log.Warn("fleet status: read local status", "err", err)

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // DefaultStaleAfter is how long a host may stay silent before the fleet
@@ -41,7 +41,7 @@ type ClientOptions struct {
 
 // Client is the fleet as a front end sees it: hosts from their status
 // messages, incidents from the stream (history included), and one
-// service.Service per host whose calls go to that host's control service.
+// api.Service per host whose calls go to that host's control service.
 type Client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
@@ -71,7 +71,7 @@ type hostState struct {
 	lastSeen  time.Time
 	firstSeen time.Time
 	incidents map[rules.ID]version
-	watchers  map[*service.Mailbox]struct{}
+	watchers  map[*api.Mailbox]struct{}
 }
 
 type version struct {
@@ -166,7 +166,7 @@ func (c *Client) Close() {
 func (c *Client) host(name string) *hostState {
 	h := c.hosts[name]
 	if h == nil {
-		h = &hostState{firstSeen: time.Now(), incidents: map[rules.ID]version{}, watchers: map[*service.Mailbox]struct{}{}}
+		h = &hostState{firstSeen: time.Now(), incidents: map[rules.ID]version{}, watchers: map[*api.Mailbox]struct{}{}}
 		c.hosts[name] = h
 	}
 	return h
@@ -188,7 +188,7 @@ func (c *Client) onStatus(m *nats.Msg) {
 	h.status, h.lastSeen = &st, time.Now()
 	s := st.Status
 	for w := range h.watchers {
-		w.Put(service.Update{Status: &s})
+		w.Put(api.Update{Status: &s})
 	}
 	c.mu.Unlock()
 }
@@ -215,7 +215,7 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	if !dup {
 		h.incidents[inc.ID] = version{inc: inc, rev: rev}
 		for w := range h.watchers {
-			w.Put(service.Update{Incidents: []rules.Incident{inc}})
+			w.Put(api.Update{Incidents: []rules.Incident{inc}})
 		}
 	}
 	c.mu.Unlock()
@@ -369,7 +369,7 @@ func (c *Client) Call(ctx context.Context, host, op string, req, resp any) error
 
 // watch registers a mailbox for host's updates and returns the incidents
 // after id, oldest first, to replay into it.
-func (c *Client) watch(host string, box *service.Mailbox, after rules.ID) []rules.Incident {
+func (c *Client) watch(host string, box *api.Mailbox, after rules.ID) []rules.Incident {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.host(host)
@@ -391,7 +391,7 @@ func (c *Client) watch(host string, box *service.Mailbox, after rules.ID) []rule
 	return out
 }
 
-func (c *Client) unwatch(host string, box *service.Mailbox) {
+func (c *Client) unwatch(host string, box *api.Mailbox) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h := c.hosts[host]; h != nil {

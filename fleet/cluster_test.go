@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -370,4 +370,4 @@ func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
 	}
 }
 
-var serviceQueryAll = service.Query{}
+var serviceQueryAll = api.Query{}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Control operations: the token after "control" in a control subject.
@@ -135,7 +135,7 @@ func (a *Agent) wrap(op string, h handlerFunc) micro.HandlerFunc {
 		defer cancel()
 		// The pipeline records changes (status history, a skip's
 		// added_by) as this caller.
-		ctx = service.WithCaller(ctx, NATSActor(caller))
+		ctx = api.WithCaller(ctx, NATSActor(caller))
 		v, err := h(ctx, caller, req.Data())
 		if err != nil {
 			code := "500"
@@ -195,7 +195,7 @@ func (a *Agent) handlers() map[string]handlerFunc {
 			return a.changed(by, "monitoring off"), nil
 		},
 		OpIncidents: func(ctx context.Context, _ string, data []byte) (any, error) {
-			var q service.Query
+			var q api.Query
 			if err := decode(data, &q); err != nil {
 				return nil, err
 			}

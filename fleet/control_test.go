@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // statusOf returns the status the fleet view holds for an incident.
@@ -125,10 +125,10 @@ func TestControlAndSkips(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the host skip masking beta", func() bool {
-		open, _ := b.local.Incidents(ctx, service.Query{Status: rules.StatusOpen})
+		open, _ := b.local.Incidents(ctx, api.Query{Status: rules.StatusOpen})
 		return len(open) == 0
 	})
-	if open, _ := a.local.Incidents(ctx, service.Query{Status: rules.StatusOpen}); len(open) != 15 {
+	if open, _ := a.local.Incidents(ctx, api.Query{Status: rules.StatusOpen}); len(open) != 15 {
 		t.Errorf("a skip for beta changed alpha: %d open, want 15", len(open))
 	}
 

@@ -11,7 +11,7 @@
 // and applies the fleet-wide skips of the key-value bucket PROCWATCH_SKIPS.
 //
 // A front end (Client) reads the stream and the status subject and offers
-// one service.Service per host, so the TUI and the CLI drive fleet hosts
+// one api.Service per host, so the TUI and the CLI drive fleet hosts
 // exactly as they drive SSH hosts. docs/fleet.md describes the subjects,
 // the account layout and the deployment.
 package fleet

@@ -9,12 +9,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
-// Host is one fleet host as a service.Service, so the TUI and the CLI use
+// Host is one fleet host as a api.Service, so the TUI and the CLI use
 // it as they use a local pipeline or an SSH host. Incidents come from the
 // stream (so a host that is down still shows its history); status from
 // its status messages; every other call goes to its control service.
@@ -53,13 +53,13 @@ func (h *Host) Conn() hosts.Conn {
 	return hosts.Conn{State: hosts.Connected, Since: hs.firstSeen, Connects: 1}
 }
 
-// Subscribe implements service.Service: incidents of the stream after
+// Subscribe implements api.Service: incidents of the stream after
 // after, then new versions and status as they arrive, and live events
 // while the subscription lasts (when asked for).
-func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
-	box := service.NewMailbox(0, 0)
+func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
+	box := api.NewMailbox(0, 0)
 	replay := h.c.watch(h.name, box, after)
-	out := make(chan service.Update, 1)
+	out := make(chan api.Update, 1)
 	if h.live {
 		go h.holdLease(ctx, box)
 	}
@@ -69,7 +69,7 @@ func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Up
 		for len(replay) > 0 {
 			n := min(len(replay), 256)
 			select {
-			case out <- service.Update{Incidents: replay[:n]}:
+			case out <- api.Update{Incidents: replay[:n]}:
 			case <-ctx.Done():
 				return
 			}
@@ -97,11 +97,11 @@ func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Up
 
 // holdLease renews the host's live-event lease while ctx lasts and puts
 // the events it publishes in box.
-func (h *Host) holdLease(ctx context.Context, box *service.Mailbox) {
+func (h *Host) holdLease(ctx context.Context, box *api.Mailbox) {
 	sub, err := h.c.nc.Subscribe(EventsSubject(h.name), func(m *nats.Msg) {
 		var lm LiveMsg
 		if json.Unmarshal(m.Data, &lm) == nil {
-			box.Put(service.Update{Events: lm.Events, Dropped: lm.Dropped})
+			box.Put(api.Update{Events: lm.Events, Dropped: lm.Dropped})
 		}
 	})
 	if err != nil {
@@ -124,8 +124,8 @@ func (h *Host) holdLease(ctx context.Context, box *service.Mailbox) {
 
 const leaseRenew = 10 * time.Second
 
-// Incidents implements service.Service from the stream.
-func (h *Host) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+// Incidents implements api.Service from the stream.
+func (h *Host) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	var out []rules.Incident
 	for _, inc := range h.c.Incidents(h.name) {
 		if q.Matches(&inc) {
@@ -138,33 +138,33 @@ func (h *Host) Incidents(ctx context.Context, q service.Query) ([]rules.Incident
 	return out, nil
 }
 
-// Noise implements service.Service.
-func (h *Host) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
-	var n service.Noise
+// Noise implements api.Service.
+func (h *Host) Noise(ctx context.Context, since time.Time, limit int) (api.Noise, error) {
+	var n api.Noise
 	err := h.c.Call(ctx, h.name, OpNoise, NoiseRequest{Since: since, Limit: limit}, &n)
 	return n, err
 }
 
-// SetStatus implements service.Service.
+// SetStatus implements api.Service.
 func (h *Host) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
 	return h.c.Call(ctx, h.name, OpSetStatus, SetStatusRequest{IDs: ids, Status: st}, nil)
 }
 
-// Skips implements service.Service.
+// Skips implements api.Service.
 func (h *Host) Skips(ctx context.Context) ([]rules.Skip, error) {
 	var s []rules.Skip
 	err := h.c.Call(ctx, h.name, OpSkips, nil, &s)
 	return s, err
 }
 
-// PreviewSkip implements service.Service.
+// PreviewSkip implements api.Service.
 func (h *Host) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	var r CountReply
 	err := h.c.Call(ctx, h.name, OpSkipPreview, s, &r)
 	return r.Count, err
 }
 
-// AddSkip implements service.Service: a skip of this host only, added
+// AddSkip implements api.Service: a skip of this host only, added
 // through its control service.
 func (h *Host) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
 	var r SkipAddReply
@@ -178,21 +178,21 @@ func (h *Host) AddFleetSkip(ctx context.Context, s rules.Skip) (string, error) {
 	return h.c.AddFleetSkip(ctx, "", s)
 }
 
-// RemoveSkip implements service.Service.
+// RemoveSkip implements api.Service.
 func (h *Host) RemoveSkip(ctx context.Context, id string) (int, error) {
 	var r CountReply
 	err := h.c.Call(ctx, h.name, OpSkipRemove, SkipRemoveRequest{ID: id}, &r)
 	return r.Count, err
 }
 
-// Rules implements service.Service.
+// Rules implements api.Service.
 func (h *Host) Rules(ctx context.Context) ([]rules.Rule, error) {
 	var r []rules.Rule
 	err := h.c.Call(ctx, h.name, OpRules, nil, &r)
 	return r, err
 }
 
-// SetMonitoring implements service.Service.
+// SetMonitoring implements api.Service.
 func (h *Host) SetMonitoring(ctx context.Context, on bool) error {
 	op := OpMonitorOff
 	if on {
@@ -201,15 +201,15 @@ func (h *Host) SetMonitoring(ctx context.Context, on bool) error {
 	return h.c.Call(ctx, h.name, op, nil, nil)
 }
 
-// Status implements service.Service: the host's own answer.
-func (h *Host) Status(ctx context.Context) (service.Status, error) {
-	var s service.Status
+// Status implements api.Service: the host's own answer.
+func (h *Host) Status(ctx context.Context) (api.Status, error) {
+	var s api.Status
 	err := h.c.Call(ctx, h.name, OpStatus, nil, &s)
 	return s, err
 }
 
-// Export implements service.Service from the stream's incidents.
-func (h *Host) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+// Export implements api.Service from the stream's incidents.
+func (h *Host) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
 	incs, err := h.Incidents(ctx, q)
 	if err != nil {
 		return 0, err
@@ -232,4 +232,4 @@ func (h *Host) Export(ctx context.Context, q service.Query, format string, w io.
 	return 0, fmt.Errorf("export: unknown format %q (want json or ndjson)", format)
 }
 
-var _ service.Service = (*Host)(nil)
+var _ api.Service = (*Host)(nil)

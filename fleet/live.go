@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // maxLease caps one lease: a viewer that vanishes stops the events within
@@ -15,10 +15,10 @@ const maxLease = 60 * time.Second
 
 // LiveMsg is one batch of live events on procwatch.v1.<host>.events.
 // Each event carries its verdict ("skip", when a skip suppressed a rule's
-// match), as in service.Update.
+// match), as in api.Update.
 type LiveMsg struct {
-	Events  []service.Envelope `json:"events"`
-	Dropped uint64             `json:"dropped,omitempty"`
+	Events  []api.Envelope `json:"events"`
+	Dropped uint64         `json:"dropped,omitempty"`
 }
 
 // lease publishes the host's live events only while a viewer holds a

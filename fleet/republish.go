@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // maxRepublish bounds the incidents one change queues again.
@@ -17,14 +17,14 @@ const maxRepublish = 100000
 // the agent, so after each change the wrapper reads the incidents it
 // touched and queues them again, each as a new revision.
 type republishing struct {
-	service.Service
+	api.Service
 	a *Agent
 }
 
 // Publishing returns s with its status changes published by a. The agent
 // serves its control service and applies fleet skips through it; give it
 // to the local socket server as well so changes made there travel too.
-func (a *Agent) Publishing(s service.Service) service.Service {
+func (a *Agent) Publishing(s api.Service) api.Service {
 	return &republishing{Service: s, a: a}
 }
 
@@ -69,7 +69,7 @@ func (r *republishing) byID(ctx context.Context, ids []rules.ID) {
 	for _, id := range ids {
 		// An id is its raise time in nanoseconds, bumped on collision.
 		t := time.Unix(0, int64(id))
-		incs, err := r.Service.Incidents(ctx, service.Query{Since: t.Add(-time.Second), Until: t.Add(time.Second)})
+		incs, err := r.Service.Incidents(ctx, api.Query{Since: t.Add(-time.Second), Until: t.Add(time.Second)})
 		if err != nil {
 			r.a.log.Warn("fleet: read changed incident", "id", id, "err", err)
 			continue
@@ -85,7 +85,7 @@ func (r *republishing) byID(ctx context.Context, ids []rules.ID) {
 
 // covered queues the incidents in status st that s covers.
 func (r *republishing) covered(ctx context.Context, s rules.Skip, st rules.Status) {
-	incs, err := r.Service.Incidents(ctx, service.Query{Status: st, Limit: maxRepublish})
+	incs, err := r.Service.Incidents(ctx, api.Query{Status: st, Limit: maxRepublish})
 	if err != nil {
 		r.a.log.Warn("fleet: read incidents a skip changed", "err", err)
 		return

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // FleetSkip is the value of one key of PROCWATCH_SKIPS. Keys are
@@ -71,7 +71,7 @@ type SkipsState struct {
 // pipeline, where they mask what they cover exactly as a local skip does.
 type skipWatcher struct {
 	host string
-	svc  service.Service
+	svc  api.Service
 	js   jetstream.JetStream
 	log  *slog.Logger
 
@@ -227,7 +227,7 @@ func (w *skipWatcher) add(ctx context.Context, key string, sk rules.Skip) {
 	sk.ID = ""
 	sk.Note = localNote(key, sk.Note)
 	actor := rules.Actor{UID: math.MaxUint32, User: "fleet-skip:" + sk.AddedBy, Via: "nats-kv"}
-	added, masked, err := w.svc.AddSkip(service.WithCaller(ctx, actor), sk)
+	added, masked, err := w.svc.AddSkip(api.WithCaller(ctx, actor), sk)
 	if err != nil {
 		w.setErr(fmt.Errorf("fleet skip %s: %w", key, err))
 		w.log.Warn("fleet skip not applied", "key", key, "err", err)

@@ -5,7 +5,7 @@
 // on its own: it reports whether it is connected, connecting or unreachable
 // (with the reason, usually the transport's last line of stderr), and
 // reconnects with exponential backoff when the transport ends. Host
-// implements service.Service, so the TUI talks to a remote host exactly as
+// implements api.Service, so the TUI talks to a remote host exactly as
 // it talks to a local pipeline; a front end that resubscribes with the last
 // incident id it holds misses no incident across a reconnect.
 package hosts

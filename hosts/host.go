@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // State is where a host's connection stands.
@@ -107,7 +107,7 @@ func (e *UnreachableError) Error() string {
 }
 
 // Host is one remote agent, kept connected in the background. It implements
-// service.Service: calls go to the current connection and fail at once with
+// api.Service: calls go to the current connection and fail at once with
 // an UnreachableError while there is none, except Subscribe, which waits
 // for a connection. A subscription ends when its connection does; the
 // caller resubscribes with the last incident id it holds to miss nothing.
@@ -118,7 +118,7 @@ type Host struct {
 
 	mu      sync.Mutex
 	conn    Conn
-	client  *agent.Client
+	client  *protocol.Client
 	ready   chan struct{} // closed while connected; replaced on disconnect
 	changed chan struct{} // closed and replaced on every state change
 
@@ -186,7 +186,7 @@ func (h *Host) Close() error {
 	return nil
 }
 
-func (h *Host) setState(st State, reason string, c *agent.Client, retry time.Time) {
+func (h *Host) setState(st State, reason string, c *protocol.Client, retry time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.conn.State, h.conn.Reason, h.conn.Since, h.conn.Retry = st, reason, h.opts.Now(), retry
@@ -226,7 +226,7 @@ func (h *Host) run(ctx context.Context) {
 			select {
 			case <-c.Done():
 				reason = "connection lost"
-				var pe *agent.ProtocolError
+				var pe *protocol.ProtocolError
 				if errors.As(c.Err(), &pe) {
 					state, reason = Failed, pe.Error()
 				} else if why, _ := explain(); why != "" {
@@ -257,7 +257,7 @@ func (h *Host) run(ctx context.Context) {
 // connect dials and exchanges hellos. explain describes, after the
 // connection has ended, why the transport went away, and whether it
 // exited.
-func (h *Host) connect(ctx context.Context) (c *agent.Client, explain func() (string, bool), err error) {
+func (h *Host) connect(ctx context.Context) (c *protocol.Client, explain func() (string, bool), err error) {
 	rwc, err := h.dial(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -267,12 +267,12 @@ func (h *Host) connect(ctx context.Context) (c *agent.Client, explain func() (st
 		explain = cc.explain
 	}
 	type result struct {
-		c   *agent.Client
+		c   *protocol.Client
 		err error
 	}
 	res := make(chan result, 1)
 	go func() {
-		c, err := agent.NewClient(rwc)
+		c, err := protocol.NewClient(rwc)
 		res <- result{c, err}
 	}()
 	select {
@@ -299,7 +299,7 @@ func (h *Host) connect(ctx context.Context) (c *agent.Client, explain func() (st
 }
 
 // current returns the live client, or an UnreachableError.
-func (h *Host) current() (*agent.Client, error) {
+func (h *Host) current() (*protocol.Client, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.client != nil {
@@ -317,7 +317,7 @@ func (h *Host) current() (*agent.Client, error) {
 }
 
 // waitConnected blocks until the host is connected or ctx ends.
-func (h *Host) waitConnected(ctx context.Context) (*agent.Client, error) {
+func (h *Host) waitConnected(ctx context.Context) (*protocol.Client, error) {
 	for {
 		// Take the channel before looking, so a change in between still
 		// wakes the wait.
@@ -336,10 +336,10 @@ func (h *Host) waitConnected(ctx context.Context) (*agent.Client, error) {
 	}
 }
 
-// Subscribe implements service.Service. It waits for a connection, then
+// Subscribe implements api.Service. It waits for a connection, then
 // subscribes on it; the channel closes when ctx ends or the connection
 // does.
-func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	c, err := h.waitConnected(ctx)
 	if err != nil {
 		return nil, err
@@ -347,8 +347,8 @@ func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Up
 	return c.Subscribe(ctx, after)
 }
 
-// Incidents implements service.Service.
-func (h *Host) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+// Incidents implements api.Service.
+func (h *Host) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	c, err := h.current()
 	if err != nil {
 		return nil, err
@@ -356,16 +356,16 @@ func (h *Host) Incidents(ctx context.Context, q service.Query) ([]rules.Incident
 	return c.Incidents(ctx, q)
 }
 
-// Noise implements service.Service.
-func (h *Host) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+// Noise implements api.Service.
+func (h *Host) Noise(ctx context.Context, since time.Time, limit int) (api.Noise, error) {
 	c, err := h.current()
 	if err != nil {
-		return service.Noise{}, err
+		return api.Noise{}, err
 	}
 	return c.Noise(ctx, since, limit)
 }
 
-// SetStatus implements service.Service.
+// SetStatus implements api.Service.
 func (h *Host) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
 	c, err := h.current()
 	if err != nil {
@@ -374,7 +374,7 @@ func (h *Host) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) e
 	return c.SetStatus(ctx, ids, st)
 }
 
-// Skips implements service.Service.
+// Skips implements api.Service.
 func (h *Host) Skips(ctx context.Context) ([]rules.Skip, error) {
 	c, err := h.current()
 	if err != nil {
@@ -383,7 +383,7 @@ func (h *Host) Skips(ctx context.Context) ([]rules.Skip, error) {
 	return c.Skips(ctx)
 }
 
-// PreviewSkip implements service.Service.
+// PreviewSkip implements api.Service.
 func (h *Host) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	c, err := h.current()
 	if err != nil {
@@ -392,7 +392,7 @@ func (h *Host) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	return c.PreviewSkip(ctx, s)
 }
 
-// AddSkip implements service.Service.
+// AddSkip implements api.Service.
 func (h *Host) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
 	c, err := h.current()
 	if err != nil {
@@ -401,7 +401,7 @@ func (h *Host) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, erro
 	return c.AddSkip(ctx, s)
 }
 
-// RemoveSkip implements service.Service.
+// RemoveSkip implements api.Service.
 func (h *Host) RemoveSkip(ctx context.Context, id string) (int, error) {
 	c, err := h.current()
 	if err != nil {
@@ -410,7 +410,7 @@ func (h *Host) RemoveSkip(ctx context.Context, id string) (int, error) {
 	return c.RemoveSkip(ctx, id)
 }
 
-// Rules implements service.Service.
+// Rules implements api.Service.
 func (h *Host) Rules(ctx context.Context) ([]rules.Rule, error) {
 	c, err := h.current()
 	if err != nil {
@@ -419,7 +419,7 @@ func (h *Host) Rules(ctx context.Context) ([]rules.Rule, error) {
 	return c.Rules(ctx)
 }
 
-// SetMonitoring implements service.Service.
+// SetMonitoring implements api.Service.
 func (h *Host) SetMonitoring(ctx context.Context, on bool) error {
 	c, err := h.current()
 	if err != nil {
@@ -428,17 +428,17 @@ func (h *Host) SetMonitoring(ctx context.Context, on bool) error {
 	return c.SetMonitoring(ctx, on)
 }
 
-// Status implements service.Service.
-func (h *Host) Status(ctx context.Context) (service.Status, error) {
+// Status implements api.Service.
+func (h *Host) Status(ctx context.Context) (api.Status, error) {
 	c, err := h.current()
 	if err != nil {
-		return service.Status{}, err
+		return api.Status{}, err
 	}
 	return c.Status(ctx)
 }
 
-// Export implements service.Service.
-func (h *Host) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+// Export implements api.Service.
+func (h *Host) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
 	c, err := h.current()
 	if err != nil {
 		return 0, err
@@ -453,4 +453,4 @@ func IsUnreachable(err error) bool {
 	return errors.As(err, &ue)
 }
 
-var _ service.Service = (*Host)(nil)
+var _ api.Service = (*Host)(nil)

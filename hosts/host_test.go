@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // serveEnv makes the test binary serve a fake agent on stdin/stdout, so
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		f := servicetest.New(host, nil)
 		f.Raise(servicetest.IncidentFor(42, host, "tmp-exec", rules.TypeBinExecution, rules.SeverityMedium,
 			servicetest.ExecEvent(time.Now(), 7, 1000, "/tmp/x"), "ran from /tmp"))
-		err := agent.Serve(context.Background(), f, stdio{})
+		err := protocol.Serve(context.Background(), f, stdio{})
 		if err != nil && !errors.Is(err, io.EOF) {
 			fmt.Fprintln(os.Stderr, "serve:", err)
 			os.Exit(1)
@@ -43,7 +43,7 @@ func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
 func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
 func (stdio) Close() error                { return os.Stdout.Close() }
 
-// pipeAgent dials in-memory connections to a fake served by agent.Serve.
+// pipeAgent dials in-memory connections to a fake served by protocol.Serve.
 // Setting down makes dials fail; drop ends every open connection.
 type pipeAgent struct {
 	fake *servicetest.Fake
@@ -63,7 +63,7 @@ func (p *pipeAgent) dial(ctx context.Context) (io.ReadWriteCloser, error) {
 	}
 	a, b := net.Pipe()
 	p.conns = append(p.conns, b)
-	go agent.Serve(context.Background(), p.fake, b)
+	go protocol.Serve(context.Background(), p.fake, b)
 	return a, nil
 }
 
@@ -129,7 +129,7 @@ func TestHostReconnectsAndResumes(t *testing.T) {
 	first := servicetest.IncidentFor(100, "agent-host", "crash", rules.TypeTerminationFailure, rules.SeverityLow,
 		servicetest.ExitEvent(time.Now(), 1, 1000, "/bin/x", 0, "SIGSEGV"), "crashed")
 	waitSubscribers(t, fake)
-	fake.Publish(service.Update{Incidents: []rules.Incident{first}})
+	fake.Publish(api.Update{Incidents: []rules.Incident{first}})
 	if u := <-ch; len(u.Incidents) != 1 || u.Incidents[0].ID != 100 {
 		t.Fatalf("update = %+v", u)
 	}
@@ -157,7 +157,7 @@ func TestHostReconnectsAndResumes(t *testing.T) {
 	missed.ID = 200
 	fake.Raise(missed)
 	p.setDown(nil)
-	got := make(chan service.Update, 1)
+	got := make(chan api.Update, 1)
 	go func() {
 		ch, err := h.Subscribe(ctx, 100) // waits for the connection
 		if err != nil {
@@ -255,7 +255,7 @@ func TestCommandTransport(t *testing.T) {
 	if err != nil || st.Host != "from-command" {
 		t.Fatalf("Status over the command = %+v, %v", st, err)
 	}
-	list, err := h.Incidents(t.Context(), service.Query{})
+	list, err := h.Incidents(t.Context(), api.Query{})
 	if err != nil || len(list) != 1 || list[0].ID != 42 {
 		t.Fatalf("Incidents over the command = %+v, %v", list, err)
 	}

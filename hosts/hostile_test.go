@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/agent"
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/protocol"
 )
 
 // spewCommand is a --host transport command that answers the hello and
 // then writes frames without end (yes(1) repeats one line as fast as the
 // pipe takes it), or one frame far over the limit.
 func spewCommand(line string) string {
-	hello := fmt.Sprintf(`{"type":"hello","version":%d,"software":"procwatch","role":"server"}`, agent.Version)
+	hello := fmt.Sprintf(`{"type":"hello","version":%d,"software":"procwatch","role":"server"}`, protocol.Version)
 	return fmt.Sprintf("printf '%%s\\n' '%s'; read hello; %s", hello, line)
 }
 
@@ -54,7 +54,7 @@ func TestHostileHostIsMarkedFailed(t *testing.T) {
 			}
 			callCtx, callCancel := context.WithTimeout(ctx, 30*time.Second)
 			defer callCancel()
-			_, err := h.Incidents(callCtx, service.Query{Limit: 10})
+			_, err := h.Incidents(callCtx, api.Query{Limit: 10})
 			if err == nil {
 				t.Fatal("Incidents from a flooding host succeeded")
 			}

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from a process and read from
@@ -161,7 +161,7 @@ LogLevel VERBOSE
 	if !found {
 		t.Errorf("Skips over ssh lacks the added skip: %+v", skips)
 	}
-	if _, err := h.Incidents(t.Context(), service.Query{Limit: 10}); err != nil {
+	if _, err := h.Incidents(t.Context(), api.Query{Limit: 10}); err != nil {
 		t.Errorf("Incidents over ssh: %v", err)
 	}
 	if !strings.Contains(sshdLog.String(), "Accepted publickey for root") {

@@ -4,15 +4,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // BenchmarkJudged is what --metrics-addr adds to the sensor's path for each
 // event: reading the clock twice around the rules and the Judged call (one
 // event in ten raising an incident, as in pipeline's BenchmarkHandle).
 func BenchmarkJudged(b *testing.B) {
-	m, err := New(Sources{Status: func() (service.Status, error) { return service.Status{}, nil }})
+	m, err := New(Sources{Status: func() (api.Status, error) { return api.Status{}, nil }})
 	if err != nil {
 		b.Fatal(err)
 	}

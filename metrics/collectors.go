@@ -3,21 +3,21 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/store"
 )
 
-// statusCollector turns one service.Status, read at scrape time, into the
+// statusCollector turns one api.Status, read at scrape time, into the
 // sensor's counters and the host's gauges. The sensor already counts
 // events by type, drops and malformed records for its whole life, so they
 // are exposed as counters as they are, not re-counted.
 type statusCollector struct {
-	status func() (service.Status, error)
+	status func() (api.Status, error)
 
 	events, drops, malformed, ring, open, monitoring, rulesFailing, fatesLost, queueDropped *prometheus.Desc
 }
 
-func newStatusCollector(status func() (service.Status, error)) *statusCollector {
+func newStatusCollector(status func() (api.Status, error)) *statusCollector {
 	return &statusCollector{
 		status: status,
 		events: prometheus.NewDesc("procwatch_events_total",

@@ -3,7 +3,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // containerCollector exposes the container-name lookups (Status.Containers),
@@ -11,12 +11,12 @@ import (
 // result, events whose cgroup failed the check, and the cache's size and
 // evictions. Nothing is emitted when lookups are off.
 type containerCollector struct {
-	status func() (service.Status, error)
+	status func() (api.Status, error)
 
 	lookups, dropped, unverified, evicted, cached *prometheus.Desc
 }
 
-func newContainerCollector(status func() (service.Status, error)) *containerCollector {
+func newContainerCollector(status func() (api.Status, error)) *containerCollector {
 	return &containerCollector{
 		status: status,
 		lookups: prometheus.NewDesc("procwatch_container_lookups_total",

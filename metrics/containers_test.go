@@ -3,8 +3,8 @@ package metrics
 import (
 	"testing"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/service"
 )
 
 func TestContainerLookupMetrics(t *testing.T) {
@@ -17,7 +17,7 @@ func TestContainerLookupMetrics(t *testing.T) {
 	if _, ok := scrape(t, m).Value("procwatch_container_cache_entries"); ok {
 		t.Error("container series without container lookups")
 	}
-	box.set(service.Status{Containers: &event.ContainerStats{
+	box.set(api.Status{Containers: &event.ContainerStats{
 		Cached: 4, Lookups: 10, Found: 5, NotFound: 2, NotRunning: 1, Failed: 2, Dropped: 3, Evicted: 6, Unverified: 7,
 	}}, nil)
 	f := scrape(t, m)

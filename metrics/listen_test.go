@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 func TestListenAddr(t *testing.T) {
@@ -55,7 +55,7 @@ func TestListenAddr(t *testing.T) {
 // 127.0.0.1, that /metrics answers there, and that Serve returns once its
 // context ends and closes the port.
 func TestServeBindsLoopbackAndStops(t *testing.T) {
-	m, err := New(Sources{Status: func() (service.Status, error) { return service.Status{}, nil }})
+	m, err := New(Sources{Status: func() (api.Status, error) { return api.Status{}, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -31,7 +31,7 @@ type Sources struct {
 	// Status gives the host's state: the sensor's counters, monitoring,
 	// open incidents by severity and the rules reload error. The agent
 	// passes pipeline.Local.Snapshot, which does not force a commit.
-	Status func() (service.Status, error)
+	Status func() (api.Status, error)
 	// Store gives the incident store's write-queue counters.
 	Store func() store.Stats
 	// Logger receives scrape errors; default slog.Default().

@@ -10,27 +10,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/metrics/metricstest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
 // statusBox is a Status source a test changes between scrapes.
 type statusBox struct {
 	mu  sync.Mutex
-	st  service.Status
+	st  api.Status
 	err error
 }
 
-func (b *statusBox) get() (service.Status, error) {
+func (b *statusBox) get() (api.Status, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.st, b.err
 }
 
-func (b *statusBox) set(st service.Status, err error) {
+func (b *statusBox) set(st api.Status, err error) {
 	b.mu.Lock()
 	b.st, b.err = st, err
 	b.mu.Unlock()
@@ -57,7 +57,7 @@ func want(t *testing.T, f metricstest.Families, v float64, name string, labels .
 
 func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	box := &statusBox{}
-	box.set(service.Status{
+	box.set(api.Status{
 		Monitoring:   true,
 		Sensor:       event.Stats{Exec: 40, Escalation: 2, Exit: 37, Fork: 9, Drops: 5, Malformed: 1, BufferBytes: 8 << 20},
 		OpenBySev:    map[string]int{"high": 3, "critical": 1},
@@ -141,7 +141,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 	}
 
 	// Later scrapes follow the sources: monitoring off, a failed reload.
-	box.set(service.Status{Monitoring: false, RulesError: "line 3: bad", OpenBySev: map[string]int{}}, nil)
+	box.set(api.Status{Monitoring: false, RulesError: "line 3: bad", OpenBySev: map[string]int{}}, nil)
 	f = scrape(t, m)
 	want(t, f, 0, "procwatch_monitoring")
 	want(t, f, 1, "procwatch_rules_reload_failing")
@@ -153,7 +153,7 @@ func TestScrapeReportsSourcesAndObservations(t *testing.T) {
 // that scrape, with the error logged, and not the whole endpoint.
 func TestFailingStatusKeepsTheRest(t *testing.T) {
 	box := &statusBox{}
-	box.set(service.Status{Monitoring: true, Sensor: event.Stats{Exec: 4}}, errors.New("status: count open incidents: disk gone"))
+	box.set(api.Status{Monitoring: true, Sensor: event.Stats{Exec: 4}}, errors.New("status: count open incidents: disk gone"))
 	var logged bytes.Buffer
 	m, err := New(Sources{Status: box.get, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {

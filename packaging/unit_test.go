@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/procwatch/procwatch/agent"
 	"github.com/procwatch/procwatch/cli"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -146,7 +146,7 @@ func TestUnitKeepsWhatTheAgentNeeds(t *testing.T) {
 	if svc("ProtectSystem") != "strict" {
 		t.Errorf("ProtectSystem = %q, want strict", svc("ProtectSystem"))
 	}
-	if got, want := filepath.Dir(agent.DefaultSocket), "/run/"+svc("RuntimeDirectory"); got != want {
+	if got, want := filepath.Dir(protocol.DefaultSocket), "/run/"+svc("RuntimeDirectory"); got != want {
 		t.Errorf("default socket in %s, but RuntimeDirectory gives %s", got, want)
 	}
 	if os.Geteuid() == 0 {

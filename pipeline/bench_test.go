@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -25,7 +25,7 @@ func BenchmarkHandle(b *testing.B) { benchHandle(b, nil) }
 // --metrics-addr observer: the evaluation is timed and every incident
 // counted.
 func BenchmarkHandleWithMetrics(b *testing.B) {
-	m, err := metrics.New(metrics.Sources{Status: func() (service.Status, error) { return service.Status{}, nil }})
+	m, err := metrics.New(metrics.Sources{Status: func() (api.Status, error) { return api.Status{}, nil }})
 	if err != nil {
 		b.Fatal(err)
 	}

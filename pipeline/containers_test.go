@@ -5,8 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/service"
 )
 
 // tableNamer names containers from a fixed table, the way containers.Cache
@@ -59,7 +59,7 @@ rules:
 	if namer.asked != 2 {
 		t.Errorf("the namer was asked %d times, want 2 (events outside containers are not asked about)", namer.asked)
 	}
-	incs := h.incidents(t, service.Query{})
+	incs := h.incidents(t, api.Query{})
 	if len(incs) != 1 {
 		t.Fatalf("%d incidents, want 1: %+v", len(incs), incs)
 	}

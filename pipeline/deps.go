@@ -5,9 +5,9 @@ import (
 	"io"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // EventSource produces sensor events. *sensor.Sensor satisfies it; tests
@@ -31,14 +31,14 @@ type Store interface {
 	Put(inc rules.Incident)
 	Flush() error
 	Get(id rules.ID) (rules.Incident, bool, error)
-	Query(q service.Query) ([]rules.Incident, error)
-	Each(q service.Query, fn func(*rules.Incident) error) error
+	Query(q api.Query) ([]rules.Incident, error)
+	Each(q api.Query, fn func(*rules.Incident) error) error
 	After(id rules.ID, fn func(*rules.Incident) error) error
-	Noise(since time.Time, limit int) (service.Noise, error)
+	Noise(since time.Time, limit int) (api.Noise, error)
 	OpenBySeverity() (map[string]int, error)
 	// Status describes the database (size, limits, evictions, pending
 	// and failing commits) without waiting for a commit.
-	Status() service.StoreStatus
+	Status() api.StoreStatus
 	SetStatusBy(ids []rules.ID, st rules.Status, by *rules.Actor) error
 	CountCovered(covers func(*rules.Incident) bool) (int, error)
 	AddSkipBy(sk rules.Skip, covers func(*rules.Incident) bool, by *rules.Actor) (rules.Skip, int, error)
@@ -46,8 +46,8 @@ type Store interface {
 	Skips() ([]rules.Skip, error)
 	Monitoring() (bool, error)
 	SetMonitoringBy(on bool, by *rules.Actor) error
-	MonitoringSwitch() (*service.MonitoringSwitch, error)
-	Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
+	MonitoringSwitch() (*api.MonitoringSwitch, error)
+	Export(q api.Query, format string, w io.Writer, progress func(done, total int)) (int, error)
 	// SetExeSHA256 gives stored incidents without an exe_sha256 the sum
 	// computed after they were raised, and returns those it changed.
 	SetExeSHA256(sums map[rules.ID]string) ([]rules.Incident, error)

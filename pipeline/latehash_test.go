@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // tmpTool writes an executable script in a new directory under /tmp (the
@@ -59,7 +59,7 @@ func TestFirstSightingGainsExeSHA256(t *testing.T) {
 	h.source.emit(t, fileExec(t, p, "once"))
 	var stored rules.Incident
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		incs := h.incidents(t, service.Query{})
+		incs := h.incidents(t, api.Query{})
 		if len(incs) != 1 {
 			t.Fatalf("%d incidents, want 1", len(incs))
 		}
@@ -106,7 +106,7 @@ func TestLateHashNeedsTheFileThatRan(t *testing.T) {
 			t.Fatal("the changed file's incident was never counted unattached")
 		}
 	}
-	incs := h.incidents(t, service.Query{})
+	incs := h.incidents(t, api.Query{})
 	if len(incs) != 1 || incs[0].Process.ExeSHA256 != "" {
 		t.Fatalf("incidents %+v: want one without exe_sha256", incs)
 	}

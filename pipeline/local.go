@@ -13,11 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Defaults of Config.
@@ -57,8 +57,8 @@ type Config struct {
 	DropAfter   time.Duration // a subscriber that accepts nothing this long is dropped; default 30s
 	StatusEvery time.Duration // how often subscribers get a Status; default 2s
 
-	MailboxEvents    int // per-subscriber event bound; default service.DefaultMailboxEvents
-	MailboxIncidents int // per-subscriber incident bound; default service.DefaultMailboxIncidents
+	MailboxEvents    int // per-subscriber event bound; default api.DefaultMailboxEvents
+	MailboxIncidents int // per-subscriber incident bound; default api.DefaultMailboxIncidents
 
 	// OnIncident sees every new or updated incident, on the sensor's
 	// goroutine (or, for an incident given its exe_sha256 after it was
@@ -82,7 +82,7 @@ type Config struct {
 	Logger *slog.Logger // default slog.Default()
 }
 
-// Local is service.Service for this host: events from the Source go
+// Local is api.Service for this host: events from the Source go
 // through the rules Engine into the Store and out to subscribers. The
 // sensor's goroutine never waits for a subscriber: it pushes to a bounded
 // queue that fanOut drains, within Config.Tick of the batch's first event,
@@ -106,7 +106,7 @@ type Local struct {
 	sourceErr atomic.Pointer[string]
 	skipMu    sync.Mutex // serialises skip changes, so the engine gets the latest list
 
-	events      *queue.Queue[service.Envelope] // the batch being gathered
+	events      *queue.Queue[api.Envelope] // the batch being gathered
 	pendMu      sync.Mutex
 	pendIncs    []rules.Incident
 	pendDropped uint64        // incidents over maxPendingIncidents since the last batch
@@ -123,7 +123,7 @@ type Local struct {
 }
 
 type subscriber struct {
-	box    *service.Mailbox
+	box    *api.Mailbox
 	cancel context.CancelFunc
 }
 
@@ -152,7 +152,7 @@ func New(cfg Config) (*Local, error) {
 		host:       cfg.Host,
 		subs:       make(map[*subscriber]struct{}),
 		monChanged: make(chan struct{}, 1),
-		events:     queue.New[service.Envelope](maxPendingEvents),
+		events:     queue.New[api.Envelope](maxPendingEvents),
 		hashes:     cfg.ExeHashes,
 	}
 	if l.hashes == nil {
@@ -317,7 +317,7 @@ func (l *Local) handle(ev *event.Event) {
 	if !watching {
 		return
 	}
-	env := service.Envelope{Event: copyEvent(ev)}
+	env := api.Envelope{Event: copyEvent(ev)}
 	if v.Skipped > 0 {
 		hit := v.Skip
 		env.Skip = &hit
@@ -411,7 +411,7 @@ func (l *Local) fanOut(ctx context.Context) {
 	statusTick := time.NewTicker(l.cfg.StatusEvery)
 	defer statusTick.Stop()
 	lastStatus := time.Now()
-	var buf []service.Envelope
+	var buf []api.Envelope
 	for {
 		select {
 		case <-ctx.Done():
@@ -428,7 +428,7 @@ func (l *Local) fanOut(ctx context.Context) {
 			}
 		}
 		now := time.Now()
-		var batch service.Update
+		var batch api.Update
 		var dropped uint64
 		buf, dropped = l.events.Take(buf[:0])
 		l.pendMu.Lock()
@@ -455,7 +455,7 @@ func (l *Local) fanOut(ctx context.Context) {
 
 // putAll puts batch in every subscriber's mailbox, dropping those that
 // accepted nothing for Config.DropAfter.
-func (l *Local) putAll(now time.Time, batch service.Update) {
+func (l *Local) putAll(now time.Time, batch api.Update) {
 	l.subMu.Lock()
 	defer l.subMu.Unlock()
 	for s := range l.subs {
@@ -473,7 +473,7 @@ func (l *Local) putAll(now time.Time, batch service.Update) {
 
 // broadcast puts u in every subscriber's mailbox at once, for changes made
 // through the Service (status changes) rather than by the sensor.
-func (l *Local) broadcast(u service.Update) {
+func (l *Local) broadcast(u api.Update) {
 	l.subMu.Lock()
 	defer l.subMu.Unlock()
 	for s := range l.subs {
@@ -499,13 +499,13 @@ func (l *Local) dropAll() {
 	}
 }
 
-// Subscribe implements service.Service. The subscriber's mailbox is in
+// Subscribe implements api.Service. The subscriber's mailbox is in
 // place before the store is flushed and read for the replay, so every
 // incident is either replayed or arrives live; live copies identical to a
 // replayed one are dropped, so none arrives twice.
-func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &subscriber{box: service.NewMailbox(l.cfg.MailboxEvents, l.cfg.MailboxIncidents), cancel: cancel}
+	s := &subscriber{box: api.NewMailbox(l.cfg.MailboxEvents, l.cfg.MailboxIncidents), cancel: cancel}
 	start := time.Now()
 	l.subMu.Lock()
 	l.subs[s] = struct{}{}
@@ -515,10 +515,10 @@ func (l *Local) Subscribe(ctx context.Context, after rules.ID) (<-chan service.U
 	l.events.Signal()
 	if !l.running.Load() {
 		if st, err := l.status(); err == nil {
-			s.box.Put(service.Update{Status: &st})
+			s.box.Put(api.Update{Status: &st})
 		}
 	}
-	out := make(chan service.Update, 4)
+	out := make(chan api.Update, 4)
 	go l.deliver(ctx, s, out, after, start)
 	return out, nil
 }
@@ -537,7 +537,7 @@ func versionOf(inc *rules.Incident) incidentVersion {
 
 // deliver replays, then forwards the mailbox to out until ctx ends or the
 // subscriber is dropped.
-func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- service.Update, after rules.ID, start time.Time) {
+func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- api.Update, after rules.ID, start time.Time) {
 	defer close(out)
 	defer func() {
 		l.subMu.Lock()
@@ -590,7 +590,7 @@ func (l *Local) deliver(ctx context.Context, s *subscriber, out chan<- service.U
 // replay sends the stored incidents with ID > after in batches. It returns
 // the versions of the recently seen ones, against which live duplicates
 // are checked.
-func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Update, after rules.ID, start time.Time) (map[rules.ID]incidentVersion, error) {
+func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- api.Update, after rules.ID, start time.Time) (map[rules.ID]incidentVersion, error) {
 	l.flush()
 	recent := make(map[rules.ID]incidentVersion)
 	batch := make([]rules.Incident, 0, replayBatch)
@@ -599,7 +599,7 @@ func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Up
 			return nil
 		}
 		select {
-		case out <- service.Update{Incidents: batch}:
+		case out <- api.Update{Incidents: batch}:
 			s.box.Delivered(time.Now())
 		case <-ctx.Done():
 			return ctx.Err()
@@ -623,15 +623,15 @@ func (l *Local) replay(ctx context.Context, s *subscriber, out chan<- service.Up
 	return recent, send()
 }
 
-// Incidents implements service.Service.
-func (l *Local) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+// Incidents implements api.Service.
+func (l *Local) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	l.flush()
 	return l.cfg.Store.Query(q)
 }
 
-// EachIncident implements service.IncidentStreamer: incidents are read in
+// EachIncident implements api.IncidentStreamer: incidents are read in
 // short transactions of a bounded batch and handed to fn one at a time.
-func (l *Local) EachIncident(ctx context.Context, q service.Query, fn func(*rules.Incident) error) error {
+func (l *Local) EachIncident(ctx context.Context, q api.Query, fn func(*rules.Incident) error) error {
 	l.flush()
 	return l.cfg.Store.Each(q, func(inc *rules.Incident) error {
 		if err := ctx.Err(); err != nil {
@@ -653,16 +653,16 @@ func (l *Local) flush() {
 	}
 }
 
-// Noise implements service.Service.
-func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+// Noise implements api.Service.
+func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (api.Noise, error) {
 	l.flush()
 	return l.cfg.Store.Noise(since, limit)
 }
 
-// SetStatus implements service.Service and pushes the changed incidents to
+// SetStatus implements api.Service and pushes the changed incidents to
 // subscribers, so every front end sees an acknowledgement at once.
 func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
-	by := service.Caller(ctx)
+	by := api.Caller(ctx)
 	if err := l.cfg.Store.SetStatusBy(ids, st, &by); err != nil {
 		return err
 	}
@@ -674,13 +674,13 @@ func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) 
 				changed = append(changed, inc)
 			}
 		}
-		l.broadcast(service.Update{Incidents: changed})
+		l.broadcast(api.Update{Incidents: changed})
 	}
 	l.statusDue.Store(true)
 	return nil
 }
 
-// Skips implements service.Service: the rules file's skips, then the added ones.
+// Skips implements api.Service: the rules file's skips, then the added ones.
 func (l *Local) Skips(ctx context.Context) ([]rules.Skip, error) {
 	file := l.engine.RuleSet().Skips()
 	added, err := l.cfg.Store.Skips()
@@ -697,7 +697,7 @@ func (l *Local) Skips(ctx context.Context) ([]rules.Skip, error) {
 	return append(all, added...), nil
 }
 
-// PreviewSkip implements service.Service.
+// PreviewSkip implements api.Service.
 func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	if err := rules.ValidateSkip(s); err != nil {
 		return 0, fmt.Errorf("preview skip: %w", err)
@@ -709,17 +709,17 @@ func (l *Local) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	return n, nil
 }
 
-// AddSkip implements service.Service: store, mask, then hand the engine
+// AddSkip implements api.Service: store, mask, then hand the engine
 // the full list of added skips so new events are filtered at once.
 func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
 	if s.Rule != "" && l.engine.RuleSet().Rule(s.Rule) == nil {
 		return rules.Skip{}, 0, fmt.Errorf("add skip: no rule named %q (see procwatch rules)", s.Rule)
 	}
 	s.Source = rules.SourceAdded
-	s.AddedBy = service.Caller(ctx).String() // the kernel's word, not the client's
+	s.AddedBy = api.Caller(ctx).String() // the kernel's word, not the client's
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	by := service.Caller(ctx)
+	by := api.Caller(ctx)
 	added, masked, err := l.cfg.Store.AddSkipBy(s, s.Coverer(), &by)
 	if err != nil {
 		return rules.Skip{}, 0, err
@@ -734,11 +734,11 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	return added, masked, nil
 }
 
-// RemoveSkip implements service.Service.
+// RemoveSkip implements api.Service.
 func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
 	l.skipMu.Lock()
 	defer l.skipMu.Unlock()
-	by := service.Caller(ctx)
+	by := api.Caller(ctx)
 	n, err := l.cfg.Store.RemoveSkipBy(id, &by)
 	if err != nil {
 		return 0, err
@@ -801,16 +801,16 @@ func (l *Local) ApplyRules(set *rules.RuleSet, err error) {
 	l.log.Info("rules reloaded", "path", l.cfg.RulesPath, "rules", len(set.Rules))
 }
 
-// Rules implements service.Service.
+// Rules implements api.Service.
 func (l *Local) Rules(ctx context.Context) ([]rules.Rule, error) {
 	return l.engine.Rules(), nil
 }
 
-// SetMonitoring implements service.Service. The setting is stored first,
+// SetMonitoring implements api.Service. The setting is stored first,
 // so it holds across restarts; a running sensor is then detached or
 // attached.
 func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
-	by := service.Caller(ctx)
+	by := api.Caller(ctx)
 	if err := l.cfg.Store.SetMonitoringBy(on, &by); err != nil {
 		return fmt.Errorf("set monitoring: %w", err)
 	}
@@ -825,8 +825,8 @@ func (l *Local) SetMonitoring(ctx context.Context, on bool) error {
 	return nil
 }
 
-// Status implements service.Service.
-func (l *Local) Status(ctx context.Context) (service.Status, error) {
+// Status implements api.Service.
+func (l *Local) Status(ctx context.Context) (api.Status, error) {
 	l.flush()
 	return l.status()
 }
@@ -847,12 +847,12 @@ func (l *Local) SetSourceError(err error) {
 // frequent pollers such as a metrics scrape that must not force commits:
 // its open counts cover committed incidents, at most one batch interval
 // behind.
-func (l *Local) Snapshot() (service.Status, error) {
+func (l *Local) Snapshot() (api.Status, error) {
 	return l.status()
 }
 
-func (l *Local) status() (service.Status, error) {
-	st := service.Status{
+func (l *Local) status() (api.Status, error) {
+	st := api.Status{
 		Host:       l.host,
 		Monitoring: l.active.Load(),
 		RulesPath:  l.cfg.RulesPath,
@@ -876,7 +876,7 @@ func (l *Local) status() (service.Status, error) {
 	db := l.cfg.Store.Status()
 	st.Store = &db
 	hs := l.hashes.Stats()
-	st.ExeHashes = &service.ExeHashStats{Hits: hs.Hits, Misses: hs.Misses, Hashed: hs.Hashed,
+	st.ExeHashes = &api.ExeHashStats{Hits: hs.Hits, Misses: hs.Misses, Hashed: hs.Hashed,
 		Failed: hs.Failed, Dropped: hs.Dropped, Entries: hs.Entries,
 		Attached: l.late.attached.Load(), Unattached: l.late.unattached.Load()}
 	st.FatesLost = l.engine.FatesLost()
@@ -892,11 +892,11 @@ func (l *Local) status() (service.Status, error) {
 	return st, nil
 }
 
-// Export implements service.Service. Progress goes to the function set
-// with service.WithExportProgress, and the export stops when ctx ends.
-func (l *Local) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+// Export implements api.Service. Progress goes to the function set
+// with api.WithExportProgress, and the export stops when ctx ends.
+func (l *Local) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
 	l.flush()
-	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, service.ExportProgress(ctx))
+	return l.cfg.Store.Export(q, format, ctxWriter{ctx, w}, api.ExportProgress(ctx))
 }
 
 // ctxWriter fails writes once ctx ends, which stops a long export whose
@@ -913,4 +913,4 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-var _ service.Service = (*Local)(nil)
+var _ api.Service = (*Local)(nil)

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/store"
 )
 
@@ -184,7 +184,7 @@ func (h *harness) waitRunning(t *testing.T) {
 	}
 }
 
-func (h *harness) incidents(t *testing.T, q service.Query) []rules.Incident {
+func (h *harness) incidents(t *testing.T, q api.Query) []rules.Incident {
 	t.Helper()
 	if err := h.store.Flush(); err != nil {
 		t.Fatal(err)
@@ -212,7 +212,7 @@ func TestEventsBecomeIncidentsWithDedup(t *testing.T) {
 	h.source.emit(t, execEvent("/usr/bin/ls", "-l"))
 	h.source.emit(t, execEvent("/tmp/other\xff", "y"))
 
-	incs := h.incidents(t, service.Query{})
+	incs := h.incidents(t, api.Query{})
 	if len(incs) != 2 {
 		t.Fatalf("stored %d incidents, want 2: %+v", len(incs), incs)
 	}
@@ -238,9 +238,9 @@ func TestEventsBecomeIncidentsWithDedup(t *testing.T) {
 }
 
 // collect reads updates until cond holds or the deadline passes.
-func collect(t *testing.T, ch <-chan service.Update, cond func([]service.Update) bool) []service.Update {
+func collect(t *testing.T, ch <-chan api.Update, cond func([]api.Update) bool) []api.Update {
 	t.Helper()
-	var got []service.Update
+	var got []api.Update
 	deadline := time.After(10 * time.Second)
 	for !cond(got) {
 		select {
@@ -258,9 +258,9 @@ func collect(t *testing.T, ch <-chan service.Update, cond func([]service.Update)
 
 // drainLosses reads a subscription until every one of n events has been
 // delivered or reported lost in Dropped, and returns both counts.
-func drainLosses(t *testing.T, ch <-chan service.Update, n uint64) (delivered, dropped uint64) {
+func drainLosses(t *testing.T, ch <-chan api.Update, n uint64) (delivered, dropped uint64) {
 	t.Helper()
-	collect(t, ch, func(us []service.Update) bool {
+	collect(t, ch, func(us []api.Update) bool {
 		if len(us) > 0 {
 			delivered += uint64(len(us[len(us)-1].Events))
 			dropped += us[len(us)-1].Dropped
@@ -270,7 +270,7 @@ func drainLosses(t *testing.T, ch <-chan service.Update, n uint64) (delivered, d
 	return delivered, dropped
 }
 
-func countEvents(us []service.Update) (events, incidents int) {
+func countEvents(us []api.Update) (events, incidents int) {
 	for _, u := range us {
 		events += len(u.Events)
 		incidents += len(u.Incidents)
@@ -290,7 +290,7 @@ func TestSubscribersGetBatches(t *testing.T) {
 		h.source.emit(t, execEvent("/usr/bin/true", string(rune('a'+i%26))))
 	}
 	h.source.emit(t, execEvent("/tmp/x", "1"))
-	got := collect(t, ch, func(us []service.Update) bool { e, i := countEvents(us); return e == n+1 && i == 1 })
+	got := collect(t, ch, func(us []api.Update) bool { e, i := countEvents(us); return e == n+1 && i == 1 })
 	withEvents := 0
 	for _, u := range got {
 		if len(u.Events) > 0 {
@@ -317,7 +317,7 @@ func TestSubscribeReplaysWithoutGapOrDuplicate(t *testing.T) {
 	for i := range 5 {
 		h.source.emit(t, execEvent("/tmp/old", string(rune('a'+i))))
 	}
-	stored := h.incidents(t, service.Query{})
+	stored := h.incidents(t, api.Query{})
 	after := stored[len(stored)-2].ID // the second oldest: 3 to replay
 
 	// Keep raising (new ones and repeats) while the subscription starts.
@@ -334,7 +334,7 @@ func TestSubscribeReplaysWithoutGapOrDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	final := h.incidents(t, service.Query{})
+	final := h.incidents(t, api.Query{})
 	want := map[rules.ID]uint64{}
 	for _, inc := range final {
 		if inc.ID > after {
@@ -347,7 +347,7 @@ func TestSubscribeReplaysWithoutGapOrDuplicate(t *testing.T) {
 	}
 	seen := map[version]int{}
 	latest := map[rules.ID]uint64{}
-	collect(t, ch, func(us []service.Update) bool {
+	collect(t, ch, func(us []api.Update) bool {
 		for _, u := range us[len(us)-min(len(us), 1):] {
 			for _, inc := range u.Incidents {
 				seen[version{inc.ID, inc.Count}]++
@@ -485,12 +485,12 @@ func TestSkipMasksFiltersAndUndoes(t *testing.T) {
 	if err != nil || masked != 3 || added.ID == "" || added.Source != rules.SourceAdded {
 		t.Fatalf("add = %+v, %d, %v", added, masked, err)
 	}
-	if got := h.incidents(t, service.Query{Status: rules.StatusMasked}); len(got) != 3 {
+	if got := h.incidents(t, api.Query{Status: rules.StatusMasked}); len(got) != 3 {
 		t.Errorf("%d masked incidents, want 3", len(got))
 	}
 	// New events from the skipped command are filtered at once.
 	h.source.emit(t, execEvent("/tmp/backup.sh", "4"))
-	if got := h.incidents(t, service.Query{}); len(got) != 4 {
+	if got := h.incidents(t, api.Query{}); len(got) != 4 {
 		t.Errorf("%d incidents after a skipped event, want still 4", len(got))
 	}
 	skips, err := h.local.Skips(ctx)
@@ -517,11 +517,11 @@ func TestSkipMasksFiltersAndUndoes(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("remove = %d, %v; want 3", n, err)
 	}
-	if got := h.incidents(t, service.Query{Status: rules.StatusOpen}); len(got) != 4 {
+	if got := h.incidents(t, api.Query{Status: rules.StatusOpen}); len(got) != 4 {
 		t.Errorf("%d open incidents after undo, want 4", len(got))
 	}
 	h.source.emit(t, execEvent("/tmp/backup.sh", "5"))
-	if got := h.incidents(t, service.Query{}); len(got) != 5 {
+	if got := h.incidents(t, api.Query{}); len(got) != 5 {
 		t.Errorf("%d incidents after the skip was removed, want 5", len(got))
 	}
 }
@@ -546,7 +546,7 @@ func TestMonitoringOffDetachesAndPersists(t *testing.T) {
 	}
 	// An event the sensor delivers late, after the switch, raises nothing.
 	h.local.handle(execEvent("/tmp/late", "1"))
-	if got := h.incidents(t, service.Query{}); len(got) != 0 {
+	if got := h.incidents(t, api.Query{}); len(got) != 0 {
 		t.Errorf("monitoring off raised %d incidents", len(got))
 	}
 
@@ -564,7 +564,7 @@ func TestMonitoringOffDetachesAndPersists(t *testing.T) {
 	}
 	h.waitRunning(t)
 	h.source.emit(t, execEvent("/tmp/now", "1"))
-	if got := h.incidents(t, service.Query{}); len(got) != 1 {
+	if got := h.incidents(t, api.Query{}); len(got) != 1 {
 		t.Errorf("monitoring back on: %d incidents, want 1", len(got))
 	}
 }
@@ -584,7 +584,7 @@ func TestReloadWithBrokenFileKeepsOldRules(t *testing.T) {
 		t.Errorf("status after a bad reload: %+v", st)
 	}
 	h.source.emit(t, execEvent("/tmp/still-caught", "1"))
-	if got := h.incidents(t, service.Query{}); len(got) != 1 {
+	if got := h.incidents(t, api.Query{}); len(got) != 1 {
 		t.Fatalf("old rules not active after a failed reload: %d incidents", len(got))
 	}
 
@@ -601,7 +601,7 @@ func TestReloadWithBrokenFileKeepsOldRules(t *testing.T) {
 	}
 	h.source.emit(t, execEvent("/tmp/now-ignored", "1"))
 	h.source.emit(t, execEvent("/opt/now-caught", "1"))
-	got := h.incidents(t, service.Query{})
+	got := h.incidents(t, api.Query{})
 	if len(got) != 2 || got[0].Process.Exe != "/opt/now-caught" {
 		t.Errorf("after a good reload: %+v", got)
 	}
@@ -631,7 +631,7 @@ func TestSetStatusReachesSubscribers(t *testing.T) {
 	h := newHarness(t, nil)
 	h.waitRunning(t)
 	h.source.emit(t, execEvent("/tmp/a", "1"))
-	inc := h.incidents(t, service.Query{})[0]
+	inc := h.incidents(t, api.Query{})[0]
 	ch, err := h.local.Subscribe(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -639,7 +639,7 @@ func TestSetStatusReachesSubscribers(t *testing.T) {
 	if err := h.local.SetStatus(context.Background(), []rules.ID{inc.ID}, rules.StatusAcknowledged); err != nil {
 		t.Fatal(err)
 	}
-	collect(t, ch, func(us []service.Update) bool {
+	collect(t, ch, func(us []api.Update) bool {
 		for _, u := range us {
 			for _, i := range u.Incidents {
 				if i.ID == inc.ID && i.Status == rules.StatusAcknowledged {
@@ -661,23 +661,23 @@ func TestSetStatusRecordsHistory(t *testing.T) {
 	h := newHarness(t, nil)
 	h.waitRunning(t)
 	h.source.emit(t, execEvent("/tmp/a", "1"))
-	inc := h.incidents(t, service.Query{})[0]
+	inc := h.incidents(t, api.Query{})[0]
 	peer := rules.Actor{UID: 65534, PID: 4242, User: "nobody", Via: "socket"}
 	steps := []struct {
 		ctx  context.Context
 		to   rules.Status
 		want rules.Actor
 	}{
-		{service.WithCaller(context.Background(), peer), rules.StatusAcknowledged, peer},
-		{context.Background(), rules.StatusMasked, service.Self("local")},
-		{service.WithCaller(context.Background(), peer), rules.StatusOpen, peer},
+		{api.WithCaller(context.Background(), peer), rules.StatusAcknowledged, peer},
+		{context.Background(), rules.StatusMasked, api.Self("local")},
+		{api.WithCaller(context.Background(), peer), rules.StatusOpen, peer},
 	}
 	for _, st := range steps {
 		if err := h.local.SetStatus(st.ctx, []rules.ID{inc.ID}, st.to); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got := h.incidents(t, service.Query{})[0].History
+	got := h.incidents(t, api.Query{})[0].History
 	if len(got) != len(steps) {
 		t.Fatalf("history %+v, want %d entries", got, len(steps))
 	}
@@ -698,9 +698,9 @@ func TestExportReportsProgressAndStopsWithContext(t *testing.T) {
 	}
 	h.store.Flush()
 	var last [2]int
-	ctx := service.WithExportProgress(context.Background(), func(done, total int) { last = [2]int{done, total} })
+	ctx := api.WithExportProgress(context.Background(), func(done, total int) { last = [2]int{done, total} })
 	var buf bytes.Buffer
-	n, err := h.local.Export(ctx, service.Query{}, "ndjson", &buf)
+	n, err := h.local.Export(ctx, api.Query{}, "ndjson", &buf)
 	if err != nil || n != 20 {
 		t.Fatalf("export = %d, %v", n, err)
 	}
@@ -715,12 +715,12 @@ func TestExportReportsProgressAndStopsWithContext(t *testing.T) {
 	if last[0] != 20 {
 		t.Errorf("last progress %v, want 20 done", last)
 	}
-	if _, err := h.local.Export(context.Background(), service.Query{}, "csv", &buf); err == nil {
+	if _, err := h.local.Export(context.Background(), api.Query{}, "csv", &buf); err == nil {
 		t.Error("an unknown format was accepted")
 	}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := h.local.Export(cancelled, service.Query{}, "json", &buf); err == nil {
+	if _, err := h.local.Export(cancelled, api.Query{}, "json", &buf); err == nil {
 		t.Error("an export with a cancelled context succeeded")
 	}
 }
@@ -738,7 +738,7 @@ func TestQuickOffOnRestartsTheSensorAtMostOnce(t *testing.T) {
 	if runs := h.source.runs.Load(); runs > 3 {
 		t.Errorf("sensor started %d times for two off/on pairs", runs)
 	}
-	if got := h.incidents(t, service.Query{}); len(got) != 1 {
+	if got := h.incidents(t, api.Query{}); len(got) != 1 {
 		t.Errorf("%d incidents after toggling back on, want 1", len(got))
 	}
 }
@@ -791,9 +791,9 @@ func TestSlowSubscriberDropsOldestAndStatusCountsThem(t *testing.T) {
 	for i := 1; i < n; i++ {
 		h.source.emit(t, execEvent("/usr/bin/true", fmt.Sprint(i)))
 	}
-	var delivered []service.Envelope
+	var delivered []api.Envelope
 	var dropped uint64
-	got := collect(t, ch, func(us []service.Update) bool {
+	got := collect(t, ch, func(us []api.Update) bool {
 		if len(us) > 0 {
 			u := us[len(us)-1]
 			delivered = append(delivered, u.Events...)
@@ -835,8 +835,8 @@ func TestSkipVerdictTravelsWithTheEvent(t *testing.T) {
 	h.source.emit(t, execEvent("/usr/bin/true", "a"))
 	h.source.emit(t, execEvent("/tmp/ok/x", "b"))
 	h.source.emit(t, execEvent("/tmp/bad", "c"))
-	var evs []service.Envelope
-	collect(t, ch, func(us []service.Update) bool {
+	var evs []api.Envelope
+	collect(t, ch, func(us []api.Update) bool {
 		if len(us) > 0 {
 			evs = append(evs, us[len(us)-1].Events...)
 		}

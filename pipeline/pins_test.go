@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/exehash"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // fileExec is the exec event the sensor sends for the real file at p: its
@@ -68,7 +68,7 @@ func TestPinnedSkipSilencesOnlyThatFile(t *testing.T) {
 		t.Fatalf("cache hash %s, want %s", got, good)
 	}
 	h.source.emit(t, fileExec(t, p, "1"))
-	if incs := h.incidents(t, service.Query{}); len(incs) != 0 {
+	if incs := h.incidents(t, api.Query{}); len(incs) != 0 {
 		t.Fatalf("the pinned file raised %d incidents", len(incs))
 	}
 
@@ -95,14 +95,14 @@ func TestPinnedSkipSilencesOnlyThatFile(t *testing.T) {
 		}
 		// Right after the change the hash is not known: fail closed.
 		h.source.emit(t, fileExec(t, p, r.name))
-		incs := h.incidents(t, service.Query{})
+		incs := h.incidents(t, api.Query{})
 		if len(incs) != 2*i+1 {
 			t.Fatalf("%s: %d incidents after its first run, want %d", r.name, len(incs), 2*i+1)
 		}
 		// Once hashed, the incident carries the new content's hash.
 		waitHashed(t, h.local, fileExec(t, p, "probe"))
 		h.source.emit(t, fileExec(t, p, r.name+" again"))
-		incs = h.incidents(t, service.Query{})
+		incs = h.incidents(t, api.Query{})
 		if len(incs) != 2*i+2 {
 			t.Fatalf("%s: %d incidents after its second run, want %d", r.name, len(incs), 2*i+2)
 		}
@@ -142,7 +142,7 @@ func TestRepeatsLookUpNoHash(t *testing.T) {
 	if st := h.local.hashes.Stats(); st.Hits+st.Misses != looked {
 		t.Errorf("50 repeats made %d hash lookups, want 0", st.Hits+st.Misses-looked)
 	}
-	incs := h.incidents(t, service.Query{})
+	incs := h.incidents(t, api.Query{})
 	if len(incs) != 1 {
 		t.Fatalf("%d incidents, want 1 counting every run", len(incs))
 	}

@@ -678,7 +678,7 @@ rules:
 
 // TestJudgeNamesTheSkip: the verdict names the first suppressed rule and
 // the kind of skip that suppressed it, which the pipeline passes on with
-// the event (service.Envelope.Skip).
+// the event (api.Envelope.Skip).
 func TestJudgeNamesTheSkip(t *testing.T) {
 	set := mustParse(t, doc("{paths: [/tmp/global]}", execTmp+"    skip: {paths: [/tmp/ok]}\n"))
 	e := NewEngine(set, EngineOptions{Host: "h"})

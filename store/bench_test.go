@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // The benchmarks work on a database of a million realistic incidents (exe,
@@ -142,7 +142,7 @@ func benchInsert(b *testing.B, span time.Duration) {
 	}
 }
 
-func benchQuery(b *testing.B, q service.Query) {
+func benchQuery(b *testing.B, q api.Query) {
 	s := sharedBenchDB(b)
 	n := 0
 	for b.Loop() {
@@ -161,22 +161,22 @@ func benchQuery(b *testing.B, q service.Query) {
 // BenchmarkNewest100High is "the newest 100 with a severity filter": high
 // and critical make up 5% of the million.
 func BenchmarkNewest100High(b *testing.B) {
-	benchQuery(b, service.Query{MinSeverity: rules.SeverityHigh, Limit: 100})
+	benchQuery(b, api.Query{MinSeverity: rules.SeverityHigh, Limit: 100})
 }
 
 // BenchmarkNewest100Critical: critical alone is 1%.
 func BenchmarkNewest100Critical(b *testing.B) {
-	benchQuery(b, service.Query{MinSeverity: rules.SeverityCritical, Limit: 100})
+	benchQuery(b, api.Query{MinSeverity: rules.SeverityCritical, Limit: 100})
 }
 
 // BenchmarkNewest100 has no filter.
 func BenchmarkNewest100(b *testing.B) {
-	benchQuery(b, service.Query{Limit: 100})
+	benchQuery(b, api.Query{Limit: 100})
 }
 
 // BenchmarkNewest100Rule filters on a field with no index (a third match).
 func BenchmarkNewest100Rule(b *testing.B) {
-	benchQuery(b, service.Query{Rule: "network-tools", Limit: 100})
+	benchQuery(b, api.Query{Rule: "network-tools", Limit: 100})
 }
 
 func benchNoise(b *testing.B, since func() time.Time) {
@@ -212,7 +212,7 @@ func BenchmarkExportNDJSON(b *testing.B) {
 	for b.Loop() {
 		bytes = 0
 		var err error
-		n, err = s.Export(service.Query{}, FormatNDJSON, &bytes, nil)
+		n, err = s.Export(api.Query{}, FormatNDJSON, &bytes, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

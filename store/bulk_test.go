@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // bulkN is the size of the store in the report of a lost incident: 400,000
@@ -77,7 +77,7 @@ func checkAllVisible(t *testing.T, how string, s *Store) {
 		t.Errorf("%s: Count = %d, %v; want %d", how, n, err, bulkN)
 	}
 
-	all, err := s.Query(service.Query{})
+	all, err := s.Query(api.Query{})
 	if err != nil {
 		t.Fatalf("%s: Query: %v", how, err)
 	}
@@ -91,7 +91,7 @@ func checkAllVisible(t *testing.T, how string, s *Store) {
 	}
 
 	var lines lineCounter
-	n, err := s.Export(service.Query{}, FormatNDJSON, &lines, nil)
+	n, err := s.Export(api.Query{}, FormatNDJSON, &lines, nil)
 	if err != nil || n != bulkN || lines.n != bulkN {
 		t.Errorf("%s: Export wrote %d incidents in %d lines, err %v; want %d", how, n, lines.n, err, bulkN)
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // TestReadersDuringStorm runs queries, noise counts, replays and exports
@@ -49,7 +49,7 @@ func TestReadersDuringStorm(t *testing.T) {
 		}()
 	}
 	reader("query", func() (int, error) {
-		incs, err := s.Query(service.Query{MinSeverity: rules.SeverityHigh, Limit: 100})
+		incs, err := s.Query(api.Query{MinSeverity: rules.SeverityHigh, Limit: 100})
 		for i := 1; i < len(incs); i++ {
 			if incs[i-1].ID <= incs[i].ID {
 				return 0, errString("not newest first")

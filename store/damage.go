@@ -9,13 +9,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
-// ErrDamaged is wrapped by *DamagedError; it is service.ErrDamaged, so
+// ErrDamaged is wrapped by *DamagedError; it is api.ErrDamaged, so
 // front ends can tell a partial read from a failure without this package.
-var ErrDamaged = service.ErrDamaged
+var ErrDamaged = api.ErrDamaged
 
 // DamagedError is returned by Each, Query and Export after they delivered
 // every incident they could read, when some could not be: records that do
@@ -93,7 +93,7 @@ func (s *Store) finishRead(d damage, complete bool, delivered int) error {
 // file's pages (see salvage.go), newest first, into batch: at most
 // readChunk matches or scanChunk records looked at. It returns the id to
 // resume at (ids <= next) and whether the walk is done.
-func (s *Store) salvageChunk(q service.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
+func (s *Store) salvageChunk(q api.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
 	done = true
 	err = s.view(func(tx *bolt.Tx) error {
 		r, err := openRawTree(tx)

@@ -15,8 +15,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // damagedFixture writes n fixtures to a new database and returns its path,
@@ -88,7 +88,7 @@ func collectLeaves(t *testing.T, r *rawTree, id uint64) []leafPage {
 }
 
 // without returns the ids of all that are not in drop, newest first.
-func without(all []rules.Incident, q service.Query, drop []rules.ID) []rules.ID {
+func without(all []rules.Incident, q api.Query, drop []rules.ID) []rules.ID {
 	var keep []rules.Incident
 	for _, inc := range all {
 		if !slices.Contains(drop, inc.ID) {
@@ -131,7 +131,7 @@ func TestDamagedRecordIsSkipped(t *testing.T) {
 	}
 	defer s.Close()
 	drop := []rules.ID{victim.ID}
-	for _, q := range []service.Query{{}, {MinSeverity: victim.Severity}, {Rule: victim.Rule, Limit: 2000}} {
+	for _, q := range []api.Query{{}, {MinSeverity: victim.Severity}, {Rule: victim.Rule, Limit: 2000}} {
 		got, err := s.Query(q)
 		var d *DamagedError
 		if !errors.As(err, &d) || d.Skipped() != 1 || !errors.Is(err, ErrDamaged) {
@@ -142,7 +142,7 @@ func TestDamagedRecordIsSkipped(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	n, err := s.Export(service.Query{}, FormatJSON, &out, nil)
+	n, err := s.Export(api.Query{}, FormatJSON, &out, nil)
 	var exported []rules.Incident
 	if jerr := json.Unmarshal(out.Bytes(), &exported); jerr != nil || n != len(all)-1 || len(exported) != n || !errors.Is(err, ErrDamaged) {
 		t.Errorf("export: %d written, %d parsed (%v), err %v", n, len(exported), jerr, err)
@@ -194,13 +194,13 @@ func TestDamagedPageFailsOnlyWhatItHolds(t *testing.T) {
 			}
 			defer s.Close()
 			sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-			for _, q := range []service.Query{{}, {MinSeverity: rules.SeverityHigh}, {Rule: "network-tools"}} {
+			for _, q := range []api.Query{{}, {MinSeverity: rules.SeverityHigh}, {Rule: "network-tools"}} {
 				got, err := s.Query(q)
 				var d *DamagedError
 				if !errors.As(err, &d) || (!keepHeader && d.Pages == 0) {
 					t.Errorf("%+v: err %v, want a DamagedError (with a damaged page when the header is garbled)", q, err)
 				}
-				if q == (service.Query{}) && (d == nil || d.Skipped() != len(victim.ids)) {
+				if q == (api.Query{}) && (d == nil || d.Skipped() != len(victim.ids)) {
 					t.Errorf("unfiltered read: %v, want %d skipped", err, len(victim.ids))
 				}
 				if want := without(all, q, victim.ids); !slices.Equal(idsOf(got), want) {
@@ -208,11 +208,11 @@ func TestDamagedPageFailsOnlyWhatItHolds(t *testing.T) {
 				}
 			}
 			// The newest 100 live on sound pages: no damage to report.
-			if got, err := s.Query(service.Query{Limit: 100}); err != nil || len(got) != 100 {
+			if got, err := s.Query(api.Query{Limit: 100}); err != nil || len(got) != 100 {
 				t.Errorf("newest 100: %d, %v", len(got), err)
 			}
 			var out bytes.Buffer
-			n, err := s.Export(service.Query{}, FormatNDJSON, &out, nil)
+			n, err := s.Export(api.Query{}, FormatNDJSON, &out, nil)
 			if lines := strings.Count(out.String(), "\n"); n != len(all)-len(victim.ids) || lines != n || !errors.Is(err, ErrDamaged) {
 				t.Errorf("export: %d written, %d lines, err %v; want %d", n, lines, err, len(all)-len(victim.ids))
 			}
@@ -289,7 +289,7 @@ func TestDamagedPagesNeverLoseSilently(t *testing.T) {
 			t.Logf("seed %d: open: %v", seed, err) // damage the open itself sees is refused whole
 			continue
 		}
-		for _, q := range []service.Query{{}, {MinSeverity: rules.SeverityHigh}} {
+		for _, q := range []api.Query{{}, {MinSeverity: rules.SeverityHigh}} {
 			got, err := s.Query(q)
 			seen := map[rules.ID]bool{}
 			for _, inc := range got {
@@ -302,7 +302,7 @@ func TestDamagedPagesNeverLoseSilently(t *testing.T) {
 				t.Errorf("seed %d page %d, %+v: %d of %d returned without an error", seed, page, q, len(got), len(want))
 			}
 		}
-		n, err := s.Export(service.Query{}, FormatNDJSON, io.Discard, nil)
+		n, err := s.Export(api.Query{}, FormatNDJSON, io.Discard, nil)
 		if n < len(all) && err == nil {
 			t.Errorf("seed %d: export wrote %d of %d without an error", seed, n, len(all))
 		}

@@ -14,9 +14,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // syncBuffer is a log sink the store's goroutines may write concurrently.
@@ -112,15 +112,15 @@ func TestFloodNeverEvictsCritical(t *testing.T) {
 	if got, ok, err := s.Get(crit.ID); err != nil || !ok || got.Severity != rules.SeverityCritical {
 		t.Fatalf("the critical incident was evicted by the flood (%v, %v)", ok, err)
 	}
-	high, err := s.Query(service.Query{MinSeverity: rules.SeverityHigh, Status: rules.StatusOpen})
+	high, err := s.Query(api.Query{MinSeverity: rules.SeverityHigh, Status: rules.StatusOpen})
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantHigh := bruteQuery(all, service.Query{MinSeverity: rules.SeverityHigh, Status: rules.StatusOpen})
+	wantHigh := bruteQuery(all, api.Query{MinSeverity: rules.SeverityHigh, Status: rules.StatusOpen})
 	if !slices.Equal(idsOf(high), wantHigh) {
 		t.Errorf("%d open high/critical incidents left, want all %d", len(high), len(wantHigh))
 	}
-	got, err := s.Query(service.Query{})
+	got, err := s.Query(api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestStatusChangesMoveTheClassIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkCounters(t, s)
-		for _, q := range []service.Query{{MinSeverity: rules.SeverityMedium}, {MinSeverity: rules.SeverityHigh, Limit: 7}} {
+		for _, q := range []api.Query{{MinSeverity: rules.SeverityMedium}, {MinSeverity: rules.SeverityHigh, Limit: 7}} {
 			got, err := s.Query(q)
 			if err != nil {
 				t.Fatal(err)
@@ -234,7 +234,7 @@ func TestMigrateFromV2(t *testing.T) {
 	}
 	makeV2(t, path)
 
-	q := service.Query{MinSeverity: rules.SeverityHigh}
+	q := api.Query{MinSeverity: rules.SeverityHigh}
 	ro, err := Open(path, Options{ReadOnly: true})
 	if err != nil {
 		t.Fatalf("read-only open of schema 2: %v", err)
@@ -263,7 +263,7 @@ func TestMigrateFromV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCounters(t, s)
-	got, err = s.Query(service.Query{})
+	got, err = s.Query(api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}

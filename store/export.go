@@ -7,8 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Export formats.
@@ -29,7 +29,7 @@ const progressEvery = 100 * time.Millisecond
 // Limit, counting first would cost a second pass). When damage made it
 // skip incidents it still writes a complete document of the others and
 // returns a *DamagedError.
-func (s *Store) Export(q service.Query, format string, w io.Writer, progress func(done, total int)) (int, error) {
+func (s *Store) Export(q api.Query, format string, w io.Writer, progress func(done, total int)) (int, error) {
 	if format != FormatJSON && format != FormatNDJSON {
 		return 0, fmt.Errorf("export: unknown format %q (want json or ndjson)", format)
 	}
@@ -103,7 +103,7 @@ func (s *Store) Export(q service.Query, format string, w io.Writer, progress fun
 }
 
 // unfiltered reports whether q selects every incident (up to its Limit).
-func unfiltered(q service.Query) bool {
+func unfiltered(q api.Query) bool {
 	q.Limit = 0
-	return q == service.Query{}
+	return q == api.Query{}
 }

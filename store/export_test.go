@@ -12,9 +12,9 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 const schemaPath = "../docs/incident.schema.json"
@@ -64,11 +64,11 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		q    service.Query
+		q    api.Query
 	}{
-		{"all", service.Query{}},
-		{"filtered", service.Query{MinSeverity: rules.SeverityHigh, Limit: 5}},
-		{"none", service.Query{Rule: "nope"}},
+		{"all", api.Query{}},
+		{"filtered", api.Query{MinSeverity: rules.SeverityHigh, Limit: 5}},
+		{"none", api.Query{Rule: "nope"}},
 	}
 	for _, c := range cases {
 		want, err := s.Query(c.q)
@@ -161,7 +161,7 @@ func TestExportKeepsBytesRecoverable(t *testing.T) {
 	inc.Process.Exe = "/tmp/\xff\xfeevil"
 	putAll(t, s, []rules.Incident{inc})
 	var buf bytes.Buffer
-	if _, err := s.Export(service.Query{}, FormatNDJSON, &buf, nil); err != nil {
+	if _, err := s.Export(api.Query{}, FormatNDJSON, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), `"exe":"/tmp/\udcff\udcfeevil"`) {
@@ -171,7 +171,7 @@ func TestExportKeepsBytesRecoverable(t *testing.T) {
 
 func TestExportRejectsUnknownFormat(t *testing.T) {
 	s, _ := openTemp(t, Options{})
-	if _, err := s.Export(service.Query{}, "xml", &bytes.Buffer{}, nil); err == nil || !strings.Contains(err.Error(), "json or ndjson") {
+	if _, err := s.Export(api.Query{}, "xml", &bytes.Buffer{}, nil); err == nil || !strings.Contains(err.Error(), "json or ndjson") {
 		t.Errorf("Export(xml) = %v", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory for the test
@@ -93,7 +93,7 @@ func TestFullDiskLosesNothing(t *testing.T) {
 
 	// Reads answer from what is committed, at once.
 	start := time.Now()
-	got, err := s.Query(service.Query{})
+	got, err := s.Query(api.Query{})
 	if err != nil || len(got) != len(before) {
 		t.Fatalf("query on a full disk: %d incidents, %v; want the %d committed", len(got), err, len(before))
 	}

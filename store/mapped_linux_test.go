@@ -9,8 +9,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // mappedRSS is how much of the file at path this process has resident
@@ -78,7 +78,7 @@ func TestReadsReleaseMappedPages(t *testing.T) {
 
 	var peak int64
 	got := 0
-	if err := s.Each(service.Query{}, func(inc *rules.Incident) error {
+	if err := s.Each(api.Query{}, func(inc *rules.Incident) error {
 		if got++; got%2000 == 0 {
 			peak = max(peak, mappedRSS(t, path))
 		}

@@ -10,8 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Noise counters answer "which commands and paths raise the most incidents
@@ -86,7 +86,7 @@ func noiseValues(inc *rules.Incident) (cmd, path string) {
 // and by path, each list most first and cut to limit entries (0: all).
 // Masked incidents are not counted: a skip already silences them. Entries
 // are per rule, so each one names a skip that would silence it.
-func (s *Store) Noise(since time.Time, limit int) (service.Noise, error) {
+func (s *Store) Noise(since time.Time, limit int) (api.Noise, error) {
 	type key struct {
 		kind  byte
 		value string
@@ -112,11 +112,11 @@ func (s *Store) Noise(since time.Time, limit int) (service.Noise, error) {
 		return nil
 	})
 	if err != nil {
-		return service.Noise{}, fmt.Errorf("count noise: %w", err)
+		return api.Noise{}, fmt.Errorf("count noise: %w", err)
 	}
-	out := service.Noise{Commands: []service.NoiseEntry{}, Paths: []service.NoiseEntry{}}
+	out := api.Noise{Commands: []api.NoiseEntry{}, Paths: []api.NoiseEntry{}}
 	for k, n := range sums {
-		e := service.NoiseEntry{Value: k.value, Rule: k.rule, Count: n}
+		e := api.NoiseEntry{Value: k.value, Rule: k.rule, Count: n}
 		switch k.kind {
 		case kindCommand:
 			out.Commands = append(out.Commands, e)
@@ -131,8 +131,8 @@ func (s *Store) Noise(since time.Time, limit int) (service.Noise, error) {
 
 // topNoise sorts most first (then by value and rule, for a stable order)
 // and keeps limit entries.
-func topNoise(es []service.NoiseEntry, limit int) []service.NoiseEntry {
-	slices.SortFunc(es, func(a, b service.NoiseEntry) int {
+func topNoise(es []api.NoiseEntry, limit int) []api.NoiseEntry {
+	slices.SortFunc(es, func(a, b api.NoiseEntry) int {
 		if a.Count != b.Count {
 			return b.Count - a.Count
 		}

@@ -14,9 +14,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 func TestOpenRefusesForeignFiles(t *testing.T) {
@@ -231,7 +231,7 @@ func TestMigrateFromV1(t *testing.T) {
 		}
 		sameIncident(t, got, want)
 	}
-	if got, _ := s.Query(service.Query{MinSeverity: rules.SeverityCritical}); len(got) != 60 {
+	if got, _ := s.Query(api.Query{MinSeverity: rules.SeverityCritical}); len(got) != 60 {
 		t.Errorf("critical incidents after migration: %d, want 60", len(got))
 	}
 	open, _ := s.OpenBySeverity()
@@ -288,11 +288,11 @@ func TestDamagedPagesGiveErrors(t *testing.T) {
 	}
 	defer s.Close()
 	var errs []error
-	_, err = s.Query(service.Query{})
+	_, err = s.Query(api.Query{})
 	errs = append(errs, err)
 	_, err = s.Noise(time.Time{}, 10)
 	errs = append(errs, err)
-	_, err = s.Export(service.Query{}, FormatNDJSON, &bytes.Buffer{}, nil)
+	_, err = s.Export(api.Query{}, FormatNDJSON, &bytes.Buffer{}, nil)
 	errs = append(errs, err)
 	if errors.Join(errs...) == nil {
 		t.Error("every read of a damaged file succeeded")

@@ -10,8 +10,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Reads run in short transactions of at most readChunk results or
@@ -48,7 +48,7 @@ func (s *Store) Get(id rules.ID) (rules.Incident, bool, error) {
 
 // Query returns the incidents matching q, newest first, at most q.Limit
 // (0: all of them).
-func (s *Store) Query(q service.Query) ([]rules.Incident, error) {
+func (s *Store) Query(q api.Query) ([]rules.Incident, error) {
 	out := []rules.Incident{}
 	err := s.Each(q, func(inc *rules.Incident) error {
 		out = append(out, *inc)
@@ -67,7 +67,7 @@ func (s *Store) Query(q service.Query) ([]rules.Incident, error) {
 // skipped, and a damaged page makes the rest of the walk read the file's
 // pages directly, skipping what cannot be read (salvage.go). After
 // delivering everything else, Each then returns a *DamagedError.
-func (s *Store) Each(q service.Query, fn func(*rules.Incident) error) error {
+func (s *Store) Each(q api.Query, fn func(*rules.Incident) error) error {
 	hi := uint64(math.MaxUint64)
 	if !q.Until.IsZero() {
 		// Ids are at or after their raise time, by at most the largest
@@ -151,7 +151,7 @@ func (s *Store) decodeChecked(key, val []byte, inc *rules.Incident, skew uint64)
 // first, into batch: at most readChunk matches or scanChunk records looked
 // at. Records that do not decode are skipped and counted in d. It returns
 // the id to resume at (ids <= next) and whether the walk is done.
-func (s *Store) scanChunk(q service.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
+func (s *Store) scanChunk(q api.Query, lo, hi uint64, emitted int, batch *[]rules.Incident, d *damage) (next uint64, done bool, err error) {
 	done = true
 	err = s.view(func(tx *bolt.Tx) error {
 		skew := readUint64(tx.Bucket(bucketCounts), keyMaxSkew)

@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // readOnlyView bind-mounts dir read-only on a new directory (root only:
@@ -63,7 +63,7 @@ func TestReadOnlyFilesystemFallsBack(t *testing.T) {
 		if err != nil {
 			t.Fatalf("fallback open (schema 2: %v): %v", v2, err)
 		}
-		for _, q := range []service.Query{{}, {MinSeverity: rules.SeverityHigh}} {
+		for _, q := range []api.Query{{}, {MinSeverity: rules.SeverityHigh}} {
 			got, err := s.Query(q)
 			if err != nil || !slices.Equal(idsOf(got), bruteQuery(all, q)) {
 				t.Errorf("schema 2 %v, %+v: %d incidents, %v", v2, q, len(got), err)

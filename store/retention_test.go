@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // TestRetentionByCount fills a store past its count limit with incidents
@@ -41,7 +41,7 @@ func TestRetentionByCount(t *testing.T) {
 		all[i].Status = got.Status
 	}
 	putAll(t, s, all[80:])
-	got, err := s.Query(service.Query{})
+	got, err := s.Query(api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func keepByRank(all []rules.Incident, n int) []rules.ID {
 	if len(sorted) > n {
 		sorted = sorted[:n]
 	}
-	return bruteQuery(sorted, service.Query{})
+	return bruteQuery(sorted, api.Query{})
 }
 
 func TestRetentionByAge(t *testing.T) {
@@ -95,7 +95,7 @@ func TestRetentionByAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, _ := s.Query(service.Query{})
+	got, _ := s.Query(api.Query{})
 	want := []rules.ID{recent.ID, recent29.ID, active.ID}
 	gotIDs := idsOf(got)
 	if !slices.Equal(gotIDs, want) {
@@ -196,11 +196,11 @@ func TestRetentionOffOutlivesTheProcess(t *testing.T) {
 	if err := s.enforceRetention(time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Query(service.Query{})
+	got, err := s.Query(api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := bruteQuery(all, service.Query{}); !slices.Equal(idsOf(got), want) {
+	if want := bruteQuery(all, api.Query{}); !slices.Equal(idsOf(got), want) {
 		t.Errorf("kept %v, want all of %v", idsOf(got), want)
 	}
 }

@@ -8,14 +8,14 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Setting names in bucketSettings.
 var (
 	keyMonitoring     = []byte("monitoring")      // 1 byte: 1 on, 0 off
-	keyMonitoringBy   = []byte("monitoring_by")   // JSON service.MonitoringSwitch: who switched it last
+	keyMonitoringBy   = []byte("monitoring_by")   // JSON api.MonitoringSwitch: who switched it last
 	keyRetentionAge   = []byte("retention_age")   // int64 nanoseconds, big-endian
 	keyRetentionCount = []byte("retention_count") // int64, big-endian
 )
@@ -54,7 +54,7 @@ func (s *Store) SetMonitoringBy(on bool, by *rules.Actor) error {
 	if err := s.SetMonitoring(on); err != nil || by == nil {
 		return err
 	}
-	raw, err := json.Marshal(service.MonitoringSwitch{On: on, Time: time.Now(), By: *by})
+	raw, err := json.Marshal(api.MonitoringSwitch{On: on, Time: time.Now(), By: *by})
 	if err == nil {
 		err = s.putSetting(keyMonitoringBy, raw)
 	}
@@ -65,14 +65,14 @@ func (s *Store) SetMonitoringBy(on bool, by *rules.Actor) error {
 }
 
 // MonitoringSwitch returns who last switched monitoring, or nil.
-func (s *Store) MonitoringSwitch() (*service.MonitoringSwitch, error) {
-	var sw *service.MonitoringSwitch
+func (s *Store) MonitoringSwitch() (*api.MonitoringSwitch, error) {
+	var sw *api.MonitoringSwitch
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSettings).Get(keyMonitoringBy)
 		if v == nil {
 			return nil
 		}
-		sw = &service.MonitoringSwitch{}
+		sw = &api.MonitoringSwitch{}
 		return json.Unmarshal(v, sw)
 	})
 	if err != nil {

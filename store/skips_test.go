@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 func statuses(t *testing.T, s *Store) map[rules.ID]rules.Status {
 	t.Helper()
 	out := map[rules.ID]rules.Status{}
-	incs, err := s.Query(service.Query{})
+	incs, err := s.Query(api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestOverlappingSkips(t *testing.T) {
 	if n, err := s.RemoveSkip(a.ID); err != nil || n != 0 {
 		t.Fatalf("RemoveSkip(first) = %d, %v; want 0", n, err)
 	}
-	if got, _ := s.Query(service.Query{Status: rules.StatusMasked}); len(got) != n1 {
+	if got, _ := s.Query(api.Query{Status: rules.StatusMasked}); len(got) != n1 {
 		t.Fatalf("%d masked after removing the first skip, want %d", len(got), n1)
 	}
 	if n, err := s.RemoveSkip(b.ID); err != nil || n != n1 {

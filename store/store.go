@@ -29,9 +29,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
 	"github.com/procwatch/procwatch/safepath"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Defaults for Options, chosen so that a month of a busy host fits in well
@@ -456,10 +456,10 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 // TUI header: size and limits, what count retention deleted, and what is
 // pending or failing. It reads one counter and takes no write lock, so it
 // answers while commits fail.
-func (s *Store) Status() service.StoreStatus {
+func (s *Store) Status() api.StoreStatus {
 	st := s.Stats()
 	age, count := s.Retention()
-	out := service.StoreStatus{
+	out := api.StoreStatus{
 		Path:           s.path,
 		ReadOnly:       s.opts.ReadOnly,
 		RetentionCount: max(count, 0),

@@ -13,9 +13,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 func TestDefaultPath(t *testing.T) {
@@ -153,7 +153,7 @@ func TestUpsertKeepsStoredStatus(t *testing.T) {
 
 // bruteQuery is the reference for Query: filter every incident, sort by id
 // descending, cut to the limit.
-func bruteQuery(all []rules.Incident, q service.Query) []rules.ID {
+func bruteQuery(all []rules.Incident, q api.Query) []rules.ID {
 	var ids []rules.ID
 	for i := range all {
 		if q.Matches(&all[i]) {
@@ -194,7 +194,7 @@ func TestQueryFilters(t *testing.T) {
 		}
 	}
 	at := func(i int) time.Time { return all[i].Time }
-	cases := map[string]service.Query{
+	cases := map[string]api.Query{
 		"all":                  {},
 		"limit":                {Limit: 10},
 		"severity high":        {MinSeverity: rules.SeverityHigh},
@@ -225,7 +225,7 @@ func TestQueryFilters(t *testing.T) {
 			}
 		})
 	}
-	if got, _ := s.Query(service.Query{Grep: "needle"}); len(got) != 3 {
+	if got, _ := s.Query(api.Query{Grep: "needle"}); len(got) != 3 {
 		t.Errorf("grep needle found %d, want 3", len(got))
 	}
 }
@@ -242,7 +242,7 @@ func TestEachStopsOnCallbackError(t *testing.T) {
 	putAll(t, s, fixtures(baseTime, 3000))
 	boom := errors.New("boom")
 	n := 0
-	err := s.Each(service.Query{}, func(*rules.Incident) error {
+	err := s.Each(api.Query{}, func(*rules.Incident) error {
 		n++
 		if n == 1500 {
 			return boom
@@ -253,7 +253,7 @@ func TestEachStopsOnCallbackError(t *testing.T) {
 		t.Errorf("Each = %v after %d calls, want boom after 1500", err, n)
 	}
 	// The callback may use the store: it runs outside any transaction.
-	err = s.Each(service.Query{Limit: 2}, func(inc *rules.Incident) error {
+	err = s.Each(api.Query{Limit: 2}, func(inc *rules.Incident) error {
 		return s.SetStatus([]rules.ID{inc.ID}, rules.StatusAcknowledged)
 	})
 	if err != nil {
@@ -384,7 +384,7 @@ func TestReadOnly(t *testing.T) {
 		t.Fatalf("second reader: %v", err)
 	}
 	defer r2.Close()
-	if got, err := r2.Query(service.Query{}); err != nil || len(got) != 10 {
+	if got, err := r2.Query(api.Query{}); err != nil || len(got) != 10 {
 		t.Errorf("reader Query: %d, %v", len(got), err)
 	}
 	r1.Put(fixture(baseTime, 1))
@@ -462,7 +462,7 @@ func bruteNoise(all []rules.Incident, since time.Time) (cmds, paths map[[2]strin
 	return cmds, paths
 }
 
-func noiseEqual(got []service.NoiseEntry, want map[[2]string]int) bool {
+func noiseEqual(got []api.NoiseEntry, want map[[2]string]int) bool {
 	if len(got) != len(want) {
 		return false
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/service"
 )
 
 // tracefsErr is the reason a sensor gives when tracefs is missing and it
@@ -76,15 +76,15 @@ func TestHeaderSaysAgent(t *testing.T) {
 func TestSensorStates(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		st   service.Status
+		st   api.Status
 		want string
 	}{
-		{"attached", service.Status{Monitoring: true, Sensor: sensorStats("attached", "", "tp_btf+tracepoint")}, "● monitoring"},
-		{"off", service.Status{Monitoring: false, Sensor: sensorStats("off", "", "")}, "○ monitoring OFF"},
-		{"failed", service.Status{Monitoring: true, Sensor: sensorStats("failed", "load BPF programs: permission denied", "")}, "✖ NOT MONITORING"},
-		{"on without a sensor", service.Status{Monitoring: true, Sensor: sensorStats("off", "", "")}, "✖ NOT MONITORING"},
-		{"old agent", service.Status{Monitoring: true, Sensor: sensorStats("", "", "tracepoint")}, "● monitoring"},
-		{"loaded, attaching", service.Status{Monitoring: true, Sensor: sensorStats("off", "", "tp_btf")}, "◌ attaching the sensor…"},
+		{"attached", api.Status{Monitoring: true, Sensor: sensorStats("attached", "", "tp_btf+tracepoint")}, "● monitoring"},
+		{"off", api.Status{Monitoring: false, Sensor: sensorStats("off", "", "")}, "○ monitoring OFF"},
+		{"failed", api.Status{Monitoring: true, Sensor: sensorStats("failed", "load BPF programs: permission denied", "")}, "✖ NOT MONITORING"},
+		{"on without a sensor", api.Status{Monitoring: true, Sensor: sensorStats("off", "", "")}, "✖ NOT MONITORING"},
+		{"old agent", api.Status{Monitoring: true, Sensor: sensorStats("", "", "tracepoint")}, "● monitoring"},
+		{"loaded, attaching", api.Status{Monitoring: true, Sensor: sensorStats("off", "", "tp_btf")}, "◌ attaching the sensor…"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h header
@@ -131,7 +131,7 @@ func TestRulesErrorShowsAtOnce(t *testing.T) {
 	st, _ := f.Status(t.Context())
 	st.RulesError = `/etc/procwatch/rules.yaml:12:3: unknown field "sevrity"`
 	st.Time = st.Time.Add(time.Second)
-	f.Publish(service.Update{Status: &st})
+	f.Publish(api.Update{Status: &st})
 	s := h.waitFor(`✖ rules error: /etc/procwatch/rules.yaml:12:3: unknown field "sevrity" (the previous rules stay active)`, "Incident ")
 	if strings.Contains(s, "rules ok") {
 		t.Errorf("header still says rules ok:\n%s", s)

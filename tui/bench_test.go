@@ -11,8 +11,8 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/colorprofile"
 
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 )
 
 // loadRate is the event rate the load benchmarks push through the UI.
@@ -42,7 +42,7 @@ func BenchmarkTick(b *testing.B) {
 	m := filledModel(b)
 	m.opts.Tick = 50 * time.Millisecond
 	const perTick = loadRate / 20
-	batches := make([]service.Update, 64)
+	batches := make([]api.Update, 64)
 	for i := range batches {
 		batches[i] = servicetest.LoadBatch(t0, uint32(1_000_000+i*perTick), perTick)
 	}
@@ -106,7 +106,7 @@ func BenchmarkUILoad(b *testing.B) {
 	// Prebuilt batches keep the publisher cheap, so the CPU figure is
 	// mostly the UI's.
 	const perBatch = loadRate / 50
-	batches := make([]service.Update, 100)
+	batches := make([]api.Update, 100)
 	for i := range batches {
 		batches[i] = servicetest.LoadBatch(t0, uint32(i*perBatch), perBatch)
 	}

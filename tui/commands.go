@@ -12,10 +12,10 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/suggest"
 )
 
@@ -32,7 +32,7 @@ type (
 	}
 	statusMsg struct {
 		host int
-		st   service.Status
+		st   api.Status
 		conn *hosts.Conn // the connection, for hosts that report one
 		err  error
 		poll bool // re-arm the poll after handling
@@ -83,7 +83,7 @@ type (
 // target is one host an action goes to.
 type target struct {
 	host int
-	svc  service.Service
+	svc  api.Service
 	ids  []rules.ID  // for set_status: this host's incidents
 	skip *rules.Skip // for remove_skip: this host's skip
 }
@@ -122,7 +122,7 @@ func loadIncidents(ctx context.Context, t target, limit int, users *userCache) t
 	return func() tea.Msg {
 		c, cancel := call(ctx)
 		defer cancel()
-		list, err := t.svc.Incidents(c, service.Query{Limit: limit})
+		list, err := t.svc.Incidents(c, api.Query{Limit: limit})
 		var uids []uint32
 		for i := range list {
 			uids = eventUIDs(&list[i].Process, uids)

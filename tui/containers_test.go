@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // The detail pane names the container, escaping the name and image, which

@@ -7,9 +7,9 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestFirstSightingBecomesPinnable: an incident raised at a binary's first
@@ -40,7 +40,7 @@ func TestFirstSightingBecomesPinnable(t *testing.T) {
 			h.waitFor("Exe", "/tmp/late/tool")
 
 			inc.Process.ExeSHA256 = servicetest.SampleSHA256
-			f.Publish(service.Update{Incidents: []rules.Incident{inc}})
+			f.Publish(api.Update{Incidents: []rules.Incident{inc}})
 			// At 80×24 the process part is below the fold: go to the end
 			// until the update has arrived and the line shows.
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // The detail pane of an escalation says how its process ended (or that it

@@ -7,9 +7,9 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // inbox sits between a subscription and the model. A goroutine puts every
@@ -30,7 +30,7 @@ func newInbox(host, maxEvents int) *inbox {
 }
 
 // put adds one update. It is called from the subscription pump.
-func (b *inbox) put(u service.Update) {
+func (b *inbox) put(u api.Update) {
 	b.mu.Lock()
 	p := &b.pending
 	p.incidents = append(p.incidents, u.Incidents...)
@@ -63,7 +63,7 @@ func (b *inbox) close(err error) {
 type batch struct {
 	items     []streamItem
 	incidents []rules.Incident
-	status    *service.Status
+	status    *api.Status
 	dropped   uint64
 	closed    bool
 	err       error
@@ -133,7 +133,7 @@ func drainNext(ctx context.Context, d time.Duration, last time.Time, box *inbox,
 
 // subscribe opens a subscription and starts the goroutine that copies its
 // updates into box until ctx ends or the channel closes.
-func subscribe(ctx context.Context, svc service.Service, after rules.ID, box *inbox, gen int) tea.Cmd {
+func subscribe(ctx context.Context, svc api.Service, after rules.ID, box *inbox, gen int) tea.Cmd {
 	return func() tea.Msg {
 		ch, err := svc.Subscribe(ctx, after)
 		if err != nil {

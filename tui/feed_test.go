@@ -8,9 +8,9 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestDrainWaitsForEventsNotATick: the drain command returns nothing while
@@ -28,9 +28,9 @@ func TestDrainWaitsForEventsNotATick(t *testing.T) {
 		t.Fatalf("drain returned %+v with nothing in the inbox", m)
 	case <-time.After(100 * time.Millisecond):
 	}
-	evs := service.Wrap(servicetest.ExecEvent(t0, 1, 1000, "/usr/bin/a"), servicetest.ExecEvent(t0, 2, 1000, "/usr/bin/b"))
+	evs := api.Wrap(servicetest.ExecEvent(t0, 1, 1000, "/usr/bin/a"), servicetest.ExecEvent(t0, 2, 1000, "/usr/bin/b"))
 	evs[1].Skip = &rules.SkipHit{Rule: "r", By: rules.SkipByAdded}
-	box.put(service.Update{Events: evs, Dropped: 5})
+	box.put(api.Update{Events: evs, Dropped: 5})
 	var m tea.Msg
 	select {
 	case m = <-msgs:
@@ -64,7 +64,7 @@ func TestDrainWaitsForEventsNotATick(t *testing.T) {
 func TestInboxDropsOldest(t *testing.T) {
 	box := newInbox(0, 3)
 	for pid := uint32(1); pid <= 5; pid++ {
-		box.put(service.Update{Events: service.Wrap(servicetest.ExecEvent(t0, pid, 1000, "/usr/bin/a")), Dropped: 1})
+		box.put(api.Update{Events: api.Wrap(servicetest.ExecEvent(t0, pid, 1000, "/usr/bin/a")), Dropped: 1})
 	}
 	b := box.take()
 	if len(b.items) != 3 || b.items[0].ev.PID != 3 || b.items[2].ev.PID != 5 || b.dropped != 2+5 {

@@ -10,8 +10,8 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // fleetFake is a host of a NATS fleet: it also takes fleet-wide skips.

@@ -9,9 +9,9 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 const sparkSamples = 60
@@ -22,7 +22,7 @@ const sparkSamples = 60
 // successive status snapshots, so they measure what the sensor saw, not
 // what reached the UI.
 type header struct {
-	st        service.Status
+	st        api.Status
 	have      bool
 	rates     [3]float64 // exec, escalation, exit per second
 	spark     []float64  // total events per second, oldest first
@@ -38,7 +38,7 @@ type header struct {
 }
 
 // observe takes a new status snapshot and updates the rates.
-func (h *header) observe(st service.Status) {
+func (h *header) observe(st api.Status) {
 	if h.have && st.Time.After(h.st.Time) {
 		dt := st.Time.Sub(h.st.Time).Seconds()
 		a, b := h.st.Sensor, st.Sensor
@@ -205,7 +205,7 @@ func (h *header) alerts() []alert {
 
 // storeAlerts are the database's states the operator must read in full:
 // commits failing (incidents wait in memory) and incidents given up on.
-func storeAlerts(db *service.StoreStatus) []alert {
+func storeAlerts(db *api.StoreStatus) []alert {
 	if db == nil {
 		return nil
 	}
@@ -407,7 +407,7 @@ func tabLine(th theme, width int, active screen, tabs int) string {
 // segment while all is well): failing commits with their pending count
 // (their reason is in the banner, so this gives way first), and evictions
 // by the count limit, which never gives way.
-func storeNotice(th theme, db *service.StoreStatus) []seg {
+func storeNotice(th theme, db *api.StoreStatus) []seg {
 	if db == nil {
 		return nil
 	}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // TestHeaderStoreNotice: the header says when the database evicts by count
@@ -14,22 +14,22 @@ import (
 // all is well.
 func TestHeaderStoreNotice(t *testing.T) {
 	cases := []struct {
-		db   *service.StoreStatus
+		db   *api.StoreStatus
 		want string // "" for no notice
 	}{
 		{nil, ""},
-		{&service.StoreStatus{Incidents: 10}, ""},
-		{&service.StoreStatus{EvictedByCount: 12345}, "db full: 12,345 evicted"},
-		{&service.StoreStatus{EvictedByCount: 3, Pending: 4096, CommitError: "write procwatch.db: no space left on device\x1b[2J"},
+		{&api.StoreStatus{Incidents: 10}, ""},
+		{&api.StoreStatus{EvictedByCount: 12345}, "db full: 12,345 evicted"},
+		{&api.StoreStatus{EvictedByCount: 3, Pending: 4096, CommitError: "write procwatch.db: no space left on device\x1b[2J"},
 			`db: 4,096 pending, commits failing`},
 		// The reason in full, escaped, in the banner.
-		{&service.StoreStatus{Pending: 4096, CommitError: "write procwatch.db: no space left on device\x1b[2J"},
+		{&api.StoreStatus{Pending: 4096, CommitError: "write procwatch.db: no space left on device\x1b[2J"},
 			`✖ database: commits failing, 4,096 incident(s) wait in memory: write procwatch.db: no space left on device\x1b[2J`},
-		{&service.StoreStatus{Dropped: 7}, "✖ database: 7 incident(s) dropped while commits failed"},
+		{&api.StoreStatus{Dropped: 7}, "✖ database: 7 incident(s) dropped while commits failed"},
 	}
 	for _, c := range cases {
 		var h header
-		h.observe(service.Status{Time: t0, Host: "db", Store: c.db})
+		h.observe(api.Status{Time: t0, Host: "db", Store: c.db})
 		out := ansi.Strip(h.View(newTheme(true), 240, screenIncidents, int(screenCount-1), 4))
 		if c.want == "" {
 			if strings.Contains(out, "db:") || strings.Contains(out, "db full") || strings.Contains(out, "database") {
@@ -48,11 +48,11 @@ func TestHeaderStoreNotice(t *testing.T) {
 // reason is whole in the banner.
 func TestHeaderKeepsMustSeeStates(t *testing.T) {
 	var h header
-	h.observe(service.Status{Time: t0, Host: "a-rather-long-host-name.example.org", Monitoring: true,
+	h.observe(api.Status{Time: t0, Host: "a-rather-long-host-name.example.org", Monitoring: true,
 		Sensor:     sensorStats("failed", "load BPF programs: permission denied", ""),
 		RulesError: "rules.yaml:3:5: unknown field \"sevrity\"",
 		OpenBySev:  map[string]int{"critical": 12, "high": 340, "medium": 5},
-		Store:      &service.StoreStatus{EvictedByCount: 99, Pending: 10, CommitError: "no space left on device"}})
+		Store:      &api.StoreStatus{EvictedByCount: 99, Pending: 10, CommitError: "no space left on device"}})
 	h.uiDropped = 1234
 	h.source, h.sourceShort = "agent /run/procwatch/procwatch.sock", "agent"
 	out := ansi.Strip(h.View(newTheme(true), 80, screenIncidents, 7, 8))

@@ -11,10 +11,10 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Host is one of several hosts the UI shows together, each with its own
@@ -23,7 +23,7 @@ type Host struct {
 	// Name is how the UI labels the host: the configured name, not the
 	// name its agent reports, since two agents may share a machine.
 	Name    string
-	Service service.Service
+	Service api.Service
 	// Conn reports the connection state for the Hosts screen; nil means
 	// the service is always there (an in-process pipeline).
 	Conn func() hosts.Conn
@@ -57,7 +57,7 @@ func NewHosts(ctx context.Context, list []Host, opts Options) *Model {
 // its connection and whether the operator selected it.
 type hostView struct {
 	name string
-	svc  service.Service
+	svc  api.Service
 	conn func() hosts.Conn
 
 	box    *inbox
@@ -209,7 +209,7 @@ func (m *Model) mergeHeader() {
 // drops, open incidents by severity, and a line saying how many hosts are
 // connected and monitoring.
 func (m *Model) sumHeader() {
-	st := service.Status{OpenBySev: map[string]int{}}
+	st := api.Status{OpenBySev: map[string]int{}}
 	var rates [3]float64
 	var uiDropped uint64
 	connected, monitoring := 0, 0

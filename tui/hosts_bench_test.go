@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // BenchmarkMergedIncidents measures one tick that brings a new incident
@@ -40,7 +40,7 @@ func BenchmarkMergedIncidents(b *testing.B) {
 	for b.Loop() {
 		h := i % nHosts
 		box.host = h
-		box.put(service.Update{Incidents: []rules.Incident{mk(h, i)}})
+		box.put(api.Update{Incidents: []rules.Incident{mk(h, i)}})
 		i++
 		m.Update(tickMsg{batch: box.take(), host: h, gen: m.hosts[h].gen})
 		_ = m.View()

@@ -18,10 +18,10 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
-	"github.com/procwatch/procwatch/agent"
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/hosts"
+	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // realAgent is one `procwatch agent` with its own database and socket,
@@ -350,9 +350,9 @@ func waitStored(t *testing.T, a *realAgent, exe string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := agent.Dial(a.socket())
+		c, err := protocol.Dial(a.socket())
 		if err == nil {
-			list, err := c.Incidents(context.Background(), service.Query{Grep: filepath.Base(exe)})
+			list, err := c.Incidents(context.Background(), api.Query{Grep: filepath.Base(exe)})
 			c.Close()
 			if err == nil && len(list) > 0 {
 				return

@@ -12,11 +12,11 @@ import (
 	"github.com/charmbracelet/colorprofile"
 	"github.com/charmbracelet/x/exp/teatest/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // hostFake is one host of a multi-host test: a servicetest.Fake that can be
@@ -71,7 +71,7 @@ func (h *hostFake) conn() hosts.Conn {
 	return hosts.Conn{State: hosts.Connected}
 }
 
-func (h *hostFake) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+func (h *hostFake) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	if err := h.unreachable(); err != nil {
 		return nil, err
 	}
@@ -82,9 +82,9 @@ func (h *hostFake) Subscribe(ctx context.Context, after rules.ID) (<-chan servic
 	return h.Fake.Subscribe(ctx, after)
 }
 
-func (h *hostFake) Status(ctx context.Context) (service.Status, error) {
+func (h *hostFake) Status(ctx context.Context) (api.Status, error) {
 	if err := h.unreachable(); err != nil {
-		return service.Status{}, err
+		return api.Status{}, err
 	}
 	return h.Fake.Status(ctx)
 }
@@ -96,7 +96,7 @@ func (h *hostFake) SetMonitoring(ctx context.Context, on bool) error {
 	return h.Fake.SetMonitoring(ctx, on)
 }
 
-func (h *hostFake) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+func (h *hostFake) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	if err := h.unreachable(); err != nil {
 		return nil, err
 	}
@@ -268,7 +268,7 @@ func TestActionsGoToTheIncidentsHost(t *testing.T) {
 	if got := callsOf(web1, "SetStatus"); len(got) != 0 {
 		t.Errorf("web-01 got %q for an incident of web-02", got)
 	}
-	list, _ := web2.Incidents(t.Context(), service.Query{Rule: "root-escalation"})
+	list, _ := web2.Incidents(t.Context(), api.Query{Rule: "root-escalation"})
 	acked := 0
 	for _, in := range list {
 		if in.Status == rules.StatusAcknowledged {
@@ -332,7 +332,7 @@ func TestFanOutToSelectedHosts(t *testing.T) {
 	h.typeKeys("x")
 	h.waitFor("Masked 2 incident(s) on web-01, web-02")
 	for _, f := range []*hostFake{web1, web2} {
-		list, _ := f.Incidents(t.Context(), service.Query{Status: rules.StatusMasked})
+		list, _ := f.Incidents(t.Context(), api.Query{Status: rules.StatusMasked})
 		if len(list) != 1 || !strings.Contains(string(list[0].Process.Exe), "pkexec") {
 			t.Errorf("%s masked = %+v", f.name, list)
 		}

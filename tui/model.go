@@ -1,6 +1,6 @@
 // Package tui is procwatch's terminal UI: live exec, escalation and exit
 // streams, incidents with their ancestry, and one-key skips for false
-// positives. It talks to the pipeline only through service.Service, so the
+// positives. It talks to the pipeline only through api.Service, so the
 // same UI runs on an in-process pipeline or on a remote agent.
 //
 // Structure: one root Model owns what every screen shares (the header, the
@@ -33,9 +33,9 @@ import (
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 	"github.com/procwatch/procwatch/suggest"
 )
 
@@ -173,7 +173,7 @@ type Model struct {
 
 // New builds the UI on svc: NewHosts with one host. ctx bounds every
 // service call and the subscription; cancel it to stop them.
-func New(ctx context.Context, svc service.Service, opts Options) *Model {
+func New(ctx context.Context, svc api.Service, opts Options) *Model {
 	return NewHosts(ctx, []Host{{Service: svc}}, opts)
 }
 

@@ -8,16 +8,16 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
-// noService is a service.Service whose embedded interface is nil: any
+// noService is a api.Service whose embedded interface is nil: any
 // method called on it panics. A model built on it, driven by calling
 // Update directly and dropping the commands it returns, proves that
 // Update itself never calls the service.
-type noService struct{ service.Service }
+type noService struct{ api.Service }
 
 // TestUpdateDoesNoIO drives Update with one host and with several through
 // every screen, every screen's keys, their confirmations and the results
@@ -48,7 +48,7 @@ func TestUpdateDoesNoIO(t *testing.T) {
 			for i, h := range list {
 				feed(subscribedMsg{host: i, gen: m.hosts[i].gen})
 				feed(incidentsMsg{host: i, list: servicetest.SampleIncidents(h.Name, t0)})
-				feed(statusMsg{host: i, st: service.Status{Host: h.Name, Time: t0, Monitoring: true}})
+				feed(statusMsg{host: i, st: api.Status{Host: h.Name, Time: t0, Monitoring: true}})
 				feed(rulesMsg{host: i, list: servicetest.SampleRules()})
 				feed(skipsMsg{host: i, list: []rules.Skip{{Kind: rules.SkipCommand, Value: "sudo", Source: rules.SourceAdded, ID: "s1"}}})
 			}

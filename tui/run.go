@@ -7,13 +7,13 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // Run shows the UI on the terminal until the operator quits or ctx ends.
 // Extra program options (input, output, colour profile) are for tests and
 // harnesses; a normal start passes none.
-func Run(ctx context.Context, svc service.Service, opts Options, progOpts ...tea.ProgramOption) error {
+func Run(ctx context.Context, svc api.Service, opts Options, progOpts ...tea.ProgramOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	return run(ctx, New(ctx, svc, opts), progOpts)

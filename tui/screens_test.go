@@ -7,10 +7,10 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 func TestIncidentList(t *testing.T) {
@@ -158,7 +158,7 @@ func TestAckAndMask(t *testing.T) {
 	h.waitFor("Acknowledged 1 incident(s)", "ack   crash")
 	h.typeKeys("jx")
 	h.waitFor("Masked 1 incident(s)", "mask  tmp-exec")
-	got, _ := f.Incidents(t.Context(), service.Query{})
+	got, _ := f.Incidents(t.Context(), api.Query{})
 	st := map[string]rules.Status{}
 	for _, in := range got {
 		st[in.Rule] = in.Status
@@ -285,9 +285,9 @@ func mustSkips(t *testing.T, f *servicetest.Fake) []rules.Skip {
 
 // publishExec sends n exec events of exe at one time.
 func publishExec(f *servicetest.Fake, at time.Time, base uint32, n int, exe string) {
-	u := service.Update{}
+	u := api.Update{}
 	for i := range n {
-		u.Events = append(u.Events, service.Envelope{Event: servicetest.ExecEvent(at, base+uint32(i), 1000, exe)})
+		u.Events = append(u.Events, api.Envelope{Event: servicetest.ExecEvent(at, base+uint32(i), 1000, exe)})
 	}
 	f.Publish(u)
 }

@@ -8,9 +8,9 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 func TestPause(t *testing.T) {
@@ -107,9 +107,9 @@ func TestStreamVerdicts(t *testing.T) {
 	other := servicetest.EscalationEvent(at, 9003, 1000, "/usr/bin/su")
 	in := servicetest.IncidentFor(rules.ID(at.UnixNano()), testHost, "root-escalation", rules.TypeRootEscalation,
 		rules.SeverityHigh, hit, "uid 65534 became root")
-	evs := service.Wrap(hit, quiet, other)
+	evs := api.Wrap(hit, quiet, other)
 	evs[1].Skip = &rules.SkipHit{Rule: "root-escalation", By: rules.SkipByRule}
-	f.Publish(service.Update{Events: evs, Incidents: []rules.Incident{in}})
+	f.Publish(api.Update{Events: evs, Incidents: []rules.Incident{in}})
 	s := h.waitFor("/opt/suidtest", "/usr/bin/su")
 	lines := map[string]string{}
 	for _, l := range strings.Split(s, "\n") {

@@ -7,10 +7,10 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestTriageRoundTrip acknowledges an incident from its open detail pane,
@@ -36,7 +36,7 @@ func TestTriageRoundTrip(t *testing.T) {
 	h.waitFor("Masked 1 incident(s)", "open → mask by alice")
 	h.typeKeys("q") // closes the pane
 	h.waitFor("mask  crash")
-	got, _ := f.Incidents(t.Context(), service.Query{})
+	got, _ := f.Incidents(t.Context(), api.Query{})
 	for _, in := range got {
 		if in.Rule == "crash" && (in.Status != rules.StatusMasked || len(in.History) != 3) {
 			t.Errorf("stored crash incident: %s, history %+v", in.Status, in.History)
@@ -69,7 +69,7 @@ func TestAckAllShown(t *testing.T) {
 			h.waitFor(`Acknowledge all 2 incident(s) shown by the filter "became"?`)
 			h.typeKeys("n")
 			h.waitFor("cancelled")
-			got, _ := f.Incidents(t.Context(), service.Query{})
+			got, _ := f.Incidents(t.Context(), api.Query{})
 			for _, in := range got {
 				want := rules.StatusOpen
 				if in.Type == rules.TypeRootEscalation {
@@ -125,7 +125,7 @@ func TestDetailShowsFateArgvCwdTTY(t *testing.T) {
 			// The process ends: the pipeline updates the incident.
 			in := servicetest.SampleIncidents(testHost, t0)[1]
 			in.Fate = &event.Fate{Time: t0.Add(100 * time.Second), ExitCode: event.Int(0), DurationNS: int64(30 * time.Second)}
-			f.Publish(service.Update{Incidents: []rules.Incident{in}})
+			f.Publish(api.Update{Incidents: []rules.Incident{in}})
 			s := h.waitFor("Ended       exit 0 at 2026-11-29 04:01:40.000 UTC, ran 30.0s")
 			h.golden(s)
 			var raw string

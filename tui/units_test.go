@@ -10,10 +10,10 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 func TestLayoutColumns(t *testing.T) {
@@ -98,8 +98,8 @@ func TestInboxBounded(t *testing.T) {
 	u := servicetest.LoadBatch(t0, 1, 80)
 	box.put(u)
 	box.put(u) // 160 pending, 60 over the bound
-	st := service.Status{Host: "h"}
-	box.put(service.Update{Status: &st, Dropped: 7})
+	st := api.Status{Host: "h"}
+	box.put(api.Update{Status: &st, Dropped: 7})
 	b := box.take()
 	if len(b.items) != 100 || b.dropped != 60+7 {
 		t.Errorf("took %d items, %d dropped; want 100 and 67", len(b.items), b.dropped)
@@ -122,8 +122,8 @@ func TestInboxBounded(t *testing.T) {
 func TestHeaderRates(t *testing.T) {
 	var h header
 	at := t0
-	h.observe(service.Status{Time: at, Sensor: event.Stats{Exec: 100, Escalation: 1, Exit: 90}})
-	h.observe(service.Status{Time: at.Add(2 * time.Second), Sensor: event.Stats{Exec: 10100, Escalation: 5, Exit: 8090}})
+	h.observe(api.Status{Time: at, Sensor: event.Stats{Exec: 100, Escalation: 1, Exit: 90}})
+	h.observe(api.Status{Time: at.Add(2 * time.Second), Sensor: event.Stats{Exec: 10100, Escalation: 5, Exit: 8090}})
 	if h.rates != [3]float64{5000, 2, 4000} {
 		t.Errorf("rates = %v", h.rates)
 	}
@@ -132,7 +132,7 @@ func TestHeaderRates(t *testing.T) {
 		t.Errorf("header:\n%s", out)
 	}
 	// A restarted sensor (counters going back) gives zero, not garbage.
-	h.observe(service.Status{Time: at.Add(3 * time.Second), Sensor: event.Stats{Exec: 5}})
+	h.observe(api.Status{Time: at.Add(3 * time.Second), Sensor: event.Stats{Exec: 5}})
 	if h.rates != [3]float64{} {
 		t.Errorf("rates after restart = %v", h.rates)
 	}
@@ -140,7 +140,7 @@ func TestHeaderRates(t *testing.T) {
 
 func TestHeaderDropsAndRulesError(t *testing.T) {
 	var h header
-	h.observe(service.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, QueueDropped: 40, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
+	h.observe(api.Status{Time: t0, Host: "db", Sensor: event.Stats{Drops: 1500}, QueueDropped: 40, RulesError: "rules.yaml:3:5: unknown field \"sevrity\""})
 	h.uiDropped = 2
 	out := ansi.Strip(h.View(newTheme(true), 200, screenIncidents, int(screenCount-1), 4))
 	for _, want := range []string{"drops 1,542 (queues 40) (ui 2)", `rules error: rules.yaml:3:5: unknown field "sevrity"`, "monitoring OFF"} {

@@ -9,10 +9,10 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 	"github.com/procwatch/procwatch/suggest"
 )
 
@@ -119,7 +119,7 @@ func TestKeysToSilenceAdminNoise(t *testing.T) {
 	press("5")
 	h.waitFor("suggested skips", "exec-from-writable-dir")
 	for applied := 0; ; applied++ {
-		open, _ := f.Incidents(t.Context(), service.Query{Status: rules.StatusOpen})
+		open, _ := f.Incidents(t.Context(), api.Query{Status: rules.StatusOpen})
 		var rows []suggest.Suggestion
 		sel := 0
 		h.with(func(m *Model) {
@@ -170,7 +170,7 @@ func TestKeysToSilenceAdminNoise(t *testing.T) {
 			t.Fatal("more skips than noise incidents: the suggestions do not converge")
 		}
 	}
-	open, _ := f.Incidents(t.Context(), service.Query{Status: rules.StatusOpen})
+	open, _ := f.Incidents(t.Context(), api.Query{Status: rules.StatusOpen})
 	if len(open) == 0 || !intrusion(&open[0]) || len(open) != len(byID)-noise {
 		for _, in := range open {
 			t.Logf("still open: %s", in.Summary)

@@ -11,10 +11,10 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 	"github.com/procwatch/procwatch/tui"
 )
 
@@ -99,7 +99,7 @@ func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
 			if n%150 == 0 {
 				ev := servicetest.EscalationEvent(now, pid, 65534, "/opt/tools/suidtest")
 				pid++
-				u.Events = append(u.Events, service.Envelope{Event: ev})
+				u.Events = append(u.Events, api.Envelope{Event: ev})
 				u.Incidents = append(u.Incidents, servicetest.IncidentFor(rules.NewID(now), host, "root-escalation",
 					rules.TypeRootEscalation, rules.SeverityHigh, ev, "uid 65534 became root through set-user-ID /opt/tools/suidtest"))
 			}
@@ -109,7 +109,7 @@ func generate(ctx context.Context, f *servicetest.Fake, host string, rate int) {
 				st, _ := f.Status(ctx)
 				u.Status = &st
 			}
-			f.Publish(service.Update(u))
+			f.Publish(api.Update(u))
 		}
 	}
 }

@@ -1,4 +1,4 @@
-// Package servicetest provides an in-memory service.Service for testing
+// Package servicetest provides an in-memory api.Service for testing
 // front ends without BPF, a rules engine or a database. It keeps incidents
 // and skips the way the real pipeline does (added skips mask the open
 // incidents they cover and unmask exactly those when removed), records every
@@ -15,20 +15,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
-// Fake is an in-memory service.Service. The zero value is not usable; call New.
+// Fake is an in-memory api.Service. The zero value is not usable; call New.
 type Fake struct {
 	mu         sync.Mutex
 	incidents  []rules.Incident // newest first
 	skips      []rules.Skip
 	maskedBy   map[string][]rules.ID // skip id -> incidents it masked
 	rules      []rules.Rule
-	status     service.Status
-	subs       map[int]chan service.Update
+	status     api.Status
+	subs       map[int]chan api.Update
 	nextSub    int
 	nextSkipID int
 	calls      []string
@@ -46,11 +46,11 @@ func New(host string, now func() time.Time) *Fake {
 	}
 	return &Fake{
 		maskedBy:  map[string][]rules.ID{},
-		subs:      map[int]chan service.Update{},
+		subs:      map[int]chan api.Update{},
 		now:       now,
 		subBuffer: 1024,
 		actor:     rules.Actor{UID: 1000, PID: 4242, User: "alice", Via: "socket"},
-		status: service.Status{
+		status: api.Status{
 			Host:       host,
 			Monitoring: true,
 			RulesPath:  "/etc/procwatch/rules.yaml",
@@ -120,7 +120,7 @@ func (f *Fake) raiseLocked(incs []rules.Incident) {
 // Publish stores the update's incidents and sends the update to every
 // subscriber. Like the real pipeline it never blocks: a subscriber whose
 // buffer is full loses the update, and the loss is counted in the next one.
-func (f *Fake) Publish(u service.Update) {
+func (f *Fake) Publish(u api.Update) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.raiseLocked(u.Incidents)
@@ -144,12 +144,12 @@ func (f *Fake) record(format string, args ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(format, args...))
 }
 
-// Subscribe implements service.Service.
-func (f *Fake) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+// Subscribe implements api.Service.
+func (f *Fake) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("Subscribe %s", after)
-	ch := make(chan service.Update, f.subBuffer)
+	ch := make(chan api.Update, f.subBuffer)
 	id := f.nextSub
 	f.nextSub++
 	if after > 0 {
@@ -160,7 +160,7 @@ func (f *Fake) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Up
 			}
 		}
 		if len(replay) > 0 {
-			ch <- service.Update{Incidents: replay}
+			ch <- api.Update{Incidents: replay}
 		}
 	}
 	f.subs[id] = ch
@@ -174,8 +174,8 @@ func (f *Fake) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Up
 	return ch, nil
 }
 
-// Incidents implements service.Service.
-func (f *Fake) Incidents(_ context.Context, q service.Query) ([]rules.Incident, error) {
+// Incidents implements api.Service.
+func (f *Fake) Incidents(_ context.Context, q api.Query) ([]rules.Incident, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("Incidents")
@@ -192,8 +192,8 @@ func (f *Fake) Incidents(_ context.Context, q service.Query) ([]rules.Incident, 
 	return out, nil
 }
 
-// Noise implements service.Service by counting stored incidents.
-func (f *Fake) Noise(_ context.Context, since time.Time, limit int) (service.Noise, error) {
+// Noise implements api.Service by counting stored incidents.
+func (f *Fake) Noise(_ context.Context, since time.Time, limit int) (api.Noise, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("Noise")
@@ -206,15 +206,15 @@ func (f *Fake) Noise(_ context.Context, since time.Time, limit int) (service.Noi
 		cmds[[2]string{commandOf(in.Process), in.Rule}] += int(max(in.Count, 1))
 		paths[[2]string{string(in.Process.Exe), in.Rule}] += int(max(in.Count, 1))
 	}
-	return service.Noise{Commands: topN(cmds, limit), Paths: topN(paths, limit)}, nil
+	return api.Noise{Commands: topN(cmds, limit), Paths: topN(paths, limit)}, nil
 }
 
-func topN(m map[[2]string]int, limit int) []service.NoiseEntry {
-	out := make([]service.NoiseEntry, 0, len(m))
+func topN(m map[[2]string]int, limit int) []api.NoiseEntry {
+	out := make([]api.NoiseEntry, 0, len(m))
 	for k, n := range m {
-		out = append(out, service.NoiseEntry{Value: k[0], Rule: k[1], Count: n})
+		out = append(out, api.NoiseEntry{Value: k[0], Rule: k[1], Count: n})
 	}
-	slices.SortFunc(out, func(a, b service.NoiseEntry) int {
+	slices.SortFunc(out, func(a, b api.NoiseEntry) int {
 		if a.Count != b.Count {
 			return b.Count - a.Count
 		}
@@ -235,7 +235,7 @@ func topN(m map[[2]string]int, limit int) []service.NoiseEntry {
 	return out
 }
 
-// SetStatus implements service.Service.
+// SetStatus implements api.Service.
 func (f *Fake) SetStatus(_ context.Context, ids []rules.ID, st rules.Status) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -256,7 +256,7 @@ func (f *Fake) SetStatus(_ context.Context, ids []rules.ID, st rules.Status) err
 	// Subscribers see the changed incidents, as the pipeline sends them.
 	for _, ch := range f.subs {
 		select {
-		case ch <- service.Update{Incidents: changed}:
+		case ch <- api.Update{Incidents: changed}:
 		default:
 		}
 	}
@@ -271,7 +271,7 @@ func (f *Fake) SetActor(a rules.Actor) {
 	f.actor = a
 }
 
-// Skips implements service.Service.
+// Skips implements api.Service.
 func (f *Fake) Skips(context.Context) ([]rules.Skip, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -298,7 +298,7 @@ func (f *Fake) coveredOpen(s rules.Skip) []int {
 	return idx
 }
 
-// PreviewSkip implements service.Service.
+// PreviewSkip implements api.Service.
 func (f *Fake) PreviewSkip(_ context.Context, s rules.Skip) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -309,7 +309,7 @@ func (f *Fake) PreviewSkip(_ context.Context, s rules.Skip) (int, error) {
 	return len(f.coveredOpen(s)), nil
 }
 
-// AddSkip implements service.Service.
+// AddSkip implements api.Service.
 func (f *Fake) AddSkip(_ context.Context, s rules.Skip) (rules.Skip, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -330,7 +330,7 @@ func (f *Fake) AddSkip(_ context.Context, s rules.Skip) (rules.Skip, int, error)
 	return s, len(idx), nil
 }
 
-// RemoveSkip implements service.Service.
+// RemoveSkip implements api.Service.
 func (f *Fake) RemoveSkip(_ context.Context, id string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -352,7 +352,7 @@ func (f *Fake) RemoveSkip(_ context.Context, id string) (int, error) {
 	return n, nil
 }
 
-// Rules implements service.Service.
+// Rules implements api.Service.
 func (f *Fake) Rules(context.Context) ([]rules.Rule, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -360,7 +360,7 @@ func (f *Fake) Rules(context.Context) ([]rules.Rule, error) {
 	return slices.Clone(f.rules), nil
 }
 
-// SetMonitoring implements service.Service.
+// SetMonitoring implements api.Service.
 func (f *Fake) SetMonitoring(_ context.Context, on bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -369,9 +369,9 @@ func (f *Fake) SetMonitoring(_ context.Context, on bool) error {
 	return nil
 }
 
-// Status implements service.Service; open counts come from the stored
+// Status implements api.Service; open counts come from the stored
 // incidents.
-func (f *Fake) Status(context.Context) (service.Status, error) {
+func (f *Fake) Status(context.Context) (api.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := f.status
@@ -398,8 +398,8 @@ func (f *Fake) Status(context.Context) (service.Status, error) {
 	return st, nil
 }
 
-// Export implements service.Service.
-func (f *Fake) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+// Export implements api.Service.
+func (f *Fake) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
 	list, err := f.Incidents(ctx, q)
 	if err != nil {
 		return 0, err
@@ -419,4 +419,4 @@ func (f *Fake) Export(ctx context.Context, q service.Query, format string, w io.
 	return 0, fmt.Errorf("export format %q: want json or ndjson", format)
 }
 
-var _ service.Service = (*Fake)(nil)
+var _ api.Service = (*Fake)(nil)

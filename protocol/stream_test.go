@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bufio"
@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // TestEachIncidentStreams: the streamed answer keeps the agent's cap and
@@ -24,7 +24,7 @@ func TestEachIncidentStreams(t *testing.T) {
 	c := dial(t, startServer(t, &Server{Service: svc, MaxIncidents: 500}))
 	count := func(limit int) (int, error) {
 		n := 0
-		err := c.EachIncident(context.Background(), service.Query{Limit: limit}, func(*rules.Incident) error { n++; return nil })
+		err := c.EachIncident(context.Background(), api.Query{Limit: limit}, func(*rules.Incident) error { n++; return nil })
 		return n, err
 	}
 	tests := []struct {
@@ -39,7 +39,7 @@ func TestEachIncidentStreams(t *testing.T) {
 	}
 	stopErr := errors.New("enough")
 	n := 0
-	err := c.EachIncident(context.Background(), service.Query{}, func(*rules.Incident) error {
+	err := c.EachIncident(context.Background(), api.Query{}, func(*rules.Incident) error {
 		if n++; n == 10 {
 			return stopErr
 		}
@@ -82,7 +82,7 @@ func TestEachIncidentCutsOffAnAgentSendingTooMuch(t *testing.T) {
 	}
 	defer c.Close()
 	n := 0
-	err = c.EachIncident(context.Background(), service.Query{Limit: 10}, func(*rules.Incident) error { n++; return nil })
+	err = c.EachIncident(context.Background(), api.Query{Limit: 10}, func(*rules.Incident) error { n++; return nil })
 	var pe *ProtocolError
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "more than the 10 incidents asked for") {
 		t.Fatalf("err = %v, want the protocol error", err)

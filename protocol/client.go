@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bufio"
@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // DialTimeout bounds connecting to the socket.
@@ -51,7 +51,7 @@ func (e *ProtocolError) Error() string {
 	return "the agent broke the protocol: " + e.Reason + "; connection closed"
 }
 
-// Client is service.Service over one protocol connection. It is safe for
+// Client is api.Service over one protocol connection. It is safe for
 // concurrent use; calls are multiplexed by request id.
 type Client struct {
 	rwc io.ReadWriteCloser
@@ -388,11 +388,11 @@ func (c *Client) do(ctx context.Context, method string, params, result any) erro
 	return c.wait(ctx, id, cl, result)
 }
 
-// Subscribe implements service.Service. Updates are kept in a mailbox
+// Subscribe implements api.Service. Updates are kept in a mailbox
 // between the connection and the returned channel, so a caller that reads
 // slowly delays neither other calls nor the connection.
-func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
-	box := service.NewMailbox(0, 0)
+func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
+	box := api.NewMailbox(0, 0)
 	ended := make(chan struct{})
 	var endOnce sync.Once
 	// pending counts the bytes of updates put and not yet taken; past
@@ -409,7 +409,7 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 			if pending.Add(int64(m.size)) > int64(MaxPendingBytes) {
 				old, _ := box.Take()
 				pending.Store(int64(m.size))
-				box.Put(service.Update{Status: old.Status, Dropped: uint64(len(old.Events)+len(old.Incidents)) + old.Dropped})
+				box.Put(api.Update{Status: old.Status, Dropped: uint64(len(old.Events)+len(old.Incidents)) + old.Dropped})
 			}
 			box.Put(*m.Update)
 		case typeEnd:
@@ -424,7 +424,7 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 		c.forget(id)
 		return nil, err
 	}
-	out := make(chan service.Update, 4)
+	out := make(chan api.Update, 4)
 	go func() {
 		defer close(out)
 		defer func() {
@@ -460,10 +460,10 @@ func (c *Client) Subscribe(ctx context.Context, after rules.ID) (<-chan service.
 // incidents received, when the agent's per-request cap cut the answer short.
 var ErrTruncated = errors.New("the agent caps one answer; use procwatch export for every incident")
 
-// Incidents implements service.Service. The answer is held to what was
+// Incidents implements api.Service. The answer is held to what was
 // asked: an agent that sends more incidents than q.Limit, or more than
 // MaxAnswerBytes of them, is cut off (see ProtocolError).
-func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+func (c *Client) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	var got []rules.Incident
 	var mu sync.Mutex
 	var bytes int
@@ -507,12 +507,12 @@ func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incide
 		return got, fmt.Errorf("incidents: %d returned, more match: %w", len(got), ErrTruncated)
 	}
 	if res.Damaged != "" {
-		return got, &service.DamagedWarning{Message: res.Damaged}
+		return got, &api.DamagedWarning{Message: res.Damaged}
 	}
 	return got, nil
 }
 
-// EachIncident implements service.IncidentStreamer: fn gets each incident
+// EachIncident implements api.IncidentStreamer: fn gets each incident
 // as its frame arrives, so a client asking for every incident holds one
 // frame at a time instead of the whole answer. The connection's reader
 // waits for fn to take each frame, so a slow fn slows the agent's answer
@@ -520,7 +520,7 @@ func (c *Client) Incidents(ctx context.Context, q service.Query) ([]rules.Incide
 // agent whose write then times out closes the connection. An agent that
 // sends more incidents than q.Limit is cut off (see ProtocolError). fn
 // must not retain inc.
-func (c *Client) EachIncident(ctx context.Context, q service.Query, fn func(*rules.Incident) error) error {
+func (c *Client) EachIncident(ctx context.Context, q api.Query, fn func(*rules.Incident) error) error {
 	frames := make(chan []rules.Incident)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -580,78 +580,78 @@ func (c *Client) answered(err error, n int, res countResult) error {
 	case res.Truncated:
 		return fmt.Errorf("incidents: %d returned, more match: %w", n, ErrTruncated)
 	case res.Damaged != "":
-		return &service.DamagedWarning{Message: res.Damaged}
+		return &api.DamagedWarning{Message: res.Damaged}
 	}
 	return nil
 }
 
-// Noise implements service.Service.
-func (c *Client) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
-	var n service.Noise
+// Noise implements api.Service.
+func (c *Client) Noise(ctx context.Context, since time.Time, limit int) (api.Noise, error) {
+	var n api.Noise
 	err := c.do(ctx, methodNoise, noiseParams{since, limit}, &n)
 	return n, err
 }
 
-// SetStatus implements service.Service.
+// SetStatus implements api.Service.
 func (c *Client) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
 	return c.do(ctx, methodSetStatus, setStatusParams{ids, st}, nil)
 }
 
-// Skips implements service.Service.
+// Skips implements api.Service.
 func (c *Client) Skips(ctx context.Context) ([]rules.Skip, error) {
 	var s []rules.Skip
 	err := c.do(ctx, methodSkips, struct{}{}, &s)
 	return s, err
 }
 
-// PreviewSkip implements service.Service.
+// PreviewSkip implements api.Service.
 func (c *Client) PreviewSkip(ctx context.Context, s rules.Skip) (int, error) {
 	var r countResult
 	err := c.do(ctx, methodPreviewSkip, skipParams{s}, &r)
 	return r.Count, err
 }
 
-// AddSkip implements service.Service.
+// AddSkip implements api.Service.
 func (c *Client) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, error) {
 	var r addSkipResult
 	err := c.do(ctx, methodAddSkip, skipParams{s}, &r)
 	return r.Skip, r.Masked, err
 }
 
-// RemoveSkip implements service.Service.
+// RemoveSkip implements api.Service.
 func (c *Client) RemoveSkip(ctx context.Context, id string) (int, error) {
 	var r countResult
 	err := c.do(ctx, methodRemoveSkip, removeSkipParams{id}, &r)
 	return r.Count, err
 }
 
-// Rules implements service.Service.
+// Rules implements api.Service.
 func (c *Client) Rules(ctx context.Context) ([]rules.Rule, error) {
 	var r []rules.Rule
 	err := c.do(ctx, methodRules, struct{}{}, &r)
 	return r, err
 }
 
-// SetMonitoring implements service.Service.
+// SetMonitoring implements api.Service.
 func (c *Client) SetMonitoring(ctx context.Context, on bool) error {
 	return c.do(ctx, methodSetMonitoring, monitoringParams{on}, nil)
 }
 
-// Status implements service.Service.
-func (c *Client) Status(ctx context.Context) (service.Status, error) {
-	var st service.Status
+// Status implements api.Service.
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	var st api.Status
 	err := c.do(ctx, methodStatus, struct{}{}, &st)
 	return st, err
 }
 
-// Export implements service.Service. Chunks are written to w by a
+// Export implements api.Service. Chunks are written to w by a
 // goroutine of their own, never by the connection's reader, and each is
 // acknowledged once written: the agent sends at most a window of chunks
 // ahead, so a slow w slows the export without filling memory or holding
 // up other calls. Progress goes to the function set with
-// service.WithExportProgress.
-func (c *Client) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
-	progress := service.ExportProgress(ctx)
+// api.WithExportProgress.
+func (c *Client) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
+	progress := api.ExportProgress(ctx)
 	chunks := make(chan []byte, exportWindow)
 	var (
 		overflow atomic.Bool
@@ -711,12 +711,12 @@ func (c *Client) Export(ctx context.Context, q service.Query, format string, w i
 		return res.Count, fmt.Errorf("export: write output: %w", werr)
 	}
 	if err == nil && res.Damaged != "" {
-		return res.Count, &service.DamagedWarning{Message: res.Damaged}
+		return res.Count, &api.DamagedWarning{Message: res.Damaged}
 	}
 	return res.Count, err
 }
 
 var (
-	_ service.Service          = (*Client)(nil)
-	_ service.IncidentStreamer = (*Client)(nil)
+	_ api.Service          = (*Client)(nil)
+	_ api.IncidentStreamer = (*Client)(nil)
 )

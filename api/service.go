@@ -1,10 +1,10 @@
-// Package service is procwatch's API contract: the one interface, and the
-// plain data types it passes, between the pipeline (sensor, rules, store)
-// and the front ends (the TUI and the CLI). It holds no service of its own.
-// pipeline.Local implements it in process; agent.Client implements it over
-// a socket or SSH; service/servicetest is an in-memory fake for tests. So
-// front ends never touch BPF or the database directly.
-package service
+// Package api is procwatch's API contract: the one interface, Service, and
+// the plain data types it passes, between the pipeline (sensor, rules,
+// store) and the front ends (the TUI and the CLI). pipeline.Local
+// implements it in process; protocol.Client implements it over a socket or
+// SSH; fleet implements it over NATS; api/servicetest is an in-memory fake
+// for tests. So front ends never touch BPF or the database directly.
+package api
 
 import (
 	"context"

@@ -1,10 +1,10 @@
-package agent
+package protocol
 
 import (
 	"context"
 	"testing"
 
-	"github.com/procwatch/procwatch/service"
+	"github.com/procwatch/procwatch/api"
 )
 
 // BenchmarkStatusRoundTrip measures one request and its response over the
@@ -32,14 +32,14 @@ func BenchmarkIncidents100(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		got, err := c.Incidents(ctx, service.Query{Limit: 100})
+		got, err := c.Incidents(ctx, api.Query{Limit: 100})
 		if err != nil || len(got) != 100 {
 			b.Fatal(len(got), err)
 		}
 	}
 }
 
-func dialBench(b *testing.B, svc service.Service) *Client {
+func dialBench(b *testing.B, svc api.Service) *Client {
 	b.Helper()
 	path := b.TempDir() + "/agent.sock"
 	ln, err := Listen(path, NoGroups)

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"encoding/json"
@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/api/servicetest"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
-	"github.com/procwatch/procwatch/service/servicetest"
 )
 
 // TestSplitUpdateKeepsVerdicts: an update too large for one frame is cut
@@ -29,7 +29,7 @@ func TestSplitUpdateKeepsVerdicts(t *testing.T) {
 	if len(frames) < 4 {
 		t.Fatalf("%d frames; the test wants the update split", len(frames))
 	}
-	var got []service.Envelope
+	var got []api.Envelope
 	for _, f := range frames {
 		var m message
 		if err := json.Unmarshal(f, &m); err != nil {

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bufio"
@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // startServer listens on a socket in a temp dir and serves svc there.
@@ -61,7 +61,7 @@ func TestRoundTripEveryMethod(t *testing.T) {
 	c := dial(t, startServer(t, &Server{Service: svc}))
 	ctx := context.Background()
 
-	q := service.Query{MinSeverity: rules.SeverityMedium, Type: "bin-execution", Rule: "r1", Status: rules.StatusOpen,
+	q := api.Query{MinSeverity: rules.SeverityMedium, Type: "bin-execution", Rule: "r1", Status: rules.StatusOpen,
 		Since: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Grep: "x€y", Limit: 9}
 	got, err := c.Incidents(ctx, q)
 	if err != nil {
@@ -155,7 +155,7 @@ func TestLargeIncidentListIsSplitIntoFrames(t *testing.T) {
 		svc.incidents = append(svc.incidents, sampleIncident(i, 8<<10)) // ~2.4 MiB in all
 	}
 	c := dial(t, startServer(t, &Server{Service: svc}))
-	got, err := c.Incidents(context.Background(), service.Query{})
+	got, err := c.Incidents(context.Background(), api.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,13 +176,13 @@ func TestExportStreamsChunksAndProgress(t *testing.T) {
 	c := dial(t, startServer(t, &Server{Service: svc}))
 	var mu sync.Mutex
 	var last [2]int
-	ctx := service.WithExportProgress(context.Background(), func(done, total int) {
+	ctx := api.WithExportProgress(context.Background(), func(done, total int) {
 		mu.Lock()
 		last = [2]int{done, total}
 		mu.Unlock()
 	})
 	var out bytes.Buffer
-	q := service.Query{Rule: "r9"}
+	q := api.Query{Rule: "r9"}
 	n, err := c.Export(ctx, q, "ndjson", &out)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestSubscribeStreamsAndCancels(t *testing.T) {
 		t.Errorf("after = %v", svc.arg("subscribe"))
 	}
 	inc := sampleIncident(1, 10)
-	svc.updates <- service.Update{Incidents: []rules.Incident{inc}, Dropped: 3}
+	svc.updates <- api.Update{Incidents: []rules.Incident{inc}, Dropped: 3}
 	select {
 	case u := <-ch:
 		if len(u.Incidents) != 1 || !reflect.DeepEqual(u.Incidents[0], inc) || u.Dropped != 3 {
@@ -370,7 +370,7 @@ func TestStuckClientIsDisconnectedWithoutBlockingOthers(t *testing.T) {
 	}
 	// The stuck client never reads again. Feed updates until the server
 	// gives up on it; each send must complete, or the producer is stuck.
-	big := service.Update{Incidents: []rules.Incident{sampleIncident(1, 64<<10)}}
+	big := api.Update{Incidents: []rules.Incident{sampleIncident(1, 64<<10)}}
 	other := dial(t, path)
 	deadline := time.After(20 * time.Second)
 	for sent := 0; ; sent++ {
@@ -481,7 +481,7 @@ func TestIncidentTooLargeForAFrameGetsAnError(t *testing.T) {
 	c := dial(t, startServer(t, &Server{Service: svc}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := c.Incidents(ctx, service.Query{})
+	_, err := c.Incidents(ctx, api.Query{})
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "frame limit") {
 		t.Fatalf("err = %v (ctx %v), want a frame limit error", err, ctx.Err())
 	}

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bufio"
@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
@@ -365,12 +365,12 @@ func TestIncidentsCapPerRequest(t *testing.T) {
 	}
 	c := dial(t, startServer(t, &Server{Service: svc, MaxIncidents: 3}))
 	for _, limit := range []int{0, 4} {
-		got, err := c.Incidents(context.Background(), service.Query{Limit: limit})
+		got, err := c.Incidents(context.Background(), api.Query{Limit: limit})
 		if len(got) != 3 || !errors.Is(err, ErrTruncated) {
 			t.Errorf("limit %d: %d incidents, %v; want 3 and ErrTruncated", limit, len(got), err)
 		}
 	}
-	if got, err := c.Incidents(context.Background(), service.Query{Limit: 2}); len(got) != 2 || err != nil {
+	if got, err := c.Incidents(context.Background(), api.Query{Limit: 2}); len(got) != 2 || err != nil {
 		t.Errorf("limit 2 under the cap: %d incidents, %v", len(got), err)
 	}
 }
@@ -398,7 +398,7 @@ func TestSlowExportWriterHoldsUpNothing(t *testing.T) {
 	w := &gateWriter{gate: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.Export(context.Background(), service.Query{}, "ndjson", w)
+		_, err := c.Export(context.Background(), api.Query{}, "ndjson", w)
 		done <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // the export is under way, its output stalled

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Peer is the other end of a socket connection as the kernel reports it
@@ -66,7 +66,7 @@ func (a Access) RoleOf(p Peer) Role {
 // a remote front end), the SSH login and client address are added; they
 // describe the session and are informative, the uid is authoritative.
 func (p Peer) Actor() rules.Actor {
-	a := rules.Actor{UID: p.UID, PID: p.PID, User: service.UserName(p.UID), Via: "socket"}
+	a := rules.Actor{UID: p.UID, PID: p.PID, User: api.UserName(p.UID), Via: "socket"}
 	if p.PID != 0 {
 		env, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(p.PID), 10) + "/environ")
 		if err == nil {
@@ -79,7 +79,7 @@ func (p Peer) Actor() rules.Actor {
 // SSHActor is who a `serve --stdio` process answers for: its own uid and
 // pid, with the SSH login and client address when sshd started it.
 func SSHActor() rules.Actor {
-	a := service.Self("stdio")
+	a := api.Self("stdio")
 	a.SSHUser, a.SSHFrom = sshSession(os.Getenv)
 	return a
 }

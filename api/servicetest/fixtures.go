@@ -5,9 +5,9 @@ import (
 	"path"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // SampleRules returns a small rule set shaped like procwatch's defaults.
@@ -152,8 +152,8 @@ func HostileIncidents(host string, t0 time.Time) []rules.Incident {
 
 // LoadBatch returns n events spread over the three types, starting at pid
 // base, as one update. Every fiftieth event is marked skipped.
-func LoadBatch(at time.Time, base uint32, n int) service.Update {
-	u := service.Update{Events: make([]service.Envelope, n)}
+func LoadBatch(at time.Time, base uint32, n int) api.Update {
+	u := api.Update{Events: make([]api.Envelope, n)}
 	for i := range n {
 		pid := base + uint32(i)
 		e := &u.Events[i]

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"bufio"
@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Defaults of Server.
@@ -47,7 +47,7 @@ const (
 // Server answers the protocol for one Service. Its zero value is not
 // usable; set Service at least.
 type Server struct {
-	Service service.Service
+	Service api.Service
 	Logger  *slog.Logger // default slog.Default()
 	// WriteTimeout bounds each write on connections that support write
 	// deadlines (sockets); a client that stops reading is disconnected
@@ -84,7 +84,7 @@ type Server struct {
 
 // Serve answers the protocol on conn for svc with default settings until
 // the client hangs up or ctx ends; it closes conn before returning.
-func Serve(ctx context.Context, svc service.Service, conn io.ReadWriteCloser) error {
+func Serve(ctx context.Context, svc api.Service, conn io.ReadWriteCloser) error {
 	s := &Server{Service: svc}
 	return s.Serve(ctx, conn)
 }
@@ -119,7 +119,7 @@ type serverConn struct {
 // Requests run concurrently, so a long export does not hold up a status
 // query.
 func (s *Server) Serve(ctx context.Context, rwc io.ReadWriteCloser) error {
-	a := service.Self("stdio")
+	a := api.Self("stdio")
 	if s.Stdio != nil {
 		a = *s.Stdio
 	}
@@ -279,7 +279,7 @@ func (c *serverConn) nextFrame(fr *frameReader) ([]byte, error) {
 
 // start runs request m on its own goroutine; false when it was refused.
 func (c *serverConn) start(m message, sem chan struct{}) bool {
-	rctx, rcancel := context.WithCancel(service.WithCaller(c.ctx, c.actor))
+	rctx, rcancel := context.WithCancel(api.WithCaller(c.ctx, c.actor))
 	c.rmu.Lock()
 	if _, dup := c.running[m.ID]; dup {
 		c.rmu.Unlock()
@@ -613,7 +613,7 @@ var errCapped = errors.New("incidents cap reached")
 // incidents streams the answer in frames as the store reads it, so a
 // request for every incident costs one batch of memory, not the database.
 // At most MaxIncidents are sent; the answer then says it was truncated.
-func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) {
+func (c *serverConn) incidents(ctx context.Context, id uint64, q api.Query) {
 	capN := c.s.maxIncidents()
 	truncated := false
 	if q.Limit > 0 && q.Limit <= capN {
@@ -633,7 +633,7 @@ func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) 
 		batch = batch[:0]
 		return err
 	}
-	err := service.EachIncident(ctx, c.s.Service, q, func(inc *rules.Incident) error {
+	err := api.EachIncident(ctx, c.s.Service, q, func(inc *rules.Incident) error {
 		if n+len(batch) == capN {
 			truncated = capN != q.Limit
 			return errCapped
@@ -648,7 +648,7 @@ func (c *serverConn) incidents(ctx context.Context, id uint64, q service.Query) 
 		err = nil
 	}
 	damaged := ""
-	if errors.Is(err, service.ErrDamaged) {
+	if errors.Is(err, api.ErrDamaged) {
 		damaged, err = err.Error(), nil // a warning: what was read is sent
 	}
 	if err == nil {
@@ -679,7 +679,7 @@ func (c *serverConn) subscribe(ctx context.Context, id uint64, after rules.ID) {
 			// Only an event or incident larger than a frame gets here;
 			// the subscriber hears of it as a loss.
 			c.log.Warn("update too large to send; counted as dropped", "err", err)
-			c.send(message{Type: typeUpdate, ID: id, Update: &service.Update{Dropped: uint64(len(u.Events) + len(u.Incidents))}})
+			c.send(message{Type: typeUpdate, ID: id, Update: &api.Update{Dropped: uint64(len(u.Events) + len(u.Incidents))}})
 		}
 	}
 	end := message{Type: typeEnd, ID: id}
@@ -743,9 +743,9 @@ func (c *serverConn) export(ctx context.Context, id uint64, p exportParams, cred
 			c.send(message{Type: typeProgress, ID: id, Done: done, Total: total})
 		}
 	}
-	n, err := c.s.Service.Export(service.WithExportProgress(ctx, progress), p.Query, p.Format, bw)
+	n, err := c.s.Service.Export(api.WithExportProgress(ctx, progress), p.Query, p.Format, bw)
 	damaged := ""
-	if errors.Is(err, service.ErrDamaged) {
+	if errors.Is(err, api.ErrDamaged) {
 		damaged, err = err.Error(), nil // the document is complete without what was skipped
 	}
 	if err == nil {

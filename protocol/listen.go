@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/safepath"
-	"github.com/procwatch/procwatch/service"
 )
 
 // DefaultSocket is where the agent listens unless --socket says otherwise.
@@ -244,7 +244,7 @@ func (l *connLimits) release(uid uint32) {
 // serveSocket serves one accepted connection as the caller the kernel
 // names, or refuses it.
 func (s *Server) serveSocket(ctx context.Context, conn net.Conn, p Peer, known bool, log *slog.Logger) {
-	actor, role := service.Self("socket"), RoleFull
+	actor, role := api.Self("socket"), RoleFull
 	if known {
 		if role = s.access().RoleOf(p); role == RoleNone {
 			log.Warn("agent socket: refusing a caller outside the socket groups", "uid", p.UID, "pid", p.PID)

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // countingConn counts the bytes a client reads.
@@ -24,24 +24,24 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// gobService is service.Service's Status and Incidents as net/rpc methods:
+// gobService is api.Service's Status and Incidents as net/rpc methods:
 // the well-kept standard-library alternative to the agent protocol.
-type gobService struct{ svc service.Service }
+type gobService struct{ svc api.Service }
 
-func (g *gobService) Status(_ struct{}, out *service.Status) error {
+func (g *gobService) Status(_ struct{}, out *api.Status) error {
 	st, err := g.svc.Status(context.Background())
 	*out = st
 	return err
 }
 
-func (g *gobService) Incidents(q service.Query, out *[]rules.Incident) error {
+func (g *gobService) Incidents(q api.Query, out *[]rules.Incident) error {
 	incs, err := g.svc.Incidents(context.Background(), q)
 	*out = incs
 	return err
 }
 
 // dialGob serves svc with net/rpc and gob on a unix socket and dials it.
-func dialGob(b *testing.B, svc service.Service, read *atomic.Int64) *rpc.Client {
+func dialGob(b *testing.B, svc api.Service, read *atomic.Int64) *rpc.Client {
 	b.Helper()
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Procwatch", &gobService{svc}); err != nil {
@@ -71,7 +71,7 @@ func dialGob(b *testing.B, svc service.Service, read *atomic.Int64) *rpc.Client 
 }
 
 // dialCounted is dialBench with the client's reads counted.
-func dialCounted(b *testing.B, svc service.Service, read *atomic.Int64) *Client {
+func dialCounted(b *testing.B, svc api.Service, read *atomic.Int64) *Client {
 	b.Helper()
 	path := b.TempDir() + "/agent.sock"
 	ln, err := Listen(path, NoGroups)
@@ -118,10 +118,10 @@ func BenchmarkProtocolVsNetRPC(b *testing.B) {
 	}{
 		{"status", 0,
 			func() error { _, err := ac.Status(ctx); return err },
-			func() error { var st service.Status; return gc.Call("Procwatch.Status", struct{}{}, &st) }},
+			func() error { var st api.Status; return gc.Call("Procwatch.Status", struct{}{}, &st) }},
 		{"incidents100", 100,
 			func() error {
-				incs, err := ac.Incidents(ctx, service.Query{Limit: 100})
+				incs, err := ac.Incidents(ctx, api.Query{Limit: 100})
 				if err == nil && len(incs) != 100 {
 					b.Fatalf("agent: %d incidents", len(incs))
 				}
@@ -129,7 +129,7 @@ func BenchmarkProtocolVsNetRPC(b *testing.B) {
 			},
 			func() error {
 				var incs []rules.Incident
-				err := gc.Call("Procwatch.Incidents", service.Query{Limit: 100}, &incs)
+				err := gc.Call("Procwatch.Incidents", api.Query{Limit: 100}, &incs)
 				if err == nil && len(incs) != 100 {
 					b.Fatalf("gob: %d incidents", len(incs))
 				}

@@ -1,4 +1,4 @@
-package agent
+package protocol
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // recordingService answers every Service method from fixed data and records
@@ -23,15 +23,15 @@ type recordingService struct {
 
 	incidents []rules.Incident
 	export    []byte
-	updates   chan service.Update // fed by the test for Subscribe
-	subEnded  chan struct{}       // closed when a subscription's ctx ends
+	updates   chan api.Update // fed by the test for Subscribe
+	subEnded  chan struct{}   // closed when a subscription's ctx ends
 	failWith  error
 }
 
 func newRecordingService() *recordingService {
 	return &recordingService{
 		args:     map[string]any{},
-		updates:  make(chan service.Update),
+		updates:  make(chan api.Update),
 		subEnded: make(chan struct{}),
 	}
 }
@@ -50,11 +50,11 @@ func (f *recordingService) arg(method string) any {
 	return f.args[method]
 }
 
-func (f *recordingService) Subscribe(ctx context.Context, after rules.ID) (<-chan service.Update, error) {
+func (f *recordingService) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	if err := f.record("subscribe", after); err != nil {
 		return nil, err
 	}
-	out := make(chan service.Update)
+	out := make(chan api.Update)
 	go func() {
 		defer close(out)
 		defer close(f.subEnded)
@@ -77,20 +77,20 @@ func (f *recordingService) Subscribe(ctx context.Context, after rules.ID) (<-cha
 	return out, nil
 }
 
-func (f *recordingService) Incidents(ctx context.Context, q service.Query) ([]rules.Incident, error) {
+func (f *recordingService) Incidents(ctx context.Context, q api.Query) ([]rules.Incident, error) {
 	if err := f.record("incidents", q); err != nil {
 		return nil, err
 	}
 	return f.incidents, nil
 }
 
-func (f *recordingService) Noise(ctx context.Context, since time.Time, limit int) (service.Noise, error) {
+func (f *recordingService) Noise(ctx context.Context, since time.Time, limit int) (api.Noise, error) {
 	if err := f.record("noise", []any{since, limit}); err != nil {
-		return service.Noise{}, err
+		return api.Noise{}, err
 	}
-	return service.Noise{
-		Commands: []service.NoiseEntry{{Value: "cron", Rule: "r1", Count: 7}},
-		Paths:    []service.NoiseEntry{{Value: "/usr/sbin/cron", Count: 7}},
+	return api.Noise{
+		Commands: []api.NoiseEntry{{Value: "cron", Rule: "r1", Count: 7}},
+		Paths:    []api.NoiseEntry{{Value: "/usr/sbin/cron", Count: 7}},
 	}, nil
 }
 
@@ -141,23 +141,23 @@ func (f *recordingService) SetMonitoring(ctx context.Context, on bool) error {
 	return f.record("set_monitoring", on)
 }
 
-func (f *recordingService) Status(ctx context.Context) (service.Status, error) {
+func (f *recordingService) Status(ctx context.Context) (api.Status, error) {
 	if err := f.record("status", nil); err != nil {
-		return service.Status{}, err
+		return api.Status{}, err
 	}
-	return service.Status{Host: "h1", Monitoring: true, RulesPath: "/etc/procwatch/rules.yaml",
+	return api.Status{Host: "h1", Monitoring: true, RulesPath: "/etc/procwatch/rules.yaml",
 		OpenBySev: map[string]int{"high": 2}, Sensor: event.Stats{Exec: 10, Mode: "test"},
 		Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, nil
 }
 
-func (f *recordingService) Export(ctx context.Context, q service.Query, format string, w io.Writer) (int, error) {
+func (f *recordingService) Export(ctx context.Context, q api.Query, format string, w io.Writer) (int, error) {
 	if err := f.record("export", []any{q, format}); err != nil {
 		return 0, err
 	}
 	if format != "ndjson" {
 		return 0, errors.New("unknown format")
 	}
-	progress := service.ExportProgress(ctx)
+	progress := api.ExportProgress(ctx)
 	const pieces = 10
 	step := len(f.export) / pieces
 	for i := range pieces {

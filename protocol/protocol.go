@@ -1,12 +1,11 @@
-// Package agent is procwatch's wire protocol: it carries service.Service
-// over a byte stream. Despite the name it is not the daemon (`procwatch
-// agent` is assembled in package daemon); it is what the daemon's socket
-// speaks: the local unix socket of `procwatch agent`, the stdin/stdout of
+// Package protocol is procwatch's wire protocol: it carries api.Service
+// over a byte stream. It is not the daemon (`procwatch agent` is assembled
+// in package daemon); it is what the daemon's socket speaks: the local unix socket of `procwatch agent`, the stdin/stdout of
 // `procwatch serve --stdio`, and SSH through the latter. One protocol
 // serves all of them; docs/protocol.md specifies it. Server answers on the
 // pipeline's side (with the socket's access checks and connection limits),
-// Client implements service.Service on the front end's side.
-package agent
+// Client implements api.Service on the front end's side.
+package protocol
 
 import (
 	"bufio"
@@ -16,8 +15,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/procwatch/procwatch/api"
 	"github.com/procwatch/procwatch/rules"
-	"github.com/procwatch/procwatch/service"
 )
 
 // Version is the protocol version this build speaks. Both sides send it in
@@ -47,7 +46,7 @@ const (
 	typeAck       = "ack"
 )
 
-// Methods: one per service.Service method, plus cancel.
+// Methods: one per api.Service method, plus cancel.
 const (
 	methodSubscribe     = "subscribe"
 	methodIncidents     = "incidents"
@@ -114,7 +113,7 @@ type message struct {
 	Error  *Error          `json:"error,omitempty"`
 
 	// update, incidents, chunk, progress
-	Update    *service.Update  `json:"update,omitempty"`
+	Update    *api.Update      `json:"update,omitempty"`
 	Incidents []rules.Incident `json:"incidents,omitempty"`
 	Size      int              `json:"size,omitempty"` // chunk: raw bytes that follow the frame
 	Data      []byte           `json:"-"`              // chunk: those bytes, read by the client
@@ -129,7 +128,7 @@ type (
 		After rules.ID `json:"after"`
 	}
 	incidentsParams struct {
-		Query service.Query `json:"query"`
+		Query api.Query `json:"query"`
 	}
 	countResult struct {
 		Count int `json:"count"`
@@ -163,8 +162,8 @@ type (
 		On bool `json:"on"`
 	}
 	exportParams struct {
-		Query  service.Query `json:"query"`
-		Format string        `json:"format"`
+		Query  api.Query `json:"query"`
+		Format string    `json:"format"`
 	}
 	cancelParams struct {
 		ID uint64 `json:"id"`
@@ -274,20 +273,20 @@ func split(m message) (message, message, bool) {
 		return a, b, true
 	case m.Type == typeUpdate && m.Update != nil:
 		u := *m.Update
-		var ua, ub service.Update
+		var ua, ub api.Update
 		switch {
 		case len(u.Events) > 1:
 			h := len(u.Events) / 2
-			ua, ub = u, service.Update{}
+			ua, ub = u, api.Update{}
 			ua.Events, ub.Events = u.Events[:h], u.Events[h:] // verdicts travel with their events
 			ub.Incidents = u.Incidents
 			ua.Incidents = nil
 		case len(u.Incidents) > 1:
 			h := len(u.Incidents) / 2
-			ua, ub = u, service.Update{}
+			ua, ub = u, api.Update{}
 			ua.Incidents, ub.Incidents = u.Incidents[:h], u.Incidents[h:]
 		case len(u.Events) == 1 && len(u.Incidents) > 0:
-			ua, ub = u, service.Update{Incidents: u.Incidents}
+			ua, ub = u, api.Update{Incidents: u.Incidents}
 			ua.Incidents = nil
 		default:
 			return m, m, false
