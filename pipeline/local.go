@@ -106,9 +106,11 @@ type Local struct {
 	sourceErr atomic.Pointer[string]
 	skipMu    sync.Mutex // serialises skip changes, so the engine gets the latest list
 
-	events      *queue.Queue[api.Envelope] // the batch being gathered
-	pendMu      sync.Mutex
-	pendIncs    []rules.Incident
+	events   *queue.Queue[api.Envelope] // the batch being gathered
+	pendMu   sync.Mutex
+	pendIncs []rules.Incident
+
+	triage      triageCache   // stored statuses for the engine's repeats
 	pendDropped uint64        // incidents over maxPendingIncidents since the last batch
 	incsDropped atomic.Uint64 // the same over the pipeline's life
 	goneDropped atomic.Uint64 // drops of the mailboxes of subscribers gone
@@ -302,6 +304,7 @@ func (l *Local) handle(ev *event.Event) {
 			inc.Host = l.host
 		}
 		l.fillSum(inc, ev)
+		l.triage.apply(inc, l.cfg.Store)
 		l.cfg.Store.Put(*inc)
 		if l.cfg.OnIncident != nil {
 			l.cfg.OnIncident(*inc)
@@ -663,7 +666,9 @@ func (l *Local) Noise(ctx context.Context, since time.Time, limit int) (api.Nois
 // subscribers, so every front end sees an acknowledgement at once.
 func (l *Local) SetStatus(ctx context.Context, ids []rules.ID, st rules.Status) error {
 	by := api.Caller(ctx)
-	if err := l.cfg.Store.SetStatusBy(ids, st, &by); err != nil {
+	err := l.cfg.Store.SetStatusBy(ids, st, &by)
+	l.triage.forget()
+	if err != nil {
 		return err
 	}
 	const maxPushed = 1000
@@ -721,6 +726,7 @@ func (l *Local) AddSkip(ctx context.Context, s rules.Skip) (rules.Skip, int, err
 	defer l.skipMu.Unlock()
 	by := api.Caller(ctx)
 	added, masked, err := l.cfg.Store.AddSkipBy(s, s.Coverer(), &by)
+	l.triage.forget()
 	if err != nil {
 		return rules.Skip{}, 0, err
 	}
@@ -740,6 +746,7 @@ func (l *Local) RemoveSkip(ctx context.Context, id string) (int, error) {
 	defer l.skipMu.Unlock()
 	by := api.Caller(ctx)
 	n, err := l.cfg.Store.RemoveSkipBy(id, &by)
+	l.triage.forget()
 	if err != nil {
 		return 0, err
 	}
