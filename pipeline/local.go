@@ -104,13 +104,12 @@ type Local struct {
 	rulesErr atomic.Pointer[string]
 	// sourceErr is why the wanted sensor could not start (SetSourceError).
 	sourceErr atomic.Pointer[string]
-	skipMu    sync.Mutex // serialises skip changes, so the engine gets the latest list
+	skipMu    sync.Mutex  // serialises skip changes, so the engine gets the latest list
+	triage    triageCache // stored statuses for the engine's repeats
 
-	events   *queue.Queue[api.Envelope] // the batch being gathered
-	pendMu   sync.Mutex
-	pendIncs []rules.Incident
-
-	triage      triageCache   // stored statuses for the engine's repeats
+	events      *queue.Queue[api.Envelope] // the batch being gathered
+	pendMu      sync.Mutex
+	pendIncs    []rules.Incident
 	pendDropped uint64        // incidents over maxPendingIncidents since the last batch
 	incsDropped atomic.Uint64 // the same over the pipeline's life
 	goneDropped atomic.Uint64 // drops of the mailboxes of subscribers gone
