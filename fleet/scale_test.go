@@ -194,13 +194,14 @@ func (p keyProbe) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		*p.seen = true
 		p.mu.Unlock()
 	}
-	// The UI's tick carries the incidents it applies now; the frame after
-	// this Update shows them. Read by reflection: the type is the UI's own.
-	if rv := reflect.ValueOf(msg); rv.Kind() == reflect.Struct && rv.Type().Name() == "tickMsg" {
+	// The UI's frame message carries the incidents it applies now; the
+	// frame after this Update shows them. Read by reflection: the type is
+	// the UI's own.
+	if rv := reflect.ValueOf(msg); rv.Kind() == reflect.Struct && rv.Type().Name() == "frameMsg" {
 		if incs := rv.FieldByName("batch").FieldByName("incidents"); incs.IsValid() {
 			p.mu.Lock()
 			for i := range incs.Len() {
-				if at, ok := p.seenAt[incs.Index(i).FieldByName("ID").Uint()]; ok {
+				if at, ok := p.seenAt[incs.Index(i).FieldByName("inc").FieldByName("ID").Uint()]; ok {
 					*p.applied = append(*p.applied, at)
 				}
 			}

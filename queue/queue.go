@@ -133,6 +133,37 @@ func (q *Queue[T]) Take(dst []T) ([]T, uint64) {
 	return dst, d
 }
 
+// TakeN is Take for at most n items (all of them when n <= 0): a
+// consumer with a budget per round (the TUI's frame) takes what it can
+// handle and leaves the rest queued, still bounded and still dropping the
+// oldest. The drops since the previous take are handed over with the
+// first items.
+func (q *Queue[T]) TakeN(dst []T, n int) ([]T, uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if n <= 0 || n > q.n {
+		n = q.n
+	}
+	c := len(q.buf)
+	if dst == nil && n > 0 {
+		dst = make([]T, 0, n)
+	}
+	var zero T
+	for i := 0; i < n; i++ {
+		j := (q.head + i) % c
+		dst = append(dst, q.buf[j])
+		q.buf[j] = zero
+	}
+	if q.n -= n; q.n == 0 {
+		q.head = 0
+	} else {
+		q.head = (q.head + n) % c
+	}
+	d := q.dropped
+	q.dropped = 0
+	return dst, d
+}
+
 // Len is how many items are queued.
 func (q *Queue[T]) Len() int {
 	q.mu.Lock()

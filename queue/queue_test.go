@@ -93,3 +93,23 @@ func seq(from, to int) []int {
 	}
 	return s
 }
+
+// TestTakeN takes in rounds of at most n: order is kept across a wrapped
+// ring, what is left stays queued and still drops its oldest.
+func TestTakeN(t *testing.T) {
+	q := New[int](5)
+	q.Push(1, 2, 3, 4, 5, 6, 7) // 3..7 kept, 2 dropped
+	got, d := q.TakeN(nil, 2)
+	if !slices.Equal(got, []int{3, 4}) || d != 2 || q.Len() != 3 {
+		t.Fatalf("first round %v dropped %d, %d left; want [3 4] 2 3", got, d, q.Len())
+	}
+	q.Push(8, 9, 10) // 5..10 is 6 items: 5 gives way
+	got, d = q.TakeN(nil, 4)
+	if !slices.Equal(got, []int{6, 7, 8, 9}) || d != 1 || q.Len() != 1 {
+		t.Fatalf("second round %v dropped %d, %d left; want [6 7 8 9] 1 1", got, d, q.Len())
+	}
+	got, d = q.TakeN(nil, 0)
+	if !slices.Equal(got, []int{10}) || d != 0 || q.Len() != 0 {
+		t.Fatalf("last round %v dropped %d; want [10] 0", got, d)
+	}
+}

@@ -27,9 +27,11 @@ func filledModel(b *testing.B) *Model {
 	for range 40 {
 		u := servicetest.LoadBatch(t0, pid, 1000)
 		pid += 1000
-		box := newInbox(0, 1<<20)
-		box.put(u)
-		m.apply(0, box.take())
+		box := newInbox(1<<20, 1<<20)
+		box.port(0, m.hosts[0].gen).put(u)
+		for b := box.take(); len(b.items) > 0; b = box.take() {
+			m.apply(b)
+		}
 	}
 	m.switchTo(screenExec)
 	return m
@@ -46,12 +48,12 @@ func BenchmarkTick(b *testing.B) {
 	for i := range batches {
 		batches[i] = servicetest.LoadBatch(t0, uint32(1_000_000+i*perTick), perTick)
 	}
-	box := newInbox(0, 1<<20)
+	box := newInbox(1<<20, 1<<20)
 	i := 0
 	for b.Loop() {
-		box.put(batches[i%len(batches)])
+		box.port(0, m.hosts[0].gen).put(batches[i%len(batches)])
 		i++
-		m.Update(tickMsg{batch: box.take(), gen: m.hosts[0].gen})
+		m.Update(frameMsg{batch: box.take()})
 		_ = m.View()
 	}
 	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)

@@ -308,6 +308,7 @@ var hostColumn = column{title: "HOST", min: 8, max: 16}
 // streamItem is one event in a stream with what the pipeline decided.
 type streamItem struct {
 	host     int // index of the host it came from
+	gen      int // the host's subscription it came from
 	ev       event.Event
 	skipped  bool
 	skip     rules.SkipHit // which rule and kind of skip, when skipped

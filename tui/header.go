@@ -27,6 +27,9 @@ type header struct {
 	rates     [3]float64 // exec, escalation, exit per second
 	spark     []float64  // total events per second, oldest first
 	uiDropped uint64     // events the UI itself lost (slow subscriber)
+	// uiIncDropped counts incidents the UI's inbox had to drop when it fell
+	// behind; they are still in their hosts' stores.
+	uiIncDropped uint64
 	connErr   string
 	// who replaces the host and monitoring part of line 1 when the UI
 	// shows several hosts; hostAlerts then holds the hosts' alerts.
@@ -360,6 +363,9 @@ func (h *header) line2(th theme, width int) string {
 		if h.uiDropped > 0 {
 			dropTxt += th.errText.Render(fmt.Sprintf(" (ui %s)", groupDigits(h.uiDropped)))
 		}
+	}
+	if h.uiIncDropped > 0 {
+		dropTxt += th.errText.Render(fmt.Sprintf(" · ui dropped %s incidents", groupDigits(h.uiIncDropped)))
 	}
 	rulesSeg := seg{full: th.ok.Render("rules ok") + " " + th.dim.Render(event.DisplayString(h.st.RulesPath)), short: th.ok.Render("rules ok"), give: 2}
 	if h.st.RulesPath == "" {

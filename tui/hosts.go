@@ -60,8 +60,7 @@ type hostView struct {
 	svc  api.Service
 	conn func() hosts.Conn
 
-	box    *inbox
-	gen    int
+	gen    int // the current subscription; older ones' updates are ignored
 	lastID rules.ID
 
 	hdr       header // status and event rates of this host
@@ -128,6 +127,7 @@ func hostColumns() []column {
 // refreshHosts rebuilds the Hosts screen's rows and the header from the
 // hosts' state; it runs whatever the number of hosts.
 func (m *Model) refreshHosts() {
+	m.hostsDirty = false
 	rows := make([]*row[*hostView], len(m.hosts))
 	for i, h := range m.hosts {
 		sel := "[ ]"
@@ -196,13 +196,16 @@ func (m *Model) hostNotes() string {
 func (m *Model) mergeHeader() {
 	if m.several() {
 		m.sumHeader()
-		return
+	} else {
+		h := m.hosts[0]
+		src, short := m.hdr.source, m.hdr.sourceShort
+		m.hdr = h.hdr
+		m.hdr.source, m.hdr.sourceShort = src, short
+		m.hdr.connErr = h.trouble()
 	}
-	h := m.hosts[0]
-	src, short := m.hdr.source, m.hdr.sourceShort
-	m.hdr = h.hdr
-	m.hdr.source, m.hdr.sourceShort = src, short
-	m.hdr.connErr = h.trouble()
+	// What the UI's own inbox dropped, of whichever hosts.
+	m.hdr.uiDropped += m.uiDropped
+	m.hdr.uiIncDropped = m.uiIncDropped
 }
 
 // sumHeader sums the hosts' status into the header: events per second,

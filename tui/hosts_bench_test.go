@@ -12,7 +12,7 @@ import (
 
 // BenchmarkMergedIncidents measures one tick that brings a new incident
 // from one of four hosts while the merged list holds 40,000 incidents
-// (10,000 per host): upsert, re-sort of the merged list, frame rendered.
+// (10,000 per host): upsert, merge into the merged list, frame rendered.
 func BenchmarkMergedIncidents(b *testing.B) {
 	const nHosts, perHost = 4, 10_000
 	list := make([]Host, nHosts)
@@ -32,17 +32,16 @@ func BenchmarkMergedIncidents(b *testing.B) {
 		for i := range batch {
 			batch[i] = mk(h, i)
 		}
-		m.inc.upsert(h, batch, m.users, m.opts.Location)
+		m.inc.upsertHost(h, batch, m.users, m.opts.Location)
 	}
 	m.inc.refresh()
-	box := newInbox(0, 1<<20)
+	box := newInbox(1<<20, 1<<20)
 	i := perHost
 	for b.Loop() {
 		h := i % nHosts
-		box.host = h
-		box.put(api.Update{Incidents: []rules.Incident{mk(h, i)}})
+		box.port(h, m.hosts[h].gen).put(api.Update{Incidents: []rules.Incident{mk(h, i)}})
 		i++
-		m.Update(tickMsg{batch: box.take(), host: h, gen: m.hosts[h].gen})
+		m.Update(frameMsg{batch: box.take()})
 		_ = m.View()
 	}
 }

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"cmp"
+	"slices"
 	"strings"
 
 	"charm.land/bubbles/v2/table"
@@ -77,8 +78,12 @@ type listView[T any] struct {
 
 	all, shown []*row[T]
 	filter     string
+	// cmp, when set, is the order of all and shown: batches are merged
+	// in (applySorted) and the selection found by binary search.
+	cmp func(a, b *row[T]) int
 
 	sel    uint64
+	selRow *row[T] // the selected row, for finding it again by cmp
 	hasSel bool
 	idx    int
 	top    int
@@ -229,13 +234,82 @@ func (l *listView[T]) reselect() {
 		} else {
 			l.idx = 0
 		}
+	case l.cmp != nil && l.selRow != nil:
+		l.idx = l.findCmp(l.selRow)
 	case l.byKey:
 		l.idx = l.find(l.sel)
 	default:
 		l.idx = l.findLinear(l.sel)
 	}
-	l.sel, l.hasSel = l.shown[l.idx].key, true
+	l.sel, l.selRow, l.hasSel = l.shown[l.idx].key, l.shown[l.idx], true
 	l.clampTop()
+}
+
+// findCmp returns the index of the row sorting where r does, or the
+// nearest one when it is gone.
+func (l *listView[T]) findCmp(r *row[T]) int {
+	i, _ := slices.BinarySearchFunc(l.shown, r, l.cmp)
+	return min(i, len(l.shown)-1)
+}
+
+// applySorted changes a list kept in cmp order by one batch: dels are rows
+// it holds that go (a changed row goes and comes back), adds the rows that
+// come, in any order. It costs a pass over the rows with memory moves and
+// a sort of the batch, never a sort or a filter of what the list holds.
+func (l *listView[T]) applySorted(dels, adds []*row[T]) {
+	slices.SortFunc(adds, l.cmp)
+	if l.filter == "" {
+		l.all = mergeSorted(removeSorted(l.all, dels, l.cmp), adds, l.cmp)
+		l.shown = l.all
+	} else {
+		l.all = mergeSorted(removeSorted(l.all, dels, l.cmp), adds, l.cmp)
+		needle := strings.ToLower(l.filter)
+		match := func(r *row[T]) bool { return strings.Contains(r.hay, needle) }
+		l.shown = mergeSorted(removeSorted(l.shown, dels, l.cmp), slices.DeleteFunc(slices.Clone(adds), func(r *row[T]) bool { return !match(r) }), l.cmp)
+	}
+	l.reselect()
+}
+
+// removeSorted removes dels (rows rs holds, found by binary search) from
+// rs, which is in cmp order, in one pass.
+func removeSorted[T any](rs, dels []*row[T], cmp func(a, b *row[T]) int) []*row[T] {
+	if len(dels) == 0 {
+		return rs
+	}
+	at := make([]int, 0, len(dels))
+	for _, d := range dels {
+		if i, ok := slices.BinarySearchFunc(rs, d, cmp); ok && rs[i] == d {
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return rs
+	}
+	for _, i := range at { // marked only now: the searches need every row
+		rs[i] = nil
+	}
+	return slices.DeleteFunc(rs, func(r *row[T]) bool { return r == nil })
+}
+
+// mergeSorted merges adds (sorted) into rs (sorted) in place, from the
+// back, so each row moves once.
+func mergeSorted[T any](rs, adds []*row[T], cmp func(a, b *row[T]) int) []*row[T] {
+	if len(adds) == 0 {
+		return rs
+	}
+	n, k := len(rs), len(adds)
+	rs = slices.Grow(rs, k)[:n+k]
+	i, j := n-1, k-1
+	for w := n + k - 1; j >= 0; w-- {
+		if i >= 0 && cmp(rs[i], adds[j]) > 0 {
+			rs[w] = rs[i]
+			i--
+		} else {
+			rs[w] = adds[j]
+			j--
+		}
+	}
+	return rs
 }
 
 // find returns the index of key in shown, or the nearest sensible index when
@@ -293,7 +367,7 @@ func (l *listView[T]) Move(n int) {
 		return
 	}
 	l.idx = max(0, min(l.idx+n, len(l.shown)-1))
-	l.sel, l.hasSel = l.shown[l.idx].key, true
+	l.sel, l.selRow, l.hasSel = l.shown[l.idx].key, l.shown[l.idx], true
 	newest := 0
 	if l.tail {
 		newest = len(l.shown) - 1

@@ -14,9 +14,11 @@
 // showing (HOST column, Hosts screen, host names) depends on how many
 // there are (Model.several).
 // Update does no I/O: every service call is a tea.Cmd whose result comes
-// back as a message. Events arrive through an inbox that a goroutine fills
-// from the subscription and a tick drains, 20 times a second by default, so
-// the UI costs the same whether 10 or 10,000 events a second flow.
+// back as a message. Updates of every host arrive through one inbox that
+// the subscriptions fill and one drain empties at most once a frame (20
+// times a second by default) with a bounded budget, so the UI costs about
+// the same whether 10 or 10,000 events a second flow, from one host or
+// from 200, and a key waits for at most one frame's work (feed.go).
 package tui
 
 import (
@@ -44,9 +46,10 @@ type Options struct {
 	// Rows is how many events each stream keeps (default 10,000). Older
 	// rows are dropped, so memory stays bounded at any event rate.
 	Rows int
-	// Tick is the shortest time between two drains of a subscription's
-	// pending events into the screens: one frame (default 16ms). A drain
-	// happens as soon as events arrive, never on an idle subscription.
+	// Tick is the shortest time between two drains of the subscriptions'
+	// pending updates into the screens: one frame (default 50ms). A drain
+	// happens as soon as something arrives, never while all is idle, and
+	// carries what every host sent in one message.
 	Tick time.Duration
 	// Incidents is how many stored incidents are loaded at start
 	// (default 10,000).
@@ -81,7 +84,7 @@ func (o *Options) defaults() {
 		o.Rows = 10_000
 	}
 	if o.Tick <= 0 {
-		o.Tick = 16 * time.Millisecond
+		o.Tick = 50 * time.Millisecond
 	}
 	if o.Incidents <= 0 {
 		o.Incidents = 10_000
@@ -144,6 +147,15 @@ type Model struct {
 	fanOut    bool
 	hostsList *listView[*hostView]
 	comps     [screenCount]component
+	// box is where every host's subscription puts its updates; one drain
+	// hands them to Update once a frame (feed.go).
+	box *inbox
+	// uiDropped and uiIncDropped count what the inbox dropped (events,
+	// incidents) when the UI fell behind, whichever hosts they came from.
+	uiDropped, uiIncDropped uint64
+	// hostsDirty asks for the Hosts rows and the header to be rebuilt
+	// once at the end of a frame, not once per host that changed.
+	hostsDirty bool
 
 	hdr        header
 	inc        *incidentsScreen
@@ -188,6 +200,7 @@ func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {
 	m := &Model{
 		ctx:        ctx,
 		hosts:      hv,
+		box:        newInbox(4*opts.Rows, inboxIncidents),
 		opts:       opts,
 		keys:       newKeyMap(),
 		th:         newTheme(true),
@@ -231,7 +244,7 @@ func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {
 
 // Init starts the subscriptions, the drain ticks and the first loads.
 func (m *Model) Init() tea.Cmd {
-	cmds := []tea.Cmd{tea.RequestBackgroundColor}
+	cmds := []tea.Cmd{tea.RequestBackgroundColor, drainNext(m.ctx, m.opts.Tick, time.Time{}, m.box, m.users)}
 	for i := range m.hosts {
 		cmds = append(cmds, m.resubscribe(i, 0), m.loadStatus(i, i == 0 && !m.opts.NoStatusPoll))
 	}
@@ -245,8 +258,7 @@ func (m *Model) Init() tea.Cmd {
 func (m *Model) resubscribe(host int, after rules.ID) tea.Cmd {
 	h := m.hosts[host]
 	h.gen++
-	h.box = newInbox(host, 4*m.opts.Rows)
-	return subscribe(m.ctx, h.svc, after, h.box, h.gen)
+	return subscribe(m.ctx, h.svc, after, m.box.port(host, h.gen))
 }
 
 // several says the UI shows more than one host. It is the one place the

@@ -54,44 +54,94 @@ type incKey struct {
 func newIncidentsScreen(names []string) *incidentsScreen {
 	cols, sevCol := incidentColumns(names != nil)
 	l := newListView[*rules.Incident](cols, sevCol, false, "no incidents yet")
-	l.byKey = names == nil
 	l.follow = false // new incidents must not pull the selection away
-	return &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1}
+	s := &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1}
+	l.cmp = s.order
+	return s
+}
+
+// order is the list's order: newest id first (by severity first when
+// sorted so), then by host; a total order, since (host, id) is unique.
+func (s *incidentsScreen) order(a, b *row[*rules.Incident]) int {
+	if s.bySev && a.sev != b.sev {
+		return cmp.Compare(b.sev, a.sev)
+	}
+	if c := cmp.Compare(b.item.ID, a.item.ID); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.host, b.host)
 }
 
 func (s *incidentsScreen) hostName(host int) string {
-	if s.names == nil {
+	if s.names == nil || host >= len(s.names) {
 		return ""
 	}
 	return s.names[host]
 }
 
-// upsert formats new or changed incidents of one host and replaces their
-// rows. It returns the greatest id among them, for resuming.
-func (s *incidentsScreen) upsert(host int, list []rules.Incident, users *userCache, loc *time.Location) rules.ID {
-	var last rules.ID
+// upsertHost is upsert for a list of one host (a load).
+func (s *incidentsScreen) upsertHost(host int, list []rules.Incident, users *userCache, loc *time.Location) rules.ID {
+	b := make([]hostIncident, len(list))
 	for i := range list {
-		in := list[i]
-		s.byID[incKey{host, in.ID}] = incidentRow(&in, host, s.hostName(host), users, loc)
-		last = max(last, in.ID)
+		b[i] = hostIncident{host: host, inc: list[i]}
 	}
-	if len(list) > 0 {
-		s.needsSort = true
+	return s.upsert(b, nil, users, loc)[host]
+}
+
+// upsert formats new or changed incidents (those keep accepts; nil keeps
+// all) and merges their rows into the list: the cost is the batch's,
+// plus a pass of memory moves over the list, never a sort of everything.
+// It returns the greatest id per host, for resuming.
+func (s *incidentsScreen) upsert(list []hostIncident, keep func(host, gen int) bool, users *userCache, loc *time.Location) map[int]rules.ID {
+	last := map[int]rules.ID{}
+	var dels, adds []*row[*rules.Incident]
+	var inBatch map[incKey]int // index in adds of a row this batch added
+	for i := range list {
+		hi := &list[i]
+		if keep != nil && !keep(hi.host, hi.gen) {
+			continue
+		}
+		k := incKey{hi.host, hi.inc.ID}
+		r := incidentRow(&hi.inc, hi.host, s.hostName(hi.host), users, loc)
+		old := s.byID[k]
+		s.byID[k] = r
+		last[hi.host] = max(last[hi.host], hi.inc.ID)
+		if s.onlyHost >= 0 && hi.host != s.onlyHost {
+			continue
+		}
+		if j, ok := inBatch[k]; ok {
+			adds[j] = r // a newer version of one this batch brought
+			continue
+		}
+		if old != nil {
+			dels = append(dels, old)
+		}
+		if inBatch == nil {
+			inBatch = make(map[incKey]int, len(list))
+		}
+		inBatch[k] = len(adds)
+		adds = append(adds, r)
+	}
+	if s.needsSort {
+		return last // the next refresh rebuilds the list from byID
+	}
+	if len(adds) > 0 {
+		s.list.applySorted(dels, adds)
 	}
 	return last
 }
 
 // setStatus changes the status of incidents the UI holds.
 func (s *incidentsScreen) setStatus(host int, ids []rules.ID, st rules.Status, users *userCache, loc *time.Location) {
+	var list []hostIncident
 	for _, id := range ids {
-		k := incKey{host, id}
-		if r := s.byID[k]; r != nil {
+		if r := s.byID[incKey{host, id}]; r != nil {
 			in := *r.item
 			in.Status = st
-			s.byID[k] = incidentRow(&in, host, s.hostName(host), users, loc)
-			s.needsSort = true
+			list = append(list, hostIncident{host: host, inc: in})
 		}
 	}
+	s.upsert(list, nil, users, loc)
 }
 
 // showHost shows one host's incidents (-1: every host's).
@@ -101,7 +151,8 @@ func (s *incidentsScreen) showHost(host int) {
 	s.refresh()
 }
 
-// refresh re-sorts and re-filters if anything changed.
+// refresh rebuilds the list from every incident held when its order or
+// host filter changed (an operator's action, not a flow of incidents).
 func (s *incidentsScreen) refresh() {
 	if !s.needsSort {
 		return
@@ -113,20 +164,7 @@ func (s *incidentsScreen) refresh() {
 			rows = append(rows, r)
 		}
 	}
-	idOf := func(r *row[*rules.Incident]) rules.ID { return r.item.ID }
-	slices.SortFunc(rows, func(a, b *row[*rules.Incident]) int {
-		if s.bySev && a.sev != b.sev {
-			return cmp.Compare(b.sev, a.sev)
-		}
-		if s.names == nil {
-			return cmp.Compare(b.key, a.key)
-		}
-		if c := cmp.Compare(idOf(b), idOf(a)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.host, b.host)
-	})
-	s.list.byKey = !s.bySev && s.names == nil
+	slices.SortFunc(rows, s.order)
 	s.list.SetRows(rows)
 }
 

@@ -150,7 +150,7 @@ func TestReconnectReplaysIncidents(t *testing.T) {
 	h := start(t, f, 120, 30, testOptions())
 	h.waitFor("5 shown")
 	// End every subscription, as an agent restart would.
-	h.with(func(m *Model) { m.hosts[0].box.close(nil) })
+	h.with(func(m *Model) { m.box.port(0, m.hosts[0].gen).close(nil) })
 	h.waitFor("disconnected")
 	at := t0.Add(9 * time.Minute)
 	ev := servicetest.ExecEvent(at, 777, 1000, "/tmp/new-binary")

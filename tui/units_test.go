@@ -94,15 +94,16 @@ func TestRing(t *testing.T) {
 }
 
 func TestInboxBounded(t *testing.T) {
-	box := newInbox(0, 100)
+	box := newInbox(100, 100)
 	u := servicetest.LoadBatch(t0, 1, 80)
-	box.put(u)
-	box.put(u) // 160 pending, 60 over the bound
+	p := box.port(0, 1)
+	p.put(u)
+	p.put(u) // 160 pending, 60 over the bound
 	st := api.Status{Host: "h"}
-	box.put(api.Update{Status: &st, Dropped: 7})
+	p.put(api.Update{Status: &st, Dropped: 7})
 	b := box.take()
-	if len(b.items) != 100 || b.dropped != 60+7 {
-		t.Errorf("took %d items, %d dropped; want 100 and 67", len(b.items), b.dropped)
+	if len(b.items) != 100 || b.dropped != 60 || len(b.hosts) != 1 || b.hosts[0].dropped != 7 {
+		t.Errorf("took %d items, %d dropped here, news %+v; want 100, 60 and 7 dropped upstream", len(b.items), b.dropped, b.hosts)
 	}
 	// The newest events are kept: the last one is the last of the batch.
 	if last := b.items[len(b.items)-1].ev.PID; last != 80 {
@@ -111,10 +112,10 @@ func TestInboxBounded(t *testing.T) {
 	if !b.items[len(b.items)-80].skipped { // index 0 of the second batch
 		t.Error("Skipped index lost")
 	}
-	if b.status == nil || b.status.Host != "h" {
+	if b.hosts[0].status == nil || b.hosts[0].status.Host != "h" {
 		t.Error("status lost")
 	}
-	if b2 := box.take(); len(b2.items) != 0 || b2.dropped != 0 || b2.status != nil {
+	if b2 := box.take(); len(b2.items) != 0 || b2.dropped != 0 || len(b2.hosts) != 0 {
 		t.Error("take did not empty the inbox")
 	}
 }

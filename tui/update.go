@@ -60,22 +60,8 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.th = newTheme(msg.IsDark())
 		m.help.Styles = m.th.help
 		return m, nil
-	case tickMsg:
-		h := m.hosts[msg.host]
-		if msg.gen != h.gen {
-			return m, nil // from a subscription that was replaced
-		}
-		m.apply(msg.host, msg.batch)
-		if msg.closed {
-			h.subErr = "subscription ended; reconnecting"
-			m.refreshHosts()
-			after := resubscribeAfter
-			if h.conn != nil {
-				after = hostResubscribeAfter // its Subscribe waits for the reconnection
-			}
-			return m, tea.Batch(resubscribeLater(msg.host, after), m.loadStatus(msg.host, false))
-		}
-		return m, drainNext(m.ctx, m.opts.Tick, msg.at, h.box, m.users, h.gen)
+	case frameMsg:
+		return m, m.applyFrame(msg)
 	case subscribedMsg:
 		h := m.hosts[msg.host]
 		if msg.gen != h.gen {
@@ -90,8 +76,7 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.refreshHosts()
 		// Load stored incidents only now, so nothing raised between the
 		// query and the subscription can be missed.
-		return m, tea.Batch(drainNext(m.ctx, m.opts.Tick, time.Time{}, h.box, m.users, h.gen),
-			loadIncidents(m.ctx, m.target(msg.host), m.opts.Incidents, m.users), m.loadStatus(msg.host, false))
+		return m, tea.Batch(loadIncidents(m.ctx, m.target(msg.host), m.opts.Incidents, m.users), m.loadStatus(msg.host, false))
 	case resubscribeMsg:
 		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
 	case statusPollMsg:
@@ -117,29 +102,69 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, m.handleResult(msg)
 }
 
-// apply folds one drained batch of a host into the screens. Incidents go
-// first so that stream rows of events that raised one can show its
-// severity.
-func (m *Model) apply(host int, b batch) {
+// applyFrame folds one frame's batch of every host into the screens,
+// restarts the subscriptions that ended and re-arms the drain.
+func (m *Model) applyFrame(msg frameMsg) tea.Cmd {
+	m.apply(msg.batch)
+	cmds := []tea.Cmd{drainNext(m.ctx, m.opts.Tick, msg.at, m.box, m.users)}
+	for _, n := range msg.hosts {
+		if !n.closed || n.host >= len(m.hosts) || n.gen != m.hosts[n.host].gen {
+			continue
+		}
+		h := m.hosts[n.host]
+		h.subErr = "subscription ended; reconnecting"
+		after := resubscribeAfter
+		if h.conn != nil {
+			after = hostResubscribeAfter // its Subscribe waits for the reconnection
+		}
+		cmds = append(cmds, resubscribeLater(n.host, after), m.loadStatus(n.host, false))
+		m.hostsDirty = true
+	}
+	if m.hostsDirty {
+		m.refreshHosts()
+	}
+	return tea.Batch(cmds...)
+}
+
+// current says whether an update of host from subscription gen is still
+// wanted: a replaced subscription's leftovers are not.
+func (m *Model) current(host, gen int) bool {
+	return host < len(m.hosts) && m.hosts[host].gen == gen
+}
+
+// apply folds one drained batch into the screens. Incidents go first so
+// that stream rows of events that raised one can show its severity. Its
+// cost is that of the batch, not of what the screens hold.
+func (m *Model) apply(b batch) {
 	type evKey struct {
-		t   event.EventType
-		pid uint32
-		tid uint32
-		at  int64
+		host int
+		t    event.EventType
+		pid  uint32
+		tid  uint32
+		at   int64
 	}
 	var raised map[evKey]*rules.Incident
 	if len(b.incidents) > 0 {
-		h := m.hosts[host]
-		h.lastID = max(h.lastID, m.inc.upsert(host, b.incidents, m.users, m.opts.Location))
-		raised = make(map[evKey]*rules.Incident, len(b.incidents))
-		for i := range b.incidents {
-			p := &b.incidents[i].Process
-			raised[evKey{p.Type, p.PID, p.TID, p.Time.UnixNano()}] = &b.incidents[i]
+		last := m.inc.upsert(b.incidents, m.current, m.users, m.opts.Location)
+		for host, id := range last {
+			h := m.hosts[host]
+			h.lastID = max(h.lastID, id)
+		}
+		if len(b.items) > 0 {
+			raised = make(map[evKey]*rules.Incident, len(b.incidents))
+			for i := range b.incidents {
+				hi := &b.incidents[i]
+				p := &hi.inc.Process
+				raised[evKey{hi.host, p.Type, p.PID, p.TID, p.Time.UnixNano()}] = &hi.inc
+			}
 		}
 	}
 	for i := range b.items {
 		it := &b.items[i]
-		if in := raised[evKey{it.ev.Type, it.ev.PID, it.ev.TID, it.ev.Time.UnixNano()}]; in != nil {
+		if !m.current(it.host, it.gen) {
+			continue
+		}
+		if in := raised[evKey{it.host, it.ev.Type, it.ev.PID, it.ev.TID, it.ev.Time.UnixNano()}]; in != nil {
 			it.sev, it.incident, it.rule = in.Severity, in.ID, in.Rule
 		}
 		switch it.ev.Type {
@@ -154,13 +179,23 @@ func (m *Model) apply(host int, b batch) {
 	if len(b.incidents) > 0 {
 		m.refreshDetail()
 	}
-	hdr := &m.hosts[host].hdr
-	if b.status != nil {
-		hdr.observe(*b.status)
+	for _, n := range b.hosts {
+		if !m.current(n.host, n.gen) {
+			continue
+		}
+		hdr := &m.hosts[n.host].hdr
+		if n.status != nil {
+			hdr.observe(*n.status)
+		}
+		hdr.uiDropped += n.dropped
+		if n.status != nil || n.dropped > 0 {
+			m.hostsDirty = true
+		}
 	}
-	hdr.uiDropped += b.dropped
-	if b.status != nil || b.dropped > 0 {
-		m.refreshHosts()
+	if b.dropped > 0 || b.incDropped > 0 {
+		m.uiDropped += b.dropped
+		m.uiIncDropped += b.incDropped
+		m.hostsDirty = true
 	}
 	m.refreshActive()
 }
@@ -178,7 +213,7 @@ func (m *Model) handleResult(msg tea.Msg) tea.Cmd {
 			return nil
 		}
 		h := m.hosts[msg.host]
-		h.lastID = max(h.lastID, m.inc.upsert(msg.host, msg.list, m.users, m.opts.Location))
+		h.lastID = max(h.lastID, m.inc.upsertHost(msg.host, msg.list, m.users, m.opts.Location))
 		m.refreshActive()
 		m.refreshDetail()
 		if m.active == screenNoise && msg.host == m.focus {
