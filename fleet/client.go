@@ -368,12 +368,18 @@ func (c *Client) Call(ctx context.Context, host, op string, req, resp any) error
 }
 
 // watch registers a mailbox for host's updates and returns the incidents
-// after id, oldest first, to replay into it.
-func (c *Client) watch(host string, box *api.Mailbox, after rules.ID) []rules.Incident {
+// after id, oldest first, to replay into it, and the host's latest status
+// (nil before its first).
+func (c *Client) watch(host string, box *api.Mailbox, after rules.ID) ([]rules.Incident, *api.Status) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	h := c.host(host)
 	h.watchers[box] = struct{}{}
+	var st *api.Status
+	if h.status != nil {
+		s := h.status.Status
+		st = &s
+	}
 	var out []rules.Incident
 	if after > 0 {
 		for id, v := range h.incidents {
@@ -388,7 +394,7 @@ func (c *Client) watch(host string, box *api.Mailbox, after rules.ID) []rules.In
 		}
 		return 1
 	})
-	return out
+	return out, st
 }
 
 func (c *Client) unwatch(host string, box *api.Mailbox) {

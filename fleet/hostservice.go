@@ -53,12 +53,20 @@ func (h *Host) Conn() hosts.Conn {
 	return hosts.Conn{State: hosts.Connected, Since: hs.firstSeen, Connects: 1}
 }
 
+// PushesStatus tells the TUI that the host's status comes with its
+// subscription, from its status messages, so it never polls the host's
+// control service for it (tui.StatusPusher).
+func (h *Host) PushesStatus() bool { return true }
+
 // Subscribe implements api.Service: incidents of the stream after
 // after, then new versions and status as they arrive, and live events
 // while the subscription lasts (when asked for).
 func (h *Host) Subscribe(ctx context.Context, after rules.ID) (<-chan api.Update, error) {
 	box := api.NewMailbox(0, 0)
-	replay := h.c.watch(h.name, box, after)
+	replay, st := h.c.watch(h.name, box, after)
+	if st != nil {
+		box.Put(api.Update{Status: st}) // the latest status first; the next come as they arrive
+	}
 	out := make(chan api.Update, 1)
 	if h.live {
 		go h.holdLease(ctx, box)

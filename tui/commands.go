@@ -36,7 +36,12 @@ type (
 		conn *hosts.Conn // the connection, for hosts that report one
 		err  error
 		poll bool // re-arm the poll after handling
+		// pushed: the host's status comes with its subscription; this
+		// message carries its connection state only.
+		pushed bool
 	}
+	// statusesMsg is the poll's answer of every host.
+	statusesMsg struct{ list []statusMsg }
 	rulesMsg struct {
 		host int
 		list []rules.Rule
@@ -132,19 +137,54 @@ func loadIncidents(ctx context.Context, t target, limit int, users *userCache) t
 	}
 }
 
+// StatusPusher is implemented by a service whose subscription carries
+// its status as it changes (a fleet host's status messages): the UI then
+// never asks it for its status, it only reads its connection state.
+type StatusPusher interface{ PushesStatus() bool }
+
+func pushesStatus(svc api.Service) bool {
+	p, ok := svc.(StatusPusher)
+	return ok && p.PushesStatus()
+}
+
 // loadStatus asks a host for its status; conn, when set, reports the
 // host's connection, read here rather than in Update.
 func loadStatus(ctx context.Context, t target, conn func() hosts.Conn, poll bool) tea.Cmd {
-	return func() tea.Msg {
-		msg := statusMsg{host: t.host, poll: poll}
-		if conn != nil {
-			c := conn()
-			msg.conn = &c
-		}
-		c, cancel := call(ctx)
-		defer cancel()
-		msg.st, msg.err = t.svc.Status(c)
+	return func() tea.Msg { return fetchStatus(ctx, t, conn, poll, callTimeout) }
+}
+
+func fetchStatus(ctx context.Context, t target, conn func() hosts.Conn, poll bool, timeout time.Duration) statusMsg {
+	msg := statusMsg{host: t.host, poll: poll}
+	if conn != nil {
+		c := conn()
+		msg.conn = &c
+	}
+	if pushesStatus(t.svc) {
+		msg.pushed = true
 		return msg
+	}
+	c, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	msg.st, msg.err = t.svc.Status(c)
+	return msg
+}
+
+// pollTimeout bounds one host's answer to the status poll, so a host that
+// hangs delays the others' status by at most that.
+const pollTimeout = 2 * time.Second
+
+// pollStatuses asks every host for its status at once and returns all the
+// answers in one message, so that 200 hosts cost the UI one Update a
+// second, not 200.
+func pollStatuses(ctx context.Context, ts []target, conns []func() hosts.Conn) tea.Cmd {
+	return func() tea.Msg {
+		out := statusesMsg{list: make([]statusMsg, len(ts))}
+		var wg sync.WaitGroup
+		for i, t := range ts {
+			wg.Go(func() { out.list[i] = fetchStatus(ctx, t, conns[i], false, pollTimeout) })
+		}
+		wg.Wait()
+		return out
 	}
 }
 

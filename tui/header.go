@@ -30,7 +30,7 @@ type header struct {
 	// uiIncDropped counts incidents the UI's inbox had to drop when it fell
 	// behind; they are still in their hosts' stores.
 	uiIncDropped uint64
-	connErr   string
+	connErr      string
 	// who replaces the host and monitoring part of line 1 when the UI
 	// shows several hosts; hostAlerts then holds the hosts' alerts.
 	who        string

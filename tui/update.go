@@ -9,6 +9,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/hosts"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -35,6 +36,9 @@ type msgExpiredMsg struct{ seq uint64 }
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	seq := m.msgSeq
 	_, cmd := m.update(msg)
+	if m.hostsDirty {
+		m.refreshHosts() // once per message, however many hosts changed
+	}
 	if m.headerHeight() != m.hdrH {
 		m.resize(m.width, m.height) // a banner line came or went
 	}
@@ -83,11 +87,17 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.several() {
 			m.hdr.sparkSample() // the summed header observes no status, so it samples here
 		}
-		cmds := make([]tea.Cmd, len(m.hosts))
-		for i := range m.hosts {
-			cmds[i] = m.loadStatus(i, i == 0) // one reply re-arms the poll
+		ts := make([]target, len(m.hosts))
+		conns := make([]func() hosts.Conn, len(m.hosts))
+		for i, h := range m.hosts {
+			ts[i], conns[i] = m.target(i), h.conn
 		}
-		return m, tea.Batch(cmds...)
+		return m, pollStatuses(m.ctx, ts, conns)
+	case statusesMsg:
+		for _, s := range msg.list {
+			m.statusResult(s)
+		}
+		return m, pollStatusLater()
 	case tea.KeyPressMsg:
 		return m, m.handleKey(msg)
 	case tea.PasteMsg:
@@ -119,9 +129,6 @@ func (m *Model) applyFrame(msg frameMsg) tea.Cmd {
 		}
 		cmds = append(cmds, resubscribeLater(n.host, after), m.loadStatus(n.host, false))
 		m.hostsDirty = true
-	}
-	if m.hostsDirty {
-		m.refreshHosts()
 	}
 	return tea.Batch(cmds...)
 }
@@ -282,12 +289,13 @@ func (m *Model) statusResult(msg statusMsg) tea.Cmd {
 		h.state, h.haveState = *msg.conn, true
 	}
 	h.statusErr = ""
-	if msg.err != nil {
+	switch {
+	case msg.err != nil:
 		h.statusErr = event.DisplayString(msg.err.Error())
-	} else {
+	case !msg.pushed:
 		h.hdr.observe(msg.st)
 	}
-	m.refreshHosts()
+	m.hostsDirty = true
 	return next
 }
 
