@@ -144,15 +144,36 @@ func runFleetUI(ctx context.Context, nf *natsFlags) error {
 		return errNoFleetHosts
 	}
 	list := make([]tui.Host, len(infos))
+	names := make([]string, len(infos))
 	for i, h := range infos {
 		fh := s.c.Host(h.Name, true)
 		list[i] = tui.Host{Name: h.Name, Service: fh, Conn: fh.Conn}
+		names[i] = h.Name
 	}
 	uiOpts, err := uiOptionsFromEnv()
 	if err != nil {
 		return err
 	}
+	uiOpts.MoreHosts = fleetUIHosts(ctx, s.c, names)
 	return tui.RunHosts(ctx, list, uiOpts)
+}
+
+// fleetUIHosts brings the UI the hosts that start publishing after it
+// started.
+func fleetUIHosts(ctx context.Context, c *fleet.Client, known []string) <-chan tui.Host {
+	out := make(chan tui.Host)
+	go func() {
+		defer close(out)
+		for name := range c.NewHosts(ctx, known) {
+			fh := c.Host(name, true)
+			select {
+			case out <- tui.Host{Name: name, Service: fh, Conn: fh.Conn}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // queryFromFlags rebuilds the incidents command's filters from its flags.

@@ -50,6 +50,8 @@ type Client struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	// added is closed and replaced when a host is first seen.
+	added chan struct{}
 
 	// caughtUp closes once the stream's history (up to its last message
 	// when the client started) has been read.
@@ -94,7 +96,7 @@ func NewClient(ctx context.Context, nc *nats.Conn, opts ClientOptions) (*Client,
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c := &Client{nc: nc, js: js, opts: opts, log: opts.Logger, hosts: map[string]*hostState{}, caughtUp: make(chan struct{})}
+	c := &Client{nc: nc, js: js, opts: opts, log: opts.Logger, hosts: map[string]*hostState{}, added: make(chan struct{}), caughtUp: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -168,8 +170,51 @@ func (c *Client) host(name string) *hostState {
 	if h == nil {
 		h = &hostState{firstSeen: time.Now(), incidents: map[rules.ID]version{}, watchers: map[*api.Mailbox]struct{}{}}
 		c.hosts[name] = h
+		close(c.added)
+		c.added = make(chan struct{})
 	}
 	return h
+}
+
+// NewHosts sends, as they appear, the names of the hosts the client sees
+// that are not in known (a front end's hosts at its start): a host whose
+// first status or incident arrives later, so a UI shows it without a
+// restart. The channel closes when ctx ends.
+func (c *Client) NewHosts(ctx context.Context, known []string) <-chan string {
+	seen := make(map[string]bool, len(known))
+	for _, n := range known {
+		seen[n] = true
+	}
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		for {
+			c.mu.Lock()
+			added := c.added
+			var fresh []string
+			for name := range c.hosts {
+				if !seen[name] {
+					seen[name] = true
+					fresh = append(fresh, name)
+				}
+			}
+			c.mu.Unlock()
+			slices.Sort(fresh)
+			for _, name := range fresh {
+				select {
+				case out <- name:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-added:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func (c *Client) onStatus(m *nats.Msg) {

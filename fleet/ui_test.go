@@ -55,7 +55,29 @@ func TestFleetUI(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m := tui.NewHosts(ctx, list, tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond})
+	tm, wait := runUI(t, tui.NewHosts(ctx, list, tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond}))
+	wait("HOST", "alpha", "beta", "16 shown")
+	tm.Type("8")
+	wait("2 hosts", "connected")
+	tm.Type("*")
+	tm.Type("d")
+	wait("[y/n]")
+	tm.Type("y")
+	s := wait("monitoring off: ok")
+	if strings.Count(s, "monitoring off: ok") != 2 {
+		t.Errorf("want a result on each host:\n%s", s)
+	}
+	for _, ra := range []*replayAgent{a, b} {
+		if st, err := ra.local.Status(ctx); err != nil || st.Monitoring {
+			t.Errorf("%s still monitoring (%v)", ra.host, err)
+		}
+	}
+}
+
+// runUI runs m in a test program on a 160x48 terminal; wait waits until
+// the screen shows every string.
+func runUI(t *testing.T, m *tui.Model) (*teatest.TestModel, func(want ...string) string) {
+	t.Helper()
 	tm := teatest.NewTestModel(t, screenProbe{m}, teatest.WithInitialTermSize(160, 48),
 		teatest.WithProgramOptions(tea.WithColorProfile(colorprofile.Ascii)))
 	t.Cleanup(func() {
@@ -76,7 +98,7 @@ func TestFleetUI(t *testing.T) {
 	wait := func(want ...string) string {
 		t.Helper()
 		var s string
-		deadline := time.Now().Add(15 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
 			s = screen()
 			ok := true
@@ -91,20 +113,58 @@ func TestFleetUI(t *testing.T) {
 		t.Fatalf("the screen never showed %q:\n%s", want, s)
 		return ""
 	}
-	wait("HOST", "alpha", "beta", "16 shown")
-	tm.Type("8")
-	wait("2 hosts", "connected")
-	tm.Type("*")
-	tm.Type("d")
-	wait("[y/n]")
-	tm.Type("y")
-	s := wait("monitoring off: ok")
-	if strings.Count(s, "monitoring off: ok") != 2 {
-		t.Errorf("want a result on each host:\n%s", s)
-	}
-	for _, ra := range []*replayAgent{a, b} {
-		if st, err := ra.local.Status(ctx); err != nil || st.Monitoring {
-			t.Errorf("%s still monitoring (%v)", ra.host, err)
+	return tm, wait
+}
+
+// TestFleetUIHostsComeAndGo: the Hosts screen is built from status
+// messages as they come. A host whose agent starts after the UI did
+// appears, with its incidents, without a restart; a host whose agent stops
+// is marked stale once its status stops.
+func TestFleetUIHostsComeAndGo(t *testing.T) {
+	c := startCluster(t, 1)
+	urls := c.urls()
+	setupStreams(t, urls, 1)
+	v := newViewer(t, urls)
+	a := startReplayAgent(t, "alpha", urls, capture("alpha", 10), 0)
+	waitFor(t, 20*time.Second, "alpha up", func() bool {
+		return a.settled() && v.Host("alpha", false).Conn().State.String() == "connected"
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	fa := v.Host("alpha", false)
+	more := make(chan tui.Host)
+	go func() {
+		for name := range v.NewHosts(ctx, []string{"alpha"}) {
+			fh := v.Host(name, false)
+			select {
+			case more <- tui.Host{Name: name, Service: fh, Conn: fh.Conn}:
+			case <-ctx.Done():
+				return
+			}
 		}
+	}()
+	m := tui.NewHosts(ctx, []tui.Host{{Name: "alpha", Service: fa, Conn: fa.Conn}},
+		tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond, MoreHosts: more})
+	tm, wait := runUI(t, m)
+	wait("HOST", "alpha", "8 shown")
+	tm.Type("8")
+	wait("1 hosts", "alpha", "connected")
+
+	// beta starts publishing after the UI started.
+	b := startReplayAgent(t, "beta", urls, capture("beta", 10), 0)
+	s := wait("2 hosts", "beta")
+	if strings.Count(s, "connected") < 2 {
+		t.Errorf("want both hosts connected:\n%s", s)
+	}
+	waitFor(t, 20*time.Second, "beta settled", b.settled)
+	tm.Type("1")
+	wait("16 shown", "beta")
+
+	// alpha stops: its status stops, and after StaleAfter it is stale.
+	a.stop()
+	tm.Type("8")
+	s = wait("alpha unreachable: stale: last status")
+	if !strings.Contains(s, "2 hosts, 1 down") {
+		t.Errorf("the header does not count the stale host as down:\n%s", s)
 	}
 }

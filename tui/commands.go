@@ -42,7 +42,7 @@ type (
 	}
 	// statusesMsg is the poll's answer of every host.
 	statusesMsg struct{ list []statusMsg }
-	rulesMsg struct {
+	rulesMsg    struct {
 		host int
 		list []rules.Rule
 		err  error

@@ -24,6 +24,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,6 +78,11 @@ type Options struct {
 	// NoStatusPoll disables the once-a-second status request; tests that
 	// compare screens use it so the header does not change under them.
 	NoStatusPoll bool
+	// MoreHosts, when set, brings hosts that appear after the start (a
+	// fleet host's first status message); each is added to the Hosts
+	// screen with a subscription of its own. The UI then shows the
+	// several-hosts layout (HOST column, Hosts screen) even with one host.
+	MoreHosts <-chan Host
 }
 
 func (o *Options) defaults() {
@@ -192,7 +198,8 @@ func New(ctx context.Context, svc api.Service, opts Options) *Model {
 func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {
 	opts.defaults()
 	var names []string // host names for the HOST column; nil with one host
-	if len(hv) > 1 {
+	if len(hv) > 1 || opts.MoreHosts != nil {
+		names = make([]string, 0, len(hv))
 		for _, h := range hv {
 			names = append(names, h.name)
 		}
@@ -249,7 +256,46 @@ func (m *Model) Init() tea.Cmd {
 		cmds = append(cmds, m.resubscribe(i, 0), m.loadStatus(i, i == 0 && !m.opts.NoStatusPoll))
 	}
 	cmds = append(cmds, loadRules(m.ctx, m.target(m.focus)), loadSkips(m.ctx, m.target(m.focus)))
+	if m.opts.MoreHosts != nil {
+		cmds = append(cmds, waitHost(m.ctx, m.opts.MoreHosts))
+	}
 	return tea.Batch(cmds...)
+}
+
+// hostAddedMsg brings a host that appeared after the start.
+type hostAddedMsg struct{ h Host }
+
+// waitHost waits for the next host of ch; nil when ch closes or ctx ends.
+func waitHost(ctx context.Context, ch <-chan Host) tea.Cmd {
+	return func() tea.Msg {
+		select {
+		case h, ok := <-ch:
+			if ok {
+				return hostAddedMsg{h}
+			}
+		case <-ctx.Done():
+		}
+		return nil
+	}
+}
+
+// addHost adds a host that appeared after the start: a row on the Hosts
+// screen, its name for the HOST column, and its subscription.
+func (m *Model) addHost(h Host) tea.Cmd {
+	for _, hv := range m.hosts {
+		if hv.name == h.Name {
+			return nil // already shown
+		}
+	}
+	i := len(m.hosts)
+	m.hosts = append(m.hosts, &hostView{name: h.Name, svc: h.Service, conn: h.Conn})
+	names := append(slices.Clip(m.inc.names), h.Name)
+	m.inc.names = names
+	for _, s := range m.streams {
+		s.names = names
+	}
+	m.hostsDirty = true
+	return tea.Batch(m.resubscribe(i, 0), m.loadStatus(i, false))
 }
 
 // resubscribe starts a new subscription generation of one host with its
@@ -263,7 +309,7 @@ func (m *Model) resubscribe(host int, after rules.ID) tea.Cmd {
 
 // several says the UI shows more than one host. It is the one place the
 // number of hosts decides what is shown; the code paths are the same.
-func (m *Model) several() bool { return len(m.hosts) > 1 }
+func (m *Model) several() bool { return len(m.hosts) > 1 || m.opts.MoreHosts != nil }
 
 // screenCount is how many screens this UI has: the Hosts screen is worth
 // showing only with several hosts.

@@ -81,6 +81,8 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		// Load stored incidents only now, so nothing raised between the
 		// query and the subscription can be missed.
 		return m, tea.Batch(loadIncidents(m.ctx, m.target(msg.host), m.opts.Incidents, m.users), m.loadStatus(msg.host, false))
+	case hostAddedMsg:
+		return m, tea.Batch(m.addHost(msg.h), waitHost(m.ctx, m.opts.MoreHosts))
 	case resubscribeMsg:
 		return m, m.resubscribe(msg.host, m.hosts[msg.host].lastID)
 	case statusPollMsg:
