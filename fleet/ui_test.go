@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestFleetUI(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	tm, wait := runUI(t, tui.NewHosts(ctx, list, tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond}))
+	tm, wait, _ := runUI(t, tui.NewHosts(ctx, list, tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond}))
 	wait("HOST", "alpha", "beta", "16 shown")
 	tm.Type("8")
 	wait("2 hosts", "connected")
@@ -75,10 +76,10 @@ func TestFleetUI(t *testing.T) {
 }
 
 // runUI runs m in a test program on a 160x48 terminal; wait waits until
-// the screen shows every string.
-func runUI(t *testing.T, m *tui.Model) (*teatest.TestModel, func(want ...string) string) {
+// the screen shows every string, until until the screen satisfies ok.
+func runUI(t *testing.T, m *tui.Model) (tm *teatest.TestModel, wait func(want ...string) string, until func(what string, ok func(string) bool) string) {
 	t.Helper()
-	tm := teatest.NewTestModel(t, screenProbe{m}, teatest.WithInitialTermSize(160, 48),
+	tm = teatest.NewTestModel(t, screenProbe{m}, teatest.WithInitialTermSize(160, 48),
 		teatest.WithProgramOptions(tea.WithColorProfile(colorprofile.Ascii)))
 	t.Cleanup(func() {
 		tm.Quit()
@@ -95,25 +96,29 @@ func runUI(t *testing.T, m *tui.Model) (*teatest.TestModel, func(want ...string)
 			return ""
 		}
 	}
-	wait := func(want ...string) string {
+	until = func(what string, ok func(string) bool) string {
 		t.Helper()
 		var s string
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			s = screen()
-			ok := true
-			for _, w := range want {
-				ok = ok && strings.Contains(s, w)
-			}
-			if ok {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if s = screen(); ok(s) {
 				return s
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
-		t.Fatalf("the screen never showed %q:\n%s", want, s)
+		t.Fatalf("the screen never showed %s:\n%s", what, s)
 		return ""
 	}
-	return tm, wait
+	wait = func(want ...string) string {
+		t.Helper()
+		return until(fmt.Sprintf("%q", want), func(s string) bool {
+			for _, w := range want {
+				if !strings.Contains(s, w) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return tm, wait, until
 }
 
 // TestFleetUIHostsComeAndGo: the Hosts screen is built from status
@@ -145,17 +150,16 @@ func TestFleetUIHostsComeAndGo(t *testing.T) {
 	}()
 	m := tui.NewHosts(ctx, []tui.Host{{Name: "alpha", Service: fa, Conn: fa.Conn}},
 		tui.Options{Location: time.UTC, Tick: 20 * time.Millisecond, MoreHosts: more})
-	tm, wait := runUI(t, m)
+	tm, wait, until := runUI(t, m)
 	wait("HOST", "alpha", "8 shown")
 	tm.Type("8")
 	wait("1 hosts", "alpha", "connected")
 
 	// beta starts publishing after the UI started.
 	b := startReplayAgent(t, "beta", urls, capture("beta", 10), 0)
-	s := wait("2 hosts", "beta")
-	if strings.Count(s, "connected") < 2 {
-		t.Errorf("want both hosts connected:\n%s", s)
-	}
+	until("2 hosts, both connected", func(s string) bool {
+		return strings.Contains(s, "2 hosts") && strings.Contains(s, "beta") && strings.Count(s, "connected") >= 2
+	})
 	waitFor(t, 20*time.Second, "beta settled", b.settled)
 	tm.Type("1")
 	wait("16 shown", "beta")
@@ -163,7 +167,7 @@ func TestFleetUIHostsComeAndGo(t *testing.T) {
 	// alpha stops: its status stops, and after StaleAfter it is stale.
 	a.stop()
 	tm.Type("8")
-	s = wait("alpha unreachable: stale: last status")
+	s := wait("alpha unreachable: stale: last status")
 	if !strings.Contains(s, "2 hosts, 1 down") {
 		t.Errorf("the header does not count the stale host as down:\n%s", s)
 	}

@@ -295,6 +295,7 @@ func (m *Model) addHost(h Host) tea.Cmd {
 		s.names = names
 	}
 	m.hostsDirty = true
+	m.resize(m.width, m.height) // the Hosts table grows by a row
 	return tea.Batch(m.resubscribe(i, 0), m.loadStatus(i, false))
 }
 
