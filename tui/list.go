@@ -3,6 +3,7 @@ package tui
 import (
 	"cmp"
 	"slices"
+	"sort"
 	"strings"
 
 	"charm.land/bubbles/v2/table"
@@ -292,22 +293,22 @@ func removeSorted[T any](rs, dels []*row[T], cmp func(a, b *row[T]) int) []*row[
 }
 
 // mergeSorted merges adds (sorted) into rs (sorted) in place, from the
-// back, so each row moves once.
+// back: each add finds its place by binary search and the rows after it
+// move as one block, so a batch costs k binary searches and one pass of
+// memory moves, not a comparison per row held.
 func mergeSorted[T any](rs, adds []*row[T], cmp func(a, b *row[T]) int) []*row[T] {
 	if len(adds) == 0 {
 		return rs
 	}
 	n, k := len(rs), len(adds)
 	rs = slices.Grow(rs, k)[:n+k]
-	i, j := n-1, k-1
-	for w := n + k - 1; j >= 0; w-- {
-		if i >= 0 && cmp(rs[i], adds[j]) > 0 {
-			rs[w] = rs[i]
-			i--
-		} else {
-			rs[w] = adds[j]
-			j--
-		}
+	i := n - 1 // the last row of rs not yet moved
+	for j := k - 1; j >= 0; j-- {
+		// The first of rs[:i+1] that sorts after adds[j]; equal rows stay first.
+		p := sort.Search(i+1, func(x int) bool { return cmp(rs[x], adds[j]) > 0 })
+		copy(rs[p+j+1:], rs[p:i+1])
+		rs[p+j] = adds[j]
+		i = p - 1
 	}
 	return rs
 }

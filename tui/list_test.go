@@ -1,0 +1,113 @@
+package tui
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/procwatch/procwatch/rules"
+)
+
+// TestApplySortedMatchesASort: batches merged into a sorted list, with
+// rows removed and rows replaced, leave it exactly as sorting everything
+// would, with and without a filter, and the selection stays on its row.
+func TestApplySortedMatchesASort(t *testing.T) {
+	byKeyDesc := func(a, b *row[int]) int { return cmp.Compare(b.key, a.key) }
+	for _, tt := range []struct {
+		name    string
+		filter  string
+		batches int
+		perB    int
+	}{
+		{"newest on top, no filter", "", 30, 50},
+		{"with a filter", "7", 30, 50},
+		{"one row a batch", "", 200, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			l := newListView[int]([]column{{title: "K", flex: true}}, -1, false, "")
+			l.follow = false
+			l.cmp = byKeyDesc
+			l.SetSize(80, 20)
+			l.SetFilter(tt.filter)
+			held := map[uint64]*row[int]{}
+			mk := func(k uint64, v int) *row[int] {
+				return &row[int]{key: k, item: v, hay: fmt.Sprint(k), cells: []string{fmt.Sprint(k)}}
+			}
+			var selKey uint64
+			for b := range tt.batches {
+				var dels, adds []*row[int]
+				seen := map[uint64]bool{}
+				for range tt.perB {
+					k := uint64(rng.IntN(5000)) // new keys and old ones (replaced)
+					if seen[k] {
+						continue
+					}
+					seen[k] = true
+					if old := held[k]; old != nil {
+						dels = append(dels, old)
+					}
+					r := mk(k, b)
+					held[k] = r
+					adds = append(adds, r)
+				}
+				l.applySorted(dels, adds)
+				if b == 3 && len(l.shown) > 2 {
+					l.Move(2)
+					selKey = l.Selected().key
+				}
+			}
+			want := make([]*row[int], 0, len(held))
+			for _, r := range held {
+				want = append(want, r)
+			}
+			slices.SortFunc(want, byKeyDesc)
+			if !slices.Equal(l.all, want) {
+				t.Fatalf("merged list differs from a sort of %d rows", len(want))
+			}
+			shown := slices.Clone(want)
+			if tt.filter != "" {
+				shown = slices.DeleteFunc(shown, func(r *row[int]) bool { return !strings.Contains(r.hay, tt.filter) })
+			}
+			if !slices.Equal(l.shown, shown) {
+				t.Fatalf("shown rows differ from a filter of the sorted rows (%d vs %d)", len(l.shown), len(shown))
+			}
+			if selKey != 0 && l.Selected().key != selKey {
+				t.Errorf("selection moved from %d to %d", selKey, l.Selected().key)
+			}
+		})
+	}
+}
+
+
+// TestIncidentBatchesMatchARebuild: incidents of several hosts upserted
+// batch by batch (new ones and new versions) are listed in the order a
+// full rebuild gives, by id and by severity.
+func TestIncidentBatchesMatchARebuild(t *testing.T) {
+	for _, bySev := range []bool{false, true} {
+		s := newIncidentsScreen([]string{"a", "b", "c"})
+		s.bySev = bySev
+		s.list.SetSize(160, 30)
+		users := newUserCache(nil)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for range 40 {
+			var b []hostIncident
+			for range 25 {
+				h, i := rng.IntN(3), rng.IntN(400)
+				in := fleetIncident(h, i)
+				in.Severity = rules.Severity(1 + rng.IntN(4))
+				b = append(b, hostIncident{host: h, inc: in})
+			}
+			s.upsert(b, nil, users, t0.Location())
+		}
+		got := slices.Clone(s.list.all)
+		s.needsSort = true
+		s.refresh()
+		if !slices.Equal(got, s.list.all) {
+			t.Errorf("bySev=%v: the merged list differs from a rebuild (%d rows vs %d)", bySev, len(got), len(s.list.all))
+		}
+	}
+}
