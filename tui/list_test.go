@@ -82,7 +82,6 @@ func TestApplySortedMatchesASort(t *testing.T) {
 	}
 }
 
-
 // TestIncidentBatchesMatchARebuild: incidents of several hosts upserted
 // batch by batch (new ones and new versions) are listed in the order a
 // full rebuild gives, by id and by severity.
