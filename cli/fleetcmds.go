@@ -218,7 +218,7 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 	var lost atomic.Uint64
 	opts := fleet.ClientOptions{}
 	if follow {
-		opts.OnIncident = func(h string, inc *rules.Incident, _ uint64, dup bool) {
+		opts.OnIncident = func(h string, inc *rules.Incident, _ uint64, dup bool, _ time.Time) {
 			if dup || !caughtUp.Load() || (host != "" && h != host) {
 				return
 			}

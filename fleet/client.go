@@ -34,8 +34,9 @@ type ClientOptions struct {
 	// its beginning (the CLI's hosts command needs no incidents).
 	NoHistory bool
 	// OnIncident, when set, sees every incident message as it arrives,
-	// with dup set for a version already seen (tests and figures).
-	OnIncident func(host string, inc *rules.Incident, rev uint64, dup bool)
+	// with dup set for a version already seen and the time the stream
+	// stored it (tests and figures).
+	OnIncident func(host string, inc *rules.Incident, rev uint64, dup bool, stored time.Time)
 	Logger     *slog.Logger
 }
 
@@ -243,8 +244,12 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	if !ok || CheckHost(name) != nil {
 		return
 	}
-	if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= c.upTo {
-		defer c.caughtOnce.Do(func() { close(c.caughtUp) })
+	var stored time.Time
+	if md, err := m.Metadata(); err == nil {
+		stored = md.Timestamp
+		if md.Sequence.Stream >= c.upTo {
+			defer c.caughtOnce.Do(func() { close(c.caughtUp) })
+		}
 	}
 	rev, _ := strconv.ParseUint(m.Headers().Get(HeaderRevision), 10, 64)
 	var inc rules.Incident
@@ -265,7 +270,7 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	}
 	c.mu.Unlock()
 	if c.opts.OnIncident != nil {
-		c.opts.OnIncident(name, &inc, rev, dup)
+		c.opts.OnIncident(name, &inc, rev, dup, stored)
 	}
 }
 

@@ -33,7 +33,7 @@ func newViewer(t testing.TB, urls string) *viewer {
 	v.nc = nc
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v.Client, err = NewClient(ctx, nc, ClientOptions{Caller: "tester", OnIncident: func(host string, inc *rules.Incident, rev uint64, dup bool) {
+	v.Client, err = NewClient(ctx, nc, ClientOptions{Caller: "tester", OnIncident: func(host string, inc *rules.Incident, rev uint64, dup bool, _ time.Time) {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		v.msgs[fmt.Sprintf("%s/%s/%d", host, inc.ID, rev)]++

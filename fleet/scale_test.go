@@ -40,6 +40,8 @@ type scaleResult struct {
 	LatP50ms     float64 `json:"latency_p50_ms"` // event handled by an agent's pipeline -> fleet client in the UI process
 	LatP99ms     float64 `json:"latency_p99_ms"`
 	LatMaxms     float64 `json:"latency_max_ms"`
+	StreamP50ms  float64 `json:"stream_p50_ms"` // event handled -> stored in the stream (the agent's side of the delivery)
+	StreamP99ms  float64 `json:"stream_p99_ms"`
 	ScreenP50ms  float64 `json:"screen_p50_ms"` // event handled -> the frame that first shows the incident
 	ScreenP99ms  float64 `json:"screen_p99_ms"`
 	ScreenMaxms  float64 `json:"screen_max_ms"`
@@ -145,6 +147,11 @@ func TestScale(t *testing.T) {
 	if err := viewer.Wait(); err != nil {
 		t.Fatalf("viewer: %v\n%s", err, out.String())
 	}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "window ") {
+			t.Log(l)
+		}
+	}
 	i := strings.Index(out.String(), "SCALE ")
 	if i < 0 {
 		t.Fatalf("viewer printed no result:\n%s", out.String())
@@ -238,10 +245,12 @@ func TestScaleViewer(t *testing.T) {
 	}
 	runFor, _ := time.ParseDuration(os.Getenv("PROCWATCH_FLEET_VIEWER_FOR"))
 	var (
-		mu     sync.Mutex
-		lats   []float64
-		dups   int
-		seenAt = map[uint64]time.Time{}
+		mu       sync.Mutex
+		lats     []float64
+		toStream []float64 // event handled -> stored in the stream
+		arrivals []time.Time // when each of lats arrived
+		dups     int
+		seenAt   = map[uint64]time.Time{}
 	)
 	nc, err := Connect(ConnOptions{URLs: urls, FailFast: true})
 	if err != nil {
@@ -250,11 +259,16 @@ func TestScaleViewer(t *testing.T) {
 	defer nc.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := NewClient(ctx, nc, ClientOptions{Caller: "scale", OnIncident: func(_ string, inc *rules.Incident, _ uint64, dup bool) {
-		d := float64(time.Since(inc.LastSeen).Microseconds()) / 1000
+	c, err := NewClient(ctx, nc, ClientOptions{Caller: "scale", OnIncident: func(_ string, inc *rules.Incident, _ uint64, dup bool, stored time.Time) {
+		now := time.Now()
+		d := float64(now.Sub(inc.LastSeen).Microseconds()) / 1000
 		mu.Lock()
 		seenAt[uint64(inc.ID)] = inc.LastSeen
 		lats = append(lats, d)
+		arrivals = append(arrivals, now)
+		if !stored.IsZero() {
+			toStream = append(toStream, float64(stored.Sub(inc.LastSeen).Microseconds())/1000)
+		}
 		if dup {
 			dups++
 		}
@@ -313,10 +327,26 @@ func TestScaleViewer(t *testing.T) {
 	defer mu.Unlock()
 	r := scaleResult{Hosts: len(infos), Incidents: len(lats), Dups: dups,
 		LatP50ms: pct(lats, 0.5), LatP99ms: pct(lats, 0.99), LatMaxms: pct(lats, 1),
+		StreamP50ms: pct(toStream, 0.5), StreamP99ms: pct(toStream, 0.99),
 		ScreenP50ms: pct(screen, 0.5), ScreenP99ms: pct(screen, 0.99), ScreenMaxms: pct(screen, 1), OnScreen: len(screen),
 		ViewP99ms: pct(views, 0.99), ViewsPerSec: float64(len(views)) / wall, KeyP50ms: pct(keys, 0.5), KeyP99ms: pct(keys, 0.99), KeyMaxms: pct(keys, 1),
 		CPUSeconds: cpu, WallSeconds: wall, CPUPercent: 100 * cpu / wall, MaxRSSMiB: float64(ru.Maxrss) / 1024,
 		TickMs: 50, KeysMeasured: len(keys)}
+	// The client latency by 5 s window of arrival, to tell a start-up
+	// transient from a steady state.
+	if len(arrivals) > 0 {
+		t0 := arrivals[0]
+		win := map[int][]float64{}
+		last := 0
+		for i, at := range arrivals {
+			w := int(at.Sub(t0) / (5 * time.Second))
+			win[w] = append(win[w], lats[i])
+			last = max(last, w)
+		}
+		for w := 0; w <= last; w++ {
+			fmt.Printf("window %2d-%2ds: %6d incidents, client p50 %7.1f ms p99 %7.1f ms\n", 5*w, 5*w+5, len(win[w]), pct(win[w], 0.5), pct(win[w], 0.99))
+		}
+	}
 	b, _ := json.Marshal(r)
 	fmt.Printf("SCALE %s\n", b)
 }
