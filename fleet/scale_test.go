@@ -247,7 +247,7 @@ func TestScaleViewer(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		lats     []float64
-		toStream []float64 // event handled -> stored in the stream
+		toStream []float64   // event handled -> stored in the stream
 		arrivals []time.Time // when each of lats arrived
 		dups     int
 		seenAt   = map[uint64]time.Time{}
