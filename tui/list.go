@@ -46,6 +46,10 @@ type row[T any] struct {
 	// text is too long for it (an incident's arguments): rows that differ
 	// only there still look different.
 	tail string
+	// line is the row rendered (not selected) for lineKey's layout and
+	// theme, reused by every frame that shows it.
+	line    string
+	lineKey lineKey
 }
 
 // lister is what the Model needs of any screen's list, whatever its rows
@@ -91,8 +95,13 @@ type listView[T any] struct {
 
 	width, height int
 	widths        []int
-	tbl           table.Model
-	styledFor     int64 // theme version the table styles come from
+	// layout counts SetSize calls: cached row lines are for one layout.
+	layout uint64
+	// tbl only sizes the body as the bubbles table does; rows are drawn
+	// by render from cached lines.
+	tbl       table.Model
+	header    string
+	headerKey lineKey
 	// gen counts changes to what the list shows; View reuses its last
 	// output while gen and the theme are unchanged.
 	gen        uint64
@@ -120,6 +129,7 @@ func (l *listView[T]) SetSize(w, h int) {
 	l.tbl.SetColumns(tc)
 	l.tbl.SetWidth(w)
 	l.tbl.SetHeight(l.height)
+	l.layout++
 	l.clampTop()
 	l.gen++
 }
@@ -408,30 +418,32 @@ func (l *listView[T]) View(th theme) string {
 	return l.cachedView
 }
 
+// render draws the header and the visible rows as the bubbles table
+// would, from lines cached on the rows: a row is rendered once per layout
+// and theme, so a frame costs the visible rows' lookups and the selected
+// row, whatever moved in the list.
 func (l *listView[T]) render(th theme) string {
 	h := l.tbl.Height()
 	end := min(l.top+h, len(l.shown))
-	win := make([]table.Row, 0, end-l.top)
+	key := lineKey{layout: l.layout, theme: th.version}
+	if l.header == "" || l.headerKey != key {
+		l.header, l.headerKey = l.headerLine(th), key
+	}
+	lines := make([]string, 0, end-l.top)
 	for i := l.top; i < end; i++ {
-		r := l.withTail(l.shown[i])
+		r := l.shown[i]
 		if i == l.idx {
-			win = append(win, r.cells) // plain, so the reverse style covers it
+			// Plain cells, so the reverse style covers the whole line.
+			lines = append(lines, th.table.Selected.Render(l.rowLine(l.withTail(r).cells, th)))
 			continue
 		}
-		win = append(win, l.styled(r, th))
+		if r.line == "" || r.lineKey != key {
+			r.line, r.lineKey = l.rowLine(l.styled(l.withTail(r), th), th), key
+		}
+		lines = append(lines, r.line)
 	}
-	if l.styledFor != th.version {
-		// SetStyles re-renders every row, so only when the theme changed.
-		l.tbl.SetStyles(th.table)
-		l.styledFor = th.version
-	}
-	// Each of these renders the visible rows; skip the second when the
-	// cursor stays where it was (always so in follow mode).
-	l.tbl.SetRows(win)
-	if c := l.idx - l.top; c != l.tbl.Cursor() {
-		l.tbl.SetCursor(c)
-	}
-	out := l.tbl.View()
+	body := lipgloss.NewStyle().Width(l.tbl.Width()).Height(h).Render(strings.Join(lines, "\n"))
+	out := l.header + "\n" + body
 	if len(l.shown) == 0 {
 		msg := l.empty
 		if l.filter != "" && len(l.all) > 0 {
@@ -440,6 +452,40 @@ func (l *listView[T]) render(th theme) string {
 		out = lipgloss.JoinVertical(lipgloss.Left, firstLine(out), th.dim.Render("  "+msg))
 	}
 	return fitLines(out, l.height)
+}
+
+// lineKey is what a cached line was rendered for.
+type lineKey struct {
+	layout uint64
+	theme  int64
+}
+
+// headerLine renders the column titles as the bubbles table does.
+func (l *listView[T]) headerLine(th theme) string {
+	s := make([]string, 0, len(l.cols))
+	for i, c := range l.cols {
+		w := l.widths[i]
+		if w <= 0 {
+			continue
+		}
+		cell := lipgloss.NewStyle().Width(w).MaxWidth(w).Inline(true).Render(ansi.Truncate(c.title, w, "…"))
+		s = append(s, th.table.Header.Render(cell))
+	}
+	return lipgloss.JoinHorizontal(lipgloss.Top, s...)
+}
+
+// rowLine renders one row's cells as the bubbles table does.
+func (l *listView[T]) rowLine(cells []string, th theme) string {
+	s := make([]string, 0, len(cells))
+	for i, v := range cells {
+		if i >= len(l.widths) || l.widths[i] <= 0 {
+			continue
+		}
+		w := l.widths[i]
+		cell := lipgloss.NewStyle().Width(w).MaxWidth(w).Inline(true).Render(ansi.Truncate(v, w, "…"))
+		s = append(s, th.table.Cell.Render(cell))
+	}
+	return lipgloss.JoinHorizontal(lipgloss.Top, s...)
 }
 
 // withTail returns r with its tail fitted into the flexible column when

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"charm.land/bubbles/v2/table"
 
 	"github.com/procwatch/procwatch/rules"
 )
@@ -107,6 +110,63 @@ func TestIncidentBatchesMatchARebuild(t *testing.T) {
 		s.refresh()
 		if !slices.Equal(got, s.list.all) {
 			t.Errorf("bySev=%v: the merged list differs from a rebuild (%d rows vs %d)", bySev, len(got), len(s.list.all))
+		}
+	}
+}
+
+// TestRenderMatchesTheTable: the list's own drawing from cached lines is
+// byte for byte what the bubbles table drew (styles included), on every
+// frame, with the selection moving and the theme changing.
+func TestRenderMatchesTheTable(t *testing.T) {
+	s := newIncidentsScreen([]string{"web-01", "db-01"})
+	l := s.list
+	l.SetSize(120, 12)
+	users := newUserCache(nil)
+	var b []hostIncident
+	for i := range 30 {
+		in := fleetIncident(i%2, i)
+		in.Severity = rules.Severity(i % 6)
+		if i%7 == 0 {
+			in.Status = rules.StatusMasked
+		}
+		b = append(b, hostIncident{host: i % 2, inc: in})
+	}
+	s.upsert(b, nil, users, time.UTC)
+	byTable := func(th theme) string {
+		tbl := table.New(table.WithFocused(true))
+		tc := make([]table.Column, len(l.cols))
+		for i, c := range l.cols {
+			tc[i] = table.Column{Title: c.title, Width: l.widths[i]}
+		}
+		tbl.SetColumns(tc)
+		tbl.SetWidth(l.width)
+		tbl.SetHeight(l.height)
+		tbl.SetStyles(th.table)
+		h := tbl.Height()
+		end := min(l.top+h, len(l.shown))
+		var win []table.Row
+		for i := l.top; i < end; i++ {
+			r := l.withTail(l.shown[i])
+			if i == l.idx {
+				win = append(win, r.cells)
+				continue
+			}
+			win = append(win, l.styled(r, th))
+		}
+		tbl.SetRows(win)
+		tbl.SetCursor(l.idx - l.top)
+		return fitLines(tbl.View(), l.height)
+	}
+	for step, th := range []theme{newTheme(true), newTheme(true), newTheme(false)} {
+		for range 3 {
+			l.Move(4)
+			got, want := l.View(th), byTable(th)
+			if !strings.Contains(got, "\x1b[7m") || !strings.Contains(got, "\x1b[1;") {
+				t.Fatalf("no reverse selection or bold severity drawn:\n%q", got)
+			}
+			if got != want {
+				t.Fatalf("step %d, selection %d: the list draws\n%q\nthe table drew\n%q", step, l.idx, got, want)
+			}
 		}
 	}
 }
