@@ -256,6 +256,9 @@ func capture(host string, n int) []event.Event {
 var (
 	agentGate chan struct{}
 	agentDirs string
+	// agentHandOff, when set, sees every incident as the pipeline hands
+	// it to the fleet outbox (the scale run times the pipeline's share).
+	agentHandOff func(inc *rules.Incident)
 )
 
 func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate float64) *replayAgent {
@@ -281,7 +284,12 @@ func startReplayAgent(t testing.TB, host, urls string, evs []event.Event, rate f
 	ra := &replayAgent{host: host, store: st, done: make(chan error, 1),
 		replay: &Replay{Rate: rate, events: evs, done: make(chan struct{}), gate: agentGate, stats: event.Stats{Mode: "replay"}}}
 	ra.local, err = pipeline.New(pipeline.Config{Host: host, Store: st, Source: ra.replay,
-		Rules: rules.NewEngine(set, rules.EngineOptions{Host: host}), OnIncident: func(inc rules.Incident) { ra.agent.Put(inc) }, Logger: log})
+		Rules: rules.NewEngine(set, rules.EngineOptions{Host: host}), OnIncident: func(inc rules.Incident) {
+			if f := agentHandOff; f != nil {
+				f(&inc)
+			}
+			ra.agent.Put(inc)
+		}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

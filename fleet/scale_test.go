@@ -128,7 +128,17 @@ func TestScale(t *testing.T) {
 			t.Cleanup(func() { os.RemoveAll(shm) })
 		}
 	}
-	defer func() { agentGate, agentDirs = nil, "" }()
+	var (
+		handMu sync.Mutex
+		handed []float64 // event handled -> handed to the outbox, ms
+	)
+	agentHandOff = func(inc *rules.Incident) {
+		d := float64(time.Since(inc.LastSeen).Microseconds()) / 1000
+		handMu.Lock()
+		handed = append(handed, d)
+		handMu.Unlock()
+	}
+	defer func() { agentGate, agentDirs, agentHandOff = nil, "", nil }()
 	agents := make([]*replayAgent, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -169,6 +179,9 @@ func TestScale(t *testing.T) {
 		pending += uint64(s.Pending)
 	}
 	t.Logf("agents: lost %d, still queued %d", lost, pending)
+	handMu.Lock()
+	t.Logf("pipeline (event handled -> handed to the fleet outbox): %d incidents, p50 %.1f ms, p99 %.1f ms", len(handed), pct(handed, 0.5), pct(handed, 0.99))
+	handMu.Unlock()
 	b, _ := json.MarshalIndent(r, "", "  ")
 	t.Logf("viewer (%d agents x %g incidents/s for %s):\n%s", n, rate, dur, b)
 	if want := int(float64(n) * rate * dur.Seconds()); r.Incidents < want {

@@ -171,7 +171,7 @@ func fetchStatus(ctx context.Context, t target, conn func() hosts.Conn, poll boo
 
 // pollTimeout bounds one host's answer to the status poll, so a host that
 // hangs delays the others' status by at most that.
-const pollTimeout = 2 * time.Second
+const pollTimeout = 5 * time.Second
 
 // pollStatuses asks every host for its status at once and returns all the
 // answers in one message, so that 200 hosts cost the UI one Update a

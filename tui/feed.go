@@ -30,9 +30,10 @@ const (
 	frameEvents    = 2_500
 )
 
-// inboxIncidents bounds the incidents waiting for a frame: 16 s of the
-// fleet scale target's 4,000 a second.
-const inboxIncidents = 65_536
+// inboxIncidents bounds the incidents waiting for a frame (about 26 MB):
+// 8 s of the fleet scale target's 4,000 a second, while a frame takes up
+// to 40,000 a second.
+const inboxIncidents = 32_768
 
 // inbox sits between the subscriptions and the model. Goroutines put every
 // update in it without ever waiting for the UI; the model drains it at

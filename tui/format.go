@@ -247,6 +247,23 @@ func hay(cells ...string) string {
 	return strings.ToLower(strings.Join(cells, "\x00"))
 }
 
+// lazyIncidentRow is incidentRow with what sorting needs only; the
+// list's format (formatIncidentRow) makes the rest when it is drawn or
+// filtered.
+func lazyIncidentRow(in *rules.Incident, hostIdx int, name string) *row[*rules.Incident] {
+	key := uint64(in.ID)
+	if name != "" {
+		key = keyOf(name, in.ID.String())
+	}
+	return &row[*rules.Incident]{key: key, sev: in.Severity, dim: in.Status == rules.StatusMasked, item: in, host: hostIdx, lazy: true}
+}
+
+// formatIncidentRow fills a lazy incident row as incidentRow does.
+func formatIncidentRow(r *row[*rules.Incident], name string, users *userCache, loc *time.Location) {
+	full := incidentRow(r.item, r.host, name, users, loc)
+	r.cells, r.hay, r.tail = full.cells, full.hay, full.tail
+}
+
 // incidentRow formats an incident for the incident list. hostIdx is the
 // index of the host it came from; name is that host's name when the UI
 // shows several, "" otherwise.

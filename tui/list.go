@@ -50,6 +50,10 @@ type row[T any] struct {
 	// theme, reused by every frame that shows it.
 	line    string
 	lineKey lineKey
+	// lazy: cells, hay and tail are not made yet; the list's format makes
+	// them when the row is first drawn or filtered, so a row that scrolls
+	// past unseen in a flood costs one allocation.
+	lazy bool
 }
 
 // lister is what the Model needs of any screen's list, whatever its rows
@@ -86,6 +90,8 @@ type listView[T any] struct {
 	// cmp, when set, is the order of all and shown: batches are merged
 	// in (applySorted) and the selection found by binary search.
 	cmp func(a, b *row[T]) int
+	// format fills the cells, hay and tail of a lazy row.
+	format func(r *row[T])
 
 	sel    uint64
 	selRow *row[T] // the selected row, for finding it again by cmp
@@ -223,7 +229,7 @@ func (l *listView[T]) refilter() {
 		needle := strings.ToLower(l.filter)
 		l.shown = make([]*row[T], 0, len(l.all)/4)
 		for _, r := range l.all {
-			if strings.Contains(r.hay, needle) {
+			if strings.Contains(l.ready(r).hay, needle) {
 				l.shown = append(l.shown, r)
 			}
 		}
@@ -275,10 +281,19 @@ func (l *listView[T]) applySorted(dels, adds []*row[T]) {
 	} else {
 		l.all = mergeSorted(removeSorted(l.all, dels, l.cmp), adds, l.cmp)
 		needle := strings.ToLower(l.filter)
-		match := func(r *row[T]) bool { return strings.Contains(r.hay, needle) }
+		match := func(r *row[T]) bool { return strings.Contains(l.ready(r).hay, needle) }
 		l.shown = mergeSorted(removeSorted(l.shown, dels, l.cmp), slices.DeleteFunc(slices.Clone(adds), func(r *row[T]) bool { return !match(r) }), l.cmp)
 	}
 	l.reselect()
+}
+
+// ready returns r with its cells, hay and tail made.
+func (l *listView[T]) ready(r *row[T]) *row[T] {
+	if r.lazy {
+		l.format(r)
+		r.lazy = false
+	}
+	return r
 }
 
 // removeSorted removes dels (rows rs holds, found by binary search) from
@@ -431,7 +446,7 @@ func (l *listView[T]) render(th theme) string {
 	}
 	lines := make([]string, 0, end-l.top)
 	for i := l.top; i < end; i++ {
-		r := l.shown[i]
+		r := l.ready(l.shown[i])
 		if i == l.idx {
 			// Plain cells, so the reverse style covers the whole line.
 			lines = append(lines, th.table.Selected.Render(l.rowLine(l.withTail(r).cells, th)))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/table"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/procwatch/procwatch/rules"
 )
@@ -168,5 +169,36 @@ func TestRenderMatchesTheTable(t *testing.T) {
 				t.Fatalf("step %d, selection %d: the list draws\n%q\nthe table drew\n%q", step, l.idx, got, want)
 			}
 		}
+	}
+}
+
+// TestIncidentRowsFormattedWhenNeeded: a flood of incidents costs a row
+// each; only the rows drawn are formatted, and a filter still finds a row
+// that was never drawn.
+func TestIncidentRowsFormattedWhenNeeded(t *testing.T) {
+	s := newIncidentsScreen([]string{"web-01", "db-01"})
+	s.list.SetSize(160, 20)
+	var b []hostIncident
+	for i := range 5000 {
+		b = append(b, hostIncident{host: i % 2, inc: fleetIncident(i%2, i)})
+	}
+	s.upsert(b, nil, newUserCache(nil), time.UTC)
+	th := newTheme(true)
+	s.list.View(th)
+	formatted := 0
+	for _, r := range s.list.all {
+		if !r.lazy {
+			formatted++
+		}
+	}
+	if formatted == 0 || formatted > 20 {
+		t.Errorf("%d of 5,000 rows formatted after one frame of 20 lines", formatted)
+	}
+	s.list.SetFilter("ran h1-2501") // incident 2501 of host 1, far below the screen
+	if s.list.Len() != 1 || s.list.Selected().item.ID != fleetIncident(1, 2501).ID {
+		t.Fatalf("the filter found %d rows, want incident 2501 of host 1", s.list.Len())
+	}
+	if out := ansi.Strip(s.list.View(th)); !strings.Contains(out, "ran h1-2501") {
+		t.Errorf("the filtered row is not drawn:\n%s", out)
 	}
 }

@@ -43,6 +43,9 @@ type incidentsScreen struct {
 	names     []string // host names; nil with one host
 	onlyHost  int      // show only this host's incidents; -1 shows all
 	needsSort bool
+	// users and loc format rows when they are first drawn (lazily).
+	users *userCache
+	loc   *time.Location
 }
 
 // incKey identifies an incident across hosts: ids are unique per host only.
@@ -57,6 +60,7 @@ func newIncidentsScreen(names []string) *incidentsScreen {
 	l.follow = false // new incidents must not pull the selection away
 	s := &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1}
 	l.cmp = s.order
+	l.format = func(r *row[*rules.Incident]) { formatIncidentRow(r, s.hostName(r.host), s.users, s.loc) }
 	return s
 }
 
@@ -102,7 +106,8 @@ func (s *incidentsScreen) upsert(list []hostIncident, keep func(host, gen int) b
 			continue
 		}
 		k := incKey{hi.host, hi.inc.ID}
-		r := incidentRow(&hi.inc, hi.host, s.hostName(hi.host), users, loc)
+		s.users, s.loc = users, loc
+		r := lazyIncidentRow(&hi.inc, hi.host, s.hostName(hi.host))
 		old := s.byID[k]
 		s.byID[k] = r
 		last[hi.host] = max(last[hi.host], hi.inc.ID)
