@@ -92,9 +92,13 @@ type port struct {
 func (b *inbox) port(host, gen int) port { return port{b: b, host: host, gen: gen} }
 
 // news returns host's entry for this generation; b.mu held. A newer
-// generation replaces what an older one left.
+// generation replaces what an older one left; what an older one sends
+// after a newer one began goes nowhere (the model would ignore it).
 func (p port) news() *hostNews {
 	n := p.b.hosts[p.host]
+	if n != nil && n.gen > p.gen {
+		return &hostNews{}
+	}
 	if n == nil || n.gen != p.gen {
 		n = &hostNews{host: p.host, gen: p.gen}
 		p.b.hosts[p.host] = n

@@ -100,6 +100,7 @@ func TestInboxCoalescesHosts(t *testing.T) {
 		}
 	}
 	box.port(7, 2).close(nil)
+	box.port(7, 1).put(api.Update{Status: &api.Status{Host: "late"}}) // the replaced subscription, late
 	<-box.ready // as the drain does
 	b := box.take()
 	if len(b.incidents) != hosts*each || len(b.items) != hosts*each || b.left != 0 {
@@ -111,7 +112,7 @@ func TestInboxCoalescesHosts(t *testing.T) {
 	for _, n := range b.hosts {
 		switch {
 		case n.host == 7 && (!n.closed || n.gen != 2 || n.status != nil):
-			t.Errorf("host 7: %+v, want the end of generation 2, which replaced what generation 1 sent", n)
+			t.Errorf("host 7: %+v, want the end of generation 2, which replaced what generation 1 sent before and after", n)
 		case n.host != 7 && (n.status == nil || !n.status.Time.Equal(t0.Add((each-1)*time.Second))):
 			t.Errorf("host %d: status %+v, want only the latest", n.host, n.status)
 		}
