@@ -101,7 +101,7 @@ func TestInboxCoalescesHosts(t *testing.T) {
 	}
 	box.port(7, 2).close(nil)
 	box.port(7, 1).put(api.Update{Status: &api.Status{Host: "late"}}) // the replaced subscription, late
-	<-box.ready // as the drain does
+	<-box.ready                                                       // as the drain does
 	b := box.take()
 	if len(b.incidents) != hosts*each || len(b.items) != hosts*each || b.left != 0 {
 		t.Fatalf("one take: %d incidents, %d events, %d left; want %d, %d, 0", len(b.incidents), len(b.items), b.left, hosts*each, hosts*each)
