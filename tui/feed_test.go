@@ -155,8 +155,12 @@ func TestInboxFrameBudget(t *testing.T) {
 	m := NewHosts(t.Context(), list, testOptions())
 	m.resize(160, 48)
 	m.Update(frameMsg{batch: b})
-	if got := ansi.Strip(m.View().Content); !strings.Contains(got, "ui dropped 200 incidents") {
-		t.Errorf("the header does not show the incidents the UI dropped:\n%s", got)
+	if got := ansi.Strip(m.View().Content); !strings.Contains(got, "ui dropped 200 incidents · ui 500 behind") {
+		t.Errorf("the header does not show the incidents the UI dropped and what waits:\n%s", got)
+	}
+	m.Update(frameMsg{})
+	if got := ansi.Strip(m.View().Content); strings.Contains(got, "behind") || !strings.Contains(got, "ui dropped 200 incidents") {
+		t.Errorf("caught up, the header should keep the drops and lose the backlog:\n%s", got)
 	}
 }
 

@@ -30,6 +30,9 @@ type header struct {
 	// uiIncDropped counts incidents the UI's inbox had to drop when it fell
 	// behind; they are still in their hosts' stores.
 	uiIncDropped uint64
+	// uiBacklog is how many updates wait in the UI's inbox for the next
+	// frames: the screen is that far behind.
+	uiBacklog int
 	connErr      string
 	// who replaces the host and monitoring part of line 1 when the UI
 	// shows several hosts; hostAlerts then holds the hosts' alerts.
@@ -366,6 +369,9 @@ func (h *header) line2(th theme, width int) string {
 	}
 	if h.uiIncDropped > 0 {
 		dropTxt += th.errText.Render(fmt.Sprintf(" · ui dropped %s incidents", groupDigits(h.uiIncDropped)))
+	}
+	if h.uiBacklog > 0 {
+		dropTxt += th.warn.Render(fmt.Sprintf(" · ui %s behind", groupDigits(uint64(h.uiBacklog))))
 	}
 	rulesSeg := seg{full: th.ok.Render("rules ok") + " " + th.dim.Render(event.DisplayString(h.st.RulesPath)), short: th.ok.Render("rules ok"), give: 2}
 	if h.st.RulesPath == "" {

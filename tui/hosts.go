@@ -206,6 +206,7 @@ func (m *Model) mergeHeader() {
 	// What the UI's own inbox dropped, of whichever hosts.
 	m.hdr.uiDropped += m.uiDropped
 	m.hdr.uiIncDropped = m.uiIncDropped
+	m.hdr.uiBacklog = m.uiBacklog
 }
 
 // sumHeader sums the hosts' status into the header: events per second,

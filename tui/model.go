@@ -159,6 +159,8 @@ type Model struct {
 	// uiDropped and uiIncDropped count what the inbox dropped (events,
 	// incidents) when the UI fell behind, whichever hosts they came from.
 	uiDropped, uiIncDropped uint64
+	// uiBacklog is what the last frame left in the inbox.
+	uiBacklog int
 	// hostsDirty asks for the Hosts rows and the header to be rebuilt
 	// once at the end of a frame, not once per host that changed.
 	hostsDirty bool

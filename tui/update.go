@@ -118,6 +118,10 @@ func (m *Model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // restarts the subscriptions that ended and re-arms the drain.
 func (m *Model) applyFrame(msg frameMsg) tea.Cmd {
 	m.apply(msg.batch)
+	if msg.left != m.uiBacklog {
+		m.uiBacklog = msg.left
+		m.hostsDirty = true // the header says how far behind the screen is
+	}
 	cmds := []tea.Cmd{drainNext(m.ctx, m.opts.Tick, msg.at, m.box, m.users)}
 	for _, n := range msg.hosts {
 		if !n.closed || n.host >= len(m.hosts) || n.gen != m.hosts[n.host].gen {
