@@ -33,7 +33,7 @@ type header struct {
 	// uiBacklog is how many updates wait in the UI's inbox for the next
 	// frames: the screen is that far behind.
 	uiBacklog int
-	connErr      string
+	connErr   string
 	// who replaces the host and monitoring part of line 1 when the UI
 	// shows several hosts; hostAlerts then holds the hosts' alerts.
 	who        string
