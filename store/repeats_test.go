@@ -111,3 +111,52 @@ func TestPutReusesQueue(t *testing.T) {
 		t.Errorf("committed %d, want 2000", st.Committed)
 	}
 }
+
+// TestRepeatsWaitNewIncidentsDoNot checks the two deadlines of the queue:
+// a repeat (count above one) waits for RepeatInterval, here an hour, while
+// a new incident is committed within BatchInterval and takes the waiting
+// repeat with it.
+func TestRepeatsWaitNewIncidentsDoNot(t *testing.T) {
+	s, _ := openTemp(t, Options{RetentionAge: -1, BatchInterval: 20 * time.Millisecond, RepeatInterval: time.Hour})
+	repeat := fixture(baseTime, 1)
+	repeat.Count = 7
+	s.Put(repeat)
+	time.Sleep(300 * time.Millisecond) // fifteen batch intervals
+	if st := s.Stats(); st.Committed != 0 || st.Batches != 0 {
+		t.Fatalf("a lone repeat was committed before RepeatInterval: %+v", st)
+	}
+	fresh := fixture(baseTime.Add(time.Second), 2)
+	fresh.Count = 1
+	s.Put(fresh)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Committed < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a new incident was not committed within 10 s (BatchInterval 20 ms): %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Batches != 1 {
+		t.Fatalf("want both in one commit, got %+v", st)
+	}
+	got, ok, err := s.Get(repeat.ID)
+	if err != nil || !ok || got.Count != 7 {
+		t.Fatalf("the repeat did not go with the new incident's commit: count %d, found %v, %v", got.Count, ok, err)
+	}
+}
+
+// TestFateIsUrgent checks that an update carrying a process's fate does
+// not wait for RepeatInterval like a plain repeat.
+func TestFateIsUrgent(t *testing.T) {
+	s, _ := openTemp(t, Options{RetentionAge: -1, BatchInterval: 20 * time.Millisecond, RepeatInterval: time.Hour})
+	inc := fixture(baseTime, 1)
+	inc.Count = 3
+	inc.Fate = &event.Fate{Time: baseTime, Signal: "SIGKILL"}
+	s.Put(inc)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Committed < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a fate update was not committed within 10 s: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

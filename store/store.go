@@ -38,6 +38,7 @@ import (
 // under 2 GiB and a storm never waits more than a blink for its commit.
 const (
 	DefaultBatchInterval  = 100 * time.Millisecond
+	DefaultRepeatInterval = time.Second
 	DefaultRetentionAge   = 30 * 24 * time.Hour
 	DefaultRetentionCount = 1_000_000
 )
@@ -64,9 +65,15 @@ var putWait = 2 * time.Second
 
 // Options tune a Store. The zero value gives the documented defaults.
 type Options struct {
-	// BatchInterval is the longest an incident waits in the queue before
-	// its batch is committed. Default 100ms.
+	// BatchInterval is the longest a new incident waits in the queue
+	// before its batch is committed. Default 100ms.
 	BatchInterval time.Duration
+	// RepeatInterval is the longest a repeat of a known incident (a new
+	// count and last-seen time, nothing else new) waits when nothing more
+	// urgent is queued: a storm of one repeating incident is then
+	// committed once a second instead of ten times. Default 1s; never
+	// shorter than BatchInterval.
+	RepeatInterval time.Duration
 	// RetentionAge drops incidents last seen longer ago than this.
 	// 0 means the stored setting or 30 days; <0 keeps them forever.
 	RetentionAge time.Duration
@@ -150,7 +157,11 @@ type Store struct {
 	queue   []rules.Incident
 	spare   []rules.Incident // an empty committed queue array, for Put to reuse
 	drained chan struct{}    // closed whenever the queue is taken for a commit
-	failing bool             // the last commit failed
+	// queuedAt is when the queue last went from empty to not empty;
+	// urgentAt when the first incident queued that cannot wait for
+	// RepeatInterval (zero: none queued). See nextCommit.
+	queuedAt, urgentAt time.Time
+	failing            bool // the last commit failed
 	// While failing: since when, how many failures, when the next retry
 	// is due and its delay, and when the next log line may be written.
 	failSince, retryAt, failLogAt time.Time
@@ -224,6 +235,10 @@ func Open(path string, opts Options) (s *Store, err error) {
 	if opts.BatchInterval <= 0 {
 		opts.BatchInterval = DefaultBatchInterval
 	}
+	if opts.RepeatInterval <= 0 {
+		opts.RepeatInterval = DefaultRepeatInterval
+	}
+	opts.RepeatInterval = max(opts.RepeatInterval, opts.BatchInterval)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

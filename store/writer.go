@@ -12,7 +12,8 @@ import (
 )
 
 // Put queues an upsert of inc (by inc.ID) and returns at once; the commit
-// goroutine writes it within BatchInterval. inc.ID must come from
+// goroutine writes it within BatchInterval, or within RepeatInterval when
+// it is a repeat (see urgent). inc.ID must come from
 // rules.NewID(inc.Time): time filters and age retention rely on ids being
 // at or after the raise time. A repeat of a stored incident keeps the
 // stored status (see upsert).
@@ -65,12 +66,53 @@ func (s *Store) Put(inc rules.Incident) {
 	if s.queue == nil {
 		s.queue, s.spare = s.spare, nil
 	}
+	// The commit goroutine sleeps until the queue's first deadline, so it
+	// is told when the queue starts, when its first urgent incident
+	// arrives, and when a batch is full.
+	kick := false
+	if len(s.queue) == 0 {
+		s.queuedAt, kick = time.Now(), true
+	}
+	if s.urgentAt.IsZero() && urgent(&inc) {
+		s.urgentAt, kick = time.Now(), true
+	}
 	s.queue = append(s.queue, inc)
-	n := len(s.queue)
+	if len(s.queue) == batchSize {
+		kick = true
+	}
 	s.qmu.Unlock()
-	if n == batchSize {
+	if kick {
 		s.kickLoop()
 	}
+}
+
+// urgent reports whether inc may not wait for RepeatInterval: a new
+// incident (count 1) or one that carries its process's fate must be on
+// disk within BatchInterval. A repeat only moves an incident's count and
+// last-seen time; a crash loses at most RepeatInterval of them.
+func urgent(inc *rules.Incident) bool {
+	return inc.Count <= 1 || inc.Fate != nil
+}
+
+// nextCommit says when the queue is due: at once when a full batch waits,
+// BatchInterval after its first urgent incident, else RepeatInterval after
+// it started, and never before the retry of a failing commit is due.
+// pending is false for an empty queue. Callers hold s.qmu.
+func (s *Store) nextCommit(now time.Time) (wait time.Duration, pending bool) {
+	if len(s.queue) == 0 {
+		return 0, false
+	}
+	due := s.queuedAt.Add(s.opts.RepeatInterval)
+	if !s.urgentAt.IsZero() {
+		due = s.urgentAt.Add(s.opts.BatchInterval)
+	}
+	if len(s.queue) >= batchSize {
+		due = now
+	}
+	if s.failing && due.Before(s.retryAt) {
+		due = s.retryAt
+	}
+	return due.Sub(now), true
 }
 
 // maxSpare bounds the queue array kept for reuse (in incidents), so a
@@ -167,38 +209,51 @@ func (s *Store) commitRecovered() {
 	s.failSince, s.retryAt = time.Time{}, time.Time{}
 }
 
-// loop is the commit goroutine: it commits the queue every BatchInterval,
-// at once while full batches wait, and applies age retention every minute.
+// loop is the commit goroutine: it sleeps until the queue is due (see
+// nextCommit; an idle store does not wake), commits it, and applies age
+// retention every minute.
 func (s *Store) loop() {
 	defer close(s.loopDone)
-	tick := time.NewTicker(s.opts.BatchInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	retention := time.NewTicker(retentionEvery)
 	defer retention.Stop()
 	for {
+		s.qmu.Lock()
+		wait, pending := s.nextCommit(time.Now())
+		s.qmu.Unlock()
+		if pending && wait <= 0 {
+			s.commitDue()
+			continue
+		}
+		var due <-chan time.Time
+		if pending {
+			timer.Reset(wait)
+			due = timer.C
+		}
 		select {
 		case <-s.stop:
+			timer.Stop()
 			return
-		case <-tick.C:
+		case <-due:
 		case <-s.kick:
 		case now := <-retention.C:
 			if err := s.enforceRetention(now); err != nil {
 				s.log.Error("store: retention failed", "path", s.path, "err", err)
 			}
-			continue
 		}
-		s.qmu.Lock()
-		backoff := s.failing && time.Now().Before(s.retryAt)
-		s.qmu.Unlock()
-		if backoff {
-			continue
-		}
-		for {
-			// A failure is logged, with backoff, by commitBatch.
-			more, err := s.commitBatch()
-			if err != nil || more < batchSize {
-				break
-			}
+		timer.Stop()
+	}
+}
+
+// commitDue commits the queue, batch after batch while full ones wait. A
+// failure is logged, with backoff, by commitBatch, and retried when
+// nextCommit says.
+func (s *Store) commitDue() {
+	for {
+		more, err := s.commitBatch()
+		if err != nil || more < batchSize {
+			return
 		}
 	}
 }
@@ -259,6 +314,9 @@ func (s *Store) commitBatch() (left int, err error) {
 	whole := len(s.queue) == 0
 	if whole {
 		s.queue = nil // start the next queue on the spare array
+		s.urgentAt = time.Time{}
+	} else {
+		s.queuedAt = time.Now() // the rest is due by its urgentAt, if any, or a RepeatInterval from now
 	}
 	close(s.drained)
 	s.drained = make(chan struct{})
@@ -300,6 +358,7 @@ func (s *Store) commitBatch() (left int, err error) {
 			s.drop(uint64(over), errors.New("queue full while commits fail"))
 		}
 		s.queue = merged
+		s.urgentAt = time.Now() // retried when commitFailed's retryAt is due
 		s.commitFailed(err)
 		return len(s.queue), fmt.Errorf("commit %d incidents to %s: %w", len(batch), s.path, err)
 	}
