@@ -260,11 +260,15 @@ func (s *Sensor) waitReadable(deadline time.Time) {
 // busyInterval is how often the reader collects events while they flow
 // (an event then waits at most that long); idlePoll bounds how long it
 // waits when they do not. The BPF side signals the first event after 10 ms
-// of quiet (and early when the ring fills), so on a quiet host an event is
-// read at once.
+// without a signal (and early when the ring fills), so on a quiet host an
+// event is read at once. An event it does not signal follows a signalled
+// one by less than 10 ms, and the drain that found that one keeps the
+// reader busy for busyInterval, which is longer: so idlePoll is only a
+// safety net, and it is long because each wakeup of an idle agent costs
+// more CPU than hundreds of events.
 const (
 	busyInterval = 50 * time.Millisecond
-	idlePoll     = 100 * time.Millisecond
+	idlePoll     = time.Second
 )
 
 // reading is the reader goroutine's state between drains.
@@ -278,19 +282,21 @@ type reading struct {
 
 // drain delivers every record available now, without waiting, and returns
 // how many records it read.
+//
+// It reads only while the ring holds data, so a drain that empties the
+// ring never asks the reader's poller (an epoll_wait system call) whether
+// more came: in a storm the ring buffer is read without a system call, and
+// an idle one costs two atomic loads. Each system call would also wake the
+// Go runtime's monitor thread from its deep sleep.
 func (s *Sensor) drain(r *reading, handle func(*event.Event)) (int, error) {
 	n := 0
 	s.reader.SetDeadline(time.Now())
-	for {
+	defer s.sweepDue(r)
+	for s.reader.AvailableBytes() > 0 {
 		err := s.reader.ReadInto(&r.rec)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
-			if time.Since(r.lastSweep) > sweepInterval {
-				s.table.sweep()
-				r.lastSweep = time.Now()
-				r.clock = newClock()
-			}
 			return n, nil
 		default:
 			return n, fmt.Errorf("read ring buffer: %w", err)
@@ -304,6 +310,17 @@ func (s *Sensor) drain(r *reading, handle func(*event.Event)) (int, error) {
 		for i := range r.out {
 			handle(&r.out[i])
 		}
+	}
+	return n, nil
+}
+
+// sweepDue sweeps the process table of exited processes once a
+// sweepInterval, between drains.
+func (s *Sensor) sweepDue(r *reading) {
+	if time.Since(r.lastSweep) > sweepInterval {
+		s.table.sweep()
+		r.lastSweep = time.Now()
+		r.clock = newClock()
 	}
 }
 
