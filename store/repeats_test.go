@@ -160,3 +160,40 @@ func TestFateIsUrgent(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestPutFoldsRepeats checks that repeats of a queued incident replace it
+// in the queue (a storm of one incident holds one entry, not one per
+// exec), keep the first one's status, and still count in Committed.
+func TestPutFoldsRepeats(t *testing.T) {
+	s, _ := openTemp(t, Options{RetentionAge: -1, BatchInterval: time.Hour})
+	a, b := fixture(baseTime, 1), fixture(baseTime.Add(time.Second), 2)
+	a.Status = rules.StatusAcknowledged
+	for i := 1; i <= 1000; i++ {
+		r := a
+		r.Count = uint64(i)
+		if i > 1 {
+			r.Status = rules.StatusOpen
+		}
+		s.Put(r)
+		if i == 500 {
+			s.Put(b)
+		}
+	}
+	if q := s.Stats().Queued; q != 2 {
+		t.Fatalf("queue holds %d entries after 1000 repeats of one incident and one other, want 2", q)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Committed != 1001 || st.Queued != 0 {
+		t.Fatalf("stats after flush: %+v, want 1001 committed", st)
+	}
+	got, ok, err := s.Get(a.ID)
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if got.Count != 1000 || got.Status != rules.StatusAcknowledged {
+		t.Fatalf("stored count %d status %v, want 1000 and the first put's acknowledged", got.Count, got.Status)
+	}
+}

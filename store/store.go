@@ -161,7 +161,13 @@ type Store struct {
 	// urgentAt when the first incident queued that cannot wait for
 	// RepeatInterval (zero: none queued). See nextCommit.
 	queuedAt, urgentAt time.Time
-	failing            bool // the last commit failed
+	// queued indexes the queue by incident id, so that a repeat of a
+	// queued incident replaces it instead of growing the queue (a storm
+	// of one incident holds one entry); folded counts those repeats for
+	// Stats().Committed. Cleared whenever the queue is taken.
+	queued  map[rules.ID]int
+	folded  uint64
+	failing bool // the last commit failed
 	// While failing: since when, how many failures, when the next retry
 	// is due and its delay, and when the next log line may be written.
 	failSince, retryAt, failLogAt time.Time

@@ -76,6 +76,23 @@ func (s *Store) Put(inc rules.Incident) {
 	if s.urgentAt.IsZero() && urgent(&inc) {
 		s.urgentAt, kick = time.Now(), true
 	}
+	if i, ok := s.queued[inc.ID]; ok {
+		// A repeat carries the incident's whole state: it replaces the
+		// queued one and keeps that one's status, as writing both in
+		// turn would (see superseded).
+		inc.Status = s.queue[i].Status
+		s.queue[i] = inc
+		s.folded++
+		s.qmu.Unlock()
+		if kick {
+			s.kickLoop()
+		}
+		return
+	}
+	if s.queued == nil {
+		s.queued = make(map[rules.ID]int)
+	}
+	s.queued[inc.ID] = len(s.queue)
 	s.queue = append(s.queue, inc)
 	if len(s.queue) == batchSize {
 		kick = true
@@ -312,7 +329,10 @@ func (s *Store) commitBatch() (left int, err error) {
 	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
 	whole := len(s.queue) == 0
+	clear(s.queued) // the indexes moved; a later repeat is appended, and superseded folds it
+	folded := uint64(0)
 	if whole {
+		folded, s.folded = s.folded, 0
 		s.queue = nil // start the next queue on the spare array
 		s.urgentAt = time.Time{}
 	} else {
@@ -358,6 +378,7 @@ func (s *Store) commitBatch() (left int, err error) {
 			s.drop(uint64(over), errors.New("queue full while commits fail"))
 		}
 		s.queue = merged
+		s.folded += folded
 		s.urgentAt = time.Now() // retried when commitFailed's retryAt is due
 		s.commitFailed(err)
 		return len(s.queue), fmt.Errorf("commit %d incidents to %s: %w", len(batch), s.path, err)
@@ -365,7 +386,7 @@ func (s *Store) commitBatch() (left int, err error) {
 	s.noteEvictions(w)
 	s.commitRecovered()
 	s.lastErr.Store(nil)
-	s.committed.Add(uint64(n))
+	s.committed.Add(uint64(n) + folded)
 	s.batches.Add(1)
 	clear(batch) // let the incidents' strings go
 	if whole && cap(array) <= maxSpare {
