@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/procwatch/procwatch/cli"
-	"github.com/procwatch/procwatch/internal/heapfloor"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -21,8 +20,5 @@ var defaultRules []byte
 
 func main() {
 	rules.DefaultYAML = defaultRules
-	// Every long-running command (agent, events, the UI) holds a small
-	// heap under a steady stream of events; see heapfloor.
-	heapfloor.Start()
 	os.Exit(cli.Main(os.Args[1:]))
 }

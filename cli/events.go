@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/event"
+	"github.com/procwatch/procwatch/internal/heapfloor"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/store"
@@ -63,6 +64,7 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 // runEventsNamed is runEvents with events in containers named by namer
 // (nil: not named), as the pipeline names them.
 func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int, namer pipeline.ContainerNamer) error {
+	heapfloor.Start()
 	var s *sensor.Sensor
 	s, err := sensor.New(sensor.Config{
 		RingBufferBytes: ringMiB << 20,

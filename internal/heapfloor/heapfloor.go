@@ -25,7 +25,10 @@ const Floor = 32 << 20
 var once sync.Once
 
 // Start keeps the heap goal at least Floor bytes above the live heap from
-// now on, for the rest of the process. It leaves the collector alone when
+// now on, for the rest of the process. The commands that process the event
+// stream (agent, events, the UI with its own pipeline) call it; one-shot
+// commands do not, since their heap is garbage soon anyway and a
+// streaming client should stay small. It leaves the collector alone when
 // the operator set GOGC themselves (including GOGC=off). Calling it again
 // does nothing.
 func Start() {
