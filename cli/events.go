@@ -57,6 +57,10 @@ On exit, event and drop counts are printed to stderr.`,
 	return cmd
 }
 
+// flushDelay bounds how long an event waits in the output buffer of
+// "procwatch events".
+const flushDelay = 200 * time.Millisecond
+
 func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int) error {
 	return runEventsNamed(ctx, stdout, stderr, asJSON, ringMiB, nil)
 }
@@ -77,30 +81,28 @@ func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, 
 	}
 	defer s.Close()
 
-	// Output is buffered for throughput; a flusher writes it out every
-	// 200 ms so that the last events of a quiet moment show up promptly.
+	// Output is buffered for throughput and written out flushDelay after
+	// the first event a flush left waiting, so the last events of a quiet
+	// moment show up promptly and an idle stream never wakes.
 	var mu sync.Mutex
-	w := bufio.NewWriterSize(stdout, 64<<10)
+	w := bufio.NewWriterSize(stdout, 256<<10)
 	var writeErr error
-	flushDone := make(chan struct{})
-	stopFlush := make(chan struct{})
-	go func() {
-		defer close(flushDone)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopFlush:
-				return
-			case <-tick.C:
-				mu.Lock()
-				if writeErr == nil {
-					writeErr = w.Flush()
-				}
-				mu.Unlock()
-			}
+	scheduled := false // a flush is due; under mu
+	flush := time.AfterFunc(time.Hour, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		scheduled = false
+		if writeErr == nil {
+			writeErr = w.Flush()
 		}
-	}()
+	})
+	flush.Stop()
+	flushLater := func() { // under mu
+		if !scheduled {
+			flush.Reset(flushDelay)
+			scheduled = true
+		}
+	}
 	var line []byte
 	if !asJSON {
 		fmt.Fprintln(w, eventHeader)
@@ -121,9 +123,11 @@ func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, 
 		} else {
 			_, writeErr = io.WriteString(w, formatEvent(ev))
 		}
+		flushLater()
 	})
-	close(stopFlush)
-	<-flushDone
+	flush.Stop()
+	mu.Lock()
+	defer mu.Unlock()
 	if ferr := w.Flush(); writeErr == nil {
 		writeErr = ferr
 	}

@@ -30,46 +30,63 @@ func (t Text) MarshalJSON() ([]byte, error) {
 }
 
 // AppendJSON appends the JSON string form of t to dst. It exists so that hot
-// paths can encode without an intermediate allocation.
+// paths can encode without an intermediate allocation. Runs of bytes that
+// need no escape (most of any path or argument) are copied whole.
 func (t Text) AppendJSON(dst []byte) []byte {
 	s := string(t)
 	dst = append(dst, '"')
+	start := 0 // s[start:i] is plain and not yet copied
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
+		if jsonPlain[c] {
 			i++
 			continue
 		}
+		dst = append(dst, s[start:i]...)
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case c < utf8.RuneSelf:
+			dst = appendASCIIEscape(dst, c)
+		case r == utf8.RuneError && size == 1:
 			dst = append(dst, '\\', 'u', 'd', 'c', hexDigits[c>>4], hexDigits[c&0xf])
-			i++
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
+		case r == '\u2028' || r == '\u2029':
 			// Valid JSON, but they break JavaScript-based line readers.
 			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		} else {
+		default:
 			dst = append(dst, s[i:i+size]...)
 		}
 		i += size
+		start = i
 	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// appendASCIIEscape appends the escape of an ASCII byte that jsonPlain
+// does not pass.
+func appendASCIIEscape(dst []byte, c byte) []byte {
+	switch c {
+	case '"', '\\':
+		return append(dst, '\\', c)
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	}
+	return append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+}
+
+// jsonPlain marks the bytes AppendJSON copies as they are: printable ASCII
+// other than the quote and the backslash. Control bytes, DEL and every byte
+// of a multi-byte sequence take the slow path.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // UnmarshalJSON reads a JSON string written by MarshalJSON, turning \udcXX
 // escapes back into the original bytes. Other lone surrogates are rejected:

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestTextJSONRoundTrip(t *testing.T) {
@@ -66,6 +67,65 @@ func FuzzTextJSON(f *testing.F) {
 		}
 		if back != in {
 			t.Fatalf("round trip %q -> %s -> %q", in, out, back)
+		}
+	})
+}
+
+// appendJSONByteByByte is AppendJSON as it was first written, one byte at a
+// time: the reference the faster one must match.
+func appendJSONByteByByte(t Text, dst []byte) []byte {
+	s := string(t)
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, '\\', 'u', 'd', 'c', hexDigits[c>>4], hexDigits[c&0xf])
+			i++
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// FuzzAppendJSON checks the run-copying AppendJSON against the byte-by-byte
+// reference and that the result decodes back to the same bytes.
+func FuzzAppendJSON(f *testing.F) {
+	for _, s := range []string{"", "/usr/bin/ls", "a\"b\\c\n\r\t\x00\x1f\x7f", "\xff\xfe caf\xc3\xa9 \xe2\x80\xa8\xe2\x80\xa9 \xf0\x9f\x98\x80", "\xc3", "tail\xe2\x80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := Text(s).AppendJSON(nil)
+		if want := appendJSONByteByByte(Text(s), nil); string(got) != string(want) {
+			t.Fatalf("AppendJSON(%q) = %s, want %s", s, got, want)
+		}
+		var back Text
+		if err := back.UnmarshalJSON(got); err != nil || string(back) != s {
+			t.Fatalf("round trip of %q: %q, %v", s, back, err)
 		}
 	})
 }
