@@ -52,6 +52,7 @@ type Engine struct {
 	lastSweep time.Time
 	facts     facts
 	argBuf    []byte
+	verdict   []Incident // the array Judge's verdicts reuse
 
 	fatesLost atomic.Uint64
 }
@@ -174,7 +175,8 @@ type Verdict struct {
 	// Incidents raised or updated by the event: a new incident, or a copy of
 	// an earlier one with the same ID, Count+1 and LastSeen moved on, and
 	// last the escalation incidents whose process this exit event ended,
-	// with their Fate set.
+	// with their Fate set. Judge reuses the slice's array: it is valid until
+	// the next Judge call, so copy what must outlive it (Evaluate does).
 	Incidents []Incident
 	// Fated says how many of Incidents (at the end) are such fate updates
 	// rather than sightings.
@@ -202,8 +204,15 @@ type SkipHit struct {
 }
 
 // Evaluate judges one event and returns the incidents it raises or
-// updates; nil (without allocating) when it raises none.
-func (e *Engine) Evaluate(ev *event.Event) []Incident { return e.Judge(ev).Incidents }
+// updates, in a slice of their own; nil (without allocating) when it
+// raises none.
+func (e *Engine) Evaluate(ev *event.Event) []Incident {
+	incs := e.Judge(ev).Incidents
+	if len(incs) == 0 {
+		return nil
+	}
+	return slices.Clone(incs)
+}
 
 // Judge is Evaluate that also reports suppressed matches.
 //
@@ -219,7 +228,10 @@ func (e *Engine) Judge(ev *event.Event) Verdict {
 	added := e.added.Load()
 	f := &e.facts
 	f.init(ev, &e.mounts)
-	var v Verdict
+	// The incidents go into the array of the previous verdict: an exec
+	// storm raising an incident per event then allocates none for them.
+	clear(e.verdict)
+	v := Verdict{Incidents: e.verdict[:0]}
 	for i := range set.compiled {
 		r := &set.compiled[i]
 		if r.evType != ev.Type {
@@ -252,6 +264,7 @@ func (e *Engine) Judge(ev *event.Event) Verdict {
 		v.Fated = len(v.Incidents) - n
 	}
 	f.ev = nil
+	e.verdict = v.Incidents
 	return v
 }
 
