@@ -32,13 +32,22 @@ func (t Text) MarshalJSON() ([]byte, error) {
 // AppendJSON appends the JSON string form of t to dst. It exists so that hot
 // paths can encode without an intermediate allocation. Runs of bytes that
 // need no escape (most of any path or argument) are copied whole.
-func (t Text) AppendJSON(dst []byte) []byte {
+func (t Text) AppendJSON(dst []byte) []byte { return t.appendJSON(dst, &jsonPlain) }
+
+// AppendJSONHTMLSafe is AppendJSON that also writes <, > and & as \u003c,
+// \u003e and \u0026: the bytes json.Marshal writes for a Text, since
+// encoding/json escapes them in the output of every MarshalJSON method.
+// Encoders that promise json.Marshal's exact output use it.
+func (t Text) AppendJSONHTMLSafe(dst []byte) []byte { return t.appendJSON(dst, &jsonPlainHTML) }
+
+// appendJSON copies runs of the bytes plain marks and escapes the rest.
+func (t Text) appendJSON(dst []byte, plain *[256]bool) []byte {
 	s := string(t)
 	dst = append(dst, '"')
 	start := 0 // s[start:i] is plain and not yet copied
 	for i := 0; i < len(s); {
 		c := s[i]
-		if jsonPlain[c] {
+		if plain[c] {
 			i++
 			continue
 		}
@@ -85,6 +94,13 @@ var jsonPlain = func() (t [256]bool) {
 	for c := 0x20; c < 0x7f; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
+	return t
+}()
+
+// jsonPlainHTML is jsonPlain without <, > and &.
+var jsonPlainHTML = func() (t [256]bool) {
+	t = jsonPlain
+	t['<'], t['>'], t['&'] = false, false, false
 	return t
 }()
 

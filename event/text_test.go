@@ -115,13 +115,17 @@ func appendJSONByteByByte(t Text, dst []byte) []byte {
 // FuzzAppendJSON checks the run-copying AppendJSON against the byte-by-byte
 // reference and that the result decodes back to the same bytes.
 func FuzzAppendJSON(f *testing.F) {
-	for _, s := range []string{"", "/usr/bin/ls", "a\"b\\c\n\r\t\x00\x1f\x7f", "\xff\xfe caf\xc3\xa9 \xe2\x80\xa8\xe2\x80\xa9 \xf0\x9f\x98\x80", "\xc3", "tail\xe2\x80"} {
+	for _, s := range []string{"", "/usr/bin/ls", "a\"b\\c\n\r\t\x00\x1f\x7f", "\xff\xfe caf\xc3\xa9 \xe2\x80\xa8\xe2\x80\xa9 \xf0\x9f\x98\x80", "\xc3", "tail\xe2\x80", "<script>&amp;</script>"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got := Text(s).AppendJSON(nil)
 		if want := appendJSONByteByByte(Text(s), nil); string(got) != string(want) {
 			t.Fatalf("AppendJSON(%q) = %s, want %s", s, got, want)
+		}
+		safe, err := json.Marshal(Text(s))
+		if err != nil || string(Text(s).AppendJSONHTMLSafe(nil)) != string(safe) {
+			t.Fatalf("AppendJSONHTMLSafe(%q) = %s, json.Marshal gives %s (%v)", s, Text(s).AppendJSONHTMLSafe(nil), safe, err)
 		}
 		var back Text
 		if err := back.UnmarshalJSON(got); err != nil || string(back) != s {

@@ -259,34 +259,10 @@ func appendTimeJSON(dst []byte, t time.Time) []byte {
 }
 
 // appendTextJSON writes event.Text's own JSON form (invalid bytes as
-// \udcXX) and then, as encoding/json does to the output of every
-// MarshalJSON method, escapes <, > and & for HTML safety.
+// \udcXX) with <, > and & escaped for HTML safety, as encoding/json does
+// to the output of every MarshalJSON method.
 func appendTextJSON(dst []byte, t event.Text) []byte {
-	start := len(dst)
-	dst = t.AppendJSON(dst)
-	for i := start; i < len(dst); i++ {
-		switch dst[i] {
-		case '<', '>', '&':
-			return escapeHTMLFrom(dst, start)
-		}
-	}
-	return dst
-}
-
-// escapeHTMLFrom rewrites <, > and & in dst[start:] as \u003c, \u003e and
-// \u0026. It is the rare path, so it simply copies.
-func escapeHTMLFrom(dst []byte, start int) []byte {
-	tail := append([]byte(nil), dst[start:]...)
-	dst = dst[:start]
-	for _, c := range tail {
-		switch c {
-		case '<', '>', '&':
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
+	return t.AppendJSONHTMLSafe(dst)
 }
 
 // appendStringJSON writes a Go string the way encoding/json does with HTML
