@@ -28,6 +28,7 @@ import (
 
 type agentFlags struct {
 	output        string
+	cpuProfile    string
 	group         string
 	readGroup     string
 	maxConns      int
@@ -138,6 +139,7 @@ is given too.`,
 	cmd.Flags().IntVar(&f.ringMiB, "ring-buffer-mib", sensor.DefaultRingBufferBytes>>20, "BPF ring buffer size in MiB (a power of two)")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics; a bare :PORT means 127.0.0.1:PORT (default off)")
 	cmd.Flags().BoolVar(&f.metricsRemote, "metrics-allow-remote", false, "let --metrics-addr name a host that is not loopback, such as 0.0.0.0")
+	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to FILE (mode 0600), for go tool pprof")
 	f.fleet.register(cmd)
 	cmd.Flags().IntVar(&f.retCount, "retention-count", 0, "keep at most N incidents, evicting masked, acknowledged, then the lowest severities first; 0 or less keeps all (stored; default 1000000)")
 	cmd.Flags().Var(&f.retAge, "retention-age", "delete incidents older than DURATION (30d, 720h); 0 or less keeps them forever (stored; default 30d)")
@@ -170,6 +172,11 @@ func runAgent(ctx context.Context, opts *Options, f agentFlags, stdout, stderr i
 			return err
 		}
 	}
+	stopProfile, err := startCPUProfile("--cpuprofile", f.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	fl, err := f.fleet.open(opts, log)
 	if err != nil {
 		return err

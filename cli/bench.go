@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,16 +34,11 @@ sensor's user+system CPU per event and its peak RSS. Needs root and gcc.`,
 				return fmt.Errorf("bench exec: --workers and --rounds must be at least 1 and --duration positive")
 			}
 			cfg.Sensor.RingBufferBytes = ringMiB << 20
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return fmt.Errorf("bench exec: %w", err)
-				}
-				defer f.Close()
-				runtime.SetCPUProfileRate(2000)
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
+			stopProfile, err := startCPUProfile("--cpuprofile", cpuProfile)
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			res, err := bench.RunExec(ctx, cfg)
