@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/event"
-	"github.com/procwatch/procwatch/internal/heapfloor"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/store"
@@ -68,7 +67,6 @@ func runEvents(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringM
 // runEventsNamed is runEvents with events in containers named by namer
 // (nil: not named), as the pipeline names them.
 func runEventsNamed(ctx context.Context, stdout, stderr io.Writer, asJSON bool, ringMiB int, namer pipeline.ContainerNamer) error {
-	heapfloor.Start()
 	var s *sensor.Sensor
 	s, err := sensor.New(sensor.Config{
 		RingBufferBytes: ringMiB << 20,

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/procwatch/procwatch/hosts"
-	"github.com/procwatch/procwatch/internal/heapfloor"
 	"github.com/procwatch/procwatch/protocol"
 	"github.com/procwatch/procwatch/sensor"
 	"github.com/procwatch/procwatch/tui"
@@ -145,7 +144,6 @@ func runUIWithPipeline(ctx context.Context, opts *Options, sock string, uiOpts t
 	logs := &boundedLog{max: 64 << 10}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	defer logs.writeTo(os.Stderr)
-	heapfloor.Start() // the pipeline runs here, as in the agent
 
 	ln, err := protocol.Listen(sock, protocol.NoGroups)
 	if err != nil {

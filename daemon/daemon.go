@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/procwatch/procwatch/api"
-	"github.com/procwatch/procwatch/internal/heapfloor"
 	"github.com/procwatch/procwatch/metrics"
 	"github.com/procwatch/procwatch/pipeline"
 	"github.com/procwatch/procwatch/protocol"
@@ -89,9 +88,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		defer debug.SetMemoryLimit(debug.SetMemoryLimit(MemoryLimit))
 	}
-	// The event stream allocates steadily on a small heap; MemoryLimit
-	// still bounds what the floor lets the heap grow to.
-	heapfloor.Start()
 	if cfg.Fleet != nil {
 		defer cfg.Fleet.Close()
 	}
