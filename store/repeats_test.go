@@ -128,13 +128,7 @@ func TestRepeatsWaitNewIncidentsDoNot(t *testing.T) {
 	fresh := fixture(baseTime.Add(time.Second), 2)
 	fresh.Count = 1
 	s.Put(fresh)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Committed < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("a new incident was not committed within 10 s (BatchInterval 20 ms): %+v", s.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitCommitted(t, s, 2, "a new incident")
 	if st := s.Stats(); st.Batches != 1 {
 		t.Fatalf("want both in one commit, got %+v", st)
 	}
@@ -152,10 +146,18 @@ func TestFateIsUrgent(t *testing.T) {
 	inc.Count = 3
 	inc.Fate = &event.Fate{Time: baseTime, Signal: "SIGKILL"}
 	s.Put(inc)
+	waitCommitted(t, s, 1, "a fate update")
+}
+
+// waitCommitted waits until s has committed n incidents, failing after 10
+// s: far beyond the 20 ms BatchInterval of the tests that use it, and far
+// short of their RepeatInterval of an hour.
+func waitCommitted(t *testing.T, s *Store, n uint64, what string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().Committed < 1 {
+	for s.Stats().Committed < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("a fate update was not committed within 10 s: %+v", s.Stats())
+			t.Fatalf("%s was not committed within 10 s: %+v", what, s.Stats())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
