@@ -57,6 +57,9 @@ func startCluster(t testing.TB, n int) *cluster {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
 	dir := t.TempDir()
+	if clusterDir != "" {
+		dir = clusterDir
+	}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -256,6 +259,9 @@ func capture(host string, n int) []event.Event {
 var (
 	agentGate chan struct{}
 	agentDirs string
+	// clusterDir, when set, holds the servers' JetStream storage (the
+	// scale run puts it in /dev/shm too).
+	clusterDir string
 	// agentHandOff, when set, sees every incident as the pipeline hands
 	// it to the fleet outbox (the scale run times the pipeline's share).
 	agentHandOff func(inc *rules.Incident)

@@ -1,11 +1,13 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/procwatch/procwatch/event"
 	"github.com/procwatch/procwatch/rules"
@@ -99,6 +102,20 @@ func TestScale(t *testing.T) {
 		t.Skip("a measurement: set PROCWATCH_FLEET_SCALE=200x20x30s to run it")
 	}
 	n, rate, dur := parseScale(t, spec)
+	// The agents' databases and (unless PROCWATCH_FLEET_SCALE_DISK=1) the
+	// servers' JetStream storage go to tmpfs: the run measures the fleet's
+	// path to the screen, not the shared disk of the machine it runs on.
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		shm, err := os.MkdirTemp("/dev/shm", "procwatch-scale-")
+		if err == nil {
+			agentDirs = shm
+			if os.Getenv("PROCWATCH_FLEET_SCALE_DISK") != "1" {
+				clusterDir = filepath.Join(shm, "cluster")
+			}
+			t.Cleanup(func() { os.RemoveAll(shm) })
+		}
+	}
+	t.Logf("JetStream storage: %s", cmp.Or(clusterDir, "the test's temporary directory (disk)"))
 	c := startCluster(t, 3)
 	urls := c.urls()
 	setupStreams(t, urls, 3)
@@ -121,13 +138,6 @@ func TestScale(t *testing.T) {
 	// Every agent is set up first; the replays start together once the
 	// viewer has seen them all, so the measurement has no warm-up.
 	agentGate = make(chan struct{})
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		shm, err := os.MkdirTemp("/dev/shm", "procwatch-scale-")
-		if err == nil {
-			agentDirs = shm
-			t.Cleanup(func() { os.RemoveAll(shm) })
-		}
-	}
 	var (
 		handMu sync.Mutex
 		handed []float64 // event handled -> handed to the outbox, ms
@@ -138,7 +148,7 @@ func TestScale(t *testing.T) {
 		handed = append(handed, d)
 		handMu.Unlock()
 	}
-	defer func() { agentGate, agentDirs, agentHandOff = nil, "", nil }()
+	defer func() { agentGate, agentDirs, clusterDir, agentHandOff = nil, "", "", nil }()
 	agents := make([]*replayAgent, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -154,6 +164,43 @@ func TestScale(t *testing.T) {
 	t.Logf("%d agents started in %s; replays start now", n, time.Since(start).Round(time.Millisecond))
 	time.Sleep(4 * time.Second) // a status from each, for the viewer's host list
 	close(agentGate)
+	// Every second: what the agents have had acknowledged and still hold,
+	// and what the stream stored, to tell a stall of the agents from one
+	// of the cluster.
+	sampled := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		nc, err := Connect(ConnOptions{URLs: urls, FailFast: true})
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-tick.C:
+			case <-stopSampling:
+				return
+			}
+			var published, pending uint64
+			for _, ra := range agents {
+				s := ra.agent.Stats()
+				published += s.Published
+				pending += uint64(s.Pending)
+			}
+			stored := "?"
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if st, err := js.Stream(ctx, StreamName); err == nil {
+				stored = fmt.Sprint(st.CachedInfo().State.Msgs)
+			}
+			cancel()
+			t.Logf("t=%2ds agents: %6d acknowledged, %5d queued; stream: %s messages", i, published, pending, stored)
+		}
+	}()
+	defer func() { close(stopSampling); <-sampled }()
 	if err := viewer.Wait(); err != nil {
 		t.Fatalf("viewer: %v\n%s", err, out.String())
 	}
