@@ -51,6 +51,9 @@ type Store interface {
 	// SetExeSHA256 gives stored incidents without an exe_sha256 the sum
 	// computed after they were raised, and returns those it changed.
 	SetExeSHA256(sums map[rules.ID]string) ([]rules.Incident, error)
+	// MaskForSkip masks the open incidents ids for the added skip
+	// skipID, with mask links and history, and returns those it masked.
+	MaskForSkip(skipID string, ids []rules.ID, by rules.Actor) ([]rules.Incident, error)
 }
 
 // Observer is told what the pipeline does, so the agent can export metrics

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -214,6 +215,7 @@ func (l *Local) attachLate(files map[[2]uint64]*lateFile, sweep bool) {
 	if len(changed) == 0 {
 		return
 	}
+	l.maskPinned(changed)
 	if l.cfg.OnIncident != nil {
 		for _, inc := range changed {
 			l.cfg.OnIncident(inc)
@@ -223,5 +225,50 @@ func (l *Local) attachLate(files map[[2]uint64]*lateFile, sweep bool) {
 	if l.nsubs.Load() > 0 {
 		l.queueIncidents(changed)
 		l.events.Signal() // wake fanOut: no event comes with them
+	}
+}
+
+// maskPinned masks the incidents of changed, just given their binary's
+// hash, that a skip pinned to that hash covers: the skip would have
+// silenced them had the hash been known when they were raised (a pinned
+// skip never silences an unknown hash). changed is updated in place.
+func (l *Local) maskPinned(changed []rules.Incident) {
+	pins := l.engine.PinnedSkips()
+	if len(pins) == 0 {
+		return
+	}
+	// As AddSkip and RemoveSkip: a skip removed meanwhile masks nothing
+	// (MaskForSkip checks it is still stored), and repeats then carry the
+	// new status (the triage cache is refreshed).
+	l.skipMu.Lock()
+	defer l.skipMu.Unlock()
+	defer l.triage.forget()
+	at := make(map[rules.ID]int, len(changed))
+	for i := range changed {
+		at[changed[i].ID] = i
+	}
+	self := rules.Actor{UID: uint32(os.Getuid()), PID: uint32(os.Getpid()), Via: "local"}
+	for _, sk := range pins {
+		covers := sk.Coverer()
+		var ids []rules.ID
+		for i := range changed {
+			if changed[i].Status == rules.StatusOpen && covers(&changed[i]) {
+				ids = append(ids, changed[i].ID)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		masked, err := l.cfg.Store.MaskForSkip(sk.ID, ids, self)
+		if err != nil {
+			l.log.Warn("incidents a pinned skip covers stay open", "skip", sk.ID, "incidents", len(ids), "err", err)
+			continue
+		}
+		for _, inc := range masked {
+			changed[at[inc.ID]] = inc
+		}
+		if len(masked) > 0 {
+			l.log.Info("masked incidents once their binary's hash matched a pinned skip", "skip", sk.ID, "path", sk.Value, "incidents", len(masked))
+		}
 	}
 }

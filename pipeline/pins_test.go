@@ -150,3 +150,55 @@ func TestRepeatsLookUpNoHash(t *testing.T) {
 		t.Errorf("incident count %d exe_sha256 %q, want 52 and %s", incs[0].Count, incs[0].Process.ExeSHA256, want)
 	}
 }
+
+// TestPinnedSkipMasksALateHash: a run of the pinned file whose hash the
+// cache does not know yet raises an incident (fail closed); once the hash
+// arrives and equals the pin, the incident is masked for that skip, with
+// the agent named in its history, and removing the skip re-opens it.
+func TestPinnedSkipMasksALateHash(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitRunning(t)
+	content := []byte("#!/bin/sh\necho pinned\n")
+	p := tmpTool(t, string(content))
+	pin, err := exehash.File(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	added, _, err := h.local.AddSkip(ctx, rules.Skip{Kind: rules.SkipPath, Value: p, Pin: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHashed(t, h.local, fileExec(t, p, "probe"))
+	// The same bytes written again: a new version of the file, whose hash
+	// the cache does not know until it has read it.
+	if err := os.WriteFile(p, content, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.source.emit(t, fileExec(t, p, "late"))
+	incs := h.incidents(t, api.Query{})
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents from a run of unknown hash, want 1 (fail closed)", len(incs))
+	}
+	id := incs[0].ID
+	var got rules.Incident
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got = h.incidents(t, api.Query{})[0]
+		if got.Status == rules.StatusMasked || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got.ID != id || got.Status != rules.StatusMasked || got.Process.ExeSHA256 != pin {
+		t.Fatalf("incident after its hash arrived: status %s, exe_sha256 %q; want masked with %s", got.Status, got.Process.ExeSHA256, pin)
+	}
+	last := got.History[len(got.History)-1]
+	if last.Skip != added.ID || last.To != rules.StatusMasked || last.By.PID != uint32(os.Getpid()) {
+		t.Fatalf("history %+v: want a change to masked by this process for skip %s", got.History, added.ID)
+	}
+	if n, err := h.local.RemoveSkip(ctx, added.ID); err != nil || n != 1 {
+		t.Fatalf("remove skip: re-opened %d, %v; want 1", n, err)
+	}
+	if st := h.incidents(t, api.Query{})[0].Status; st != rules.StatusOpen {
+		t.Fatalf("after removing the skip the incident is %s, want open", st)
+	}
+}

@@ -200,6 +200,24 @@ func (e *Engine) PinnedPath(path string) bool {
 	return ok
 }
 
+// PinnedSkips returns the added skips pinned to a file's hash. The
+// pipeline checks them against an incident whose binary's hash arrived
+// after it was raised, to mask what they would have silenced. Safe from
+// any goroutine.
+func (e *Engine) PinnedSkips() []Skip {
+	a := e.added.Load()
+	if a == nil || len(a.pinned) == 0 {
+		return nil
+	}
+	var out []Skip
+	for _, s := range a.list {
+		if s.Pin != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (l *SkipList) add(kind, value string) {
 	switch kind {
 	case SkipCommand:

@@ -336,3 +336,64 @@ func appendHistory(h []rules.Change, c rules.Change) []rules.Change {
 	}
 	return append(h, c)
 }
+
+// MaskForSkip masks, for the added skip skipID, those of the open incidents
+// ids that its caller found covered, as adding the skip would have done had
+// they been covered then: a mask link (so removing the skip re-opens them)
+// and a history entry naming by and the skip. The pipeline calls it when
+// the hash of an incident's binary arrives after a skip pinned to that
+// hash was added. It returns the incidents it masked.
+func (s *Store) MaskForSkip(skipID string, ids []rules.ID, by rules.Actor) ([]rules.Incident, error) {
+	seq, err := strconv.ParseUint(skipID, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("mask for skip %q: %w", skipID, ErrNoSkip)
+	}
+	if err := s.Flush(); err != nil {
+		return nil, fmt.Errorf("mask for skip %s: %w", skipID, err)
+	}
+	seqKey := binary.BigEndian.AppendUint64(nil, seq)
+	var masked []rules.Incident
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	err = s.update(func(tx *bolt.Tx) error {
+		masked = masked[:0]
+		w := s.newWriteTx(tx)
+		if w.skips.Get(seqKey) == nil {
+			return ErrNoSkip // removed meanwhile: nothing to mask for it
+		}
+		for _, id := range ids {
+			key := id.Bytes()
+			v := w.incs.Get(key)
+			if v == nil {
+				continue
+			}
+			var inc rules.Incident
+			if err := decodeIncident(key, v, &inc); err != nil {
+				s.unreadable(key, err)
+				continue
+			}
+			if inc.Status != rules.StatusOpen {
+				continue // set by hand, or masked already
+			}
+			if err := w.masks.Put(append(bytes.Clone(key), seqKey...), nil); err != nil {
+				return err
+			}
+			if err := w.skipMs.Put(append(bytes.Clone(seqKey), key...), nil); err != nil {
+				return err
+			}
+			inc.History = appendHistory(inc.History, rules.Change{Time: time.Now(), From: rules.StatusOpen, To: rules.StatusMasked, By: by, Skip: skipID})
+			if err := w.setStatus(key, &inc, rules.StatusMasked); err != nil {
+				return err
+			}
+			masked = append(masked, inc)
+		}
+		return w.finish()
+	})
+	if errors.Is(err, ErrNoSkip) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mask %d incidents for skip %s: %w", len(ids), skipID, err)
+	}
+	return masked, nil
+}
