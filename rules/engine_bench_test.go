@@ -45,7 +45,7 @@ func benchRules() string {
 	return b.String()
 }
 
-func benchEngine(b *testing.B) *Engine {
+func benchEngine(b testing.TB) *Engine {
 	testUsers(b)
 	set := mustParse(b, benchRules())
 	if n := len(set.Rules); n != 50 {
@@ -114,6 +114,40 @@ func BenchmarkEvaluateExit(b *testing.B) {
 func BenchmarkEvaluateDedupRepeat(b *testing.B) {
 	ev := execEvent("/opt/app4/bin/server", 1000)
 	benchEvaluate(b, ev, 1, 0)
+}
+
+// The same repeat through Judge, as the pipeline calls it: the verdict
+// reuses its array, so nothing is allocated.
+func BenchmarkJudgeDedupRepeat(b *testing.B) {
+	e := benchEngine(b)
+	ev := execEvent("/opt/app4/bin/server", 1000)
+	if v := e.Judge(ev); len(v.Incidents) != 1 {
+		b.Fatalf("verdict %s, want 1 incident", verdict(v))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		e.Judge(ev)
+	}
+}
+
+// TestJudgeRepeatNoAlloc: an exec storm of one binary is one incident
+// counted up, and judging each repeat allocates nothing (Judge reuses its
+// verdict's array), while Evaluate's slices stay the caller's own.
+func TestJudgeRepeatNoAlloc(t *testing.T) {
+	e := benchEngine(t)
+	ev := execEvent("/opt/app4/bin/server", 1000)
+	first := e.Evaluate(ev)
+	if len(first) != 1 {
+		t.Fatalf("first sighting raised %d incidents, want 1", len(first))
+	}
+	if n := testing.AllocsPerRun(100, func() { e.Judge(ev) }); n != 0 {
+		t.Errorf("a repeat judged with %.1f allocations, want 0", n)
+	}
+	second := e.Evaluate(ev)
+	if first[0].Count != 1 || second[0].Count <= 1 {
+		t.Errorf("counts %d then %d: Evaluate's slices must not share Judge's array (want 1, then the repeats' count)", first[0].Count, second[0].Count)
+	}
 }
 
 // TestEvaluateNoAlloc holds the engine to its promise: events that raise no
