@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/procwatch/procwatch/api"
+	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
 )
 
@@ -72,7 +73,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		a.cfg.Service = a.Publishing(cfg.Service)
 	}
 	a.pub = &publisher{host: cfg.Host, box: box, log: log,
-		queue: make(chan rules.Incident, queueLen), kick: make(chan struct{}, 1)}
+		queue: queue.New[rules.Incident](queueLen), kick: make(chan struct{}, 1)}
 	return a, nil
 }
 
@@ -130,10 +131,7 @@ func (a *Agent) Close() error {
 	a.wg.Wait()
 	// What the sensor handed over but the writer had not stored yet goes
 	// to the outbox now, so the next start publishes it.
-	var rest []rules.Incident
-	for len(a.pub.queue) > 0 {
-		rest = append(rest, <-a.pub.queue)
-	}
+	rest, _ := a.pub.queue.Take(nil)
 	if len(rest) > 0 {
 		if err := a.pub.box.add(rest); err != nil {
 			errs = append(errs, fmt.Errorf("fleet outbox: %d incidents not queued: %w", len(rest), err))

@@ -338,7 +338,7 @@ func (ra *replayAgent) settled() bool {
 		return false
 	}
 	s := ra.agent.Stats()
-	return s.Pending == 0 && len(ra.agent.pub.queue) == 0
+	return s.Pending == 0 && ra.agent.pub.queue.Len() == 0
 }
 
 // localIncidents returns the agent's stored incidents by id.

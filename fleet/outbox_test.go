@@ -3,6 +3,7 @@ package fleet
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -83,6 +84,35 @@ func TestAgentCloseKeepsQueued(t *testing.T) {
 	defer box.close()
 	if pending, _, _ := box.counts(); pending != 3 {
 		t.Fatalf("%d incidents in the outbox after Close, want 3", pending)
+	}
+}
+
+// TestAgentQueueCostsWhatItHolds: an agent that has queued nothing holds
+// no memory for its queue (a preallocated channel of 65,536 incidents was
+// 52 MB that every garbage collection scanned), and a queue past its bound
+// drops its oldest incidents, counted as lost in the status.
+func TestAgentQueueCostsWhatItHolds(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	a, err := NewAgent(AgentConfig{Host: "h", OutboxPath: filepath.Join(t.TempDir(), "outbox"), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 4<<20 {
+		t.Fatalf("a new agent holds %d MiB of heap, want under 4 MiB", grew>>20)
+	}
+	for id := range rules.ID(queueLen + 10) {
+		a.Put(rules.Incident{ID: id + 1, Host: "h", Status: rules.StatusOpen, Count: 1})
+	}
+	if lost := a.Stats().Lost; lost != 10 {
+		t.Fatalf("lost %d after %d puts into a queue of %d with no writer running, want 10", lost, queueLen+10, queueLen)
+	}
+	if got, _ := a.pub.queue.Take(nil); got[0].ID != 11 {
+		t.Fatalf("oldest queued incident %d, want 11: the oldest give way", got[0].ID)
 	}
 }
 

@@ -12,11 +12,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/procwatch/procwatch/queue"
 	"github.com/procwatch/procwatch/rules"
 )
 
 // Publisher sizes. queueLen bounds the incidents waiting to enter the
-// outbox; past it Put counts them as lost instead of blocking the sensor.
+// outbox; past it the oldest give way (counted as lost; they stay in the
+// local database) instead of the sensor waiting. The queue's memory grows
+// with what it holds: a preallocated channel of this many incidents was 52
+// MB of heap per agent that every garbage collection had to scan.
 const (
 	queueLen     = 65536
 	outboxBatch  = 256
@@ -45,21 +49,19 @@ type publisher struct {
 	box  *outbox
 	log  *slog.Logger
 
-	queue     chan rules.Incident
+	queue     *queue.Queue[rules.Incident]
 	kick      chan struct{}
-	lost      atomic.Uint64
+	lost      atomic.Uint64 // batches the outbox refused; queue drops are counted by the queue
 	published atomic.Uint64
 	lastErr   atomic.Pointer[string]
 }
 
 // put queues inc for the outbox without ever blocking.
-func (p *publisher) put(inc rules.Incident) {
-	select {
-	case p.queue <- inc:
-	default:
-		p.lost.Add(1)
-	}
-}
+func (p *publisher) put(inc rules.Incident) { p.queue.Push(inc) }
+
+// lostTotal is every incident that did not reach the outbox: dropped by a
+// full queue or refused by the outbox.
+func (p *publisher) lostTotal() uint64 { return p.queue.Dropped() + p.lost.Load() }
 
 // fill drains the queue into the outbox, a batch per transaction.
 func (p *publisher) fill(ctx context.Context) {
@@ -67,29 +69,26 @@ func (p *publisher) fill(ctx context.Context) {
 	batch := make([]rules.Incident, 0, outboxBatch)
 	for {
 		select {
-		case inc := <-p.queue:
-			batch = append(batch[:0], inc)
-		drain:
-			for len(batch) < outboxBatch {
-				select {
-				case inc := <-p.queue:
-					batch = append(batch, inc)
-				default:
-					break drain
-				}
+		case <-p.queue.Ready():
+		case <-ctx.Done():
+			return
+		}
+		for {
+			batch, _ = p.queue.TakeN(batch[:0], outboxBatch)
+			if len(batch) == 0 {
+				break
 			}
 			if err := p.box.add(batch); err != nil {
 				p.lost.Add(uint64(len(batch)))
 				p.log.Error("fleet outbox: cannot queue incidents; they stay in the local database only", "count", len(batch), "err", err)
 			}
+			clear(batch) // let the incidents' strings go
 			select {
 			case p.kick <- struct{}{}:
 			default:
 			}
-		case <-ctx.Done():
-			return
 		}
-		if n := p.lost.Load(); n > reported {
+		if n := p.lostTotal(); n > reported {
 			p.log.Warn("fleet queue full: incidents not published (they are in the local database)", "total", n)
 			reported = n
 		}
@@ -203,12 +202,12 @@ func MsgID(host string, id rules.ID, rev uint64) string {
 func (p *publisher) stats() PublishStats {
 	pending, rev, acked := p.box.counts()
 	s := PublishStats{
-		Connected: p.nc.IsConnected(),
+		Connected: p.nc != nil && p.nc.IsConnected(), // nil before Start
 		Pending:   pending,
 		Revision:  rev,
 		Acked:     acked,
 		Published: p.published.Load(),
-		Lost:      p.lost.Load(),
+		Lost:      p.lostTotal(),
 	}
 	if e := p.lastErr.Load(); e != nil {
 		s.Error = *e
