@@ -32,16 +32,12 @@ func (s *Store) SetExeSHA256(sums map[rules.ID]string) ([]rules.Incident, error)
 		changed = changed[:0]
 		w := s.newWriteTx(tx)
 		for id, sum := range sums {
-			key := id.Bytes()
-			v := w.incs.Get(key)
-			if v == nil {
-				continue
-			}
 			var inc rules.Incident
-			if err := decodeIncident(key, v, &inc); err != nil {
+			key, found, err := w.load(id, &inc)
+			if err != nil {
 				return err
 			}
-			if inc.Process.ExeSHA256 != "" || sum == "" {
+			if !found || inc.Process.ExeSHA256 != "" || sum == "" {
 				continue
 			}
 			inc.Process.ExeSHA256 = sum

@@ -362,17 +362,13 @@ func (s *Store) MaskForSkip(skipID string, ids []rules.ID, by rules.Actor) ([]ru
 			return ErrNoSkip // removed meanwhile: nothing to mask for it
 		}
 		for _, id := range ids {
-			key := id.Bytes()
-			v := w.incs.Get(key)
-			if v == nil {
-				continue
-			}
 			var inc rules.Incident
-			if err := decodeIncident(key, v, &inc); err != nil {
+			key, found, err := w.load(id, &inc)
+			if err != nil {
 				s.unreadable(key, err)
 				continue
 			}
-			if inc.Status != rules.StatusOpen {
+			if !found || inc.Status != rules.StatusOpen {
 				continue // set by hand, or masked already
 			}
 			if err := w.masks.Put(append(bytes.Clone(key), seqKey...), nil); err != nil {

@@ -137,6 +137,18 @@ func (w *writeTx) putRecord(key []byte, inc *rules.Incident) error {
 	return nil
 }
 
+// load reads the stored incident id into inc. found is false when there is
+// none; err is a record that does not decode (the caller decides whether
+// that fails the transaction or is skipped and counted).
+func (w *writeTx) load(id rules.ID, inc *rules.Incident) (key []byte, found bool, err error) {
+	key = id.Bytes()
+	v := w.incs.Get(key)
+	if v == nil {
+		return key, false, nil
+	}
+	return key, true, decodeIncident(key, v, inc)
+}
+
 // setStatus rewrites one stored incident with a new status.
 func (w *writeTx) setStatus(key []byte, inc *rules.Incident, st rules.Status) error {
 	if inc.Status == st {
