@@ -24,6 +24,11 @@ import (
 // view calls it stale: three missed status messages.
 const DefaultStaleAfter = 3 * time.Second
 
+// DefaultMaxIncidents bounds the incidents a Client holds (about 2 KiB
+// each): the stream may hold weeks of a fleet, more than a viewer should
+// load. Past it the most expendable go (rules.ExpendableFirst).
+const DefaultMaxIncidents = 200_000
+
 // ClientOptions tune a Client.
 type ClientOptions struct {
 	// Caller is the identity put in control subjects (Identity of the
@@ -38,6 +43,8 @@ type ClientOptions struct {
 	// stored it (tests and figures).
 	OnIncident func(host string, inc *rules.Incident, rev uint64, dup bool, stored time.Time)
 	Logger     *slog.Logger
+	// MaxIncidents bounds the incidents held; default DefaultMaxIncidents.
+	MaxIncidents int
 }
 
 // Client is the fleet as a front end sees it: hosts from their status
@@ -51,6 +58,9 @@ type Client struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	// held counts the incidents of every host; evicted those let go to
+	// stay under MaxIncidents (see evict).
+	held, evicted int
 	// added is closed and replaced when a host is first seen.
 	added chan struct{}
 
@@ -73,7 +83,7 @@ type hostState struct {
 	status    *StatusMsg
 	lastSeen  time.Time
 	firstSeen time.Time
-	incidents map[rules.ID]version
+	incidents map[rules.ID]*version
 	watchers  map[*api.Mailbox]struct{}
 }
 
@@ -88,6 +98,9 @@ type version struct {
 func NewClient(ctx context.Context, nc *nats.Conn, opts ClientOptions) (*Client, error) {
 	if opts.StaleAfter <= 0 {
 		opts.StaleAfter = DefaultStaleAfter
+	}
+	if opts.MaxIncidents <= 0 {
+		opts.MaxIncidents = DefaultMaxIncidents
 	}
 	if opts.Caller == "" {
 		opts.Caller = "anonymous"
@@ -169,7 +182,7 @@ func (c *Client) Close() {
 func (c *Client) host(name string) *hostState {
 	h := c.hosts[name]
 	if h == nil {
-		h = &hostState{firstSeen: time.Now(), incidents: map[rules.ID]version{}, watchers: map[*api.Mailbox]struct{}{}}
+		h = &hostState{firstSeen: time.Now(), incidents: map[rules.ID]*version{}, watchers: map[*api.Mailbox]struct{}{}}
 		c.hosts[name] = h
 		close(c.added)
 		c.added = make(chan struct{})
@@ -263,15 +276,53 @@ func (c *Client) onIncident(m jetstream.Msg) {
 	old, seen := h.incidents[inc.ID]
 	dup := seen && old.rev >= rev
 	if !dup {
-		h.incidents[inc.ID] = version{inc: inc, rev: rev}
+		h.incidents[inc.ID] = &version{inc: inc, rev: rev}
 		for w := range h.watchers {
 			w.Put(api.Update{Incidents: []rules.Incident{inc}})
+		}
+		if !seen {
+			c.held++
+			c.evict()
 		}
 	}
 	c.mu.Unlock()
 	if c.opts.OnIncident != nil {
 		c.opts.OnIncident(name, &inc, rev, dup, stored)
 	}
+}
+
+// evict lets the most expendable tenth of the incidents go once more than
+// MaxIncidents are held, so a stream of weeks cannot fill the viewer's
+// memory and a flood of low incidents pushes out its own kind first. What
+// goes stays in the stream and in the hosts' stores; Evicted counts it.
+// c.mu held.
+func (c *Client) evict() {
+	if c.held <= c.opts.MaxIncidents {
+		return
+	}
+	all := make([]*rules.Incident, 0, c.held)
+	for _, h := range c.hosts {
+		for _, v := range h.incidents {
+			all = append(all, &v.inc)
+		}
+	}
+	slices.SortFunc(all, rules.ExpendableFirst)
+	n := c.held - c.opts.MaxIncidents*9/10
+	for _, inc := range all[:n] {
+		delete(c.hosts[inc.Host].incidents, inc.ID)
+	}
+	c.held -= n
+	c.evicted += n
+	c.log.Info("fleet view: let the most expendable incidents go to stay bounded (they remain in the stream and on their hosts)",
+		"evicted", n, "evicted_total", c.evicted, "held", c.held)
+}
+
+// Evicted is how many incidents the client let go to stay under
+// MaxIncidents since it started.
+func (c *Client) Evicted() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.evicted
 }
 
 // WaitCaughtUp waits until the stream's history has been read, so a

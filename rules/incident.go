@@ -1,10 +1,12 @@
 package rules
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -215,4 +217,33 @@ func (s *Severity) UnmarshalText(b []byte) error {
 	}
 	*s = v
 	return nil
+}
+
+// ExpendableFirst orders incidents for a view that must let some go to
+// stay bounded (the fleet UI's window): masked ones first, then
+// acknowledged ones, then open ones of the lowest severity, oldest first
+// within each. It is the order of the store's count retention, so a flood
+// of low incidents pushes out its own kind before an open high or
+// critical one.
+func ExpendableFirst(a, b *Incident) int {
+	if c := cmp.Compare(statusRank(a.Status), statusRank(b.Status)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Severity, b.Severity); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.ID, b.ID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Host, b.Host)
+}
+
+func statusRank(s Status) int {
+	switch s {
+	case StatusMasked:
+		return 0
+	case StatusAcknowledged:
+		return 1
+	}
+	return 2
 }

@@ -83,6 +83,9 @@ func (c incidentsComp) title() []string {
 		order = "by severity"
 	}
 	parts := []string{fmt.Sprintf("%s shown", groupDigits(uint64(c.m.inc.list.Len()))), order}
+	if n := c.m.inc.evicted; n > 0 {
+		parts = append(parts, fmt.Sprintf("%s let go to stay under %s (in the hosts' stores)", groupDigits(uint64(n)), groupDigits(uint64(c.m.inc.maxHeld))))
+	}
 	if c.m.several() {
 		parts = append(parts, c.m.hostScope())
 	}

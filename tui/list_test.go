@@ -3,6 +3,7 @@ package tui
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -91,7 +92,7 @@ func TestApplySortedMatchesASort(t *testing.T) {
 // full rebuild gives, by id and by severity.
 func TestIncidentBatchesMatchARebuild(t *testing.T) {
 	for _, bySev := range []bool{false, true} {
-		s := newIncidentsScreen([]string{"a", "b", "c"})
+		s := newIncidentsScreen([]string{"a", "b", "c"}, 0)
 		s.bySev = bySev
 		s.list.SetSize(160, 30)
 		users := newUserCache(nil)
@@ -115,11 +116,69 @@ func TestIncidentBatchesMatchARebuild(t *testing.T) {
 	}
 }
 
+// TestIncidentsHeldStayBounded: past its bound the incident list lets the
+// most expendable go (masked, then low severities, oldest first), keeps
+// every open critical incident, counts what went, and stays the list a
+// rebuild gives.
+func TestIncidentsHeldStayBounded(t *testing.T) {
+	const bound = 100
+	s := newIncidentsScreen([]string{"a", "b"}, bound)
+	s.list.SetSize(160, 30)
+	users := newUserCache(nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	seen := map[incKey]bool{}
+	critical := map[incKey]bool{}
+	for i := range 600 {
+		h := rng.IntN(2)
+		in := fleetIncident(h, i)
+		switch {
+		case i%50 == 0:
+			in.Severity = rules.SeverityCritical
+			critical[incKey{h, in.ID}] = true
+		case i%3 == 0:
+			in.Status, in.Severity = rules.StatusMasked, rules.SeverityHigh
+		default:
+			in.Severity = rules.SeverityLow
+		}
+		seen[incKey{h, in.ID}] = true
+		before := maps.Clone(s.byID)
+		s.upsert([]hostIncident{{host: h, inc: in}}, nil, users, t0.Location())
+		if len(s.byID) > bound {
+			t.Fatalf("after %d incidents the list holds %d, want at most %d", i+1, len(s.byID), bound)
+		}
+		// An eviction that took an open incident left no masked one.
+		for k, r := range before {
+			if s.byID[k] != nil || r.item.Status != rules.StatusOpen {
+				continue
+			}
+			for k2, r2 := range before {
+				if r2.item.Status == rules.StatusMasked && s.byID[k2] != nil {
+					t.Fatalf("open %s was let go while masked %s stayed", r.item.ID, r2.item.ID)
+				}
+			}
+		}
+	}
+	if len(s.byID)+s.evicted != len(seen) {
+		t.Fatalf("held %d + let go %d != %d incidents", len(s.byID), s.evicted, len(seen))
+	}
+	for k := range critical {
+		if s.byID[k] == nil {
+			t.Fatalf("open critical incident %v was let go before masked and low ones", k)
+		}
+	}
+	got := slices.Clone(s.list.all)
+	s.needsSort = true
+	s.refresh()
+	if !slices.Equal(got, s.list.all) {
+		t.Fatalf("the list after evictions differs from a rebuild (%d rows vs %d)", len(got), len(s.list.all))
+	}
+}
+
 // TestRenderMatchesTheTable: the list's own drawing from cached lines is
 // byte for byte what the bubbles table drew (styles included), on every
 // frame, with the selection moving and the theme changing.
 func TestRenderMatchesTheTable(t *testing.T) {
-	s := newIncidentsScreen([]string{"web-01", "db-01"})
+	s := newIncidentsScreen([]string{"web-01", "db-01"}, 0)
 	l := s.list
 	l.SetSize(120, 12)
 	users := newUserCache(nil)
@@ -176,7 +235,7 @@ func TestRenderMatchesTheTable(t *testing.T) {
 // each; only the rows drawn are formatted, and a filter still finds a row
 // that was never drawn.
 func TestIncidentRowsFormattedWhenNeeded(t *testing.T) {
-	s := newIncidentsScreen([]string{"web-01", "db-01"})
+	s := newIncidentsScreen([]string{"web-01", "db-01"}, 0)
 	s.list.SetSize(160, 20)
 	var b []hostIncident
 	for i := range 5000 {

@@ -55,6 +55,12 @@ type Options struct {
 	// Incidents is how many stored incidents are loaded at start
 	// (default 10,000).
 	Incidents int
+	// MaxIncidents bounds the incidents the list holds (default 200,000,
+	// about 2 KiB each): past it the most expendable tenth goes
+	// (rules.ExpendableFirst: masked, acknowledged, then the lowest
+	// severities, oldest first), counted in the list's title. They stay in
+	// the hosts' stores.
+	MaxIncidents int
 	// Location is the time zone for times on screen (default time.Local).
 	Location *time.Location
 	// Now returns the current time (default time.Now); tests fix it.
@@ -94,6 +100,9 @@ func (o *Options) defaults() {
 	}
 	if o.Incidents <= 0 {
 		o.Incidents = 10_000
+	}
+	if o.MaxIncidents <= 0 {
+		o.MaxIncidents = 200_000
 	}
 	if o.Location == nil {
 		o.Location = time.Local
@@ -215,7 +224,7 @@ func newModel(ctx context.Context, hv []*hostView, opts Options) *Model {
 		th:         newTheme(true),
 		help:       help.New(),
 		users:      newUserCache(opts.LookupUser),
-		inc:        newIncidentsScreen(names),
+		inc:        newIncidentsScreen(names, opts.MaxIncidents),
 		hostsList:  newListView[*hostView](hostColumns(), -1, false, "no hosts"),
 		noise:      newListView[*suggest.Suggestion](noiseColumns(), -1, false, "no incidents in this window"),
 		noiseWin:   time.Hour,

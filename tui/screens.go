@@ -43,6 +43,8 @@ type incidentsScreen struct {
 	names     []string // host names; nil with one host
 	onlyHost  int      // show only this host's incidents; -1 shows all
 	needsSort bool
+	// maxHeld bounds byID; evicted counts the incidents let go (evict).
+	maxHeld, evicted int
 	// users and loc format rows when they are first drawn (lazily).
 	users *userCache
 	loc   *time.Location
@@ -54,11 +56,11 @@ type incKey struct {
 	id   rules.ID
 }
 
-func newIncidentsScreen(names []string) *incidentsScreen {
+func newIncidentsScreen(names []string, maxHeld int) *incidentsScreen {
 	cols, sevCol := incidentColumns(names != nil)
 	l := newListView[*rules.Incident](cols, sevCol, false, "no incidents yet")
 	l.follow = false // new incidents must not pull the selection away
-	s := &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1}
+	s := &incidentsScreen{byID: map[incKey]*row[*rules.Incident]{}, list: l, names: names, onlyHost: -1, maxHeld: maxHeld}
 	l.cmp = s.order
 	l.format = func(r *row[*rules.Incident]) { formatIncidentRow(r, s.hostName(r.host), s.users, s.loc) }
 	return s
@@ -127,13 +129,41 @@ func (s *incidentsScreen) upsert(list []hostIncident, keep func(host, gen int) b
 		inBatch[k] = len(adds)
 		adds = append(adds, r)
 	}
-	if s.needsSort {
-		return last // the next refresh rebuilds the list from byID
-	}
-	if len(adds) > 0 {
+	if !s.needsSort && len(adds) > 0 {
 		s.list.applySorted(dels, adds)
 	}
+	// (With needsSort, the next refresh rebuilds the list from byID.)
+	s.evict()
 	return last
+}
+
+// evict lets the most expendable tenth of the incidents go once more than
+// maxHeld are held (rules.ExpendableFirst), so a long session on a busy
+// fleet cannot fill the UI's memory, and a flood of low incidents pushes
+// out its own kind before an open high one.
+func (s *incidentsScreen) evict() {
+	if s.maxHeld <= 0 || len(s.byID) <= s.maxHeld {
+		return
+	}
+	all := make([]*row[*rules.Incident], 0, len(s.byID))
+	for _, r := range s.byID {
+		all = append(all, r)
+	}
+	slices.SortFunc(all, func(a, b *row[*rules.Incident]) int {
+		if c := rules.ExpendableFirst(a.item, b.item); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.host, b.host)
+	})
+	dels := all[:len(all)-s.maxHeld*9/10]
+	for _, r := range dels {
+		delete(s.byID, incKey{r.host, r.item.ID})
+	}
+	s.evicted += len(dels)
+	if !s.needsSort {
+		slices.SortFunc(dels, s.order)
+		s.list.applySorted(dels, nil)
+	}
 }
 
 // setStatus changes the status of incidents the UI holds.
