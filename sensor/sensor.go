@@ -214,16 +214,23 @@ func (s *Sensor) Run(ctx context.Context, handle func(*event.Event)) (err error)
 	defer stop()
 
 	r := reading{clock: newClock(), lastSweep: time.Now()}
-	busyTick := time.NewTicker(busyInterval)
-	defer busyTick.Stop()
+	next := time.NewTimer(busyInterval)
+	defer next.Stop()
 	busy := false
 	for ctx.Err() == nil {
 		if busy {
-			// Events are flowing: collect them in batches on a tick instead
-			// of being woken for each one.
+			// Events are flowing: collect them in batches on a timer
+			// instead of being woken for each one; sooner when the last
+			// batch filled an eighth of the ring, so a heavier storm
+			// cannot fill it between two batches.
+			wait := busyInterval
+			if r.filled > s.ring/8 {
+				wait = busyInterval / 4
+			}
+			next.Reset(wait)
 			select {
 			case <-ctx.Done():
-			case <-busyTick.C:
+			case <-next.C:
 			}
 		} else {
 			// Quiet: wait until the BPF side signals data (it does for the
@@ -258,7 +265,8 @@ func (s *Sensor) waitReadable(deadline time.Time) {
 }
 
 // busyInterval is how often the reader collects events while they flow
-// (an event then waits at most that long); idlePoll bounds how long it
+// (an event then waits at most that long; a quarter of it when the last
+// batch filled an eighth of the ring); idlePoll bounds how long it
 // waits when they do not. The BPF side signals the first event after 10 ms
 // without a signal (and early when the ring fills), so on a quiet host an
 // event is read at once. An event it does not signal follows a signalled
@@ -267,7 +275,7 @@ func (s *Sensor) waitReadable(deadline time.Time) {
 // safety net, and it is long because each wakeup of an idle agent costs
 // more CPU than hundreds of events.
 const (
-	busyInterval = 50 * time.Millisecond
+	busyInterval = 100 * time.Millisecond
 	idlePoll     = time.Second
 )
 
@@ -278,6 +286,7 @@ type reading struct {
 	h         rawHeader
 	clock     clock
 	lastSweep time.Time
+	filled    int // bytes waiting in the ring when the last drain began
 }
 
 // drain delivers every record available now, without waiting, and returns
@@ -290,6 +299,7 @@ type reading struct {
 // Go runtime's monitor thread from its deep sleep.
 func (s *Sensor) drain(r *reading, handle func(*event.Event)) (int, error) {
 	n := 0
+	r.filled = s.reader.AvailableBytes()
 	s.reader.SetDeadline(time.Now())
 	defer s.sweepDue(r)
 	for s.reader.AvailableBytes() > 0 {
