@@ -247,6 +247,10 @@ func runFleetIncidents(cmd *cobra.Command, nf *natsFlags, host string) error {
 			}
 		}
 	}
+	if n := s.c.Evicted(); n > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "procwatch: the stream held more than %d incidents; %d of the most expendable (masked, acknowledged, lowest severity, oldest) are not listed; they are in each host's own store\n",
+			fleet.DefaultMaxIncidents, n)
+	}
 	if err := writeFleetIncidents(cmd.OutOrStdout(), out, asJSON); err != nil || !follow {
 		return err
 	}

@@ -344,7 +344,8 @@ type HostInfo struct {
 	Stale    bool       `json:"stale"`
 	LastSeen time.Time  `json:"last_seen,omitzero"`
 	Status   *StatusMsg `json:"status,omitempty"`
-	// Incidents counts the incidents of the host in the stream.
+	// Incidents counts the incidents of the host the client holds: those
+	// of the stream, less any let go to stay under MaxIncidents.
 	Incidents int `json:"incidents"`
 }
 
